@@ -1,0 +1,1 @@
+"""Sequence operators, installed as pytest_goni.kernels."""

@@ -1,0 +1,1 @@
+"""Model backends, installed as pytest_goni.models."""

@@ -1,0 +1,69 @@
+"""What a measurement function receives besides its params: where it runs and what it may use."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class MeasurementTimeout(Exception):
+    """Raised inside a measurement that ran past its ``timeout``."""
+
+
+@dataclass
+class MeasureContext:
+    """Per-measurement context.
+
+    - ``device``: ``"cuda:N"`` (this xdist worker's GPU) or ``"cpu"``;
+    - ``profile``: the active profile's name, ``profile_vars`` its values;
+    - ``models``: the spec's ``models:`` section, resolved (name -> config dict with ``backend``);
+    - ``spec_path``: the YAML file (relative data paths resolve against its folder);
+    - ``artifact_dir``: where a measurement may write plots and logs (the report dir or a tmp dir);
+    - ``deadline``: ``time.monotonic()`` value after which the measurement should stop.
+    """
+
+    spec_id: str
+    measurement: str
+    device: str
+    profile: str
+    profile_vars: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    spec_path: Path
+    artifact_dir: Path
+    deadline: float = float("inf")
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def resolve_path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else (self.spec_path.parent / p)
+
+    def artifact(self, name: str) -> Path:
+        """A path for a file this measurement writes (a plot, a log)."""
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        return self.artifact_dir / f"{self.spec_id}.{self.measurement}.{name}"
+
+    def log(self, msg: str) -> None:
+        self.log_lines.append(msg)
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check_deadline(self) -> None:
+        """Call inside long loops: stops a measurement cleanly when its timeout has passed."""
+        if time.monotonic() > self.deadline:
+            raise MeasurementTimeout(f"measurement {self.measurement!r} ran past its timeout")
+
+    def build_model(self, name: str, **overrides: Any) -> Any:
+        """Build the spec's model ``name`` through its backend, on this context's device."""
+        from .registry import resolve_backend
+
+        cfg = dict(self.models[name])
+        cfg.update(overrides)
+        factory = resolve_backend(cfg.pop("backend"))
+        return factory(**cfg)

@@ -1,0 +1,1 @@
+"""Built-in benchmarkable ops (registered for op_bench)."""

@@ -1,0 +1,1 @@
+"""plugin (placeholder until the core lands)."""

@@ -1,0 +1,184 @@
+"""Registries of measurement kinds, model backends and benchmarkable ops.
+
+A spec names these by string; the registries are how names become code. Built-ins register
+themselves on import; third parties add theirs through the ``pytest_goni_register`` hook
+(a conftest.py or an installed pytest plugin) or the ``pytest_goni`` entry-point group
+(a module or callable that receives the :class:`Registries`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "pytest_goni"
+
+#: Modules whose import registers the built-in kinds, backends and ops.
+BUILTIN_MODULES = (
+    "pytest_goni.measurements",
+    "pytest_goni.models",
+    "pytest_goni.ops",
+)
+
+
+class UnknownName(LookupError):
+    """A spec named something no registry holds; the message lists what is known."""
+
+
+@dataclass
+class MeasurementKind:
+    """A measurement kind: code that turns validated params into named metrics.
+
+    ``func(ctx, params) -> dict[str, Metric]`` where ``ctx`` is a
+    :class:`pytest_goni.context.MeasureContext`. ``metrics(params)`` returns the metric keys the
+    kind will produce for those params, so a gate reading a key it never produces is a
+    collection-time spec error, not a run-time surprise.
+    """
+
+    name: str
+    func: Callable[..., dict[str, Any]]
+    schema: dict[str, Any]
+    metrics: Callable[[dict[str, Any]], Iterable[str]]
+    requires_cuda: bool = False
+    default_timeout_s: float = 900.0
+    doc: str = ""
+
+
+@dataclass
+class Backend:
+    """A model backend: ``factory(**config) -> nn.Module`` honouring the models/ contract."""
+
+    name: str
+    factory: Callable[..., Any]
+    doc: str = ""
+
+
+@dataclass
+class Op:
+    """A benchmarkable operator for ``op_bench``.
+
+    ``make_inputs(shape: dict, device, dtype) -> tuple`` builds inputs, ``fn(*inputs)`` runs it,
+    ``flops(shape)`` and ``bytes(shape)`` count the work so the bench reports FLOP/s, B/s and the
+    fraction of the measured roofline.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    make_inputs: Callable[..., tuple]
+    flops: Callable[[dict[str, Any]], float]
+    bytes: Callable[[dict[str, Any]], float]
+    requires_cuda: bool = False
+    doc: str = ""
+
+
+class Registry(dict):
+    """A name -> entry mapping whose misses say what is known and what was probably meant."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    def add(self, entry: Any, *, replace: bool = False) -> Any:
+        if entry.name in self and not replace and self[entry.name] is not entry:
+            raise ValueError(f"{self.what} {entry.name!r} is already registered")
+        self[entry.name] = entry
+        return entry
+
+    def get_or_explain(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        raise UnknownName(explain_unknown(self.what, name, self.keys()))
+
+
+def explain_unknown(what: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; known: {', '.join(known) or 'none'}"
+
+
+@dataclass
+class Registries:
+    kinds: Registry = field(default_factory=lambda: Registry("measurement kind"))
+    backends: Registry = field(default_factory=lambda: Registry("model backend"))
+    ops: Registry = field(default_factory=lambda: Registry("op"))
+
+    def measurement_kind(
+        self,
+        name: str,
+        *,
+        schema: dict[str, Any],
+        metrics: Callable[[dict[str, Any]], Iterable[str]],
+        requires_cuda: bool = False,
+        default_timeout_s: float = 900.0,
+    ) -> Callable:
+        """Decorator registering ``func(ctx, params) -> dict[str, Metric]`` as a kind."""
+
+        def deco(func: Callable) -> Callable:
+            self.kinds.add(
+                MeasurementKind(name, func, schema, metrics, requires_cuda, default_timeout_s,
+                                (func.__doc__ or "").strip()),
+                replace=True,
+            )
+            return func
+
+        return deco
+
+    def backend(self, name: str) -> Callable:
+        """Decorator registering ``factory(**config) -> nn.Module`` as a model backend."""
+
+        def deco(factory: Callable) -> Callable:
+            self.backends.add(Backend(name, factory, (factory.__doc__ or "").strip()), replace=True)
+            return factory
+
+        return deco
+
+    def op(self, name: str, *, make_inputs: Callable, flops: Callable, bytes: Callable,
+           requires_cuda: bool = False) -> Callable:
+        """Decorator registering ``fn(*inputs)`` as a benchmarkable op."""
+
+        def deco(fn: Callable) -> Callable:
+            self.ops.add(Op(name, fn, make_inputs, flops, bytes, requires_cuda,
+                            (fn.__doc__ or "").strip()), replace=True)
+            return fn
+
+        return deco
+
+
+#: The process-wide registries. Built-ins and plugins all register here.
+REGISTRIES = Registries()
+measurement_kind = REGISTRIES.measurement_kind
+backend = REGISTRIES.backend
+op = REGISTRIES.op
+
+_loaded = False
+
+
+def load_builtins() -> Registries:
+    """Import the built-in modules (idempotent) and the entry-point group's plugins."""
+    global _loaded
+    if _loaded:
+        return REGISTRIES
+    _loaded = True
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(mod)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        if callable(obj):
+            obj(REGISTRIES)
+    return REGISTRIES
+
+
+def resolve_backend(name: str) -> Callable[..., Any]:
+    """A registered backend's factory, or ``package.module:factory`` imported on demand."""
+    if ":" in name:
+        mod_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UnknownName(f"cannot import model factory {name!r}: {exc}") from None
+    return REGISTRIES.backends.get_or_explain(name).factory
