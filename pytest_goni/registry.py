@@ -34,15 +34,15 @@ class MeasurementKind:
     """A measurement kind: code that turns validated params into named metrics.
 
     ``func(ctx, params) -> dict[str, Metric]`` where ``ctx`` is a
-    :class:`pytest_goni.context.MeasureContext`. ``metrics(params)`` returns the metric keys the
-    kind will produce for those params, so a gate reading a key it never produces is a
-    collection-time spec error, not a run-time surprise.
+    :class:`pytest_goni.context.MeasureContext`. ``metrics(params)`` returns ``{key: unit}`` for
+    every metric the kind will produce for those params, so a gate reading a key it never
+    produces, or comparing it in the wrong unit, is a collection-time spec error.
     """
 
     name: str
     func: Callable[..., dict[str, Any]]
     schema: dict[str, Any]
-    metrics: Callable[[dict[str, Any]], Iterable[str]]
+    metrics: Callable[[dict[str, Any]], dict[str, str]]
     requires_cuda: bool = False
     default_timeout_s: float = 900.0
     doc: str = ""
@@ -112,7 +112,7 @@ class Registries:
         name: str,
         *,
         schema: dict[str, Any],
-        metrics: Callable[[dict[str, Any]], Iterable[str]],
+        metrics: Callable[[dict[str, Any]], dict[str, str]],
         requires_cuda: bool = False,
         default_timeout_s: float = 900.0,
     ) -> Callable:
