@@ -1,0 +1,213 @@
+"""Dispatchers: one per operator, Triton on CUDA and the chunked torch form elsewhere.
+
+The Triton kernels are forward-only, so when autograd needs the graph (grad enabled and an input
+requires grad) the torch form runs on CUDA as well. `backend="torch"` / `"triton"` forces a path
+(the benchmark and the tests use it); "triton" on CPU runs only under TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from . import checks, chunked, decode
+from .sliding_window import sliding_window_attention_torch
+
+Tensor = torch.Tensor
+
+BACKENDS = (None, "torch", "triton")
+
+
+def _triton(module: str, fn: str):
+    return getattr(importlib.import_module(f"pytest_goni.kernels.triton.{module}"), fn)
+
+
+def _pick(backend: str | None, tensors) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend is not None:
+        return backend
+    ts = [x for x in tensors if isinstance(x, torch.Tensor)]
+    if not ts[0].is_cuda:
+        return "torch"
+    if torch.is_grad_enabled() and any(x.requires_grad for x in ts):
+        return "torch"
+    return "triton"
+
+
+def _scalar_gate(name: str, x: Tensor, b: int, t: int, h: int) -> None:
+    checks.tensor(name, x, 3)
+    checks.same(name, x, (b, t, h), "[B, T, H]")
+
+
+def _vector_gate(name: str, x: Tensor, b: int, t: int, h: int, dk: int) -> None:
+    checks.tensor(name, x, 4)
+    checks.same(name, x, (b, t, h, dk), "[B, T, H, Dk]")
+
+
+def gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, backend=None):
+    """GLA: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; g log-decay [B,T,H,Dk]."""
+    b, t, h, dk, dv = checks.qkv(q, k, v)
+    _vector_gate("g", g, b, t, h, dk)
+    checks.state(initial_state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, initial_state)) == "triton":
+        return _triton("gla", "gla_fwd")(q, k, v, g, sc, initial_state, output_final_state)
+    return chunked.gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
+
+
+def simple_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, backend=None):
+    """Scalar decay (RetNet / Mamba2 SSD): S_t = exp(g_t) S_{t-1} + k_t^T v_t; g [B, T, H]."""
+    b, t, h, dk, dv = checks.qkv(q, k, v)
+    _scalar_gate("g", g, b, t, h)
+    checks.state(initial_state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, initial_state)) == "triton":
+        return _triton("simple_gla", "simple_gla_fwd")(q, k, v, g, sc, initial_state, output_final_state)
+    return chunked.simple_gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
+
+
+def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+                     backend=None):
+    """Gated delta rule: S_t = exp(g_t)(I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t; g, beta [B,T,H].
+
+    Keys are used as given (the layer L2-normalizes them; unnormalized keys can diverge).
+    """
+    b, t, h, dk, dv = checks.qkv(q, k, v)
+    _scalar_gate("g", g, b, t, h)
+    _scalar_gate("beta", beta, b, t, h)
+    checks.state(initial_state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, beta, initial_state)) == "triton":
+        fn = _triton("delta_rule", "gated_delta_rule_fwd")
+        return fn(q, k, v, g, beta, sc, initial_state, output_final_state)
+    return chunked.gated_delta_rule_chunked(q, k, v, g, beta, sc, initial_state, output_final_state)
+
+
+def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, backend=None):
+    """Delta rule: S_t = (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t; beta [B, T, H]."""
+    b, t, h, dk, dv = checks.qkv(q, k, v)
+    _scalar_gate("beta", beta, b, t, h)
+    checks.state(initial_state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, beta, initial_state)) == "triton":
+        fn = _triton("delta_rule", "gated_delta_rule_fwd")
+        return fn(q, k, v, None, beta, sc, initial_state, output_final_state)
+    return chunked.delta_rule_chunked(q, k, v, beta, sc, initial_state, output_final_state)
+
+
+def rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False, backend=None):
+    """RWKV-6: o_t = scale r_t (S_{t-1} + diag(u) k_t^T v_t), S_t = diag(exp(w_t)) S_{t-1} + k_t^T v_t."""
+    b, t, h, dk, dv = checks.qkv(r, k, v, names=("r", "k", "v"))
+    _vector_gate("w", w, b, t, h, dk)
+    checks.tensor("u", u, 2)
+    checks.same("u", u, (h, dk), "[H, Dk]")
+    checks.state(initial_state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (r, k, v, w, u, initial_state)) == "triton":
+        return _triton("gla", "rwkv6_fwd")(r, k, v, w, u, sc, initial_state, output_final_state)
+    return chunked.rwkv6_chunked(r, k, v, w, u, sc, initial_state, output_final_state)
+
+
+def rwkv7(r, w, k, v, a, b, scale=None, initial_state=None, output_final_state=False, backend=None):
+    """RWKV-7: S_t = diag(exp(w_t)) S_{t-1} + b_t^T (a_t S_{t-1}) + k_t^T v_t, o_t = scale r_t S_t.
+
+    w is the log-decay; the RWKV-7 layer passes a = -kappa_hat and b = kappa_hat * a_iclr.
+    """
+    bs, t, h, dk, dv = checks.qkv(r, k, v, names=("r", "k", "v"))
+    for name, x in (("w", w), ("a", a), ("b", b)):
+        _vector_gate(name, x, bs, t, h, dk)
+    checks.state(initial_state, bs, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (r, w, k, v, a, b, initial_state)) == "triton":
+        return _triton("rwkv7", "rwkv7_fwd")(r, w, k, v, a, b, sc, initial_state, output_final_state)
+    return chunked.rwkv7_chunked(r, w, k, v, a, b, sc, initial_state, output_final_state)
+
+
+def sliding_window_attention(q, k, v, window: int, scale=None, backend=None):
+    """Causal softmax attention over the last `window` tokens (the current one included)."""
+    checks.qkv(q, k, v)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    sc = checks.scale(scale, q.shape[-1])
+    if _pick(backend, (q, k, v)) == "triton":
+        return _triton("sliding_window", "sliding_window_fwd")(q, k, v, window, sc)
+    return sliding_window_attention_torch(q, k, v, window, sc)
+
+
+# ---- decode steps: one token, inputs [B, H, D], state [B, H, Dk, Dv] float32 -> (o, new state)
+
+
+def _step_state(state, b, h, dk, dv):
+    if state is None:
+        raise ValueError("state is required for a decode step: [B, H, Dk, Dv] float32")
+    checks.state(state, b, h, dk, dv, name="state")
+
+
+def _step_gate(name, x, shape, what):
+    checks.tensor(name, x, len(shape))
+    checks.same(name, x, shape, what)
+
+
+def gla_step(q, k, v, g, state, scale=None, backend=None):
+    b, h, dk, dv = checks.step_qkv(q, k, v)
+    _step_gate("g", g, (b, h, dk), "[B, H, Dk]")
+    _step_state(state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, state)) == "triton":
+        return _triton("decode", "gla_step")(q, k, v, g, state, sc)
+    return decode.gla_step_torch(q, k, v, g, state, sc)
+
+
+def simple_gla_step(q, k, v, g, state, scale=None, backend=None):
+    b, h, dk, dv = checks.step_qkv(q, k, v)
+    _step_gate("g", g, (b, h), "[B, H]")
+    _step_state(state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, state)) == "triton":
+        return _triton("decode", "simple_gla_step")(q, k, v, g, state, sc)
+    return decode.simple_gla_step_torch(q, k, v, g, state, sc)
+
+
+def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None):
+    b, h, dk, dv = checks.step_qkv(q, k, v)
+    _step_gate("g", g, (b, h), "[B, H]")
+    _step_gate("beta", beta, (b, h), "[B, H]")
+    _step_state(state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, g, beta, state)) == "triton":
+        return _triton("decode", "gated_delta_rule_step")(q, k, v, g, beta, state, sc)
+    return decode.gated_delta_rule_step_torch(q, k, v, g, beta, state, sc)
+
+
+def delta_rule_step(q, k, v, beta, state, scale=None, backend=None):
+    b, h, dk, dv = checks.step_qkv(q, k, v)
+    _step_gate("beta", beta, (b, h), "[B, H]")
+    _step_state(state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (q, k, v, beta, state)) == "triton":
+        return _triton("decode", "gated_delta_rule_step")(q, k, v, None, beta, state, sc)
+    return decode.delta_rule_step_torch(q, k, v, beta, state, sc)
+
+
+def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None):
+    b, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
+    _step_gate("w", w, (b, h, dk), "[B, H, Dk]")
+    _step_gate("u", u, (h, dk), "[H, Dk]")
+    _step_state(state, b, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (r, k, v, w, u, state)) == "triton":
+        return _triton("decode", "rwkv6_step")(r, k, v, w, u, state, sc)
+    return decode.rwkv6_step_torch(r, k, v, w, u, state, sc)
+
+
+def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None):
+    bs, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
+    for name, x in (("w", w), ("a", a), ("b", b)):
+        _step_gate(name, x, (bs, h, dk), "[B, H, Dk]")
+    _step_state(state, bs, h, dk, dv)
+    sc = checks.scale(scale, dk)
+    if _pick(backend, (r, w, k, v, a, b, state)) == "triton":
+        return _triton("decode", "rwkv7_step")(r, w, k, v, a, b, state, sc)
+    return decode.rwkv7_step_torch(r, w, k, v, a, b, state, sc)

@@ -1,0 +1,93 @@
+"""Random operator inputs and error measures shared by the kernel tests and the benchmark.
+
+`make_inputs(op, ...)` draws inputs in the ranges the layers produce (log-decays from logsigmoid,
+L2-normalized keys for the delta rules, RWKV-7's a = -kk, b = kk * a_iclr), so every operator is
+numerically well-posed and the relative error against the float64 reference means something.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import ops, reference
+
+Tensor = torch.Tensor
+
+OPS = ("gla", "simple_gla", "delta_rule", "gated_delta_rule", "rwkv6", "rwkv7")
+
+DISPATCH = {name: getattr(ops, name) for name in OPS}
+STEP = {name: getattr(ops, f"{name}_step") for name in OPS}
+REFERENCE = {
+    "gla": reference.gla_ref,
+    "simple_gla": reference.simple_gla_ref,
+    "delta_rule": reference.delta_rule_ref,
+    "gated_delta_rule": reference.gated_delta_rule_ref,
+    "rwkv6": reference.rwkv6_ref,
+    "rwkv7": reference.rwkv7_ref,
+}
+# which arguments carry a time axis (sliced for state-carry and decode tests); u never does
+TIME_ARGS = {
+    "gla": ("q", "k", "v", "g"),
+    "simple_gla": ("q", "k", "v", "g"),
+    "delta_rule": ("q", "k", "v", "beta"),
+    "gated_delta_rule": ("q", "k", "v", "g", "beta"),
+    "rwkv6": ("r", "k", "v", "w"),
+    "rwkv7": ("r", "w", "k", "v", "a", "b"),
+}
+
+
+def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.float32,
+                device="cpu", seed: int = 0, decay_scale: float = 1.0) -> dict[str, Tensor]:
+    """Keyword arguments for `op` (positional order of the dispatcher), fresh from `seed`."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    q, k, v = rnd(b, t, h, dk), rnd(b, t, h, dk), rnd(b, t, h, dv)
+    vec_decay = F.logsigmoid(rnd(b, t, h, dk) + 2.0) * decay_scale
+    scal_decay = F.logsigmoid(rnd(b, t, h) + 2.0) * decay_scale
+    if op == "gla":
+        args = dict(q=q, k=k, v=v, g=vec_decay)
+    elif op == "simple_gla":
+        args = dict(q=q, k=k, v=v, g=scal_decay)
+    elif op == "delta_rule":
+        args = dict(q=q, k=F.normalize(k, dim=-1), v=v, beta=torch.rand(b, t, h, generator=gen))
+    elif op == "gated_delta_rule":
+        args = dict(q=q, k=F.normalize(k, dim=-1), v=v, g=scal_decay,
+                    beta=torch.rand(b, t, h, generator=gen))
+    elif op == "rwkv6":
+        args = dict(r=q, k=k, v=v, w=vec_decay, u=rnd(h, dk))
+    elif op == "rwkv7":
+        kk = F.normalize(rnd(b, t, h, dk), dim=-1)
+        a_iclr = torch.rand(b, t, h, dk, generator=gen)
+        w = -0.6065 * torch.sigmoid(rnd(b, t, h, dk)) * decay_scale  # log w = -e^-0.5 sigmoid(.)
+        args = dict(r=q, w=w, k=k, v=v, a=-kk, b=kk * a_iclr)
+    else:
+        raise ValueError(f"unknown op {op!r}; known: {OPS}")
+    return {name: x.to(device=device, dtype=dtype) for name, x in args.items()}
+
+
+def random_state(b: int, h: int, dk: int, dv: int, device="cpu", seed: int = 1) -> Tensor:
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return (torch.randn(b, h, dk, dv, generator=gen) * 0.5).to(device)
+
+
+def slice_time(op: str, args: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:
+    return {n: (x[:, start:stop] if n in TIME_ARGS[op] else x) for n, x in args.items()}
+
+
+def at_time(op: str, args: dict[str, Tensor], i: int) -> dict[str, Tensor]:
+    """The decode-step inputs of token i (time axis dropped)."""
+    return {n: (x[:, i] if n in TIME_ARGS[op] else x) for n, x in args.items()}
+
+
+def rel_err(actual: Tensor, expected: Tensor) -> float:
+    """||actual - expected|| / ||expected|| in float64; inf when `actual` holds NaN or inf."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    if a.shape != e.shape:
+        raise AssertionError(f"shape {tuple(a.shape)} != expected {tuple(e.shape)}")
+    if not torch.isfinite(a).all():
+        return float("inf")
+    return ((a - e).norm() / e.norm().clamp_min(1e-30)).item()
