@@ -1,1 +1,3 @@
-"""Model backends, installed as pytest_goni.models."""
+"""Model backends, installed as pytest_goni.models. Importing this registers every backend."""
+
+from . import gpt2, rnn, transformer  # noqa: F401  (registration happens on import)

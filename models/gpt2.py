@@ -1,0 +1,170 @@
+"""GPT-2 baselines: transformers' GPT2LMHeadModel built offline from a config, and parameter matching.
+
+Sizes come from ../shared/seeds/v5-gpt2-gates.md ("GPT-2 Architecture Configs (All Scales)").
+Two counts are reported for every config, because they differ:
+
+- :func:`seed_formula_params` is the seed's ``gpt2_params()`` exactly as written (no biases, one
+  LayerNorm per block, no final LayerNorm);
+- :func:`gpt2_true_params` is what GPT2LMHeadModel really holds (tied head), in closed form and
+  checked against the built module in the tests: the 124M config counts 124,439,808.
+
+:func:`match_gpt2_config` finds the GPT-2 shape whose true count is nearest a target (total or
+non-embedding), for the V5 seed's "parameter-matched comparisons".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_goni.registry import backend
+
+from .base import ConfigError, ModelConfig, ModelContract, build, check_tokens
+
+
+def seed_formula_params(vocab: int = 50257, max_pos: int = 1024, n_layers: int = 6,
+                        d_model: int = 384) -> int:
+    """The V5 seed's ``gpt2_params`` formula, verbatim: embeddings + positions + layers * block."""
+    embeddings = vocab * d_model
+    positional = max_pos * d_model
+    attn = 4 * d_model * d_model
+    mlp = 2 * d_model * (4 * d_model)
+    layer_norm = 2 * d_model
+    return embeddings + positional + n_layers * (attn + mlp + layer_norm)
+
+
+def gpt2_true_params(vocab: int = 50257, max_pos: int = 1024, n_layers: int = 12, d_model: int = 768,
+                     d_ff: int | None = None, tied: bool = True, embedding: bool = True) -> int:
+    """GPT2LMHeadModel's real count: with biases, two LayerNorms per block, the final LayerNorm."""
+    d, f = d_model, d_ff or 4 * d_model
+    block = (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (2 * d) + (d * f + f) + (f * d + d)
+    body = n_layers * block + 2 * d
+    if not embedding:
+        return body
+    return body + vocab * d + max_pos * d + (0 if tied else vocab * d)
+
+
+@dataclass(frozen=True)
+class GPT2Shape:
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_ff: int
+
+    def as_config(self) -> dict[str, int]:
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "d_model": self.d_model,
+                "d_ff": self.d_ff}
+
+
+def match_gpt2_config(target: int, vocab_size: int = 50257, *, max_seq_len: int = 1024,
+                      non_embedding: bool = False, head_dim: int = 64, tolerance: float = 0.02
+                      ) -> dict[str, Any]:
+    """The GPT-2 shape whose true parameter count is nearest ``target``.
+
+    Searched: width a multiple of 32 (heads of ``head_dim``, or of 32 below that width), d_ff = 4
+    * width, 1..64 layers. Among shapes within ``tolerance`` (relative) of the best achievable
+    count, the one whose width/depth ratio is closest to GPT-2's own family (768/12 = 64) wins, so
+    a match is a plausible GPT-2, not a 1-layer giant. Returns the shape, the count it has, the
+    target and the relative error.
+    """
+    if not isinstance(target, (int, float)) or target <= 0:
+        raise ConfigError(f"match target must be a positive parameter count, got {target!r}")
+    candidates = []
+    for d in range(32, 4097, 32):
+        for n_layers in range(1, 65):
+            count = gpt2_true_params(vocab_size, max_seq_len, n_layers, d, embedding=not non_embedding)
+            candidates.append((abs(count - target) / target, d, n_layers, count))
+    best_err = min(c[0] for c in candidates)
+    close = [c for c in candidates if c[0] <= best_err + tolerance]
+    err, d, n_layers, count = min(close, key=lambda c: (abs(math.log(c[1] / c[2] / 64.0)), c[0]))
+    heads = max(1, d // head_dim) if d >= head_dim else max(1, d // 32)
+    while d % heads:
+        heads -= 1
+    shape = GPT2Shape(n_layers, heads, d, 4 * d)
+    return {**shape.as_config(), "params": count, "target": int(target), "relative_error": err,
+            "counted": "non-embedding" if non_embedding else "total"}
+
+
+class HFKVCache:
+    """transformers' DynamicCache with the size the contract asks for (keys + values of all layers)."""
+
+    def __init__(self, cache: Any):
+        self.cache = cache
+
+    def state_nbytes(self) -> int:
+        total = 0
+        for layer in self.cache.layers:
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(t, torch.Tensor):
+                    total += t.numel() * t.element_size()
+        return total
+
+
+class GPT2Backend(ModelContract, nn.Module):
+    """GPT2LMHeadModel behind the models/ contract; prefill/step run through its KV cache."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hf_config = GPT2Config(
+            vocab_size=cfg.vocab_size, n_positions=cfg.max_seq_len, n_embd=cfg.d_model,
+            n_layer=cfg.n_layers, n_head=cfg.n_heads, n_inner=cfg.d_ff, resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps,
+            tie_word_embeddings=cfg.tie_embeddings, bos_token_id=None, eos_token_id=None,
+        )
+        self.hf = GPT2LMHeadModel(hf_config)
+        self.vocab_size = cfg.vocab_size
+        self.max_seq_len = cfg.max_seq_len
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        t = self.hf.transformer
+        return [t.wte.weight, t.wpe.weight, self.hf.lm_head.weight]
+
+    def _check_len(self, end: int) -> None:
+        if end > self.max_seq_len:
+            raise ValueError(f"position {end - 1} is past max_seq_len={self.max_seq_len} (GPT-2's "
+                             "n_positions); build it with a larger max_seq_len")
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = check_tokens(tokens, self.vocab_size)
+        self._check_len(tokens.shape[1])
+        return self.hf(input_ids=tokens, use_cache=False).logits
+
+    def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        tokens = check_tokens(tokens, self.vocab_size)
+        self._check_len(tokens.shape[1])
+        out = self.hf(input_ids=tokens, use_cache=True)
+        return out.logits, {"pos": tokens.shape[1], "kv": HFKVCache(out.past_key_values)}
+
+    def step(self, token: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        token = check_tokens(token, self.vocab_size, ndim=1, name="token")
+        if not isinstance(state, dict) or "kv" not in state:
+            raise ValueError("state must be what prefill() or step() of this model returned")
+        self._check_len(state["pos"] + 1)
+        out = self.hf(input_ids=token[:, None], past_key_values=state["kv"].cache, use_cache=True)
+        return out.logits[:, -1], {"pos": state["pos"] + 1, "kv": HFKVCache(out.past_key_values)}
+
+
+@backend("gpt2")
+def build_gpt2(**config: Any) -> nn.Module:
+    """GPT-2 (transformers), no download. Keys: the common ones (``size`` = seed preset) or
+    ``match_params`` (a count) with ``match`` = "total" | "non_embedding" for the nearest shape."""
+    config = dict(config)
+    target = config.pop("match_params", None)
+    match = config.pop("match", "total")
+    if match not in ("total", "non_embedding"):
+        raise ConfigError(f"gpt2: match must be 'total' or 'non_embedding', got {match!r}")
+    if target is not None:
+        for key in ("size", "d_model", "n_layers", "n_heads", "d_ff"):
+            if key in config:
+                raise ConfigError(f"gpt2: give either match_params or {key}, not both")
+        shape = match_gpt2_config(int(float(target)), config.get("vocab_size", 50257),
+                                  max_seq_len=config.get("max_seq_len", 1024),
+                                  non_embedding=match == "non_embedding")
+        config.update({k: shape[k] for k in ("n_layers", "n_heads", "d_model", "d_ff")})
+    return build("gpt2", config, None, lambda cfg, own: GPT2Backend(cfg))
