@@ -1,1 +1,278 @@
-"""plugin (placeholder until the core lands)."""
+"""pytest hooks: options, spec collection, gate items, and the reports. Thin on purpose; the
+work happens in spec.py (loading), runner.py (measuring and judging) and report/."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .gates import GateFailed, GateRun, skip_reason
+from .registry import REGISTRIES, load_builtins
+from .runner import Runner, cuda_usable
+from .spec import GateSpec, Spec, SpecError, load_spec
+
+STATE_KEY = pytest.StashKey["GoniState"]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("goni", "pytest-goni: acceptance gates from YAML specs")
+    group.addoption("--goni-spec", action="append", default=[], metavar="PATH|GLOB", dest="goni_spec",
+                    help="a spec to run as gates (repeatable; globs allowed)")
+    group.addoption("--goni-profile", default="auto", metavar="auto|cpu|gpu|NAME", dest="goni_profile",
+                    help="profile of values each spec defines (auto: gpu with CUDA, else cpu)")
+    group.addoption("--goni-report", default=None, metavar="DIR", dest="goni_report",
+                    help="write results JSON (every sample) and plots into DIR")
+    group.addoption("--goni-list", action="store_true", default=False, dest="goni_list",
+                    help="list the gates and measurements of the specs, run nothing")
+    parser.addini("goni_specs", type="args", default=[],
+                  help="specs run in addition to the tests when no --goni-spec is given")
+
+
+class GoniState:
+    """Per-process state: the spec files, the runner (lazily) and the collected results."""
+
+    def __init__(self, config: pytest.Config, spec_paths: list[Path], missing: list[str]):
+        self.config = config
+        self.spec_paths = {p.resolve() for p in spec_paths}
+        self.missing = missing
+        self.profile = config.getoption("goni_profile")
+        report = config.getoption("goni_report")
+        self.report_dir = Path(report).resolve() if report else None
+        self._runner: Runner | None = None
+        self.results: list[dict[str, Any]] = []          # one per gate report (controller)
+        self.measurements: dict[str, dict[str, Any]] = {}  # spec id -> name -> result json
+        self.specs: dict[str, dict[str, Any]] = {}        # spec id -> header info
+        self.spec_errors: list[tuple[str, str]] = []      # (file, message)
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self.report_dir)
+        return self._runner
+
+
+def _expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:
+    """Spec paths from --goni-spec (globs expanded) or, failing that, the goni_specs ini list."""
+    raw = list(config.getoption("goni_spec") or [])
+    from_cli = bool(raw)
+    if not raw:
+        raw = list(config.getini("goni_specs") or [])
+    base = config.invocation_params.dir
+    found: list[Path] = []
+    missing: list[str] = []
+    for pattern in raw:
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        matches = sorted(glob.glob(full)) if glob.has_magic(pattern) else ([full] if os.path.isfile(full) else [])
+        if not matches:
+            missing.append(pattern)
+        found.extend(Path(m) for m in matches if Path(m) not in found)
+    return found, missing, from_cli
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "goni: a pytest-goni gate")
+    config.addinivalue_line("markers", "red-line: a red-line gate (severity: red-line)")
+    config.addinivalue_line("markers", "info: an informational gate (severity: info)")
+    specs, missing, from_cli = _expand_specs(config)
+    if not specs and not missing:
+        return
+    state = GoniState(config, specs, missing)
+    config.stash[STATE_KEY] = state
+    from .report import ResultCollector
+
+    config.pluginmanager.register(ResultCollector(state), "goni-results")
+    load_builtins()
+    config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
+    # A bad spec is a collection error of that spec only: every other spec still runs.
+    config.option.continue_on_collection_errors = True
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"  # gates sharing a measurement stay on one worker
+    spec_args = [str(p) for p in specs]
+    if from_cli and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = spec_args
+    else:
+        config.args = list(config.args) + spec_args
+
+
+def _state(config: pytest.Config) -> GoniState | None:
+    return config.stash.get(STATE_KEY, None)
+
+
+def _display(config: pytest.Config, path: Path) -> str:
+    try:
+        return os.path.relpath(path, config.invocation_params.dir)
+    except ValueError:
+        return str(path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None or _is_xdist_controller(session.config):
+        return
+    for pattern in state.missing:
+        rep = pytest.CollectReport(pattern, "failed", f"{pattern}: spec file not found (no file matches "
+                                                      f"{pattern!r} from {session.config.invocation_params.dir})",
+                                   [])
+        session.ihook.pytest_collectreport(report=rep)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput") and bool(
+        getattr(config.option, "numprocesses", None))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    state = _state(parent.config)
+    if state is not None and file_path.resolve() in state.spec_paths:
+        return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SpecFile(pytest.File):
+    """One YAML spec; its gates are the items. A spec error is this collector's one-line error."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        state = _state(self.config)
+        assert state is not None
+        spec = load_spec(self.path, _display(self.config, self.path), state.profile, cuda_usable())
+        self.config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
+        groups = _share_groups(spec)
+        for gate in spec.gates:
+            yield GateItem.from_parent(self, name=gate.id, spec=spec, gate=gate, group=groups[gate.id])
+
+    def repr_failure(self, excinfo, style=None):  # type: ignore[no-untyped-def]
+        if isinstance(excinfo.value, SpecError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+def _share_groups(spec: Spec) -> dict[str, str]:
+    """Gates that share a measurement (or a checklist and its evidence) get one xdist group."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        parent[find(a)] = find(b)
+
+    for gate in spec.gates:
+        find("g:" + gate.id)
+        for m in gate.measurements:
+            union("g:" + gate.id, "m:" + m)
+        for ref in gate.of:
+            union("g:" + gate.id, "g:" + ref)
+    return {g.id: f"{spec.id}:{find('g:' + g.id)}" for g in spec.gates}
+
+
+class GateItem(pytest.Item):
+    """One gate of a spec: runs (or reuses) its measurements, then judges them."""
+
+    def __init__(self, *, spec: Spec, gate: GateSpec, group: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec, self.gate = spec, gate
+        self.goni_result: dict[str, Any] | None = None
+        self.goni_measurements: dict[str, Any] = {}
+        self.add_marker("goni")
+        self.add_marker(spec.id)
+        if gate.severity != "normal":
+            self.add_marker(gate.severity)
+        if gate.requires == "cuda" or any(spec.measurements[m].requires_cuda for m in gate.measurements):
+            self.add_marker("gpu")
+        self.add_marker(pytest.mark.xdist_group(group))
+
+    def setup(self) -> None:
+        reason = skip_reason(self.spec, self.gate, _run_state(self.config).runner.device)
+        if reason:
+            self.goni_result = GateRun(_run_state(self.config).runner, self.spec).skipped(self.gate, reason)
+            pytest.skip(reason)
+
+    def runtest(self) -> None:
+        run = GateRun(_run_state(self.config).runner, self.spec)
+        self.goni_result = run.judge(self.gate)
+        self.goni_measurements = run.runner.ship(self.spec, run.measurements_behind(self.gate))
+        r = self.goni_result
+        for key in ("status", "display", "expect", "margin", "reason"):
+            if r.get(key) not in (None, ""):
+                self.user_properties.append((f"goni_{key}", r[key]))
+        if r.get("value") is not None:
+            self.user_properties.append(("goni_value", r["value"]))
+        if r["status"] != "PASS":
+            raise GateFailed(r)
+
+    def repr_failure(self, excinfo, style=None):  # type: ignore[no-untyped-def]
+        if isinstance(excinfo.value, GateFailed):
+            from .report.terminal import failure_text
+
+            return failure_text(excinfo.value.result)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.gate.mark.line - 1, f"{self.spec.id}::{self.gate.id}"
+
+
+def _run_state(config: pytest.Config) -> GoniState:
+    state = _state(config)
+    assert state is not None, "gate items exist only when specs were given"
+    return state
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    report = yield
+    if isinstance(item, GateItem) and item.goni_result is not None and (
+            call.when == "call" or (call.when == "setup" and report.skipped)):
+        report.goni = item.goni_result
+        report.goni_measurements = item.goni_measurements
+        report.goni_spec = _spec_header(item.spec)
+    return report
+
+
+def _spec_header(spec: Spec) -> dict[str, Any]:
+    return {"id": spec.id, "title": spec.title, "source": spec.source, "file": spec.display_path,
+            "profile": spec.profile, "profile_vars": spec.profile_vars, "config_hash": spec.config_hash}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    state = _state(session.config)
+    if state is not None and session.config.getoption("goni_list"):
+        from .report.terminal import print_listing
+
+        print_listing(session)
+        return True
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    state = _state(config)
+    if state is None or config.getoption("goni_list"):
+        return
+    from .report.terminal import print_summary
+
+    print_summary(terminalreporter, state)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if state is None or hasattr(session.config, "workerinput") or state.report_dir is None:
+        return
+    from .report.results import write_results
+
+    path = write_results(state)
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"goni: results written to {path}")

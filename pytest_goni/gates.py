@@ -1,0 +1,105 @@
+"""Judging one gate of a spec into a result record: thresholds and significance through
+judge.py, checklists from their evidence gates, skips and measurement failures with reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .runner import Runner
+from .spec import GateSpec, Spec
+
+#: Statuses a gate result may have. ERROR: a measurement behind it failed (no verdict possible).
+STATUSES = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
+
+
+class GateFailed(Exception):
+    """Raised by a gate item whose result is not PASS; carries the result record."""
+
+    def __init__(self, result: dict[str, Any]):
+        super().__init__(f"{result['status']}: {result.get('reason', '')}")
+        self.result = result
+
+
+def skip_reason(spec: Spec, gate: GateSpec, device: str) -> str | None:
+    """Why this gate cannot run here, or None."""
+    if gate.profiles and spec.profile not in gate.profiles:
+        return f"gate {gate.id!r} applies to profiles {', '.join(gate.profiles)}; running profile {spec.profile!r}"
+    if not device.startswith("cuda"):
+        if gate.requires == "cuda":
+            return f"gate {gate.id!r} requires CUDA; no CUDA device here"
+        needs = sorted(m for m in gate.measurements if spec.measurements[m].requires_cuda)
+        if needs:
+            kinds = ", ".join(f"{m} ({spec.measurements[m].kind})" for m in needs)
+            return f"measurement {kinds} requires CUDA; no CUDA device here"
+    return None
+
+
+class GateRun:
+    """Judges gates of one spec on one runner, caching results so checklists reuse them."""
+
+    def __init__(self, runner: Runner, spec: Spec):
+        self.runner, self.spec = runner, spec
+        self.by_id = {g.id: g for g in spec.gates}
+
+    def base(self, gate: GateSpec) -> dict[str, Any]:
+        return {
+            "spec": self.spec.id, "gate": gate.id, "file": self.spec.display_path, "line": gate.mark.line,
+            "severity": gate.severity, "why": gate.raw.get("why", ""), "kind": gate.raw.get("kind", "threshold"),
+            "value": None, "display": "", "expect": str(gate.raw.get("expect", "")), "margin": None,
+            "interval": None, "reason": "", "evidence": {}, "yaml": self.spec.gate_yaml(gate),
+        }
+
+    def skipped(self, gate: GateSpec, reason: str) -> dict[str, Any]:
+        return {**self.base(gate), "status": "SKIP", "reason": reason}
+
+    def judge(self, gate: GateSpec) -> dict[str, Any]:
+        key = (str(self.spec.path), gate.id)
+        cached = self.runner.verdicts.get(key)
+        if cached is None:
+            cached = self._judge(gate)
+            self.runner.verdicts[key] = cached
+        return cached
+
+    def _judge(self, gate: GateSpec) -> dict[str, Any]:
+        reason = skip_reason(self.spec, gate, self.runner.device)
+        if reason:
+            return self.skipped(gate, reason)
+        if gate.is_checklist:
+            return self._checklist(gate)
+        metrics, failures = self.runner.gate_metrics(self.spec, gate)
+        if failures:
+            return {**self.base(gate), "status": "ERROR", "reason": "; ".join(failures)}
+        verdict = gate.compiled.judge(metrics)
+        return {
+            **self.base(gate), "status": verdict.status, "value": verdict.value, "display": verdict.display,
+            "expect": verdict.expect, "margin": verdict.margin,
+            "interval": list(verdict.interval) if verdict.interval else None, "reason": verdict.reason,
+            "evidence": verdict.evidence,
+        }
+
+    def _checklist(self, gate: GateSpec) -> dict[str, Any]:
+        parts = {ref: self.judge(self.by_id[ref]) for ref in gate.of}
+        ran = {ref: r for ref, r in parts.items() if r["status"] != "SKIP"}
+        passed = [ref for ref, r in ran.items() if r["status"] == "PASS"]
+        lines = [f"{ref}: {r['status']}" + (f" ({r['reason']})" if r["status"] != "PASS" and r["reason"] else "")
+                 for ref, r in parts.items()]
+        out = {**self.base(gate), "expect": f"all of {', '.join(gate.of)} pass",
+               "display": f"{len(passed)}/{len(ran)} evidence gates pass"
+                          + (f", {len(parts) - len(ran)} skipped" if len(ran) < len(parts) else ""),
+               "evidence": {ref: {"status": r["status"], "display": r["display"]} for ref, r in parts.items()},
+               "value": float(len(passed)), "reason": "; ".join(lines)}
+        if not ran:
+            return {**out, "status": "SKIP", "reason": "every evidence gate was skipped: " + "; ".join(lines)}
+        statuses = {r["status"] for r in ran.values()}
+        if statuses == {"PASS"}:
+            return {**out, "status": "PASS"}
+        return {**out, "status": "FAIL" if statuses & {"FAIL", "ERROR"} else "INVALID"}
+
+    def measurements_behind(self, gate: GateSpec) -> set[str]:
+        """Measurements a gate reads, through its checklist evidence too."""
+        if not gate.is_checklist:
+            return set(gate.measurements)
+        out: set[str] = set()
+        for ref in gate.of:
+            out |= self.measurements_behind(self.by_id[ref])
+        return out

@@ -1,0 +1,89 @@
+"""Results JSON (``--goni-report DIR/results.json``): every gate, every sample, the environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+GONI_RESULTS_VERSION = 1
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Device, library versions, git commit: what a reader needs to trust or redo a number."""
+    env: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "versions": {d: _version(d) for d in ("pytest-goni", "torch", "triton", "transformers", "tokenizers",
+                                               "pytest", "pytest-xdist", "numpy", "cupy-cuda13x", "cupy-cuda12x")},
+    }
+    try:
+        import torch
+
+        env["cuda"] = torch.version.cuda
+        env["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+            if torch.cuda.is_available() else []
+    except Exception:
+        env["devices"] = []
+    env["device"] = env["devices"][0] if env["devices"] else f"cpu: {env['cpu']}"
+    try:
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        env["git_dirty"] = bool(dirty.stdout.strip())
+    except Exception:
+        env["git_commit"] = None
+    return env
+
+
+def _clean(x: Any) -> Any:
+    """JSON has no NaN/inf: write them as strings so the file stays standard."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def build_results(state: Any) -> dict[str, Any]:
+    specs = []
+    for spec_id, header in state.specs.items():
+        gates = sorted((r for r in state.results if r["spec"] == spec_id), key=lambda r: r["line"])
+        specs.append({**header, "gates": gates, "measurements": state.measurements.get(spec_id, {}),
+                      "counts": {s: sum(g["status"] == s for g in gates)
+                                 for s in ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")}})
+    return {"goni_results_version": GONI_RESULTS_VERSION, "environment": environment(), "specs": specs,
+            "spec_errors": [{"file": f, "message": m} for f, m in state.spec_errors]}
+
+
+def write_results(state: Any) -> Path:
+    state.report_dir.mkdir(parents=True, exist_ok=True)
+    path = state.report_dir / "results.json"
+    path.write_text(json.dumps(_clean(build_results(state)), indent=1, default=str))
+    return path

@@ -1,0 +1,120 @@
+"""The terminal report: a rich table per spec, a panel per failed gate, and --goni-list."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+STYLE = {"PASS": "bold green", "FAIL": "bold red", "INVALID": "bold yellow", "ERROR": "bold red",
+         "SKIP": "dim"}
+ORDER = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
+
+
+def _console(tr: Any) -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    tw = getattr(tr, "_tw", None)
+    width = max(getattr(tw, "fullwidth", 120) or 120, 100)
+    markup = bool(getattr(tw, "hasmarkup", False))
+    return Console(file=buf, width=width, force_terminal=markup, no_color=not markup,
+                   color_system="standard" if markup else None, highlight=False), buf
+
+
+def _margin(m: float | None) -> str:
+    return "" if m is None else f"{m:+.1%}"
+
+
+def spec_table(spec: dict[str, Any], results: list[dict[str, Any]]) -> Table:
+    counts = {s: sum(r["status"] == s for r in results) for s in ORDER}
+    title = f"{spec['id']} — {spec.get('title', '')}  [{spec['file']}, profile {spec['profile']}]"
+    caption = "  ".join(f"{n} {s}" for s, n in counts.items() if n)
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAVY, title_justify="left", expand=False)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("value [interval]", overflow="fold")
+    table.add_column("expect", overflow="fold")
+    table.add_column("margin", justify="right")
+    table.add_column("verdict")
+    for r in sorted(results, key=lambda r: r["line"]):
+        gate = r["gate"] + (" (red-line)" if r.get("severity") == "red-line" else "")
+        value = r["display"] or ("—" if r["status"] in ("ERROR", "SKIP") else "")
+        table.add_row(gate, value, r["expect"], _margin(r.get("margin")), Text(r["status"], style=STYLE[r["status"]]))
+    return table
+
+
+def failure_text(r: dict[str, Any]) -> str:
+    """What a failed gate says: what, where, by how much, and why (plain text, for FAILURES)."""
+    lines = [f"{r['status']}: gate {r['spec']}::{r['gate']} at {r['file']}:{r['line']}"
+             + (f"  [severity {r['severity']}]" if r.get("severity") != "normal" else "")]
+    if r.get("display"):
+        lines.append(f"  measured  {r['display']}")
+    lines.append(f"  expected  {r['expect']}")
+    if r.get("margin") is not None:
+        lines.append(f"  margin    {_margin(r['margin'])}")
+    if r.get("reason"):
+        lines.append(f"  reason    {r['reason']}")
+    if r.get("why"):
+        lines.append(f"  why       {r['why']}")
+    for path, ev in (r.get("evidence") or {}).items():
+        if isinstance(ev, dict) and "summary" in ev:
+            s = ev["summary"]
+            lines.append(f"  evidence  {path}: {ev.get('display', ev.get('value'))} "
+                         f"(n={int(s.get('count', 0))}, median {s.get('median'):.4g}, "
+                         f"p90 {s.get('p90'):.4g}, iqr {s.get('iqr'):.3g})")
+    if r.get("yaml"):
+        lines.append("  gate:")
+        lines.extend("    " + y for y in r["yaml"].splitlines())
+    return "\n".join(lines)
+
+
+def print_summary(tr: Any, state: Any) -> None:
+    """One table per spec (controller only, also under xdist), then failure panels and errors."""
+    if not state.results and not state.spec_errors:
+        return
+    console, buf = _console(tr)
+    console.rule("[bold]pytest-goni gates")
+    by_spec: dict[str, list[dict[str, Any]]] = {}
+    for r in state.results:
+        by_spec.setdefault(r["spec"], []).append(r)
+    for spec_id, results in by_spec.items():
+        console.print(spec_table(state.specs[spec_id], results))
+    for r in sorted(state.results, key=lambda r: (r["spec"], r["line"])):
+        if r["status"] in ("FAIL", "INVALID", "ERROR"):
+            body = Group(Text(failure_text(r).split("\n", 1)[1] if "\n" in failure_text(r) else ""))
+            console.print(Panel(body, title=f"{r['status']} {r['spec']}::{r['gate']}  ({r['file']}:{r['line']})",
+                                title_align="left", border_style=STYLE[r["status"]].split()[-1]))
+    for file, message in state.spec_errors:
+        console.print(Panel(Text(message), title=f"spec error: {file}", title_align="left", border_style="red"))
+    tr.write(buf.getvalue())
+
+
+def print_listing(session: Any) -> None:
+    """--goni-list: every spec's measurements and gates, nothing run."""
+    from ..plugin import GateItem
+
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    console, buf = _console(tr)
+    seen: set[str] = set()
+    for item in session.items:
+        if not isinstance(item, GateItem):
+            continue
+        spec = item.spec
+        if spec.id not in seen:
+            seen.add(spec.id)
+            table = Table(title=f"{spec.id} [{spec.display_path}, profile {spec.profile}] measurements",
+                          box=box.SIMPLE, title_justify="left")
+            for col in ("measurement", "kind", "timeout", "metrics"):
+                table.add_column(col, overflow="fold")
+            for m in spec.measurements.values():
+                keys = [k.split(".", 1)[1] for k in spec.metric_units if k.startswith(m.name + ".")]
+                table.add_row(m.name, m.kind, f"{m.timeout_s:g} s", ", ".join(keys))
+            console.print(table)
+        gate = item.gate
+        what = f"checklist of {', '.join(gate.of)}" if gate.is_checklist else \
+            f"{gate.raw.get('value', gate.raw.get('a'))}  {gate.raw.get('expect')}"
+        console.print(f"  {item.nodeid}  (line {gate.mark.line})  {what}")
+    tr.write(buf.getvalue())

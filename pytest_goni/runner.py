@@ -1,0 +1,188 @@
+"""Runs measurements lazily, once per session (per xdist worker), and judges gates on them.
+
+A measurement that raises, runs out of memory, returns NaN or passes its timeout becomes a
+:class:`MeasurementFailure`; every gate reading it fails with that reason and the session goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .context import MeasureContext, MeasurementTimeout
+from .registry import REGISTRIES
+from .spec import GateSpec, Spec
+from .stats import Metric
+
+
+@dataclass
+class MeasurementFailure:
+    reason: str
+    traceback: str = ""
+
+
+@dataclass
+class MeasurementResult:
+    name: str
+    kind: str
+    params: dict[str, Any]
+    device: str
+    seconds: float
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    failure: MeasurementFailure | None = None
+    log: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "params": self.params, "device": self.device, "seconds": self.seconds,
+            "metrics": {k: m.to_json() for k, m in self.metrics.items()},
+            "error": None if self.failure is None else {"reason": self.failure.reason,
+                                                        "traceback": self.failure.traceback},
+            "log": self.log,
+        }
+
+
+def worker_device() -> str:
+    """``cuda:i`` for xdist worker ``gw<i>`` (i % device count) when CUDA is usable, else ``cpu``."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "cpu"
+        n = torch.cuda.device_count()
+    except Exception:
+        return "cpu"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return f"cuda:{index % n}"
+
+
+def cuda_usable() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+@contextmanager
+def deadline_alarm(seconds: float) -> Iterator[None]:
+    """Raise :class:`MeasurementTimeout` in the main thread after ``seconds`` (SIGALRM timer).
+
+    Off the main thread, or without SIGALRM, the measurement relies on ``ctx.check_deadline()``.
+    """
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds == float("inf"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise MeasurementTimeout(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Runner:
+    """Measurement cache and gate judging for one process."""
+
+    def __init__(self, artifact_dir: Path | None = None):
+        self.device = worker_device()
+        self.artifact_dir = artifact_dir or Path(tempfile.mkdtemp(prefix="goni-artifacts-"))
+        self.results: dict[tuple[str, str], MeasurementResult] = {}
+        self.verdicts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.shipped: set[tuple[str, str]] = set()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.set_device(int(self.device.split(":")[1]))
+
+    def measure(self, spec: Spec, name: str) -> MeasurementResult:
+        key = (str(spec.path), name)
+        if key not in self.results:
+            self.results[key] = self._run(spec, name)
+        return self.results[key]
+
+    def _run(self, spec: Spec, name: str) -> MeasurementResult:
+        mspec = spec.measurements[name]
+        kind = REGISTRIES.kinds[mspec.kind]
+        ctx = MeasureContext(
+            spec_id=spec.id, measurement=name, device=self.device, profile=spec.profile,
+            profile_vars=spec.profile_vars, models=spec.models, spec_path=spec.path,
+            artifact_dir=self.artifact_dir, deadline=time.monotonic() + mspec.timeout_s,
+        )
+        result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines)
+        t0 = time.perf_counter()
+        try:
+            with deadline_alarm(mspec.timeout_s):
+                metrics = kind.func(ctx, dict(mspec.params))
+            declared = spec.metric_units
+            missing = [k for k in declared if k.startswith(name + ".") and k[len(name) + 1:] not in metrics]
+            if missing:
+                raise RuntimeError(f"measurement kind {mspec.kind!r} did not produce {', '.join(missing)}")
+            result.metrics = {k: v if isinstance(v, Metric) else Metric.scalar(float(v)) for k, v in metrics.items()}
+        except MeasurementTimeout as exc:
+            result.failure = MeasurementFailure(f"timeout: {exc} (measurement {name!r}, limit "
+                                                f"{mspec.timeout_s:g} s)")
+        except Exception as exc:  # any failure of a measurement fails only the gates that read it
+            result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
+            _release_device_memory()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def gate_metrics(self, spec: Spec, gate: GateSpec) -> tuple[dict[str, Metric], list[str]]:
+        """All metrics a gate reads, and the failure reasons of the measurements behind it."""
+        metrics: dict[str, Metric] = {}
+        failures: list[str] = []
+        for name in sorted(gate.measurements):
+            res = self.measure(spec, name)
+            if res.failure:
+                failures.append(f"measurement {name!r} ({res.kind}) failed: {res.failure.reason}")
+            metrics.update({f"{name}.{k}": m for k, m in res.metrics.items()})
+        return metrics, failures
+
+    def ship(self, spec: Spec, names: set[str]) -> dict[str, Any]:
+        """Measurement results not yet sent to the controller (each is sent once per process)."""
+        out = {}
+        for name in sorted(names):
+            key = (str(spec.path), name)
+            if key in self.results and key not in self.shipped:
+                self.shipped.add(key)
+                out[name] = self.results[key].to_json()
+        return out
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
+        return f"out of memory: {str(exc).splitlines()[0] if str(exc) else name}"
+    msg = str(exc).strip().splitlines()
+    return f"{name}: {msg[0]}" if msg else name
+
+
+def _release_device_memory() -> None:
+    try:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
