@@ -1,1 +1,3 @@
 """measurements."""
+
+from . import op_bench, roofline  # noqa: F401,E402
