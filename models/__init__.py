@@ -1,3 +1,3 @@
 """Model backends, installed as pytest_goni.models. Importing this registers every backend."""
 
-from . import gpt2, rnn, transformer  # noqa: F401  (registration happens on import)
+from . import deltanet, gla, gpt2, mamba2, rnn, transformer  # noqa: F401  (registration on import)

@@ -1,0 +1,109 @@
+"""`mamba2` (Dao & Gu 2024, "Transformers are SSMs": the SSD layer).
+
+Layer: one input projection to (z, x, B, C, dt); a depthwise causal conv (kernel 4) + SiLU over
+(x, B, C); dt = softplus(dt + dt_bias); per-head scalar A = -exp(A_log); the SSD recurrence
+h_t = exp(dt_t A) h_{t-1} + dt_t B_t^T x_t, y_t = C_t h_t + D x_t (B, C shared by all heads: one
+group); then the gated RMSNorm y = RMSNorm(y * swish(z)) and the output projection. The model
+stacks these mixers with pre-RMSNorm residuals and no MLP, as Mamba does.
+
+SSD is the scalar-decay kernel with q = C, k = B, v = dt * x, g = dt * A and scale 1
+(`pytest_goni.kernels.simple_gla`). Decode state: the [d_state, headdim] matrix per head and the
+conv's last K-1 inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_goni import kernels
+from pytest_goni.registry import backend
+
+from .base import CausalLM, ConfigError, ModelConfig, Residual, SeqModule, build
+from .layers import ShortConv, init_linears, mamba_dt_bias
+
+Tensor = torch.Tensor
+
+
+class Mamba2Mixer(SeqModule):
+    """The Mamba-2 SSD mixer (one B/C group, ``n_heads`` SSM heads over d_inner = expand * d)."""
+
+    def __init__(self, d: int, n_heads: int, d_state: int = 64, expand: int = 2, conv_size: int = 4,
+                 eps: float = 1e-5):
+        super().__init__()
+        self.d_inner, self.n_heads, self.d_state = expand * d, n_heads, d_state
+        if self.d_inner % n_heads:
+            raise ConfigError(f"mamba2 inner width {self.d_inner} is not divisible by n_heads={n_heads}")
+        self.head_dim = self.d_inner // n_heads
+        self.in_proj = nn.Linear(d, 2 * self.d_inner + 2 * d_state + n_heads, bias=False)
+        self.conv = ShortConv(self.d_inner + 2 * d_state, conv_size, bias=True)
+        self.dt_bias = nn.Parameter(mamba_dt_bias(n_heads))
+        self.A_log = nn.Parameter(torch.log(torch.empty(n_heads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(n_heads))
+        self.norm = nn.RMSNorm(self.d_inner, eps=eps)
+        self.out_proj = nn.Linear(self.d_inner, d, bias=False)
+
+    def _split(self, zxbcdt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        z, xbc, dt = zxbcdt.split([self.d_inner, self.d_inner + 2 * self.d_state, self.n_heads], dim=-1)
+        return z, xbc, dt
+
+    def _ssd_inputs(self, xbc: Tensor, dt: Tensor) -> tuple[Tensor, ...]:
+        """(q=C, k=B, v=dt*x, g=dt*A, x) in [..., H, *] from the conv output and raw dt."""
+        x, b, c = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
+        x = x.unflatten(-1, (self.n_heads, self.head_dim))
+        dt = F.softplus(dt.float() + self.dt_bias)  # [..., H]
+        g = (dt * -self.A_log.float().exp()).to(x.dtype)
+        shape = (*b.shape[:-1], self.n_heads, self.d_state)
+        q, k = c.unsqueeze(-2).expand(shape), b.unsqueeze(-2).expand(shape)
+        v = (x * dt[..., None]).to(x.dtype)
+        return q, k, v, g, x
+
+    def _output(self, y: Tensor, x: Tensor, z: Tensor) -> Tensor:
+        y = y + x * self.D.to(x.dtype)[:, None]
+        y = self.norm(y.flatten(-2) * F.silu(z))
+        return self.out_proj(y)
+
+    def forward(self, u: Tensor) -> Tensor:
+        z, xbc, dt = self._split(self.in_proj(u))
+        q, k, v, g, x = self._ssd_inputs(self.conv(xbc), dt)
+        y, _ = kernels.simple_gla(q, k, v, g, scale=1.0)
+        return self._output(y, x, z)
+
+    def prefill(self, u: Tensor) -> tuple[Tensor, Any]:
+        z, xbc, dt = self._split(self.in_proj(u))
+        xbc, conv = self.conv.prefill(xbc)
+        q, k, v, g, x = self._ssd_inputs(xbc, dt)
+        y, s = kernels.simple_gla(q, k, v, g, scale=1.0, output_final_state=True)
+        return self._output(y, x, z), {"S": s, "conv": conv}
+
+    def step(self, u: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
+        z, xbc, dt = self._split(self.in_proj(u))
+        xbc, conv = self.conv.step(xbc, state["conv"])
+        q, k, v, g, x = self._ssd_inputs(xbc, dt)
+        y, s = kernels.simple_gla_step(q.contiguous(), k.contiguous(), v, g, state["S"], scale=1.0)
+        return self._output(y, x, z), {"S": s, "conv": conv}
+
+
+def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:
+    d = cfg.d_model
+    return [Residual(nn.RMSNorm(d, eps=cfg.norm_eps),
+                     Mamba2Mixer(d, cfg.n_heads, own["d_state"], own["expand"], own["conv_size"], cfg.norm_eps))
+            for _ in range(cfg.n_layers)]
+
+
+def _mamba2(cfg: ModelConfig, own: dict[str, Any]) -> CausalLM:
+    model = CausalLM(cfg, mamba2_layers(cfg, own), final_norm=nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps))
+    init_linears(model.layers)
+    return model
+
+
+MAMBA2_DEFAULTS = {"d_state": 64, "expand": 2, "conv_size": 4}
+
+
+@backend("mamba2")
+def build_mamba2(**config: Any) -> nn.Module:
+    """Mamba-2 LM (keys: common, n_heads = SSM heads, + d_state=64, expand=2, conv_size=4)."""
+    return build("mamba2", config, MAMBA2_DEFAULTS, _mamba2)
