@@ -90,7 +90,8 @@ class Mamba2Mixer(SeqModule):
 def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:
     d = cfg.d_model
     return [Residual(nn.RMSNorm(d, eps=cfg.norm_eps),
-                     Mamba2Mixer(d, cfg.n_heads, own["d_state"], own["expand"], own["conv_size"], cfg.norm_eps))
+                     Mamba2Mixer(d, cfg.n_heads, own["d_state"], own["expand"], own["conv_size"],
+                                 cfg.norm_eps))
             for _ in range(cfg.n_layers)]
 
 
