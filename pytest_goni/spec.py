@@ -336,7 +336,23 @@ class _Loader:
                 measurements=used, severity=raw.get("severity", "normal"), requires=raw.get("requires"),
                 profiles=raw.get("profiles"), of=list(raw.get("of", [])),
             ))
+        self.check_checklist_cycles(gates)
         return gates
+
+    def check_checklist_cycles(self, gates: list[GateSpec]) -> None:
+        of = {g.id: g.of for g in gates}
+        index = {g.id: i for i, g in enumerate(gates)}
+
+        def reaches(start: str, target: str, seen: set[str]) -> bool:
+            for ref in of.get(start, []):
+                if ref == target or (ref not in seen and (seen.add(ref) or reaches(ref, target, seen))):
+                    return True
+            return False
+
+        for g in gates:
+            if g.of and reaches(g.id, g.id, set()):
+                self.problem(("gates", index[g.id], "of"), f"checklist {g.id!r} depends on itself through "
+                                                           "its evidence gates")
 
 
 def _kind(value: Any) -> str:

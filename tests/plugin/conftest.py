@@ -1,0 +1,49 @@
+"""Fixtures for plugin tests: a pytester whose conftest.py registers measurement kinds with
+known outputs, the way a third party would (the pytest_goni_register hook)."""
+
+import pytest
+
+FAKE_CONFTEST = '''
+import time
+from pytest_goni.stats import Metric
+
+def pytest_goni_register(registries):
+    @registries.measurement_kind(
+        "fake",
+        schema={"type": "object", "additionalProperties": False,
+                "properties": {"values": {"type": "object"}, "unit": {"type": "string"},
+                               "samples": {"type": "integer", "minimum": 1}}},
+        metrics=lambda p: {k: p.get("unit", "") for k in p.get("values", {})},
+    )
+    def fake(ctx, params):
+        n = params.get("samples", 9)
+        out = {}
+        for key, v in params["values"].items():
+            # deterministic spread of +-1% around v
+            out[key] = Metric.of([v * (1 + 0.01 * ((i % 3) - 1)) for i in range(n)], params.get("unit", ""))
+        with open(ctx.artifact("calls.log"), "a") as fh:
+            fh.write(ctx.measurement + "\\n")
+        return out
+
+    @registries.measurement_kind(
+        "boom", schema={"type": "object", "properties": {"message": {"type": "string"}}},
+        metrics=lambda p: {"x": "s"},
+    )
+    def boom(ctx, params):
+        raise RuntimeError(params.get("message", "kaboom"))
+
+    @registries.measurement_kind(
+        "sleepy", schema={"type": "object", "properties": {"seconds": {"type": "number"}}},
+        metrics=lambda p: {"x": "s"},
+    )
+    def sleepy(ctx, params):
+        time.sleep(params["seconds"])
+        return {"x": Metric.scalar(1.0, "s")}
+'''
+
+
+@pytest.fixture
+def goni(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester project with the fake kinds registered."""
+    pytester.makeconftest(FAKE_CONFTEST)
+    return pytester
