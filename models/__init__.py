@@ -1,3 +1,12 @@
 """Model backends, installed as pytest_goni.models. Importing this registers every backend."""
 
-from . import deltanet, gla, gpt2, mamba2, rnn, transformer  # noqa: F401  (registration on import)
+from . import (  # noqa: F401  (registration happens on import)
+    deltanet,
+    gla,
+    gpt2,
+    groundthink,
+    mamba2,
+    rnn,
+    rwkv,
+    transformer,
+)

@@ -278,12 +278,14 @@ class CausalLM(ModelContract, nn.Module):
     """
 
     def __init__(self, cfg: ModelConfig, layers: list[SeqModule], *, final_norm: nn.Module | None = None,
-                 learned_positions: bool = False, init_std: float = 0.02):
+                 learned_positions: bool = False, embed_norm: nn.Module | None = None,
+                 init_std: float = 0.02):
         super().__init__()
         self.vocab_size = cfg.vocab_size
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model) if learned_positions else None
         self.max_seq_len = cfg.max_seq_len
+        self.embed_norm = embed_norm  # RWKV's ln0 on the embeddings
         self.layers = nn.ModuleList(layers)
         self.norm = final_norm if final_norm is not None else nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -309,7 +311,7 @@ class CausalLM(ModelContract, nn.Module):
                 raise ValueError(f"position {end - 1} is past max_seq_len={self.max_seq_len} of this "
                                  "model's learned positions; build it with a larger max_seq_len")
             h = h + self.pos_embed(torch.arange(start, end, device=tokens.device))
-        return h
+        return h if self.embed_norm is None else self.embed_norm(h)
 
     def forward(self, tokens: Tensor) -> Tensor:
         tokens = check_tokens(tokens, self.vocab_size)
