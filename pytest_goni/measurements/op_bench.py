@@ -65,16 +65,17 @@ SCHEMA: dict[str, Any] = {
                      "description": "Name of a registered op timed interleaved with `op` on the "
                                     "same shapes; adds speedup.<label> = baseline / op latency."},
         "shapes": {
-            "description": "Either a list of shape mappings ({B: 1, H: 4, T: 512, D: 64}), or "
+            "type": ["array", "object"],
+            "description": "Either a list of shape mappings ([{B: 1, H: 4, T: 512, D: 64}]), or "
                            "one mapping whose list values are swept ({T: [128, 256], B: 1}).",
-            "oneOf": [
-                {"type": "array", "minItems": 1,
-                 "items": {"type": "object", "minProperties": 1,
-                           "additionalProperties": _SCALAR}},
-                {"type": "object", "minProperties": 1,
-                 "additionalProperties": {
-                     "oneOf": [_SCALAR, {"type": "array", "minItems": 1, "items": _SCALAR}]}},
-            ],
+            "if": {"type": "array"},
+            "then": {"minItems": 1,
+                     "items": {"type": "object", "minProperties": 1,
+                               "additionalProperties": _SCALAR}},
+            "else": {"minProperties": 1,
+                     "additionalProperties": {
+                         "type": ["integer", "string", "array"], "minItems": 1, "items": _SCALAR,
+                         "description": "A dimension, an option, or a list of them to sweep."}},
         },
         "dtype": {"enum": list(DTYPES), "description": "Input dtype (default float32)."},
         "reps": {"type": "integer", "minimum": 1, "maximum": 100000,
@@ -98,10 +99,9 @@ SCHEMA: dict[str, Any] = {
                         "description": "Also report <op>.<label>.peak_memory in bytes "
                                        "(default false)."},
         "label_by": {
+            "type": ["string", "array"], "minItems": 1, "items": {"type": "string"},
             "description": "Shape key(s) that name each shape in metric keys (default: the keys "
                            "that vary between shapes).",
-            "oneOf": [{"type": "string"},
-                      {"type": "array", "minItems": 1, "items": {"type": "string"}}],
         },
     },
 }
