@@ -260,7 +260,7 @@ class _Parser:
             inner = self.expr()
             if not self.at_op(")"):
                 if self.tok.kind == "end":
-                    raise ExprError(f"unclosed '(' opened at col {t.col}", t.col)
+                    raise ExprError("unclosed '(' (no matching ')')", t.col)
                 raise self.unexpected("')' or an operator")
             close = self.advance()
             return inner if isinstance(inner, (Num, Path)) else _respan(inner, t.col, close.col + 1)
@@ -282,7 +282,7 @@ class _Parser:
                 close = self.advance()
                 break
             if self.tok.kind == "end":
-                raise ExprError(f"unclosed '(' opened at col {open_.col}", open_.col)
+                raise ExprError("unclosed '(' (no matching ')')", open_.col)
             raise self.unexpected("',' or ')'")
         lo, hi = _ARITY[name.text]
         if len(args) < lo or (hi is not None and len(args) > hi):
