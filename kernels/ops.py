@@ -131,12 +131,17 @@ def sliding_window_attention(q, k, v, window: int, scale=None, backend=None):
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, got {window!r}")
     sc = checks.scale(scale, q.shape[-1])
-    if _pick(backend, (q, k, v)) == "triton":
+    use = _pick(backend, (q, k, v))
+    if use == "triton" and backend is None and v.shape[-1] != q.shape[-1]:
+        use = "torch"  # the Triton kernel needs Dv == Dk
+    if use == "triton":
         return _triton("sliding_window", "sliding_window_fwd")(q, k, v, window, sc)
     return sliding_window_attention_torch(q, k, v, window, sc)
 
 
-# ---- decode steps: one token, inputs [B, H, D], state [B, H, Dk, Dv] float32 -> (o, new state)
+# ---- decode steps: one token, inputs [B, H, D], state [B, H, Dk, Dv] float32 -> (o, new state).
+# The input state is left as it was unless inplace=True (then it is overwritten and returned:
+# fixed buffers for CUDA-graph capture).
 
 
 def _step_state(state, b, h, dk, dv):
@@ -145,69 +150,78 @@ def _step_state(state, b, h, dk, dv):
     checks.state(state, b, h, dk, dv, name="state")
 
 
+def _keep(state, inplace, result):
+    """Torch steps return a new state; with inplace=True it is copied into `state` as well."""
+    o, s = result
+    if inplace:
+        state.copy_(s)
+        return o, state
+    return o, s
+
+
 def _step_gate(name, x, shape, what):
     checks.tensor(name, x, len(shape))
     checks.same(name, x, shape, what)
 
 
-def gla_step(q, k, v, g, state, scale=None, backend=None):
+def gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h, dk), "[B, H, Dk]")
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, state)) == "triton":
-        return _triton("decode", "gla_step")(q, k, v, g, state, sc)
-    return decode.gla_step_torch(q, k, v, g, state, sc)
+        return _triton("decode", "gla_step")(q, k, v, g, state, sc, inplace)
+    return _keep(state, inplace, decode.gla_step_torch(q, k, v, g, state, sc))
 
 
-def simple_gla_step(q, k, v, g, state, scale=None, backend=None):
+def simple_gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h), "[B, H]")
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, state)) == "triton":
-        return _triton("decode", "simple_gla_step")(q, k, v, g, state, sc)
-    return decode.simple_gla_step_torch(q, k, v, g, state, sc)
+        return _triton("decode", "simple_gla_step")(q, k, v, g, state, sc, inplace)
+    return _keep(state, inplace, decode.simple_gla_step_torch(q, k, v, g, state, sc))
 
 
-def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None):
+def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None, inplace=False):
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h), "[B, H]")
     _step_gate("beta", beta, (b, h), "[B, H]")
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, beta, state)) == "triton":
-        return _triton("decode", "gated_delta_rule_step")(q, k, v, g, beta, state, sc)
-    return decode.gated_delta_rule_step_torch(q, k, v, g, beta, state, sc)
+        return _triton("decode", "gated_delta_rule_step")(q, k, v, g, beta, state, sc, inplace)
+    return _keep(state, inplace, decode.gated_delta_rule_step_torch(q, k, v, g, beta, state, sc))
 
 
-def delta_rule_step(q, k, v, beta, state, scale=None, backend=None):
+def delta_rule_step(q, k, v, beta, state, scale=None, backend=None, inplace=False):
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("beta", beta, (b, h), "[B, H]")
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, beta, state)) == "triton":
-        return _triton("decode", "gated_delta_rule_step")(q, k, v, None, beta, state, sc)
-    return decode.delta_rule_step_torch(q, k, v, beta, state, sc)
+        return _triton("decode", "gated_delta_rule_step")(q, k, v, None, beta, state, sc, inplace)
+    return _keep(state, inplace, decode.delta_rule_step_torch(q, k, v, beta, state, sc))
 
 
-def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None):
+def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None, inplace=False):
     b, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
     _step_gate("w", w, (b, h, dk), "[B, H, Dk]")
     _step_gate("u", u, (h, dk), "[H, Dk]")
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (r, k, v, w, u, state)) == "triton":
-        return _triton("decode", "rwkv6_step")(r, k, v, w, u, state, sc)
-    return decode.rwkv6_step_torch(r, k, v, w, u, state, sc)
+        return _triton("decode", "rwkv6_step")(r, k, v, w, u, state, sc, inplace)
+    return _keep(state, inplace, decode.rwkv6_step_torch(r, k, v, w, u, state, sc))
 
 
-def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None):
+def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None, inplace=False):
     bs, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
     for name, x in (("w", w), ("a", a), ("b", b)):
         _step_gate(name, x, (bs, h, dk), "[B, H, Dk]")
     _step_state(state, bs, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (r, w, k, v, a, b, state)) == "triton":
-        return _triton("decode", "rwkv7_step")(r, w, k, v, a, b, state, sc)
-    return decode.rwkv7_step_torch(r, w, k, v, a, b, state, sc)
+        return _triton("decode", "rwkv7_step")(r, w, k, v, a, b, state, sc, inplace)
+    return _keep(state, inplace, decode.rwkv7_step_torch(r, w, k, v, a, b, state, sc))

@@ -1,0 +1,112 @@
+"""Triton chunked forward of the (gated) delta rule.
+
+Preparation in torch (batched, parallel over chunks): with b = cumsum(g) inside each chunk and
+A_tj = beta_t exp(b_t - b_j) k_t.k_j (j < t), solve the unit lower-triangular systems
+(I + A) [U | W] = beta [V | K exp(b)] (the WY / UT form). Then one Triton program per (value
+block, batch*head) walks the chunks with the [Dk, BV] state in registers:
+  u = U - W S,   o = scale ((Q exp(b)) S + (Q K^T * exp(b_i - b_j))_{j<=i} u),
+  S <- exp(b_C) S + (K exp(b_C - b))^T u.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import chunk_cumsum, state_in, state_out
+
+CHUNK = 64
+
+
+@triton.jit
+def _delta_scan_kernel(q_ptr, k_ptr, u_ptr, w_ptr, gc_ptr, o_ptr, s0_ptr, st_ptr, scale,
+                       T, TP, H, DK, DV,
+                       C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                       HAS_S0: tl.constexpr, STORE_S: tl.constexpr):
+    iv = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ok = tl.arange(0, BK)
+    ov = iv * BV + tl.arange(0, BV)
+    oc = tl.arange(0, C)
+    mk = ok < DK
+    mv = ov < DV
+    sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
+    if HAS_S0:
+        s = tl.load(s0_ptr + sp, mask=mk[:, None] & mv[None, :], other=0.0)
+    else:
+        s = tl.zeros([BK, BV], dtype=tl.float32)
+    causal = oc[:, None] >= oc[None, :]
+    for c0 in range(0, T, C):
+        t = c0 + oc
+        mt = t < T
+        row = (b * T + t) * H + h
+        prow = bh * TP + t  # U, W are [B, H, T', D]
+        mtk = mt[:, None] & mk[None, :]
+        q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
+        uu = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=mv[None, :], other=0.0)
+        ww = tl.load(w_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
+        bc = tl.load(gc_ptr + (b * TP + t) * H + h)
+        blast = tl.load(gc_ptr + (b * TP + c0 + C - 1) * H + h)
+        u = uu - tl.dot(ww, s)
+        att = tl.dot(q, tl.trans(k)) * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+        o = tl.dot(q * tl.exp(bc)[:, None], s) + tl.dot(att, u)
+        tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
+                 mask=mt[:, None] & mv[None, :])
+        kd = k * tl.exp(blast - bc)[:, None]
+        s = s * tl.exp(blast) + tl.dot(tl.trans(kd), u)
+    if STORE_S:
+        tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
+
+
+def _wy(k, v, beta, gc, chunk):
+    """U [B, H, T', Dv], W [B, H, T', Dk] float32 of the chunked WY form."""
+    b, t, h, dk = k.shape
+    dv = v.shape[-1]
+    tp = gc.shape[1]
+    n = tp // chunk
+
+    def chunks(x):  # [B, T, H, D] -> [B, H, N, C, D] float32, zero-padded
+        x = x.float()
+        if tp != t:
+            x = torch.nn.functional.pad(x, [0, 0, 0, 0, 0, tp - t])
+        return x.reshape(b, n, chunk, h, -1).permute(0, 3, 1, 2, 4)
+
+    kc, vc = chunks(k), chunks(v)
+    betac = chunks(beta[..., None])
+    bc = gc.reshape(b, n, chunk, h).permute(0, 3, 1, 2)  # [B, H, N, C]
+    diff = bc[..., :, None] - bc[..., None, :]
+    strict = torch.ones(chunk, chunk, dtype=torch.bool, device=k.device).tril(-1)
+    dec = torch.exp(diff.masked_fill(~strict, float("-inf")))
+    lower = (betac * (kc @ kc.transpose(-1, -2)) * dec)
+    lower.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    rhs = betac * torch.cat([vc, kc * torch.exp(bc)[..., None]], -1)
+    sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
+    sol = sol.reshape(b, h, tp, dv + dk)
+    return sol[..., :dv].contiguous(), sol[..., dv:].contiguous()
+
+
+def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_final_state=False,
+                         chunk=CHUNK, bv=None):
+    """(Gated) delta rule forward on CUDA (or under TRITON_INTERPRET=1); g None: plain delta rule."""
+    b, t, h, dk = q.shape
+    dv = v.shape[-1]
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if g is None:
+        g = torch.zeros(b, t, h, device=q.device, dtype=torch.float32)
+    gc = chunk_cumsum(g, chunk)
+    u, w = _wy(k, v, beta, gc, chunk)
+    o = torch.empty_like(v, dtype=q.dtype)
+    s0, has_s0 = state_in(initial_state, q)
+    st = state_out(output_final_state, b, h, dk, dv, q)
+    bk = max(16, triton.next_power_of_2(dk))
+    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
+    grid = (triton.cdiv(dv, bv), b * h)
+    _delta_scan_kernel[grid](
+        q, k, u, w, gc, o, s0, st if st is not None else o, scale, t, gc.shape[1], h, dk, dv,
+        C=chunk, BK=bk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
+    )
+    return o, st

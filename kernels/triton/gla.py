@@ -1,0 +1,97 @@
+"""Triton chunked forward of GLA and RWKV-6 (vector decay per key channel).
+
+Two launches: `intra.pairwise` builds each chunk's decayed Q K^T (RWKV-6: strictly causal, with
+the bonus u on the diagonal), then one program per (value block, batch*head) walks the chunks in
+order with the [Dk, BV] state in registers:
+  o = scale * (A V + (Q * exp(bq)) S),   S <- diag(exp(b_C)) S + (K * exp(b_C - b))^T V,
+where b is the log-decay summed from the chunk start and bq = b (GLA) or b - g (RWKV-6, whose
+query reads the state before its own token). All exponents are <= 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import chunk_cumsum, state_in, state_out
+from .intra import pairwise
+
+CHUNK = 64
+
+
+@triton.jit
+def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, st_ptr, scale,
+                     T, TP, H, DK, DV,
+                     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                     HAS_S0: tl.constexpr, STORE_S: tl.constexpr):
+    iv = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ok = tl.arange(0, BK)
+    ov = iv * BV + tl.arange(0, BV)
+    oc = tl.arange(0, C)
+    mk = ok < DK
+    mv = ov < DV
+    sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
+    if HAS_S0:
+        s = tl.load(s0_ptr + sp, mask=mk[:, None] & mv[None, :], other=0.0)
+    else:
+        s = tl.zeros([BK, BV], dtype=tl.float32)
+    for c0 in range(0, T, C):
+        t = c0 + oc
+        mt = t < T
+        row = (b * T + t) * H + h
+        prow = (b * TP + t) * H + h
+        mtk = mt[:, None] & mk[None, :]
+        q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :],
+                    other=0.0).to(tl.float32)
+        bq = tl.load(bq_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
+        bk = tl.load(bk_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
+        blast = tl.load(bk_ptr + ((b * TP + c0 + C - 1) * H + h) * DK + ok, mask=mk, other=0.0)
+        att = tl.load(a_ptr + (bh * TP + t)[:, None] * C + oc[None, :])
+        o = tl.dot(att, v) + tl.dot(q * tl.exp(bq), s)
+        tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
+                 mask=mt[:, None] & mv[None, :])
+        kd = k * tl.exp(blast[None, :] - bk)
+        s = s * tl.exp(blast)[:, None] + tl.dot(tl.trans(kd), v)
+    if STORE_S:
+        tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
+
+
+def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None):
+    b, t, h, dk = q.shape
+    dv = v.shape[-1]
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    bk = chunk_cumsum(g, chunk)
+    if u is None:
+        bq = bk
+    else:
+        gp = torch.zeros_like(bk)
+        gp[:, :t] = g
+        bq = bk - gp
+    att = pairwise(q, k, bq, bk, chunk, strict=u is not None, u=u)
+    o = torch.empty_like(v, dtype=q.dtype)
+    s0, has_s0 = state_in(initial_state, q)
+    st = state_out(output_final_state, b, h, dk, dv, q)
+    bkk = max(16, triton.next_power_of_2(dk))
+    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
+    grid = (triton.cdiv(dv, bv), b * h)
+    _vec_scan_kernel[grid](
+        q, k, v, bq, bk, att, o, s0, st if st is not None else o, scale, t, bk.shape[1], h, dk, dv,
+        C=chunk, BK=bkk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
+    )
+    return o, st
+
+
+def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK):
+    """GLA forward on CUDA (or under TRITON_INTERPRET=1). g: log-decay [B, T, H, Dk]."""
+    return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk)
+
+
+def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=CHUNK):
+    """RWKV-6 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay, u: bonus [H, Dk]."""
+    return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk)

@@ -1,0 +1,88 @@
+"""Triton kernel for the intra-chunk pairwise term of the vector-decay operators.
+
+A[i, j] = sum_d x_id y_jd exp(bx_id - by_jd) for j <= i (j < i when STRICT), per chunk of C
+tokens, where by is the log-decay summed from the chunk start and bx is either the same (GLA) or
+the sum before token i (RWKV-6/7 queries). Computed in sub-blocks of 16 rows so no exponent is
+positive: an off-diagonal block pair (I > J) is a matmul of x_I exp(bx_I - r) and
+y_J exp(r - by_J) with r the decay at the last row of block J (both factors <= 1); a diagonal
+block is summed column by column with the exact difference. An optional bonus u [H, Dk] writes
+A[i, i] = sum_d x_id u_d y_id (RWKV-6's current-token term).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SUB = 16
+
+
+@triton.jit
+def _pairwise_kernel(x_ptr, y_ptr, bx_ptr, by_ptr, u_ptr, a_ptr, T, TP, H, DK,
+                     C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
+                     STRICT: tl.constexpr, BONUS: tl.constexpr):
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    NS: tl.constexpr = C // SUB
+    n = pid // NS
+    ib = pid % NS
+    b = bh // H
+    h = bh % H
+    ok = tl.arange(0, BK)
+    os_ = tl.arange(0, SUB)
+    mk = ok < DK
+    ti = n * C + ib * SUB + os_
+    mi = ti < T
+    x = tl.load(x_ptr + ((b * T + ti) * H + h)[:, None] * DK + ok[None, :], mask=mi[:, None] & mk[None, :],
+                other=0.0).to(tl.float32)
+    bx = tl.load(bx_ptr + ((b * TP + ti) * H + h)[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
+    a_rows = a_ptr + (bh * TP + ti)[:, None] * C
+    for jb in range(0, ib):
+        tj = n * C + jb * SUB + os_
+        mj = tj < T
+        y = tl.load(y_ptr + ((b * T + tj) * H + h)[:, None] * DK + ok[None, :],
+                    mask=mj[:, None] & mk[None, :], other=0.0).to(tl.float32)
+        by = tl.load(by_ptr + ((b * TP + tj) * H + h)[:, None] * DK + ok[None, :], mask=mk[None, :],
+                     other=0.0)
+        r = tl.load(by_ptr + ((b * TP + n * C + jb * SUB + SUB - 1) * H + h) * DK + ok, mask=mk, other=0.0)
+        xs = x * tl.exp(bx - r[None, :])
+        ys = y * tl.exp(r[None, :] - by)
+        blk = tl.dot(xs, tl.trans(ys))
+        tl.store(a_rows + jb * SUB + os_[None, :], blk)
+    diag = tl.zeros([SUB, SUB], dtype=tl.float32)
+    for j in range(0, SUB):
+        tj = n * C + ib * SUB + j
+        mj = mk & ((ok * 0 + tj) < T)  # vector mask: the interpreter rejects vector & scalar
+        yj = tl.load(y_ptr + ((b * T + tj) * H + h) * DK + ok, mask=mj, other=0.0).to(tl.float32)
+        byj = tl.load(by_ptr + ((b * TP + tj) * H + h) * DK + ok, mask=mk, other=0.0)
+        if STRICT:
+            keep = os_ > j
+        else:
+            keep = os_ >= j
+        diff = tl.where(keep[:, None] & mk[None, :], bx - byj[None, :], float("-inf"))
+        col = tl.sum(x * yj[None, :] * tl.exp(diff), 1)
+        diag = tl.where(os_[None, :] == j, col[:, None], diag)
+    if BONUS:
+        u = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        yi = tl.load(y_ptr + ((b * T + ti) * H + h)[:, None] * DK + ok[None, :],
+                     mask=mi[:, None] & mk[None, :], other=0.0).to(tl.float32)
+        d = tl.sum(x * u[None, :] * yi, 1)
+        diag = tl.where(os_[:, None] == os_[None, :], d[:, None], diag)
+    tl.store(a_rows + ib * SUB + os_[None, :], diag)
+    for jb in range(ib + 1, NS):
+        tl.store(a_rows + jb * SUB + os_[None, :], tl.zeros([SUB, SUB], dtype=tl.float32))
+
+
+def pairwise(x, y, bx, by, chunk, strict, u=None):
+    """A [B, H, T', C] float32 (T' = padded length): row t holds chunk-local A[t, :]."""
+    b, t, h, dk = x.shape
+    tp = by.shape[1]
+    a = torch.empty(b, h, tp, chunk, device=x.device, dtype=torch.float32)
+    bk = max(16, triton.next_power_of_2(dk))
+    grid = (tp // SUB, b * h)
+    _pairwise_kernel[grid](
+        x.contiguous(), y.contiguous(), bx, by, u.contiguous() if u is not None else x, a, t, tp, h, dk,
+        C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, num_warps=4,
+    )
+    return a
