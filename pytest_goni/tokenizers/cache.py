@@ -29,6 +29,9 @@ from .packaged import Reference
 #: Bump when a converter changes what it builds: old disk entries then miss.
 CONVERTER_VERSION = "2"
 
+#: Formats whose build is a conversion, so the disk cache keeps the result.
+CONVERTED_FORMATS = ("sentencepiece", "tiktoken")
+
 
 def default_disk_dir() -> Path:
     """``$GONI_TOKENIZER_CACHE``, else ``$XDG_CACHE_HOME/pytest-goni/tokenizers``."""
@@ -110,7 +113,9 @@ class TokenizerCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(spec: str, options: dict[str, Any] | None, hf_cache: Any) -> tuple:
+    def _key(spec: Any, options: dict[str, Any] | None, hf_cache: Any) -> tuple:
+        if not options and not hf_cache:
+            return (str(spec),)
         return (str(spec), tuple(sorted((options or {}).items())), str(hf_cache or ""))
 
     def lookup(self, spec: str | Path, *, options: dict[str, Any] | None = None,
@@ -170,8 +175,9 @@ class TokenizerCache:
             raise TokenizerLoadError(str(spec), [str(f) for f in files], disc.found.format,
                                      f"cannot read: {exc}", disc.searched) from None
         tok, source = None, "built"
-        # A tokenizer.json is its own serialization: caching a copy would only cost disk.
-        cacheable = self.use_disk and disc.found.format != "tokenizer.json"
+        # Only conversions are worth caching: a tokenizer.json is its own serialization, and a
+        # vocab + merges pair parses as fast as the JSON a cache entry would hold.
+        cacheable = self.use_disk and disc.found.format in CONVERTED_FORMATS
         if cacheable:
             path = self.disk_path(digest)
             if path.is_file():

@@ -52,9 +52,12 @@ def hf_cache_dir(override: str | Path | None = None) -> Path:
     """The hub cache folder: ``override``, else ``HF_HUB_CACHE`` / ``HF_HOME`` / the default."""
     if override:
         return Path(override).expanduser()
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
+    # huggingface_hub.constants.HF_HUB_CACHE's rule, without importing the hub (~30 ms)
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
 
 
 def classify_file(path: Path, options: dict[str, Any] | None = None) -> TokenizerFiles:

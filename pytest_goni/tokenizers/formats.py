@@ -16,7 +16,6 @@ Nothing here reaches the network: every reader opens local files only.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +89,7 @@ def _build_bpe(found: TokenizerFiles) -> tokenizers.Tokenizer:
     tok = tokenizers.Tokenizer(model)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    with open(vocab_file, encoding="utf-8") as fh:
-        vocab = json.load(fh)
-    specials = [t for t in vocab if t.startswith("<|") and t.endswith("|>")]
+    specials = [t for t in ("<|endoftext|>",) if model.token_to_id(t) is not None]
     if specials:
         tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return tok

@@ -2,14 +2,15 @@
 
 Each entry says which distribution holds which files, the format they are in, and the
 independent reference implementation that parity is checked against. Packages are located
-through their installed metadata (``importlib.metadata``), never imported: several pin or pull
-dependencies the tokenizer files do not need.
+with ``importlib.util.find_spec`` of their top-level module, never imported (several pin or
+pull dependencies the tokenizer files do not need) and without ``importlib.metadata`` (whose
+import and scan cost tens of milliseconds, a third of a cached discovery's budget).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,28 @@ class PackageMissing(LookupError):
 
 
 def locate(dist_name: str, rel: str) -> Path:
-    """The path of ``rel`` inside installed distribution ``dist_name``, checked to exist."""
+    """The path of ``rel`` (``module/sub/file``) inside installed distribution ``dist_name``.
+
+    The first segment of ``rel`` is the distribution's top-level module (a namespace package
+    such as ``tiktoken_ext`` may span several folders: each is searched).
+    """
+    top, _, rest = rel.partition("/")
     try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        raise PackageMissing(f"package {dist_name!r} is not installed (pip install {dist_name})") from None
-    path = Path(str(dist.locate_file(rel)))
-    if not path.is_file():
-        raise PackageMissing(f"package {dist_name!r} is installed but has no {rel} (looked at {path})")
-    return path
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise PackageMissing(f"package {dist_name!r} is not installed: no module {top!r} "
+                             f"(pip install {dist_name})")
+    roots = list(spec.submodule_search_locations or [])
+    if not roots and spec.origin:
+        roots = [str(Path(spec.origin).parent)]
+    for root in roots:
+        path = Path(root) / rest
+        if path.is_file():
+            return path
+    raise PackageMissing(f"package {dist_name!r} is installed but has no {rel} "
+                         f"(looked in {', '.join(roots) or 'nowhere'})")
 
 
 def reference_for(entry: Packaged) -> Reference | None:
