@@ -1,3 +1,3 @@
 """measurements."""
 
-from . import op_bench, roofline  # noqa: F401,E402
+from . import op_bench, roofline, tokenizer  # noqa: F401,E402
