@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -338,8 +339,8 @@ class ThresholdGate(CompiledGate):
                 _check_paths(exp.ref_expr, "expect", metric_units, offset)
                 rdim = _dimension(exp.ref_expr, "expect", metric_units, self.stat, offset)
                 if rdim != vdim:
-                    raise GateSpecError("expect", f"'{text}' compares {where} with a reference that is "
-                                                  f"{rdim.phrase()}", offset)
+                    raise GateSpecError("expect", f"'{text}': the reference is {rdim.phrase()} but "
+                                                  f"{where}", offset)
             if not exp.relative and exp.tolerance_dim != vdim:
                 tdim = exp.tolerance_dim or Dim.NONE
                 raise GateSpecError("expect", f"'{text}' allows a deviation of {tdim.phrase()} but {where}")
@@ -613,7 +614,9 @@ class SignificanceGate(CompiledGate):
             t = math.copysign(math.inf, diff) if diff else 0.0
             half = 0.0
         else:
-            t, p_two = stats.welch_t(a, b)
+            with warnings.catch_warnings():  # scipy warns on near-constant samples; se > 0 here
+                warnings.simplefilter("ignore", RuntimeWarning)
+                t, p_two = stats.welch_t(a, b)
             df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
             half = float(sst.t.ppf(1 - self.alpha / 2, df)) * se
         if self.direction == "!=":
