@@ -17,6 +17,9 @@ call, outside the timed window, so an op whose inputs fit in cache is timed cold
 inside a model. The budget: at least ``reps`` rounds, then more while the wall time spent in the
 timed rounds is under ``min_time_s``, never more than ``max_reps``; ``check`` (e.g.
 ``MeasureContext.check_deadline``) is called between rounds so a measurement stops at its timeout.
+On CUDA the budget counts host time: launches are asynchronous and the host runs ahead of the
+device, so ``min_time_s`` bounds the work enqueued, not the device time (the samples themselves
+are device time, from the events).
 
 Peak memory (:func:`peak_memory`): on CUDA, the caching allocator's high-water mark
 (``torch.cuda.reset_peak_memory_stats`` / ``max_memory_allocated``) above what was allocated
@@ -114,8 +117,21 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: str | torch.d
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     budget = Budget(reps, min_time_s, max_reps)
     dev = torch.device(device)
-    names = list(fns)
-    calls = dict(fns)
+    if dev.type == "cuda":
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        with torch.cuda.device(dev):  # events and graphs record on this device's stream
+            return _time_rounds(dict(fns), dev, warmup, budget, inner, flush_l2, cuda_graph, check)
+    if cuda_graph:
+        raise ValueError(f"cuda_graph=True needs a CUDA device; this one is {dev.type!r}")
+    return _time_rounds(dict(fns), dev, warmup, budget, inner, flush_l2, False, check)
+
+
+def _time_rounds(calls: dict[str, Callable[[], Any]], dev: torch.device, warmup: int,
+                 budget: Budget, inner: int, flush_l2: bool, cuda_graph: bool,
+                 check: Callable[[], None] | None) -> dict[str, list[float]]:
+    """The one repetition loop behind every timer: warm-up rounds, then timed rounds."""
+    names = list(calls)
     for _ in range(warmup):
         for name in names:
             calls[name]()
@@ -128,9 +144,6 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: str | torch.d
             inner_calls = inner
         clock: _Clock = _CudaClock(dev)
     else:
-        if cuda_graph:
-            raise ValueError("cuda_graph=True needs a CUDA device; this one is "
-                             f"{dev.type!r}")
         inner_calls = inner
         clock = _CpuClock()
     flush = _make_flusher(dev) if flush_l2 else None

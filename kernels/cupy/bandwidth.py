@@ -33,7 +33,8 @@ def _copy_kernel(cp: Any) -> Any:
 
 
 def _launch_copy(cp: Any, src: Any, dst: Any) -> None:
-    n = src.size  # int4 elements
+    """``src``/``dst``: int32 arrays of shape [n, 4], 16-byte aligned; one int4 per row."""
+    n = src.shape[0]
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
     blocks = max(1, min((n + _THREADS - 1) // _THREADS, sms * 8))
     _copy_kernel(cp)((blocks,), (_THREADS,), (src, dst, cp.int64(n)))
@@ -47,6 +48,8 @@ def copy_device(src: Any, dst: Any) -> None:
     if s.nbytes != d.nbytes or s.nbytes % 16:
         raise ValueError(f"copy_device needs equal sizes that are multiples of 16 bytes; "
                          f"got {s.nbytes} and {d.nbytes}")
+    if s.data.ptr % 16 or d.data.ptr % 16:
+        raise ValueError("copy_device needs 16-byte aligned buffers (int4 accesses)")
     _launch_copy(cp, s.reshape(-1).view(cp.uint8).view(cp.int32).reshape(-1, 4),
                  d.reshape(-1).view(cp.uint8).view(cp.int32).reshape(-1, 4))
 
@@ -61,8 +64,8 @@ def copy_bandwidth(nbytes: int, reps: int = 20, warmup: int = 3, device: int = 0
     cp = cupy_module()
     n16 = nbytes // 16
     with cp.cuda.Device(device):
-        src = cp.random.default_rng(0).integers(-(2**31), 2**31 - 1, size=(n16, 4),
-                                                dtype=cp.int32)
+        # random bits, never zeros (a copy of zeros can run faster than one of real data)
+        src = cp.random.random(n16 * 4, dtype=cp.float32).view(cp.int32).reshape(n16, 4)
         dst = cp.empty_like(src)
         for _ in range(warmup):
             _launch_copy(cp, src, dst)

@@ -37,8 +37,7 @@ def _count_kernel(cp: Any, dtype_name: str) -> Any:
     key = f"count:{cp.cuda.Device().id}"
     if key not in _kernels:
         names = [f"count_oob<{c}>" for c in _ID_CTYPES.values()]
-        _kernels[key] = cp.RawModule(code=_COUNT_SRC, options=("-std=c++14",),
-                                     name_expressions=names)
+        _kernels[key] = cp.RawModule(code=_COUNT_SRC, name_expressions=names)
     return _kernels[key].get_function(f"count_oob<{_ID_CTYPES[dtype_name]}>")
 
 

@@ -45,15 +45,18 @@ def test_interleaved_runs_a_b_a_b_and_pairs_samples():
                            warmup=2, reps=4)
     assert log == ["a", "b"] * 6
     assert set(out) == {"a", "b"} and len(out["a"]) == len(out["b"]) == 4
-    # b sleeps 3 ms, a does nothing: every paired sample shows it
-    assert all(sb > sa for sa, sb in zip(out["a"], out["b"]))
+    # b sleeps 3 ms, a does nothing (a preempted round may still make one `a` sample slow)
+    assert all(sb >= 0.003 for sb in out["b"])
+    assert sorted(out["a"])[1] < 0.003
 
 
 def test_min_time_extends_rounds_and_max_reps_caps_them():
     log: list[str] = []
+    t0 = time.perf_counter()
     out = time_fn(_sleeper(0.002, log, "x"), "cpu", warmup=0, reps=2, min_time_s=0.05)
-    assert len(out) >= 10  # 50 ms of 2 ms rounds, with generous slack for a busy machine
-    assert len(log) == len(out)
+    assert time.perf_counter() - t0 >= 0.05
+    assert len(out) > 2 and len(log) == len(out)
+    assert sum(out[:-1]) < 0.05  # it stopped at the first round that reached the budget
     capped = time_fn(_sleeper(0.002), "cpu", warmup=0, reps=2, min_time_s=10.0, max_reps=5)
     assert len(capped) == 5
 
