@@ -72,6 +72,28 @@ class Verdict:
     def passed(self) -> bool:
         return self.status == PASS
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe copy (non-finite floats become strings, as in Metric.to_json)."""
+        return _json_safe({
+            "status": self.status, "value": self.value, "display": self.display,
+            "expect": self.expect, "margin": self.margin,
+            "interval": list(self.interval) if self.interval is not None else None,
+            "reason": self.reason, "evidence": self.evidence, "details": self.details,
+        })
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (bool, str, int)) or x is None:
+        return x
+    if isinstance(x, (float, np.floating, np.integer)):
+        f = float(x)
+        return f if math.isfinite(f) else str(f)
+    return str(x)
+
 
 # --------------------------------------------------------------------------------------------
 # Compilation helpers
@@ -499,6 +521,8 @@ class SignificanceGate(CompiledGate):
         super().__init__(gate)
         if "value" in gate:
             raise GateSpecError("value", "a significance gate compares 'a' with 'b'; it has no 'value'")
+        if gate.get("stat", "mean") != "mean":
+            raise GateSpecError("stat", "a significance test compares means; drop 'stat' or write 'mean'")
         self.a = _expression(gate, "a")
         _check_paths(self.a, "a", metric_units)
         self.b = _expression(gate, "b")

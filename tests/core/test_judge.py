@@ -481,6 +481,7 @@ def test_significance_over_paired_expressions():
     ({"expect": "a < b", "alpha": 1.5}, "alpha", "between 0 and 1"),
     ({"expect": "a < b", "value": "x.y"}, "value", "no 'value'"),
     ({"expect": "a < b", "a": "train.candidate.val_los"}, "a", "did you mean"),
+    ({"expect": "a < b", "stat": "median"}, "stat", "compares means"),
 ])
 def test_significance_spec_errors(kw, key, fragment):
     with pytest.raises(GateSpecError) as info:
@@ -495,3 +496,14 @@ def test_significance_with_units_displays_them():
                  "speed.gpt2.latency": Metric.of([20.0, 20.4, 19.6], "ms")})
     assert v.status == PASS and v.display.startswith("-10 ms (2 sigma = ")
     assert v.value == pytest.approx(-0.010)
+
+
+def test_verdicts_serialize_to_json():
+    import json
+
+    v = gate(value="speed.gla.latency", expect="< 1 ms").judge(lat([math.nan], note="OOM at 65536"))
+    out = json.loads(json.dumps(v.to_json()))
+    assert out["status"] == FAIL and out["evidence"]["speed.gla.latency"]["value"] == "nan"
+    v = sig(expect="a < b").judge(losses(A, B))
+    out = json.loads(json.dumps(v.to_json()))
+    assert out["details"]["test"] == "welch" and isinstance(out["interval"], list)
