@@ -43,11 +43,16 @@ def load_with_marks(text: str) -> tuple[Any, dict[KeyPath, Mark]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{exc.context}: {problem}"
-        raise YamlLoadError(f"YAML syntax error: {problem}", mark.line + 1 if mark else 0,
+        # An unclosed quote or bracket is found at the end of the stream; the useful place is
+        # where it was opened (the context mark), so point there and mention the other.
+        problem, context = exc.problem or str(exc), exc.context
+        mark, other = exc.problem_mark, exc.context_mark
+        if other is not None and (mark is None or "end of stream" in problem):
+            mark, other = other, mark
+        text = f"{context} at line {mark.line + 1}: {problem}" if context and mark is not None else problem
+        if other is not None:
+            text += f" (line {other.line + 1}, column {other.column + 1})"
+        raise YamlLoadError(f"YAML syntax error: {text}", mark.line + 1 if mark else 0,
                             mark.column + 1 if mark else 0) from None
     except yaml.YAMLError as exc:
         raise YamlLoadError(f"YAML error: {exc}") from None

@@ -31,9 +31,8 @@ def _margin(m: float | None) -> str:
 
 def spec_table(spec: dict[str, Any], results: list[dict[str, Any]]) -> Table:
     counts = {s: sum(r["status"] == s for r in results) for s in ORDER}
-    title = f"{spec['id']} — {spec.get('title', '')}  [{spec['file']}, profile {spec['profile']}]"
     caption = "  ".join(f"{n} {s}" for s, n in counts.items() if n)
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAVY, title_justify="left", expand=False)
+    table = Table(caption=caption, box=box.SIMPLE_HEAVY, expand=False)
     table.add_column("gate", no_wrap=True)
     table.add_column("value [interval]", overflow="fold")
     table.add_column("expect", overflow="fold")
@@ -81,7 +80,11 @@ def print_summary(tr: Any, state: Any) -> None:
     for r in state.results:
         by_spec.setdefault(r["spec"], []).append(r)
     for spec_id, results in by_spec.items():
-        console.print(spec_table(state.specs[spec_id], results))
+        spec = state.specs[spec_id]
+        console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}  ",
+                                    (f"[{spec['file']}, profile {spec['profile']}, config {spec['config_hash']}]",
+                                     "dim")))
+        console.print(spec_table(spec, results))
     for r in sorted(state.results, key=lambda r: (r["spec"], r["line"])):
         if r["status"] in ("FAIL", "INVALID", "ERROR"):
             body = Group(Text(failure_text(r).split("\n", 1)[1] if "\n" in failure_text(r) else ""))

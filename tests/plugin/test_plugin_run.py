@@ -93,7 +93,7 @@ def test_reportinfo_points_at_the_gate_line(goni: pytest.Pytester) -> None:
     write(goni, "basic.yaml", PASSING)
     items, _ = goni.inline_genitems("--goni-spec", "basic.yaml")
     lines = {item.name: item.reportinfo()[1] + 1 for item in items}
-    assert lines == {"fast-enough": 9, "ratio": 13}
+    assert lines == {"fast-enough": 10, "ratio": 14}
 
 
 def test_a_measurement_runs_once_for_all_its_gates(goni: pytest.Pytester) -> None:
