@@ -41,6 +41,7 @@ from pytest_goni.units import (
 PASS, FAIL, INVALID = "PASS", "FAIL", "INVALID"
 N_BOOT = 2000
 DISPLAY_CONFIDENCE = 0.95  # the interval shown when a gate does not ask for one
+_BOOT_BLOCK = 2_000_000    # resampled values held at once per metric
 
 
 class GateSpecError(ValueError):
@@ -476,18 +477,20 @@ class ThresholdGate(CompiledGate):
     def _bootstrap(self, metrics: Mapping[str, Metric], arrays: Mapping[str, np.ndarray],
                    baseline: float | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Bootstrap replicates of the value (and of the ``within`` reference)."""
-        rng = np.random.default_rng(zlib.crc32(self.id.encode()))
-        shared_idx: dict[tuple[str, int], np.ndarray] = {}
         reps: dict[str, np.ndarray] = {}
         for p in sorted(arrays):
             a = arrays[p]
             if _exact(metrics[p]) or self.stat == "count":
                 reps[p] = np.full(N_BOOT, stats.summarize(a, self.stat))
                 continue
-            key = (p.split(".", 1)[0], a.size)
-            if key not in shared_idx:
-                shared_idx[key] = rng.integers(0, a.size, size=(N_BOOT, a.size))
-            reps[p] = _stat_rows(a[shared_idx[key]], self.stat)
+            # Paired: every metric of one measurement with n samples draws the same index stream.
+            group = f"{p.split('.', 1)[0]}/{a.size}"
+            rng = np.random.default_rng([zlib.crc32(self.id.encode()), zlib.crc32(group.encode())])
+            rows = max(1, _BOOT_BLOCK // a.size)  # bounded memory for long sample lists
+            reps[p] = np.concatenate([
+                _stat_rows(a[rng.integers(0, a.size, size=(min(rows, N_BOOT - start), a.size))], self.stat)
+                for start in range(0, N_BOOT, rows)
+            ])
         value_reps = self.expr.evaluate_array(reps.__getitem__) * np.ones(N_BOOT)
         ref_reps = None
         if self.expect.op == "within":

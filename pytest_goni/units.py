@@ -528,6 +528,8 @@ def parse_expect(text: str) -> Expectation:
 
     Raises :class:`ExpectError` for a malformed form, :class:`UnitError` for an unknown unit.
     """
+    if isinstance(text, bool):  # YAML `expect: true`
+        return Expectation(text=str(text).lower(), op="==", literal=text, _rhs_text=str(text).lower())
     if not isinstance(text, str):
         kind = type(text).__name__
         raise ExpectError(f"expect must be text like '<= 1.15' or '> 5K tok/s', got {text!r} ({kind}); "

@@ -342,7 +342,13 @@ def test_unknown_unit_in_expect_names_it_with_column():
         parse_expect("between 1 ms and 2 parsecs")
 
 
-@pytest.mark.parametrize("value", [1.15, 5, True, None, ["<", 1]])
+def test_yaml_boolean_expect_is_an_equality():
+    e = parse_expect(True)  # type: ignore[arg-type]
+    assert (e.op, e.literal, e.describe()) == ("==", True, "== true")
+    assert parse_expect(False).check(0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [1.15, 5, None, ["<", 1]])
 def test_expect_must_be_text(value):
     with pytest.raises(ExpectError, match="quote it"):
         parse_expect(value)  # type: ignore[arg-type]
