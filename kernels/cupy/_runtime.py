@@ -58,5 +58,9 @@ def on_torch_stream(device_index: int):
     cp = cupy_module()
     with cp.cuda.Device(device_index):
         stream = torch.cuda.current_stream(device_index)
-        with cp.cuda.ExternalStream(stream.cuda_stream, device_index):
+        if hasattr(cp.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
+            external = cp.cuda.Stream.from_external(stream)  # CuPy >= 14: the stream protocol
+        else:
+            external = cp.cuda.ExternalStream(stream.cuda_stream, device_index)
+        with external:
             yield cp
