@@ -233,8 +233,13 @@ def _run_state(config: pytest.Config) -> GoniState:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
     report = yield
-    if isinstance(item, GateItem) and item.goni_result is not None and (
-            call.when == "call" or (call.when == "setup" and report.skipped)):
+    if not isinstance(item, GateItem):
+        return report
+    if report.skipped and item.goni_result is None:  # skipped by a marker or another plugin
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.goni_result = GateRun(_run_state(item.config).runner, item.spec).skipped(
+            item.gate, reason.removeprefix("Skipped: "))
+    if item.goni_result is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
         report.goni = item.goni_result
         report.goni_measurements = item.goni_measurements
         report.goni_spec = _spec_header(item.spec)
