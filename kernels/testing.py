@@ -40,10 +40,13 @@ TIME_ARGS = {
 def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.float32,
                 device="cpu", seed: int = 0, decay_scale: float = 1.0) -> dict[str, Tensor]:
     """Keyword arguments for `op` (positional order of the dispatcher), fresh from `seed`."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
 
     def rnd(*shape):
-        return torch.randn(*shape, generator=gen)
+        return torch.randn(*shape, generator=gen, device=device)
+
+    def uni(*shape):
+        return torch.rand(*shape, generator=gen, device=device)
 
     q, k, v = rnd(b, t, h, dk), rnd(b, t, h, dk), rnd(b, t, h, dv)
     vec_decay = F.logsigmoid(rnd(b, t, h, dk) + 2.0) * decay_scale
@@ -53,15 +56,15 @@ def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.f
     elif op == "simple_gla":
         args = dict(q=q, k=k, v=v, g=scal_decay)
     elif op == "delta_rule":
-        args = dict(q=q, k=F.normalize(k, dim=-1), v=v, beta=torch.rand(b, t, h, generator=gen))
+        args = dict(q=q, k=F.normalize(k, dim=-1), v=v, beta=uni(b, t, h))
     elif op == "gated_delta_rule":
         args = dict(q=q, k=F.normalize(k, dim=-1), v=v, g=scal_decay,
-                    beta=torch.rand(b, t, h, generator=gen))
+                    beta=uni(b, t, h))
     elif op == "rwkv6":
         args = dict(r=q, k=k, v=v, w=vec_decay, u=rnd(h, dk))
     elif op == "rwkv7":
         kk = F.normalize(rnd(b, t, h, dk), dim=-1)
-        a_iclr = torch.rand(b, t, h, dk, generator=gen)
+        a_iclr = uni(b, t, h, dk)
         w = -0.6065 * torch.sigmoid(rnd(b, t, h, dk)) * decay_scale  # log w = -e^-0.5 sigmoid(.)
         args = dict(r=q, w=w, k=k, v=v, a=-kk, b=kk * a_iclr)
     else:
@@ -70,8 +73,8 @@ def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.f
 
 
 def random_state(b: int, h: int, dk: int, dv: int, device="cpu", seed: int = 1) -> Tensor:
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    return (torch.randn(b, h, dk, dv, generator=gen) * 0.5).to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(b, h, dk, dv, generator=gen, device=device) * 0.5
 
 
 def slice_time(op: str, args: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:

@@ -1,0 +1,342 @@
+"""Kernel benchmark: pytest_goni.kernels vs flash-linear-attention and PyTorch SDPA, on one GPU.
+
+    python benchmarks/kernels.py --out results.jsonl [--T 2048 8192 32768 131072]
+
+Measures, for B=1, H=16, D=128, bf16: each linear-attention operator's chunked forward (ours, FLA
+0.6.0's chunk_*), SDPA causal attention (cuDNN and flash backends), single-token decode at B=1 and
+B=32 (ours eager and in a CUDA graph, FLA fused_recurrent_gla), and sliding-window attention vs
+SDPA with a band mask. Times are CUDA-event times per call after warm-up (median, p20, p80 in ms);
+the first call (Triton JIT / FLA autotune) is reported apart as `first_call_s`. Peak memory is the
+allocator's high-water mark during one call minus what was allocated before it. A roofline is
+measured once (device-to-device copy bandwidth, bf16 matmul rate) and each result gets the floor
+max(bytes / bandwidth, flops / rate) and the share of it reached. Every line of the jsonl carries
+date, device, versions, config and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import platform
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from pytest_goni.kernels.testing import DISPATCH, at_time, make_inputs, random_state, rel_err
+
+from pytest_goni import kernels
+
+B, H, D = 1, 16, 128
+CHUNK_FLOP_C = 64  # nominal chunk size in the linear-attention FLOP count
+
+
+def versions() -> dict:
+    import triton
+
+    try:
+        import fla
+
+        fla_v = getattr(fla, "__version__", "?")
+    except Exception as exc:  # noqa: BLE001 - report why FLA is missing
+        fla_v = f"unavailable: {exc}"
+    return {"torch": torch.__version__, "triton": triton.__version__, "fla": fla_v,
+            "cuda": torch.version.cuda, "python": platform.python_version()}
+
+
+def time_ms(fn, budget_ms: float = 300.0, warmup: int = 3) -> dict:
+    """Median/p20/p80 of per-call CUDA-event times, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    torch.cuda.synchronize()
+    est = max(s.elapsed_time(e), 1e-3)
+    n = int(min(max(budget_ms / est, 5), 300))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    ts = sorted(a.elapsed_time(b) for a, b in zip(starts, ends))
+    q = lambda p: ts[min(len(ts) - 1, int(p * len(ts)))]  # noqa: E731
+    return {"ms": q(0.5), "p20_ms": q(0.2), "p80_ms": q(0.8), "iters": n}
+
+
+def first_call_and_peak(fn) -> dict:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - t0
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return {"first_call_s": first, "peak_extra_bytes": torch.cuda.max_memory_allocated() - base}
+
+
+def roofline() -> dict:
+    x = torch.empty(2**28, device="cuda", dtype=torch.float32)  # 1 GiB
+    x.normal_()
+    y = torch.empty_like(x)
+    t = time_ms(lambda: y.copy_(x), budget_ms=200)
+    bw = 2 * x.numel() * 4 / (t["ms"] * 1e-3)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    t2 = time_ms(lambda: a @ b, budget_ms=200)
+    rate = 2 * 8192**3 / (t2["ms"] * 1e-3)
+    return {"copy_bytes_per_s": bw, "bf16_matmul_flop_per_s": rate}
+
+
+def linear_cost(op: str, t: int) -> tuple[float, float]:
+    """(nominal FLOPs of a chunked forward, fewest bytes: inputs read once, output written once)."""
+    flops = 2.0 * B * H * t * (CHUNK_FLOP_C * D + CHUNK_FLOP_C * D + 2 * D * D)
+    n_vec = {"gla": 4, "simple_gla": 3, "delta_rule": 3, "gated_delta_rule": 3, "rwkv6": 4, "rwkv7": 6}[op]
+    bytes_ = (n_vec + 1) * B * t * H * D * 2.0
+    return flops, bytes_
+
+
+def fla_fn(op: str, args: dict):
+    """FLA 0.6.0's chunked forward for `op`, with our arguments (same conventions; checked below)."""
+    from fla.ops.delta_rule import chunk_delta_rule
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    from fla.ops.gla import chunk_gla
+    from fla.ops.rwkv6 import chunk_rwkv6
+    from fla.ops.rwkv7 import chunk_rwkv7
+    from fla.ops.simple_gla import chunk_simple_gla
+
+    a = args
+    sc = D**-0.5
+    table = {
+        "simple_gla": lambda: chunk_simple_gla(a["q"], a["k"], a["v"], g=a["g"], scale=sc),
+        "gla": lambda: chunk_gla(a["q"], a["k"], a["v"], a["g"], scale=sc),
+        "delta_rule": lambda: chunk_delta_rule(a["q"], a["k"], a["v"], a["beta"], scale=sc),
+        "gated_delta_rule": lambda: chunk_gated_delta_rule(a["q"], a["k"], a["v"], a["g"], a["beta"],
+                                                           scale=sc),
+        "rwkv6": lambda: chunk_rwkv6(a["r"], a["k"], a["v"], a["w"], a["u"], scale=sc),
+        "rwkv7": lambda: chunk_rwkv7(a["r"], a["w"], a["k"], a["v"], a["a"], a["b"], scale=sc),
+    }
+    return table[op]
+
+
+def emit(rec: dict, meta: dict, fh) -> None:
+    rec = {**meta, **rec}
+    fh.write(json.dumps(rec) + "\n")
+    fh.flush()
+
+
+def with_roof(rec: dict, flops: float, bytes_: float, roof: dict) -> dict:
+    sec = rec["ms"] * 1e-3
+    floor = max(bytes_ / roof["copy_bytes_per_s"], flops / roof["bf16_matmul_flop_per_s"])
+    rec.update(tflop_per_s=flops / sec / 1e12, gb_per_s=bytes_ / sec / 1e9, floor_ms=floor * 1e3,
+               pct_of_roofline=100.0 * floor / sec)
+    return rec
+
+
+def _prefill_one(op, t, roof, meta, fh, rows):
+    args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
+    flops, bytes_ = linear_cost(op, t)
+    impls = {"ours": lambda: DISPATCH[op](**args, backend="triton")}
+    try:
+        impls["fla"] = fla_fn(op, args)
+    except Exception as exc:  # noqa: BLE001
+        emit({"section": "prefill", "op": op, "T": t, "impl": "fla", "error": repr(exc)}, meta, fh)
+    outs = {}
+    for name, fn in impls.items():
+        try:
+            info = first_call_and_peak(fn)
+            outs[name] = fn()[0]
+            rec = with_roof({**time_ms(fn), **info}, flops, bytes_, roof)
+        except torch.cuda.OutOfMemoryError as exc:
+            rec = {"error": f"OOM: {exc}"[:200]}
+            torch.cuda.empty_cache()
+        rec.update(section="prefill", op=op, T=t, impl=name)
+        emit(rec, meta, fh)
+        rows.append(rec)
+    if "ours" in outs and "fla" in outs:
+        diff = rel_err(outs["ours"].float(), outs["fla"].float())
+        rows.append({"section": "agreement", "op": op, "T": t, "rel_err_ours_vs_fla": diff})
+        emit(rows[-1], meta, fh)
+
+
+def bench_prefill(ops, ts, roof, meta, fh, rows):
+    for t in ts:
+        for op in ops:
+            _prefill_one(op, t, roof, meta, fh, rows)
+            torch.cuda.empty_cache()
+
+
+def _sdpa_one(t, roof, meta, fh, rows):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(B, H, t, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    flops = 2.0 * B * H * t * t * D  # causal: half of 4 B H T^2 D
+    backends = (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION), ("sdpa_flash", SDPBackend.FLASH_ATTENTION))
+    for name, backend in backends:
+        def fn(backend=backend):
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        try:
+            info = first_call_and_peak(fn)
+            rec = with_roof({**time_ms(fn), **info}, flops, 4 * B * t * H * D * 2.0, roof)
+        except Exception as exc:  # noqa: BLE001
+            rec = {"error": repr(exc)[:200]}
+        rec.update(section="prefill", op="softmax_causal", T=t, impl=name)
+        emit(rec, meta, fh)
+        rows.append(rec)
+
+
+def bench_sdpa(ts, roof, meta, fh, rows):
+    for t in ts:
+        _sdpa_one(t, roof, meta, fh, rows)
+        torch.cuda.empty_cache()
+
+
+def _decode_one(op, bs, roof, meta, fh, rows):
+    from fla.ops.gla import fused_recurrent_gla
+
+    args = at_time(op, make_inputs(op, bs, 1, H, D, D, dtype=torch.bfloat16, device="cuda", seed=5), 0)
+    state = random_state(bs, H, D, D, device="cuda")
+    step = getattr(kernels, f"{op}_step")
+    state_bytes = 2.0 * state.numel() * 4  # read once, written once
+
+    def eager():
+        return step(**args, state=state, inplace=True)
+    info = first_call_and_peak(eager)
+    recs = {"ours_eager": {**time_ms(eager), **info}}
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        eager()
+    recs["ours_cudagraph"] = time_ms(graph.replay)
+    if op == "gla":
+        fargs = {n: x[:, None] for n, x in args.items()}
+        fs = state.clone()
+
+        def fla_step():
+            return fused_recurrent_gla(fargs["q"], fargs["k"], fargs["v"], gk=fargs["g"],
+                                       initial_state=fs, output_final_state=True)
+        recs["fla_fused_recurrent_gla"] = {**time_ms(fla_step), **first_call_and_peak(fla_step)}
+    for name, rec in recs.items():
+        sec = rec["ms"] * 1e-3
+        rec.update(section="decode", op=op, B=bs, impl=name, state_bytes_moved=state_bytes,
+                   gb_per_s=state_bytes / sec / 1e9,
+                   pct_of_copy_bw=100.0 * state_bytes / sec / roof["copy_bytes_per_s"])
+        emit(rec, meta, fh)
+        rows.append(rec)
+
+
+def bench_decode(roof, meta, fh, rows):
+    for bs in (1, 32):
+        for op in ("gla", "simple_gla", "gated_delta_rule", "rwkv7"):
+            _decode_one(op, bs, roof, meta, fh, rows)
+
+
+def _swa_one(t, window, roof, meta, fh, rows):
+    q, k, v = (torch.randn(B, t, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    keys = min(t, window)
+    flops = 4.0 * B * H * D * (t * keys - keys * (keys - 1) / 2)
+    bytes_ = 4 * B * t * H * D * 2.0
+    impls = {"ours": lambda: kernels.sliding_window_attention(q, k, v, window)}
+    qh, kh, vh = (x.transpose(1, 2) for x in (q, k, v))
+    if t <= 32768:  # the [T, T] band mask itself is T^2 bytes
+        i = torch.arange(t, device="cuda")
+        band = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - window)
+        impls["sdpa_band_mask"] = lambda: F.scaled_dot_product_attention(qh, kh, vh, attn_mask=band)
+    outs = {}
+    for name, fn in impls.items():
+        try:
+            info = first_call_and_peak(fn)
+            outs[name] = fn()
+            rec = with_roof({**time_ms(fn), **info}, flops, bytes_, roof)
+        except torch.cuda.OutOfMemoryError as exc:
+            rec = {"error": f"OOM: {exc}"[:200]}
+        rec.update(section="sliding_window", op="sliding_window", T=t, window=window, impl=name)
+        emit(rec, meta, fh)
+        rows.append(rec)
+        torch.cuda.empty_cache()
+    if len(outs) == 2:
+        diff = rel_err(outs["ours"].float(), outs["sdpa_band_mask"].transpose(1, 2).float())
+        rows.append({"section": "agreement", "op": "sliding_window", "T": t, "rel_err_ours_vs_fla": diff})
+        emit(rows[-1], meta, fh)
+
+
+def bench_swa(ts, window, roof, meta, fh, rows):
+    for t in ts:
+        _swa_one(t, window, roof, meta, fh, rows)
+        torch.cuda.empty_cache()
+
+
+def table(rows) -> str:
+    lines = ["section          op                T/B     impl                        ms      p20-p80        "
+             "TF/s   GB/s  %roof  peakMiB  first_s"]
+    for r in rows:
+        if r.get("section") == "agreement":
+            lines.append(f"agree            {r['op']:<17} {r['T']:<7} rel_err ours vs baseline = "
+                         f"{r['rel_err_ours_vs_fla']:.2e}")
+            continue
+        if "error" in r:
+            lines.append(f"{r['section']:<16} {r['op']:<17} {r.get('T', r.get('B')):<7} {r['impl']:<22} "
+                         f"{r['error'][:60]}")
+            continue
+        size = r.get("T", r.get("B"))
+        roof = r.get("pct_of_roofline", r.get("pct_of_copy_bw", float("nan")))
+        lines.append(
+            f"{r['section']:<16} {r['op']:<17} {size:<7} {r['impl']:<22} {r['ms']:9.4f} "
+            f"{r['p20_ms']:7.4f}-{r['p80_ms']:<7.4f} {r.get('tflop_per_s', float('nan')):6.1f} "
+            f"{r.get('gb_per_s', float('nan')):6.0f} {roof:6.1f} "
+            f"{r.get('peak_extra_bytes', float('nan')) / 2**20:8.1f} "
+            f"{r.get('first_call_s', float('nan')):7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="jsonl file to append results to")
+    p.add_argument("--T", type=int, nargs="+", default=[2048, 8192, 32768, 131072])
+    p.add_argument("--ops", nargs="+", default=list(DISPATCH))
+    p.add_argument("--swa-T", type=int, nargs="+", default=[2048, 8192, 32768])
+    p.add_argument("--window", type=int, default=1024)
+    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa"])
+    a = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmarks/kernels.py needs a CUDA device", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = True
+    meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": "cuda:0", "gpu": torch.cuda.get_device_name(0), "versions": versions(),
+            "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"},
+            "command": "python " + " ".join(sys.argv)}
+    rows: list[dict] = []
+    with open(a.out, "a") as fh:
+        roof = roofline()
+        emit({"section": "roofline", **roof}, meta, fh)
+        print(f"roofline: copy {roof['copy_bytes_per_s'] / 1e9:.0f} GB/s, bf16 matmul "
+              f"{roof['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s", flush=True)
+        sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
+                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows)),
+                    ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
+                    ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows))]
+        for name, run in sections:
+            if name in a.skip:
+                continue
+            t0 = time.perf_counter()
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - keep the other sections' numbers
+                emit({"section": name, "error": repr(exc)[:500]}, meta, fh)
+                print(f"section {name} failed: {exc!r}", flush=True)
+            print(f"section {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(table(rows))
+    return 0 if all(not math.isnan(r.get("ms", 0.0)) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
