@@ -8,7 +8,8 @@ Metrics:
 
 - ``copy.bandwidth`` (B/s): a device-to-device copy of ``copy_bytes`` of random data, bytes
   counted read plus written. On CUDA the copy is the CuPy vectorised raw kernel
-  (``pytest_goni.kernels.cupy.copy_bandwidth``); on CPU it is ``torch.Tensor.copy_``.
+  (``pytest_goni.kernels.cupy.copy_bandwidth``); on CPU, or on CUDA without CuPy, it is
+  ``torch.Tensor.copy_``; ``meta["probe"]`` says which ran.
 - ``matmul.<dtype>.flops`` (FLOP/s) for each of ``matmul_dtypes``: ``2 n^3`` over the time of an
   ``n x n x n`` product of random matrices through torch. ``tf32`` is float32 inputs with
   TensorFloat-32 matrix units allowed (CUDA only); ``float32`` forbids them.
@@ -98,11 +99,19 @@ def device_name(device: str | torch.device) -> str:
     return f"{model} ({torch.get_num_threads()} threads)"
 
 
+def copy_probe(device: str | torch.device) -> str:
+    """Which copy measures bandwidth here: the CuPy kernel on CUDA when CuPy can run, else
+    torch's ``copy_`` (a CUDA machine without CuPy still gets a roofline, and says so)."""
+    from ..kernels.cupy import cupy_available
+
+    return "cupy copy16" if torch.device(device).type == "cuda" and cupy_available() else "torch copy_"
+
+
 def measure_copy_bandwidth(device: str | torch.device, nbytes: int, reps: int = 10,
                            warmup: int = 2) -> list[float]:
     """B/s samples (read + written) of copying ``nbytes`` of random data on ``device``."""
     dev = torch.device(device)
-    if dev.type == "cuda":
+    if copy_probe(dev) == "cupy copy16":
         from ..kernels.cupy import copy_bandwidth
 
         return copy_bandwidth(nbytes, reps=reps, warmup=warmup, device=dev.index or 0)
@@ -166,7 +175,7 @@ def measure_roofline(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     meta = {"device": ctx.device, "device_name": device_name(ctx.device)}
     out = {"copy.bandwidth": Metric.of(measure_copy_bandwidth(ctx.device, nbytes, reps, warmup),
                                        "B/s", copy_bytes=nbytes,
-                                       probe="cupy copy16" if ctx.is_cuda else "torch copy_",
+                                       probe=copy_probe(ctx.device),
                                        **meta)}
     for dt in params.get("matmul_dtypes", ["float32"]):
         ctx.check_deadline()
