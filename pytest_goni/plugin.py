@@ -147,7 +147,8 @@ class SpecFile(pytest.File):
         assert state is not None
         spec = load_spec(self.path, _display(self.config, self.path), state.profile, cuda_usable())
         self.config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
-        groups = _share_groups(spec)
+        groups = _share_groups(spec) if _one_gpu_per_worker(self.config) else \
+            {g.id: spec.id for g in spec.gates}
         for gate in spec.gates:
             yield GateItem.from_parent(self, name=gate.id, spec=spec, gate=gate, group=groups[gate.id])
 
@@ -155,6 +156,20 @@ class SpecFile(pytest.File):
         if isinstance(excinfo.value, SpecError):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
+
+
+def _one_gpu_per_worker(config: pytest.Config) -> bool:
+    """Measurements may run side by side only when each xdist worker has a GPU of its own; on
+    CPU (or fewer GPUs than workers) concurrent timings would disturb each other, so all gates
+    of a spec then share one worker."""
+    workers = int(getattr(config.option, "numprocesses", 0) or 0) or 1
+    if hasattr(config, "workerinput"):
+        workers = int(config.workerinput.get("workercount", workers))
+    if not cuda_usable():
+        return False
+    import torch
+
+    return torch.cuda.device_count() >= workers
 
 
 def _share_groups(spec: Spec) -> dict[str, str]:

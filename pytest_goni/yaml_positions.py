@@ -52,6 +52,8 @@ def load_with_marks(text: str) -> tuple[Any, dict[KeyPath, Mark]]:
         text = f"{context} at line {mark.line + 1}: {problem}" if context and mark is not None else problem
         if other is not None:
             text += f" (line {other.line + 1}, column {other.column + 1})"
+        if "block scalar" in text:
+            text += "; a value starting with '>' or '|' must be quoted, e.g. expect: \">= 1.2\""
         raise YamlLoadError(f"YAML syntax error: {text}", mark.line + 1 if mark else 0,
                             mark.column + 1 if mark else 0) from None
     except yaml.YAMLError as exc:

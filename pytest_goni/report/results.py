@@ -82,8 +82,23 @@ def build_results(state: Any) -> dict[str, Any]:
             "spec_errors": [{"file": f, "message": m} for f, m in state.spec_errors]}
 
 
+def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat record per gate (date, device, versions, config hash): the jsonl committed
+    under benchmarks/results/ for results quoted elsewhere."""
+    env = results["environment"]
+    keep = ("spec", "gate", "status", "value", "display", "expect", "margin", "interval", "reason")
+    return [{"date": env["date"], "device": env["device"], "versions": env["versions"], "cuda": env.get("cuda"),
+             "git_commit": env.get("git_commit"), "profile": spec["profile"], "config_hash": spec["config_hash"],
+             "file": spec["file"], **{k: g.get(k) for k in keep}}
+            for spec in results["specs"] for g in spec["gates"]]
+
+
 def write_results(state: Any) -> Path:
+    """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
     state.report_dir.mkdir(parents=True, exist_ok=True)
+    results = _clean(build_results(state))
     path = state.report_dir / "results.json"
-    path.write_text(json.dumps(_clean(build_results(state)), indent=1, default=str))
+    path.write_text(json.dumps(results, indent=1, default=str))
+    lines = [json.dumps(line, default=str) for line in gate_lines(results)]
+    (state.report_dir / "gates.jsonl").write_text("\n".join(lines) + "\n")
     return path
