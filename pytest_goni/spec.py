@@ -126,11 +126,17 @@ class _Loader:
         self.path, self.display = path, display_path
         self.marks: dict[KeyPath, Mark] = {}
         self.problems: list[Problem] = []
+        self.lines: list[str] = []
 
     # -- error helpers ---------------------------------------------------------------------------
-    def problem(self, path: KeyPath, message: str) -> None:
+    def problem(self, path: KeyPath, message: str, col_offset: int | None = None) -> None:
+        """Record a problem at ``path``; ``col_offset`` points inside a one-line scalar value."""
         m = nearest_mark(self.marks, path)
-        self.problems.append(Problem(m.line, m.col, format_path(path), message))
+        col = m.col
+        if col_offset is not None and m.end_line <= m.line and 0 < m.line <= len(self.lines):
+            quoted = self.lines[m.line - 1][m.col - 1:m.col] in ("'", '"')
+            col = m.col + col_offset + (1 if quoted else 0)
+        self.problems.append(Problem(m.line, col, format_path(path), message))
 
     def fail_if_problems(self) -> None:
         if self.problems:
@@ -141,6 +147,7 @@ class _Loader:
         if not self.path.is_file():
             raise SpecError(self.display, [Problem(0, 0, "", "spec file not found")])
         text = self.path.read_text(encoding="utf-8", errors="replace")
+        self.lines = text.splitlines()
         try:
             data, self.marks = load_with_marks(text)
         except YamlLoadError as exc:
@@ -326,7 +333,7 @@ class _Loader:
                     compiled = compile_gate(raw, metric_units)
                 except GateSpecError as exc:
                     key = exc.key if exc.key in raw else None
-                    self.problem(path + ((key,) if key else ()), exc.message)
+                    self.problem(path + ((key,) if key else ()), exc.message, col_offset=exc.col)
                     continue
                 used = set(compiled.measurements)
                 for m in sorted(used - set(measurements)):
