@@ -126,13 +126,21 @@ def measure_copy_bandwidth(device: str | torch.device, nbytes: int, reps: int = 
 
 @contextmanager
 def _matmul_mode(dtype: str):
-    """Allow TF32 matrix units exactly when ``dtype == 'tf32'``; restore the setting after."""
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    """Allow TF32 matrix units exactly when ``dtype == 'tf32'``; restore the setting after.
+
+    Uses torch's ``fp32_precision`` where it exists (torch >= 2.9 raises when the legacy
+    ``allow_tf32`` flag is read after the new API was used), else ``allow_tf32``.
+    """
+    mm = torch.backends.cuda.matmul
+    if hasattr(mm, "fp32_precision"):
+        before, name, value = mm.fp32_precision, "fp32_precision", "tf32" if dtype == "tf32" else "ieee"
+    else:
+        before, name, value = mm.allow_tf32, "allow_tf32", dtype == "tf32"
+    setattr(mm, name, value)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        setattr(mm, name, before)
 
 
 def measure_matmul_flops(device: str | torch.device, n: int, dtype: str = "float32",

@@ -57,3 +57,16 @@ def test_roofline_percent_is_the_larger_fraction():
     r = roofline.Roofline(bandwidth=100.0, flops=1000.0, device_name="x", matmul_dtype="float32")
     assert r.percent(500.0, 10.0) == pytest.approx(50.0)
     assert r.percent(100.0, 80.0) == pytest.approx(80.0)
+
+
+def test_matmul_mode_sets_and_restores_tf32():
+    import torch
+
+    mm = torch.backends.cuda.matmul
+    name = "fp32_precision" if hasattr(mm, "fp32_precision") else "allow_tf32"
+    before = getattr(mm, name)
+    with roofline._matmul_mode("tf32"):
+        assert getattr(mm, name) in ("tf32", True)
+    with roofline._matmul_mode("float32"):
+        assert getattr(mm, name) in ("ieee", False)
+    assert getattr(mm, name) == before
