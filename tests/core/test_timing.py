@@ -134,7 +134,7 @@ def test_cuda_event_timing(graph, flush):
     assert len(samples) == 7
     # 17 GFLOP: at least ~0.1 us, under a second on any GPU this suite targets
     assert all(1e-7 < s < 1.0 for s in samples)
-    torch.testing.assert_close(out, a @ a)
+    torch.testing.assert_close(out, a @ a, rtol=1e-4, atol=1e-3)  # cuBLAS may pick another algorithm
 
 
 @pytest.mark.gpu
