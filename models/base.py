@@ -32,11 +32,13 @@ class ConfigError(ValueError):
 #: Named sizes from ../shared/seeds/v5-gpt2-gates.md ("GPT-2 Architecture Configs (All Scales)"):
 #: the shape (layers, heads, width, MLP width) the seed gives for each scale. Every backend may
 #: take ``size``; the shape is the seed's, the true parameter count is whatever that shape holds
-#: for the backend (see :func:`pytest_goni.models.params.param_table`).
+#: for the backend (see :func:`pytest_goni.models.params.param_table`). One deviation: the seed's
+#: 30M config says 12 heads at d_model 512, which no multi-head layer can split (512 / 12 is not an
+#: integer); we use 8 heads of 64, GPT-2's head size.
 SIZES: dict[str, dict[str, int]] = {
     "3.5M": {"n_layers": 3, "n_heads": 4, "d_model": 256, "d_ff": 1024},
     "8M": {"n_layers": 6, "n_heads": 6, "d_model": 384, "d_ff": 1536},
-    "30M": {"n_layers": 12, "n_heads": 12, "d_model": 512, "d_ff": 2048},
+    "30M": {"n_layers": 12, "n_heads": 8, "d_model": 512, "d_ff": 2048},
     "125M": {"n_layers": 12, "n_heads": 12, "d_model": 768, "d_ff": 3072},
 }
 

@@ -96,7 +96,7 @@ class RetentionMixer(SeqModule):
         log_gamma = torch.log1p(-torch.pow(2.0, -5.0 - torch.arange(n_heads, dtype=torch.float32)))
         self.register_buffer("log_gamma", log_gamma, persistent=False)
 
-    def _inputs(self, x: Tensor, start: int) -> tuple[Tensor, ...]:
+    def _inputs(self, x: Tensor, start: int | Tensor) -> tuple[Tensor, ...]:
         h = self.n_heads
         q = rotary_bthd(heads(self.q(x), h), start)
         k = rotary_bthd(heads(self.k(x), h), start)
@@ -112,7 +112,8 @@ class RetentionMixer(SeqModule):
 
     def prefill(self, x: Tensor) -> tuple[Tensor, Any]:
         o, s = kernels.simple_gla(*self._inputs(x, 0), output_final_state=True)
-        return self._output(o, x), {"S": s, "pos": x.shape[1]}
+        # the position is a tensor so a CUDA graph of step() advances it too
+        return self._output(o, x), {"S": s, "pos": torch.full((), x.shape[1], device=x.device)}
 
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         q, k, v, g = (t[:, 0] for t in self._inputs(x[:, None], state["pos"]))

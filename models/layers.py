@@ -86,11 +86,13 @@ class HeadGroupNorm(nn.Module):
         return self.norm(x.reshape(-1, shape[-2] * shape[-1])).view(shape)
 
 
-def rotary_bthd(x: Tensor, start: int, base: float = 10000.0) -> Tensor:
-    """Rotary phases for x [B, T, H, D] at positions start .. start+T-1 (NeoX half-split layout)."""
+def rotary_bthd(x: Tensor, start: int | Tensor, base: float = 10000.0) -> Tensor:
+    """Rotary phases for x [B, T, H, D] at positions start .. start+T-1 (NeoX half-split layout).
+
+    ``start`` may be a 0-d tensor (a decode state's position), so no host sync is needed."""
     d, t = x.shape[-1], x.shape[1]
     inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    pos = torch.arange(start, start + t, device=x.device, dtype=torch.float32)
+    pos = torch.arange(t, device=x.device, dtype=torch.float32) + start
     angles = (pos[:, None] * inv_freq[None, :])[None, :, None, :]  # [1, T, 1, D/2]
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
