@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from pytest_goni.models import params
 from pytest_goni.models.base import SIZES, ConfigError
+
 from pytest_goni.registry import REGISTRIES, UnknownName, load_builtins, resolve_backend
 
 load_builtins()

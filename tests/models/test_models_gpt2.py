@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from pytest_goni.models.base import SIZES, ConfigError
 from pytest_goni.models.gpt2 import build_gpt2, gpt2_true_params, match_gpt2_config, seed_formula_params
 from pytest_goni.models.matching import count_params, resolve_model_config
