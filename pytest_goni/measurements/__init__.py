@@ -1,3 +1,14 @@
 """measurements."""
 
-from . import op_bench, roofline, tokenizer  # noqa: F401,E402
+from . import (  # noqa: F401,E402  (registration happens on import)
+    context_scaling,
+    decode,
+    memory,
+    model_stats,
+    op_bench,
+    prefill,
+    recall,
+    roofline,
+    tokenizer,
+    train_lm,
+)

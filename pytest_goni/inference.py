@@ -1,0 +1,321 @@
+"""Driving models for inference measurements: model entries, precision, prefill/decode callables,
+SDPA backend selection and detection, and OOM-as-data-point bookkeeping.
+
+Shared by the ``prefill``, ``decode``, ``memory`` and ``context_scaling`` kinds so that all of
+them build, run and time a model the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from pytest_goni.measurements._common import IDENT, build_on_device, is_oom, release
+
+#: SDPA backends a spec may force, by the names the report uses.
+SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
+
+#: aten op name fragments -> the SDPA backend that ran (what the profiler sees).
+_SDPA_OPS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "flash_cpu",
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_cudnn_attention": "cudnn",
+    "_scaled_dot_product_efficient_attention": "efficient",
+    "_scaled_dot_product_attention_math": "math",
+    "_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+
+MODEL_ENTRY = {
+    "oneOf": [
+        {"type": "string", "pattern": IDENT},
+        {"type": "object", "required": ["model"], "additionalProperties": False,
+         "properties": {"model": {"type": "string", "pattern": IDENT},
+                        "sdpa": {"enum": list(SDPA_BACKENDS)},
+                        "label": {"type": "string", "pattern": IDENT}}},
+    ]
+}
+
+PRECISION = {"enum": ["auto", "fp32", "bf16", "bf16-autocast"],
+             "description": "auto: bf16 autocast on CUDA, fp32 on CPU"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model as a measurement runs it: the spec model, an optional forced SDPA backend, and
+    the label its metrics are keyed by (``baseline_cudnn`` for ``{model: baseline, sdpa: cudnn}``)."""
+
+    model: str
+    label: str
+    sdpa: str | None = None
+
+
+def parse_entry(item: str | dict[str, Any]) -> ModelEntry:
+    if isinstance(item, str):
+        return ModelEntry(item, item)
+    sdpa = item.get("sdpa")
+    label = item.get("label") or (f"{item['model']}_{sdpa}" if sdpa else item["model"])
+    return ModelEntry(item["model"], label, sdpa)
+
+
+def parse_entries(items: list[Any]) -> list[ModelEntry]:
+    entries = [parse_entry(i) for i in items]
+    labels = [e.label for e in entries]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ValueError(f"model labels must be unique; repeated: {', '.join(dup)} (give a 'label')")
+    return entries
+
+
+def entry_labels(items: list[Any]) -> list[str]:
+    """Labels of the model entries, for ``metrics(params)`` (no model is built)."""
+    return [parse_entry(i).label for i in items]
+
+
+@contextlib.contextmanager
+def sdpa_backend(name: str | None) -> Iterator[None]:
+    """Restrict torch SDPA to one backend (``None``: PyTorch chooses)."""
+    if name is None:
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    chosen = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+              "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
+    with sdpa_kernel([chosen]):
+        yield
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "bf16-autocast" if device.startswith("cuda") else "fp32"
+    return precision
+
+
+@contextlib.contextmanager
+def run_context(device: str, precision: str, sdpa: str | None) -> Iterator[None]:
+    """Inference mode, the precision's autocast, and the forced SDPA backend, together."""
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+                if precision == "bf16-autocast" else contextlib.nullcontext())
+    with torch.inference_mode(), autocast, sdpa_backend(sdpa):
+        yield
+
+
+def build_for_inference(ctx: Any, entry: ModelEntry, precision: str, vocab_size: int | None
+                        ) -> torch.nn.Module:
+    overrides = {"vocab_size": vocab_size} if vocab_size else {}
+    model = build_on_device(ctx, entry.model, **overrides)
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    return model.eval()
+
+
+def model_vocab(model: torch.nn.Module) -> int:
+    """The vocab size a model's tokens must lie in (contract models carry ``vocab_size``)."""
+    for attr in ("vocab_size",):
+        v = getattr(model, attr, None)
+        if isinstance(v, int):
+            return v
+    cfg = getattr(model, "config", None)
+    v = getattr(cfg, "vocab_size", None)
+    if isinstance(v, int):
+        return v
+    raise ValueError(f"cannot tell the vocab size of {type(model).__name__}; give the measurement a "
+                     "'vocab_size'")
+
+
+def random_tokens(batch: int, length: int, vocab: int, device: str, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g).to(device)
+
+
+def sdpa_backends_used(fn: Callable[[], Any]) -> list[str]:
+    """The SDPA backends torch dispatched to while running ``fn()`` (from the profiler's aten ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    seen: list[str] = []
+    for ev in prof.events():
+        for frag, name in _SDPA_OPS.items():
+            if frag in ev.name:
+                if name not in seen:
+                    seen.append(name)
+                break
+    return seen
+
+
+# --------------------------------------------------------------------------- CPU memory
+
+
+def tensor_peak_bytes(fn: Callable[[], Any], device: str) -> tuple[int, str]:
+    """Peak bytes ``fn()`` held above its start, and which probe said so.
+
+    CUDA: ``timing.peak_memory`` (the caching allocator's high-water mark). CPU: the process RSS
+    that ``timing.peak_memory`` reads misses memory glibc reuses from earlier calls (it reads 0
+    for a call smaller than an earlier one), so here the profiler's allocation events (every
+    tensor allocation and free through torch's CPU allocator, in order) are summed and their
+    running maximum taken; when that profiler API is unavailable, the RSS probe is used.
+    """
+    from pytest_goni.timing import cpu_peak_probe_kind, peak_memory
+
+    if device.startswith("cuda"):
+        return peak_memory(fn, device), "cuda caching allocator high-water mark"
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                  if e.name() == "[memory]"]
+    except AttributeError:
+        return peak_memory(fn, device), f"process RSS high-water mark ({cpu_peak_probe_kind()})"
+    live = peak = 0
+    for _, nbytes in sorted(events):
+        live += nbytes
+        peak = max(peak, live)
+    return peak, "torch CPU allocations (profiler memory events)"
+
+
+# --------------------------------------------------------------------------- decode state
+
+
+def _flatten(state: Any) -> list[Any] | None:
+    """The leaves of a state made of dicts/lists/tuples of tensors and Python scalars; ``None`` when
+    it holds anything else (a KV-cache object), which rules out CUDA-graph replay."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if state is None or isinstance(state, (int, float, bool, str)):
+        return []
+    if isinstance(state, dict):
+        items: Any = state.values()
+    elif isinstance(state, (list, tuple)):
+        items = state
+    else:
+        return None
+    out: list[Any] = []
+    for v in items:
+        sub = _flatten(v)
+        if sub is None:
+            return None
+        out.extend(sub)
+    return out
+
+
+def fixed_shape_state(before: Any, after: Any) -> bool:
+    """True when a step maps a state to one of identical tensor structure (recurrent state)."""
+    a, b = _flatten(before), _flatten(after)
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(x.shape == y.shape and x.dtype == y.dtype and x.device == y.device for x, y in zip(a, b))
+
+
+@dataclass
+class Decoder:
+    """A steady-state decoder: ``advance()`` runs one real decode step and feeds the state back.
+
+    Eager by default; :meth:`try_cuda_graph` captures the step (and the copy of the new state into
+    the old state's buffers) into a CUDA graph when the state has a fixed shape, after checking that
+    a replay gives the eager step's logits.
+    """
+
+    model: torch.nn.Module
+    token: torch.Tensor
+    state: Any
+    graph: Any = None
+    note: str = ""
+    _static_out: list[Any] = field(default_factory=list)
+
+    def advance(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        _, self.state = self.model.step(self.token, self.state)
+
+    def try_cuda_graph(self, run_ctx: Callable[[], contextlib.AbstractContextManager]) -> bool:
+        """Capture one step into a CUDA graph; on any obstacle keep eager and say why in ``note``."""
+        try:
+            with run_ctx():
+                _, probe = self.model.step(self.token, self.state)
+            if not fixed_shape_state(self.state, probe):
+                self.note = "eager: the state changes shape per step (KV cache)"
+                return False
+            self.state = probe
+            leaves_in = _flatten(self.state)
+            with run_ctx():
+                ref_logits, _ = self.model.step(self.token, _clone(self.state))
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), run_ctx():
+                for _ in range(2):  # warm-up on a side stream, as torch's recipe asks
+                    self.model.step(self.token, _clone(self.state))
+            torch.cuda.current_stream().wait_stream(side)
+            saved = [t.clone() for t in leaves_in]
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), run_ctx():
+                logits, new_state = self.model.step(self.token, self.state)
+                for dst, src in zip(leaves_in, _flatten(new_state)):
+                    dst.copy_(src)
+            for dst, src in zip(leaves_in, saved):  # capture does not run; restore anyway
+                dst.copy_(src)
+            graph.replay()
+            torch.cuda.synchronize()
+            if not torch.allclose(logits.float(), ref_logits.float(), rtol=2e-2, atol=2e-2):
+                self.note = "eager: CUDA-graph replay disagreed with the eager step"
+                return False
+            self.graph = graph
+            self._static_out = [logits]
+            self.note = "cuda graph"
+            return True
+        except Exception as exc:  # noqa: BLE001 - any capture failure means: time it eagerly
+            if is_oom(exc):
+                raise
+            self.graph = None
+            self.note = f"eager: CUDA-graph capture failed ({type(exc).__name__}: {str(exc)[:120]})"
+            return False
+
+
+def _clone(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        return {k: _clone(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_clone(v) for v in state]
+    if isinstance(state, tuple):
+        return tuple(_clone(v) for v in state)
+    return state
+
+
+def state_nbytes(model: torch.nn.Module, state: Any) -> int:
+    return int(model.state_bytes(state))
+
+
+# --------------------------------------------------------------------------- OOM bookkeeping
+
+
+@dataclass
+class OOMRecord:
+    """Where a model ran out of memory: the context, and the memory in use at that moment."""
+
+    context: int
+    bytes_at_failure: float
+    message: str
+
+    def note(self) -> str:
+        used = self.bytes_at_failure
+        mem = f", {used / 2**20:,.0f} MiB in use" if math.isfinite(used) else ""
+        return f"OOM at {self.context} tokens{mem}"
+
+
+def oom_record(exc: BaseException, context: int, device: str) -> OOMRecord:
+    """Record an OOM and leave the device clean for the next measurement."""
+    used = math.nan
+    if device.startswith("cuda") and torch.cuda.is_available():
+        used = float(torch.cuda.max_memory_allocated(device))
+    release(device)
+    return OOMRecord(context, used, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
