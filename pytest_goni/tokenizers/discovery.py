@@ -18,7 +18,7 @@ from typing import Any
 
 from . import packaged
 from .errors import TokenizerNotFound
-from .formats import TokenizerFiles, sniff_model_file
+from .formats import TIKTOKEN_PATTERNS, TokenizerFiles, sniff_model_file
 from .packaged import PackageMissing, Reference
 
 # Anything below that touches huggingface_hub must stay local; make the library agree.
@@ -65,7 +65,9 @@ def classify_file(path: Path, options: dict[str, Any] | None = None) -> Tokenize
     options = dict(options or {})
     name = path.name
     if name.endswith(".tiktoken"):
-        options.setdefault("pattern", path.name.removesuffix(".tiktoken"))
+        stem = path.name.removesuffix(".tiktoken")
+        if stem in TIKTOKEN_PATTERNS:  # cl100k_base.tiktoken: its regex is known by name
+            options.setdefault("pattern", stem)
         return TokenizerFiles("tiktoken", [path], options)
     if ".model" in name:  # tokenizer.model, tokenizer.model.v1, spm.model
         fmt = sniff_model_file(path)
