@@ -69,7 +69,7 @@ class GateRun:
         metrics, failures = self.runner.gate_metrics(self.spec, gate)
         if failures:
             return {**self.base(gate), "status": "ERROR", "reason": "; ".join(failures)}
-        verdict = gate.compiled.judge(metrics)
+        verdict = gate.compiled.judge(metrics, baseline=self.runner.baselines.get((self.spec.id, gate.id)))
         return {
             **self.base(gate), "status": verdict.status, "value": verdict.value, "display": verdict.display,
             "expect": verdict.expect, "margin": verdict.margin,

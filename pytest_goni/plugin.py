@@ -34,6 +34,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write results JSON (every sample) and plots into DIR")
     group.addoption("--goni-list", action="store_true", default=False, dest="goni_list",
                     help="list the gates and measurements of the specs, run nothing")
+    group.addoption("--goni-save", default=None, metavar="NAME", dest="goni_save",
+                    help="store every gate's measured value as baseline NAME (.goni/baselines/NAME.json)")
+    group.addoption("--goni-compare", default=None, metavar="NAME", dest="goni_compare",
+                    help="judge 'within X%% of baseline' gates against stored baseline NAME")
     parser.addini("goni_specs", type="args", default=[],
                   help="specs run in addition to the tests when no --goni-spec is given")
 
@@ -49,6 +53,7 @@ class GoniState:
         report = config.getoption("goni_report")
         self.report_dir = Path(report).resolve() if report else None
         self._runner: Runner | None = None
+        self.baselines: dict[tuple[str, str], float] = {}
         self.results: list[dict[str, Any]] = []          # one per gate report (controller)
         self.measurements: dict[str, dict[str, Any]] = {}  # spec id -> name -> result json
         self.specs: dict[str, dict[str, Any]] = {}        # spec id -> header info
@@ -57,7 +62,7 @@ class GoniState:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.report_dir)
+            self._runner = Runner(self.report_dir, self.baselines)
         return self._runner
 
 
@@ -87,6 +92,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not specs and not missing:
         return
     state = GoniState(config, specs, missing)
+    compare = config.getoption("goni_compare")
+    if compare:
+        from .baselines import BaselineError, load_baseline
+
+        try:
+            state.baselines = load_baseline(config.rootpath, compare)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--goni-compare: {exc}") from None
     config.stash[STATE_KEY] = state
     from .report import ResultCollector
 
@@ -288,11 +301,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if state is None or hasattr(session.config, "workerinput") or state.report_dir is None:
+    if state is None or hasattr(session.config, "workerinput"):
         return
-    from .report.results import write_results
-
-    path = write_results(state)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        tr.write_line(f"goni: results written to {path}")
+    written = []
+    if state.report_dir is not None:
+        from .report.results import write_results
+
+        written.append(f"results written to {write_results(state)}")
+    save = session.config.getoption("goni_save")
+    if save:
+        from .baselines import save_baseline
+        from .report.results import environment
+
+        written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, state.results, environment())}")
+    for line in written:
+        if tr is not None:
+            tr.write_line(f"goni: {line}")
