@@ -314,7 +314,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from .baselines import save_baseline
         from .report.results import environment
 
-        written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, state.results, environment())}")
+        path = save_baseline(session.config.rootpath, save, state.results, environment())
+        written.append(f"baseline saved to {path}")
     for line in written:
         if tr is not None:
             tr.write_line(f"goni: {line}")
