@@ -3,9 +3,11 @@
 Preparation in torch (batched, parallel over chunks): with b = cumsum(g) inside each chunk and
 A_tj = beta_t exp(b_t - b_j) k_t.k_j (j < t), solve the unit lower-triangular systems
 (I + A) [U | W] = beta [V | K exp(b)] (the WY / UT form). Then one Triton program per (value
-block, batch*head) walks the chunks with the [Dk, BV] state in registers:
+block, batch*head) walks the chunks with the [Dk, BV] state in registers (impl="fused"):
   u = U - W S,   o = scale ((Q exp(b)) S + (Q K^T * exp(b_i - b_j))_{j<=i} u),
   S <- exp(b_C) S + (K exp(b_C - b))^T u.
+The default impl="two_pass" splits this into a sequential pass that stores the state before each
+chunk and the corrected values u, and a parallel pass for the outputs (`two_pass`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import two_pass
 from .common import chunk_cumsum, state_in, state_out
 
 CHUNK = 64
@@ -90,7 +93,7 @@ def _wy(k, v, beta, gc, chunk):
 
 
 def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_final_state=False,
-                         chunk=CHUNK, bv=None):
+                         chunk=CHUNK, bv=None, impl="two_pass"):
     """(Gated) delta rule forward on CUDA (or under TRITON_INTERPRET=1); g None: plain delta rule."""
     b, t, h, dk = q.shape
     dv = v.shape[-1]
@@ -99,6 +102,9 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
         g = torch.zeros(b, t, h, device=q.device, dtype=torch.float32)
     gc = chunk_cumsum(g, chunk)
     u, w = _wy(k, v, beta, gc, chunk)
+    if impl == "two_pass":
+        hbuf, vnew, st = two_pass.delta_states(k, u, w, gc, chunk, initial_state, output_final_state, v.dtype)
+        return two_pass.output(q, k, vnew, gc, None, hbuf, scale, chunk, True), st
     o = torch.empty_like(v, dtype=q.dtype)
     s0, has_s0 = state_in(initial_state, q)
     st = state_out(output_final_state, b, h, dk, dv, q)

@@ -1,7 +1,8 @@
 """Triton chunked forward of GLA and RWKV-6 (vector decay per key channel).
 
-Two launches: `intra.pairwise` builds each chunk's decayed Q K^T (RWKV-6: strictly causal, with
-the bonus u on the diagonal), then one program per (value block, batch*head) walks the chunks in
+`intra.pairwise` builds each chunk's decayed Q K^T (RWKV-6: strictly causal, with the bonus u on
+the diagonal); then by default the two-pass form (`two_pass`: per-chunk states, then all outputs
+in parallel), or with impl="fused" one program per (value block, batch*head) walks the chunks in
 order with the [Dk, BV] state in registers:
   o = scale * (A V + (Q * exp(bq)) S),   S <- diag(exp(b_C)) S + (K * exp(b_C - b))^T V,
 where b is the log-decay summed from the chunk start and bq = b (GLA) or b - g (RWKV-6, whose
@@ -14,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import two_pass
 from .common import chunk_cumsum, state_in, state_out
 from .intra import pairwise
 
@@ -62,7 +64,8 @@ def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, 
         tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
 
 
-def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None):
+def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None,
+             impl="two_pass"):
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -74,6 +77,9 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
         gp[:, :t] = g
         bq = bk - gp
     att = pairwise(q, k, bq, bk, chunk, strict=u is not None, u=u)
+    if impl == "two_pass":
+        hbuf, st = two_pass.states(k, v, bk, chunk, False, initial_state, output_final_state)
+        return two_pass.output(q, k, v, bq, att, hbuf, scale, chunk, False), st
     o = torch.empty_like(v, dtype=q.dtype)
     s0, has_s0 = state_in(initial_state, q)
     st = state_out(output_final_state, b, h, dk, dv, q)
@@ -87,11 +93,12 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
     return o, st
 
 
-def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK):
+def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK, impl="two_pass"):
     """GLA forward on CUDA (or under TRITON_INTERPRET=1). g: log-decay [B, T, H, Dk]."""
-    return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk)
+    return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk, impl=impl)
 
 
-def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=CHUNK):
+def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=CHUNK,
+              impl="two_pass"):
     """RWKV-6 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay, u: bonus [H, Dk]."""
-    return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk)
+    return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk, impl=impl)

@@ -1,11 +1,12 @@
 """Triton chunked forward of the scalar-decay operator (RetNet / Mamba2 SSD, "simple GLA").
 
-One program per (value block, batch*head) walks the chunks in order, the [Dk, BV] state held in
+The "fused" variant: one program per (value block, batch*head) walks the chunks in order, the [Dk, BV] state held in
 registers: per chunk of C tokens, with b = log-decay summed from the chunk start,
   o = scale * ((Q K^T * exp(b_i - b_j))_{j<=i} V + (Q * exp(b)) S),
   S <- exp(b_C) S + (K * exp(b_C - b))^T V.
 Every exponent is <= 0, so no decay, however strong, overflows. No per-chunk state is stored,
-so memory is the inputs and outputs only.
+so memory is the inputs and outputs only. The default is the two-pass form (`two_pass`), which
+stores the state before each chunk and computes all chunks' outputs in parallel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import two_pass
 from .common import chunk_cumsum, state_in, state_out
 
 
@@ -58,12 +60,20 @@ def _simple_gla_fwd_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, o_ptr, s0_ptr, st_ptr, s
         tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
 
 
-def simple_gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=64, bv=None):
-    """o, S for the scalar-decay operator on CUDA (or under TRITON_INTERPRET=1)."""
+def simple_gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=64, bv=None,
+                   impl="two_pass"):
+    """o, S for the scalar-decay operator on CUDA (or under TRITON_INTERPRET=1).
+
+    impl "two_pass" (default): `two_pass.states` then `two_pass.output`; "fused": the single
+    sequential kernel above (no per-chunk states stored, less parallel).
+    """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     gc = chunk_cumsum(g, chunk)
+    if impl == "two_pass":
+        hbuf, st = two_pass.states(k, v, gc, chunk, True, initial_state, output_final_state)
+        return two_pass.output(q, k, v, gc, None, hbuf, scale, chunk, True), st
     o = torch.empty_like(v, dtype=q.dtype)
     s0, has_s0 = state_in(initial_state, q)
     st = state_out(output_final_state, b, h, dk, dv, q)

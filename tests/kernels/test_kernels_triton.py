@@ -160,3 +160,46 @@ def test_gpu_sliding_window(dtype):
     q, k, v = (torch.randn(2, 3000, 4, 128, device="cuda", dtype=dtype) for _ in range(3))
     o = kernels.sliding_window_attention(q, k, v, 512)
     assert rel_err(o, reference.sliding_window_attention_ref(q, k, v, 512)) <= 2e-2
+
+
+# ------------------------------------------- the single-kernel ("fused") variants, kept as options
+
+
+def _fused(op, a, scale, s0):
+    from pytest_goni.kernels.triton import delta_rule, gla, simple_gla
+
+    if op == "simple_gla":
+        return simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], scale, s0, True, impl="fused")
+    if op == "gla":
+        return gla.gla_fwd(a["q"], a["k"], a["v"], a["g"], scale, s0, True, impl="fused")
+    if op == "rwkv6":
+        return gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], scale, s0, True, impl="fused")
+    if op == "delta_rule":
+        return delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], None, a["beta"], scale, s0, True,
+                                               impl="fused")
+    return delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a["g"], a["beta"], scale, s0, True,
+                                           impl="fused")
+
+
+FUSED_OPS = ("simple_gla", "gla", "rwkv6", "delta_rule", "gated_delta_rule")
+
+
+@pytest.mark.parametrize("op", FUSED_OPS)
+def test_triton_fused_variant_matches_reference(op):
+    args = make_inputs(op, B, T, H, DK, DV, device=DEV, seed=28)
+    s0 = random_state(B, H, DK, DV, device=DEV)
+    o, s = _fused(op, args, 0.3, s0)
+    o_ref, s_ref = REFERENCE[op](**args, scale=0.3, initial_state=s0)
+    assert rel_err(o, o_ref) <= FP32_TOL
+    assert rel_err(s, s_ref) <= FP32_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", FUSED_OPS)
+def test_gpu_fused_variant_bf16(op):
+    args = make_inputs(op, 2, 1000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=33)
+    s0 = random_state(2, 4, 128, 128, device="cuda")
+    o, s = _fused(op, args, 128**-0.5, s0)
+    o_ref, s_ref = REFERENCE[op](**args, initial_state=s0)
+    assert rel_err(o, o_ref) <= 2e-2
+    assert rel_err(s, s_ref) <= 2e-2
