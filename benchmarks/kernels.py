@@ -46,28 +46,12 @@ def versions() -> dict:
             "cuda": torch.version.cuda, "python": platform.python_version()}
 
 
-def time_ms(fn, budget_ms: float = 300.0, warmup: int = 3) -> dict:
-    """Median/p20/p80 of per-call CUDA-event times, after warm-up."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record()
-    fn()
-    e.record()
-    torch.cuda.synchronize()
-    est = max(s.elapsed_time(e), 1e-3)
-    n = int(min(max(budget_ms / est, 5), 300))
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    for i in range(n):
-        starts[i].record()
-        fn()
-        ends[i].record()
-    torch.cuda.synchronize()
-    ts = sorted(a.elapsed_time(b) for a, b in zip(starts, ends))
-    q = lambda p: ts[min(len(ts) - 1, int(p * len(ts)))]  # noqa: E731
-    return {"ms": q(0.5), "p20_ms": q(0.2), "p80_ms": q(0.8), "iters": n}
+def time_ms(fn, rep_ms: float = 100.0) -> dict:
+    """triton.testing.do_bench: warm-up, L2 flushed before each call, CUDA-event times per call."""
+    from triton.testing import do_bench
+
+    med, p20, p80 = do_bench(fn, warmup=25, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+    return {"ms": med, "p20_ms": p20, "p80_ms": p80, "timer": "triton.testing.do_bench median"}
 
 
 def first_call_and_peak(fn) -> dict:
@@ -87,11 +71,11 @@ def roofline() -> dict:
     x = torch.empty(2**28, device="cuda", dtype=torch.float32)  # 1 GiB
     x.normal_()
     y = torch.empty_like(x)
-    t = time_ms(lambda: y.copy_(x), budget_ms=200)
+    t = time_ms(lambda: y.copy_(x))
     bw = 2 * x.numel() * 4 / (t["ms"] * 1e-3)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    t2 = time_ms(lambda: a @ b, budget_ms=200)
+    t2 = time_ms(lambda: a @ b)
     rate = 2 * 8192**3 / (t2["ms"] * 1e-3)
     return {"copy_bytes_per_s": bw, "bf16_matmul_flop_per_s": rate}
 
@@ -141,14 +125,32 @@ def with_roof(rec: dict, flops: float, bytes_: float, roof: dict) -> dict:
     return rec
 
 
-def _prefill_one(op, t, roof, meta, fh, rows):
+def fused_fn(op: str, args: dict):
+    """Our single-kernel sequential variant (impl="fused"), where the op has one."""
+    from pytest_goni.kernels.triton import delta_rule, gla, simple_gla
+
+    a, sc = args, D**-0.5
+    table = {
+        "simple_gla": lambda: simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, impl="fused"),
+        "gla": lambda: gla.gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, impl="fused"),
+        "rwkv6": lambda: gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], sc, impl="fused"),
+        "gated_delta_rule": lambda: delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a["g"], a["beta"],
+                                                                    sc, impl="fused"),
+    }
+    return table.get(op)
+
+
+def _prefill_one(op, t, roof, meta, fh, rows, fla_ops):
     args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
     flops, bytes_ = linear_cost(op, t)
     impls = {"ours": lambda: DISPATCH[op](**args, backend="triton")}
-    try:
-        impls["fla"] = fla_fn(op, args)
-    except Exception as exc:  # noqa: BLE001
-        emit({"section": "prefill", "op": op, "T": t, "impl": "fla", "error": repr(exc)}, meta, fh)
+    if fused_fn(op, args) is not None:
+        impls["ours_fused"] = fused_fn(op, args)
+    if op in fla_ops:
+        try:
+            impls["fla"] = fla_fn(op, args)
+        except Exception as exc:  # noqa: BLE001
+            emit({"section": "prefill", "op": op, "T": t, "impl": "fla", "error": repr(exc)}, meta, fh)
     outs = {}
     for name, fn in impls.items():
         try:
@@ -167,10 +169,10 @@ def _prefill_one(op, t, roof, meta, fh, rows):
         emit(rows[-1], meta, fh)
 
 
-def bench_prefill(ops, ts, roof, meta, fh, rows):
+def bench_prefill(ops, ts, roof, meta, fh, rows, fla_ops):
     for t in ts:
         for op in ops:
-            _prefill_one(op, t, roof, meta, fh, rows)
+            _prefill_one(op, t, roof, meta, fh, rows, fla_ops)
             torch.cuda.empty_cache()
 
 
@@ -216,6 +218,12 @@ def _decode_one(op, bs, roof, meta, fh, rows):
     with torch.cuda.graph(graph):
         eager()
     recs["ours_cudagraph"] = time_ms(graph.replay)
+    graph8 = torch.cuda.CUDAGraph()  # 8 steps in one graph, as inside a model's decode graph
+    with torch.cuda.graph(graph8):
+        for _ in range(8):
+            eager()
+    rec8 = time_ms(graph8.replay)
+    recs["ours_cudagraph_per_step_of_8"] = {k: (x / 8 if k.endswith("ms") else x) for k, x in rec8.items()}
     if op == "gla":
         fargs = {n: x[:, None] for n, x in args.items()}
         fs = state.clone()
@@ -302,6 +310,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="jsonl file to append results to")
     p.add_argument("--T", type=int, nargs="+", default=[2048, 8192, 32768, 131072])
     p.add_argument("--ops", nargs="+", default=list(DISPATCH))
+    p.add_argument("--fla-ops", nargs="*", default=list(DISPATCH),
+                   help="ops to run FLA for (its first call autotunes: 45-100 s per op on an H100)")
     p.add_argument("--swa-T", type=int, nargs="+", default=[2048, 8192, 32768])
     p.add_argument("--window", type=int, default=1024)
     p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa"])
@@ -321,7 +331,7 @@ def main(argv=None) -> int:
         print(f"roofline: copy {roof['copy_bytes_per_s'] / 1e9:.0f} GB/s, bf16 matmul "
               f"{roof['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s", flush=True)
         sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
-                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows)),
+                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops)),
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
                     ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows))]
         for name, run in sections:
