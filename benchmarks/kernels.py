@@ -331,9 +331,9 @@ def main(argv=None) -> int:
         print(f"roofline: copy {roof['copy_bytes_per_s'] / 1e9:.0f} GB/s, bf16 matmul "
               f"{roof['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s", flush=True)
         sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
-                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops)),
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
-                    ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows))]
+                    ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows)),
+                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops))]
         for name, run in sections:
             if name in a.skip:
                 continue
