@@ -390,6 +390,7 @@ GPU_SCHEMA: dict[str, Any] = {
         "embed_dim": {"type": "integer", "minimum": 1},
         "dtype": {"enum": ["float16", "bfloat16", "float32"]},
         "repeats": {"type": "integer", "minimum": 2},
+        "batch_tokens": {"type": "integer", "minimum": 1, "description": "ids per batch for gpu_extra_B"},
     },
 }
 
@@ -436,12 +437,18 @@ def measure_tokenizer_gpu(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]
         raise RuntimeError("validate_token_ids miscounts out-of-range ids")
     if not torch.equal(gather_embeddings(ids, table), gather_embeddings_reference(ids, table)):
         raise RuntimeError("gather_embeddings differs from table[ids]")
+    # Device memory of the token path for one batch (ids buffer, validation, gathered rows);
+    # the embedding table is the model's and already resident.
+    batch = ids_list[: int(params.get("batch_tokens", 8192))]
     torch.cuda.synchronize(dev)
     base = torch.cuda.memory_allocated(dev)
     torch.cuda.reset_peak_memory_stats(dev)
-    gather_embeddings(ids, table)
+    batch_ids = torch.tensor(batch, dtype=torch.int32, device=dev)
+    validate_token_ids(batch_ids, vocab)
+    rows = gather_embeddings(batch_ids, table)
     torch.cuda.synchronize(dev)
     extra = torch.cuda.max_memory_allocated(dev) - base
+    del rows, batch_ids
     reps = int(params.get("repeats", 20))
     t = time_interleaved({"validate": lambda: validate_token_ids(ids, vocab),
                           "gather": lambda: gather_embeddings(ids, table)}, ctx.device, warmup=3, reps=reps)
@@ -452,7 +459,7 @@ def measure_tokenizer_gpu(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]
         "gather_tok_s": Metric.of([n / x for x in t["gather"]], "tok/s",
                                   f"{n} ids -> [{n}, {dim}] {params.get('dtype', 'float16')} rows "
                                   "(validation included)"),
-        "gpu_extra_B": Metric.scalar(extra, "B", "device memory the token path adds beyond the ids and "
-                                     "the embedding table (the table is the model's)",
-                                     table_B=table.numel() * table.element_size()),
+        "gpu_extra_B": Metric.scalar(extra, "B", f"device memory the token path adds for a batch of "
+                                     f"{len(batch)} ids (ids, validation, gathered rows); the "
+                                     "embedding table is the model's", table_B=table.numel() * table.element_size()),
     }
