@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pytest_goni.measurements._common import IDENT, build_on_device, is_oom, release
+from pytest_goni.model_runs import IDENT, build_on_device, is_oom
 
 #: SDPA backends a spec may force, by the names the report uses.
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -313,9 +313,12 @@ class OOMRecord:
 
 
 def oom_record(exc: BaseException, context: int, device: str) -> OOMRecord:
-    """Record an OOM and leave the device clean for the next measurement."""
+    """Record an OOM: where, and the allocator's high-water mark at that moment.
+
+    It does not free anything: inside the ``except`` block the exception's traceback still holds
+    the failed call's frames and their tensors. Call :func:`release` after the block ends.
+    """
     used = math.nan
     if device.startswith("cuda") and torch.cuda.is_available():
         used = float(torch.cuda.max_memory_allocated(device))
-    release(device)
     return OOMRecord(context, used, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)

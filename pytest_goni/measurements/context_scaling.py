@@ -36,7 +36,7 @@ from pytest_goni.inference import (
     resolve_precision,
     run_context,
 )
-from pytest_goni.measurements._common import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, crossover, fit_power_law
 from pytest_goni.timing import time_interleaved
@@ -130,32 +130,35 @@ class _Pair:
                     raise
                 self._oom(role, context, exc)
                 out[role] = [math.inf]
-        if fns:
-            on_cuda = self.ctx.is_cuda
-            try:
-                out.update(time_interleaved(fns, self.ctx.device,
-                                            warmup=self.params.get("warmup", 1 if on_cuda else 0),
-                                            reps=self.params.get("reps", 5 if on_cuda else 3),
-                                            check=self.ctx.check_deadline))
-            except Exception as exc:
-                if not is_oom(exc) or len(fns) < 1:
-                    raise
-                # Which one failed is unknown from an interleaved run: time them one by one.
-                fns_left = dict(fns)
-                fns.clear()
+            release(self.ctx.device)
+        if not fns:
+            return out
+        interleaved_oom = False
+        try:
+            out.update(self._time(fns))
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            interleaved_oom = True  # which one failed is unknown from an interleaved run
+        release(self.ctx.device)  # outside the except block, so its traceback pins nothing
+        if interleaved_oom:
+            for role, fn in fns.items():  # time them one by one
+                try:
+                    out.update(self._time({role: fn}))
+                except Exception as exc:
+                    if not is_oom(exc):
+                        raise
+                    self._oom(role, context, exc)
+                    out[role] = [math.inf]
                 release(self.ctx.device)
-                for role, fn in fns_left.items():
-                    try:
-                        out.update({role: time_interleaved({role: fn}, self.ctx.device, warmup=0,
-                                                           reps=self.params.get("reps", 3),
-                                                           check=self.ctx.check_deadline)[role]})
-                    except Exception as exc2:
-                        if not is_oom(exc2):
-                            raise
-                        self._oom(role, context, exc2)
-                        out[role] = [math.inf]
+        fns.clear()
         release(self.ctx.device)
         return out
+
+    def _time(self, fns: dict[str, Any]) -> dict[str, list[float]]:
+        on_cuda = self.ctx.is_cuda
+        return time_interleaved(fns, self.ctx.device, warmup=self.params.get("warmup", 1 if on_cuda else 0),
+                                reps=self.params.get("reps", 5 if on_cuda else 3), check=self.ctx.check_deadline)
 
     def _oom(self, role: str, context: int, exc: BaseException) -> None:
         rec = oom_record(exc, context, self.ctx.device)

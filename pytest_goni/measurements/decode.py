@@ -31,8 +31,8 @@ from pytest_goni.inference import (
     sdpa_backends_used,
     state_nbytes,
 )
-from pytest_goni.measurements._common import POSITIVE_INTS, is_oom, release
 from pytest_goni.measurements.prefill import point_key
+from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.timing import time_fn

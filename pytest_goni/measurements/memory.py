@@ -38,7 +38,7 @@ from pytest_goni.inference import (
     state_nbytes,
     tensor_peak_bytes,
 )
-from pytest_goni.measurements._common import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -116,7 +116,7 @@ def _vm_size_bytes() -> int | None:
 def cpu_guard(cap: int | None, device: str) -> Iterator[None]:
     """On the CPU, bound the address space while a capped prefill runs, so a context far past the
     cap fails its allocation (a catchable "can't allocate memory") instead of exhausting the host.
-    The cap itself is judged on the measured peak; this guard (2x the cap plus slack) only keeps
+    The cap itself is judged on the measured peak; this guard (4x the cap plus 2 GiB) only keeps
     the host alive. Linux only; elsewhere it does nothing."""
     vm = _vm_size_bytes() if cap is not None and not device.startswith("cuda") else None
     if vm is None:
@@ -125,7 +125,7 @@ def cpu_guard(cap: int | None, device: str) -> Iterator[None]:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = vm + 2 * cap + (512 << 20)
+    limit = vm + 4 * cap + (2 << 30)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
@@ -175,6 +175,8 @@ def measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                     out[f"{entry.label}.{t}.peak_mem"] = Metric.scalar(
                         failure.bytes_at_failure, "B", note=note, oom=True, **meta)
                     out[f"{entry.label}.{t}.state_bytes"] = Metric.scalar(math.nan, "B", note=note, **meta)
+                if failure is not None:
+                    release(ctx.device)  # after the except block: the traceback no longer pins memory
                     continue
                 ok.append(t)
                 peaks.append(peak)

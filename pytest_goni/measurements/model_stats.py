@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from pytest_goni.measurements._common import (
+from pytest_goni.model_runs import (
     COUNT,
     MODEL_NAMES,
     as_count,

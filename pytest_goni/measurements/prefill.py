@@ -6,6 +6,10 @@ Metric keys: ``<label>.<T>.latency`` (s, one sample per repetition), ``<label>.<
 ``b<B>`` segment: ``<label>.<T>.b8.latency``. An OOM is a data point: NaN with the note
 ``OOM at T tokens`` (and larger contexts of that model are not tried). Metadata records the SDPA
 backends PyTorch actually ran for each point.
+
+``best_of: {baseline_best: [baseline, baseline_flash, baseline_cudnn]}`` adds a label that, at each
+point, is the listed label with the lowest median latency (its own samples, and ``chosen`` in the
+meta): "the optimized baseline" is the fastest SDPA backend measured, whichever that is here.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pytest_goni.inference import (
     sdpa_backends_used,
     tensor_peak_bytes,
 )
-from pytest_goni.measurements._common import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import IDENT, POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.timing import time_fn
@@ -46,6 +50,9 @@ SCHEMA: dict[str, Any] = {
         "precision": PRECISION,
         "vocab_size": {"type": "integer", "minimum": 2},
         "memory": {"type": "boolean", "description": "also measure peak memory (one extra call)"},
+        "best_of": {"type": "object", "propertyNames": {"pattern": IDENT},
+                    "additionalProperties": {"type": "array", "minItems": 1,
+                                             "items": {"type": "string", "pattern": IDENT}}},
     },
 }
 
@@ -56,7 +63,7 @@ def point_key(label: str, context: int, batch: int) -> str:
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:
     units: dict[str, str] = {}
-    for label in entry_labels(params["models"]):
+    for label in entry_labels(params["models"]) + list(params.get("best_of", {})):
         for t in params["contexts"]:
             for b in params.get("batch_sizes", [1]):
                 k = point_key(label, t, b)
@@ -93,9 +100,35 @@ def measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                     rec = oom_record(exc, t, ctx.device)
                     failed = rec.note()
                     _missing(out, k, with_memory, rec.note(), oom=True, bytes_at_failure=rec.bytes_at_failure)
+                if failed is not None:
+                    release(ctx.device)  # after the except block: the traceback no longer pins memory
         del model
         release(ctx.device)
+    for best, labels in params.get("best_of", {}).items():
+        out.update(_best_of(out, best, labels, contexts, batches, with_memory))
     return out
+
+
+def _best_of(out: dict[str, Metric], best: str, labels: list[str], contexts: list[int], batches: list[int],
+             with_memory: bool) -> dict[str, Metric]:
+    """At each point, the listed label with the lowest median latency (NaN points lose)."""
+    missing = [lb for lb in labels if f"{point_key(lb, contexts[0], batches[0])}.latency" not in out]
+    if missing:
+        raise ValueError(f"best_of {best!r} names labels this measurement does not run: {', '.join(missing)}")
+    res: dict[str, Metric] = {}
+    for b in batches:
+        for t in contexts:
+            def med(lb: str, t: int = t, b: int = b) -> float:
+                v = out[f"{point_key(lb, t, b)}.latency"].value()
+                return v if math.isfinite(v) else math.inf
+            chosen = min(labels, key=med)
+            src, dst = point_key(chosen, t, b), point_key(best, t, b)
+            medians = {lb: (med(lb) if math.isfinite(med(lb)) else None) for lb in labels}
+            for m in ("latency", "tok_s") + (("peak_mem",) if with_memory else ()):
+                orig = out[f"{src}.{m}"]
+                res[f"{dst}.{m}"] = Metric(list(orig.samples), orig.unit, orig.note,
+                                           {**orig.meta, "chosen": chosen, "candidates": medians})
+    return res
 
 
 def _measure_point(ctx: Any, model: Any, sdpa: str | None, precision: str, vocab: int, batch: int,

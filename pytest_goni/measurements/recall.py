@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_goni.measurements._common import MODEL_NAMES, build_on_device, config_hash, model_config, release
+from pytest_goni.model_runs import MODEL_NAMES, build_on_device, config_hash, model_config, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import (

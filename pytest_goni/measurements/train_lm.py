@@ -20,7 +20,7 @@ from pytest_goni.lm_data import (
     load_text,
     tokenize_corpus,
 )
-from pytest_goni.measurements._common import (
+from pytest_goni.model_runs import (
     COUNT,
     MODEL_NAMES,
     as_count,

@@ -1,4 +1,5 @@
-"""Helpers shared by the SYS-02 measurement kinds: param schemas, counts, config hashes, devices."""
+"""Helpers shared by the measurement kinds that build and run models: param schemas, counts,
+config hashes, devices, OOM detection."""
 
 from __future__ import annotations
 
