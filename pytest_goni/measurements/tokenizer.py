@@ -95,12 +95,10 @@ class _Setup:
     def __init__(self, ctx: Any, params: dict[str, Any], work: Path):
         self.ctx = ctx
         self.spec = params["tokenizer"]
-        if not any(sep in self.spec for sep in "/\\") or Path(self.spec).is_absolute():
-            resolved = self.spec
-        else:
-            candidate = ctx.resolve_path(self.spec)
-            resolved = str(candidate) if candidate.exists() else self.spec
-        self.name = resolved
+        # A path relative to the spec's folder wins; otherwise discovery sees the name as written
+        # (a cwd-relative path, an HF repo id, or a packaged name).
+        candidate = ctx.resolve_path(self.spec)
+        self.name = str(candidate) if not Path(self.spec).is_absolute() and candidate.exists() else self.spec
         self.options = {"pattern": params["pattern"]} if params.get("pattern") else None
         self.hf_cache = params.get("hf_cache")
         self.disk = work / "disk-cache"

@@ -1,6 +1,14 @@
-"""Errors of tokenizer discovery and loading: each names what was searched, in which order."""
+"""Errors of tokenizer discovery and loading: each names what was searched, in which order.
+
+Messages are one line (a failed measurement's reason shows the first line only), the search
+steps numbered in the order they ran.
+"""
 
 from __future__ import annotations
+
+
+def _steps(searched: list[str]) -> str:
+    return "; ".join(f"({i}) {s}" for i, s in enumerate(searched, 1))
 
 
 class TokenizerError(LookupError):
@@ -13,8 +21,7 @@ class TokenizerNotFound(TokenizerError):
     def __init__(self, spec: str, searched: list[str]):
         self.spec = spec
         self.searched = list(searched)
-        steps = "\n".join(f"  {i}. {s}" for i, s in enumerate(self.searched, 1))
-        super().__init__(f"tokenizer {spec!r} not found; searched, in this order:\n{steps}")
+        super().__init__(f"tokenizer {spec!r} not found; searched, in this order: {_steps(self.searched)}")
 
 
 class TokenizerLoadError(TokenizerError):
@@ -27,8 +34,8 @@ class TokenizerLoadError(TokenizerError):
         self.reason = reason
         self.searched = list(searched or [])
         where = ", ".join(self.files)
-        msg = f"tokenizer {spec!r}: cannot load {fmt} from {where}: {reason}"
+        reason_line = " ".join(reason.split())
+        msg = f"tokenizer {spec!r}: cannot load {fmt} from {where}: {reason_line}"
         if self.searched:
-            msg += "\nsearched, in this order:\n" + "\n".join(
-                f"  {i}. {s}" for i, s in enumerate(self.searched, 1))
+            msg += f"; searched, in this order: {_steps(self.searched)}"
         super().__init__(msg)

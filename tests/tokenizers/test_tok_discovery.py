@@ -97,11 +97,14 @@ def test_missing_name_lists_every_step_in_order(tmp_path: Path):
     with pytest.raises(TokenizerNotFound) as err:
         discover("no-such-tokenizer-xyz", hf_cache=tmp_path)
     msg = str(err.value)
-    assert "searched, in this order" in msg
-    lines = [ln.strip() for ln in msg.splitlines()[1:]]
-    assert lines[0].startswith("1. path:") and "does not exist" in lines[0]
-    assert lines[1].startswith("2. hf-cache:") and "models--no-such-tokenizer-xyz" in lines[1]
-    assert lines[2].startswith("3. package:") and "gpt2" in lines[2]
+    assert "\n" not in msg  # one line: a failed gate's reason shows the first line only
+    head, steps = msg.split("searched, in this order: ")
+    assert "no-such-tokenizer-xyz" in head
+    parts = steps.split("; (")
+    assert parts[0].startswith("(1) path:") and "does not exist" in parts[0]
+    assert parts[1].startswith("2) hf-cache:") and "models--no-such-tokenizer-xyz" in parts[1]
+    assert parts[2].startswith("3) package:") and "gpt2" in parts[2]
+    assert err.value.searched[0].startswith("path:")
 
 
 def test_missing_package(monkeypatch, tmp_path: Path):
