@@ -17,7 +17,8 @@ The 125M class: the V5 seed's 125M shape (12 layers, d_model 768, 12 heads, voca
 backend, except Mamba-2 with 24 mixer layers (it has no MLP: two mixers per Transformer block, as
 the Mamba-2 paper's 130M model). Learned-position models get a position table long enough for the
 longest context. ``--quick`` bounds the whole run to ``--budget-s`` (default 270 s): fewer
-repetitions, and measurements that would start past the budget are recorded as skipped.
+repetitions, each backend gets an equal share of the time left when it starts, and a measurement
+that would start past its backend's share is recorded as skipped (a running one is not cut).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Run:
         self.device = "cpu" if args.cpu_smoke else args.device
         self.dtype = getattr(torch, args.dtype)
         self.deadline = time.monotonic() + args.budget_s if args.budget_s else float("inf")
+        self.backend_deadline = self.deadline
         self.meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                      "device": device_name(self.device), "versions": versions(),
                      "command": " ".join(sys.argv), "dtype": args.dtype, "batch": 1,
@@ -103,7 +105,13 @@ class Run:
               flush=True)
 
     def over_budget(self) -> bool:
-        return time.monotonic() > self.deadline
+        return time.monotonic() > min(self.deadline, self.backend_deadline)
+
+    def share(self, backends_left: int) -> None:
+        """Give the next backend an equal share of what is left, so a slow one cannot starve the
+        rest; time a backend leaves unused goes to those after it."""
+        left = self.deadline - time.monotonic()
+        self.backend_deadline = time.monotonic() + left / max(1, backends_left)
 
     def sync(self) -> None:
         if self.device.startswith("cuda"):
@@ -370,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args)
     print(f"# {run.meta['device']} | {run.meta['versions']} | {args.dtype} | out: {args.out}", flush=True)
     try:
-        for name in names:
+        for i, name in enumerate(names):
+            run.share(len(names) - i)
             bench_backend(run, name)
     finally:
         run.out.close()

@@ -97,3 +97,12 @@ def test_errors_other_than_oom_are_recorded_too(bench, tmp_path, monkeypatch):
 def test_unknown_backend_is_refused(bench, tmp_path, capsys):
     assert bench.main(["--cpu-smoke", "--out", str(tmp_path / "x.jsonl"), "--backends", "glaa"]) == 2
     assert "unknown backend(s) glaa" in capsys.readouterr().err
+
+
+def test_spent_budget_skips_measurements_with_a_reason(bench, tmp_path):
+    out = tmp_path / "budget.jsonl"
+    assert bench.main(["--cpu-smoke", "--out", str(out), "--backends", "gru,lstm", "--prefill", "16",
+                       "--decode", "16", "--budget-s", "1e-9"]) == 0
+    recs = read(out)
+    assert len(recs) == 4
+    assert all(r["status"] == "skipped" and r["note"] == "time budget spent" for r in recs)
