@@ -16,7 +16,10 @@ Nothing here reaches the network: every reader opens local files only.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,25 @@ def onig_pattern(pattern: str) -> str:
     return _POSSESSIVE_INTERVAL.sub(r"\1", pattern)
 
 
+@contextmanager
+def tiktoken_local_files() -> Iterator[None]:
+    """tiktoken's readers with its path-keyed copy cache off (``TIKTOKEN_CACHE_DIR=""``).
+
+    ``tiktoken.load.read_file_cached`` keys its cache by the *path*, so an edited file at the same
+    path would come back stale, and it copies every file into the temp folder. Local paths are
+    read directly (no ``://`` in them, so no network either).
+    """
+    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = saved
+
+
 def _build_tiktoken(found: TokenizerFiles) -> tokenizers.Tokenizer:
     pattern = found.options.get("pattern")
     if not pattern:
@@ -119,7 +141,8 @@ def _build_tiktoken(found: TokenizerFiles) -> tokenizers.Tokenizer:
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     specials = found.options.get("special_tokens") or {}
-    tok = TikTokenConverter(str(found.files[0]), pattern=pattern).converted()
+    with tiktoken_local_files():
+        tok = TikTokenConverter(str(found.files[0]), pattern=pattern).converted()
     if specials:
         tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return tok

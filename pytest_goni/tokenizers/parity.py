@@ -14,7 +14,7 @@ from typing import Any
 
 import tokenizers
 
-from .formats import TIKTOKEN_PATTERNS
+from .formats import TIKTOKEN_PATTERNS, tiktoken_local_files
 from .packaged import Reference
 
 Encoder = Callable[[str], list[int]]
@@ -37,10 +37,11 @@ def tiktoken_encoding(ref: Reference) -> Any:
     for f in ref.files:
         if not f.is_file():
             raise ReferenceUnavailable(f"reference file {f} is missing")
-    if len(ref.files) == 2:  # GPT-2's data-gym pair: vocab.bpe + encoder.json
-        ranks = data_gym_to_mergeable_bpe_ranks(str(ref.files[0]), str(ref.files[1]))
-    else:
-        ranks = load_tiktoken_bpe(str(ref.files[0]))
+    with tiktoken_local_files():
+        if len(ref.files) == 2:  # GPT-2's data-gym pair: vocab.bpe + encoder.json
+            ranks = data_gym_to_mergeable_bpe_ranks(str(ref.files[0]), str(ref.files[1]))
+        else:
+            ranks = load_tiktoken_bpe(str(ref.files[0]))
     specials = {t: i for t, i in ref.special_tokens.items() if i not in ranks.values()}
     return tiktoken.Encoding(name=f"goni-ref-{ref.files[0].stem}", pat_str=pattern,
                              mergeable_ranks=ranks, special_tokens=specials)

@@ -167,3 +167,13 @@ def test_partner_file_missing(tmp_path: Path):
 def test_empty_folder_names_the_layouts(tmp_path: Path):
     with pytest.raises(TokenizerNotFound, match=r"holds none of: tokenizer.json, vocab.json \+ merges.txt"):
         discover(str(tmp_path), hf_cache=tmp_path / "hub")
+
+
+def test_edited_tiktoken_file_is_reread(tmp_path: Path):
+    """tiktoken's own cache is keyed by path; ours must see new content at the same path."""
+    f = tmp_path / "edit.tiktoken"
+    f.write_text("IQ== 0\nIg== 1\n")  # "!" "\""
+    first = TokenizerCache(disk_dir=tmp_path / "d").get(str(f), options={"pattern": "gpt2"}).tokenizer
+    f.write_text("Ig== 0\nIQ== 1\n")  # ranks swapped
+    second = TokenizerCache(disk_dir=tmp_path / "d").get(str(f), options={"pattern": "gpt2"}).tokenizer
+    assert first.encode("!").ids == [0] and second.encode("!").ids == [1]
