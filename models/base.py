@@ -43,6 +43,12 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
+#: What ``size`` sets. The seed's d_ff (4 d_model everywhere) is GPT-2's GELU width; a backend with
+#: another MLP (SwiGLU, RWKV channel mix) keeps its own default width, so a preset means the same
+#: depth and width, not a 1.5x wider MLP.
+PRESET_KEYS = ("n_layers", "n_heads", "d_model")
+
+
 @dataclass
 class ModelConfig:
     """The keys every backend understands, so a spec can drive all backends alike."""
@@ -68,7 +74,7 @@ def parse_config(backend: str, config: dict[str, Any], extra: dict[str, Any] | N
                  ) -> tuple[ModelConfig, dict[str, Any]]:
     """Split ``config`` into the common :class:`ModelConfig` and the backend's own ``extra`` keys.
 
-    ``size`` expands to the seed's shape (explicit keys win). ``extra`` maps the backend's own
+    ``size`` expands to the seed's shape, :data:`PRESET_KEYS` (explicit keys win). ``extra`` maps the backend's own
     keys to defaults; any other key is an error naming what is allowed.
     """
     config = dict(config)
@@ -78,8 +84,8 @@ def parse_config(backend: str, config: dict[str, Any], extra: dict[str, Any] | N
         key = str(size)
         if key not in SIZES:
             raise ConfigError(f"{backend}: unknown size {size!r}; known sizes: {', '.join(SIZES)}")
-        for k, v in SIZES[key].items():
-            config.setdefault(k, v)
+        for k in PRESET_KEYS:  # d_ff stays each backend's own (4d GELU, 8d/3 SwiGLU, 3.5d RWKV-6...)
+            config.setdefault(k, SIZES[key][k])
     common = {f.name for f in fields(ModelConfig)}
     unknown = sorted(set(config) - common - set(extra))
     if unknown:

@@ -85,3 +85,12 @@ def test_readme_table_is_the_generated_one():
     assert block.strip() == params.markdown().strip(), (
         "benchmarks/README.md's parameter table is stale; regenerate it with "
         "python -m pytest_goni.models.params --write benchmarks/README.md")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "transformer-rope", "gla", "retnet", "deltanet", "mamba2"])
+def test_125m_preset_is_125m_class(name):
+    """size=125M means GPT-2 Small's depth and width; every backend then lands near 124M."""
+    config = {"size": "125M", "vocab_size": 50257, **({"n_layers": 24} if name == "mamba2" else {})}
+    with torch.device("meta"):
+        model = resolve_backend(name)(**config)
+    assert 118e6 < model.num_params() < 131e6, model.num_params()
