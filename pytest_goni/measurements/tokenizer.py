@@ -13,7 +13,8 @@ Definitions (what each metric measures; the spec's ``why:`` lines cite the seed)
   of the corpus (the BPE word cache sees new text, not the same text again);
 - ``batch_encode_tok_s``: the same slices through ``encode_batch`` (rayon threads);
 - ``batch_scaling_efficiency``: batch throughput with N rayon threads / (N x with 1), from
-  fresh processes with ``RAYON_NUM_THREADS`` set, N = the largest of ``threads``;
+  fresh processes with ``RAYON_NUM_THREADS`` set, over 1, 2, 4, ... N threads (the curve is in
+  the metric's meta), N = the largest of ``threads`` (default: the CPU count);
 - ``deterministic_overhead``: BitNet.rs's deterministic mode pins ``RAYON_NUM_THREADS=1``; the
   per-prompt ``encode`` throughput lost by pinning (percent, paired fresh processes);
 - ``determinism``: fraction of documents whose ids are identical across repeated runs, Python
@@ -235,7 +236,10 @@ def _encode_speed(s: _Setup, tok: Any, compare_tiktoken: bool, ref_encode: Any) 
 
 
 def _threads(params: dict[str, Any]) -> list[int]:
-    threads = sorted(set(params.get("threads") or [1, os.cpu_count() or 1]))
+    """Thread counts to run: the spec's, else 1, 2, 4, ... up to and including the CPU count."""
+    n = os.cpu_count() or 1
+    default = {1, n} | {2**i for i in range(1, n.bit_length()) if 2**i <= n}
+    threads = sorted(set(params.get("threads") or default))
     if threads[0] != 1:
         threads = [1] + threads
     return threads
