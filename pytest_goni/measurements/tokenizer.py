@@ -318,7 +318,8 @@ def _streaming(s: _Setup, tok: Any, budget: int) -> dict[str, Metric]:
         docs_done += 1
         exact += "".join(pieces) == tok.decode(ids)
     return {
-        "stream_decode_s": Metric.of(lat, "s", f"per id, {len(lat)} ids over {docs_done} documents"),
+        "stream_decode_s": Metric.of(lat, "s", f"per id, {len(lat)} ids over {docs_done} documents",
+                                     backend=det.backend),
         "stream_exact": Metric.scalar(exact / docs_done, "",
                                       "documents whose streamed text equals decode(ids)"),
     }
