@@ -156,6 +156,10 @@ def tree_nbytes(state: Any) -> int:
 class ModelContract:
     """Mixin: the counting half of the contract, shared by CausalLM and wrapped models (GPT-2)."""
 
+    #: How the decode state grows with context: "constant" (recurrent), "linear" (a KV cache), or
+    #: "bounded" (e.g. a sliding window: grows, then stays). The state_bytes law checks it.
+    state_growth: str = "constant"
+
     def state_bytes(self, state: Any) -> int:
         """Bytes of a KV cache or recurrent state as returned by prefill/step."""
         return tree_nbytes(state)
@@ -287,8 +291,9 @@ class CausalLM(ModelContract, nn.Module):
 
     def __init__(self, cfg: ModelConfig, layers: list[SeqModule], *, final_norm: nn.Module | None = None,
                  learned_positions: bool = False, embed_norm: nn.Module | None = None,
-                 init_std: float = 0.02):
+                 init_std: float = 0.02, state_growth: str = "constant"):
         super().__init__()
+        self.state_growth = state_growth
         self.vocab_size = cfg.vocab_size
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model) if learned_positions else None

@@ -107,6 +107,8 @@ class HFKVCache:
 class GPT2Backend(ModelContract, nn.Module):
     """GPT2LMHeadModel behind the models/ contract; prefill/step run through its KV cache."""
 
+    state_growth = "linear"
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         from transformers import GPT2Config, GPT2LMHeadModel

@@ -113,7 +113,7 @@ def _transformer(cfg: ModelConfig, rope: bool) -> CausalLM:
               Residual(norm(), make_mlp()))
         for _ in range(cfg.n_layers)
     ]
-    model = CausalLM(cfg, layers, final_norm=norm(), learned_positions=not rope)
+    model = CausalLM(cfg, layers, final_norm=norm(), learned_positions=not rope, state_growth="linear")
     _scale_residual_init(model, cfg.n_layers)
     return model
 

@@ -12,7 +12,7 @@ from pytest_goni.models.base import SIZES, ConfigError
 from pytest_goni.registry import REGISTRIES, UnknownName, load_builtins, resolve_backend
 
 load_builtins()
-BACKENDS = sorted(n for n in REGISTRIES.backends if n != "mincut-gated")
+BACKENDS = sorted(REGISTRIES.backends)
 README = Path(__file__).resolve().parents[2] / "benchmarks" / "README.md"
 
 

@@ -19,8 +19,10 @@ from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
 load_builtins()
 
 TINY = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2, "max_seq_len": 128}
-BACKENDS = sorted(n for n in REGISTRIES.backends if n != "mincut-gated")  # that one: tier issue
+BACKENDS = sorted(REGISTRIES.backends)  # every registered backend obeys the laws
 ATTENTION = {"gpt2", "transformer-rope", "transformer-vanilla"}
+RECURRENT = {"lstm", "gru", "gla", "retnet", "deltanet", "gated-deltanet", "rwkv6", "rwkv7", "mamba2",
+             "groundthink"}
 TOTAL = 83
 SPLITS = (1, 16, 67)  # prefill lengths: 1 token, exactly one vector chunk, past a scalar chunk
 
@@ -35,9 +37,7 @@ def tokens(b: int, t: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_every_backend_of_the_issue_is_registered():
-    expected = {"gpt2", "transformer-rope", "transformer-vanilla", "lstm", "gru", "gla", "retnet",
-                "deltanet", "gated-deltanet", "rwkv6", "rwkv7", "mamba2", "groundthink"}
-    assert expected <= set(BACKENDS)
+    assert ATTENTION | RECURRENT <= set(BACKENDS)
 
 
 def test_total_length_is_a_multiple_of_no_chunk_size():
@@ -101,10 +101,15 @@ def test_state_bytes_follow_the_architecture(name):
         _, s33 = model.step(x[:, 32], s32)
         b33 = model.state_bytes(s33)
     assert b16 > 0
-    if name in ATTENTION:  # a KV cache: bytes per token times tokens
+    growth = model.state_growth
+    if name in ATTENTION | RECURRENT:  # backends added later declare their own
+        assert growth == ("linear" if name in ATTENTION else "constant")
+    if growth == "linear":  # a KV cache: bytes per token times tokens
         assert b32 == 2 * b16 and b33 == b32 + b16 // 16
-    else:  # a recurrent state: the same size whatever the context
+    elif growth == "constant":  # a recurrent state: the same size whatever the context
         assert b16 == b32 == b33
+    else:  # bounded (a window): never shrinks as context grows
+        assert growth == "bounded" and b16 <= b32 <= b33
 
 
 @pytest.mark.parametrize("name", BACKENDS)
