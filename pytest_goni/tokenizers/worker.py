@@ -65,8 +65,7 @@ def _encode(job: dict, t0: float) -> dict:
     tok = cache.get(job["tokenizer"], options=job.get("options"), hf_cache=job.get("hf_cache")).tokenizer
     slices: list[list[str]] = job["slices"]
     single, batch, digests = [], [], None
-    warm = slices[0][: max(1, len(slices[0]) // 4)]
-    tok.encode_batch(warm, add_special_tokens=False)
+    tok.encode_batch(job.get("warmup", []), add_special_tokens=False)  # code path, not the corpus
     for docs in slices:
         t = time.perf_counter()
         encs = [tok.encode(d, add_special_tokens=False) for d in docs]
