@@ -50,8 +50,8 @@ def _start(job: dict, t0: float) -> dict:
         import psutil
 
         since_exec = time.time() - psutil.Process().create_time()
-    except ImportError:
-        since_exec = float("nan")
+    except ImportError:  # no psutil: unknown (None keeps the results JSON strict)
+        since_exec = None
     return {"load_s": t_loaded - t0, "import_s": t_import - t0, "since_exec_s": since_exec,
             "rss_delta_B": rss1 - rss0, "rss_B": rss1, "source": loaded.source, "sample_tokens": n}
 
