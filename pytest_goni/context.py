@@ -61,9 +61,10 @@ class MeasureContext:
 
     def build_model(self, name: str, **overrides: Any) -> Any:
         """Build the spec's model ``name`` through its backend, on this context's device."""
+        from .models.matching import resolve_model_config
         from .registry import resolve_backend
 
-        cfg = dict(self.models[name])
+        cfg = resolve_model_config(self.models, name)  # turns match_params: other into a count
         cfg.update(overrides)
         factory = resolve_backend(cfg.pop("backend"))
         return factory(**cfg)
