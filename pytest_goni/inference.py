@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pytest_goni.model_runs import IDENT, build_on_device, is_oom
+from pytest_goni.model_runs import IDENT, build_on_device, is_oom, release
 
 #: SDPA backends a spec may force, by the names the report uses.
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -99,7 +99,10 @@ def resolve_precision(precision: str, device: str) -> str:
 @contextlib.contextmanager
 def run_context(device: str, precision: str, sdpa: str | None) -> Iterator[None]:
     """Inference mode, the precision's autocast, and the forced SDPA backend, together."""
-    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    # cache_enabled=False: autocast's weight-cast cache must be off for CUDA-graph capture (torch's
+    # CUDA-graphs notes), and each call opens a fresh autocast region, so the cache saves nothing.
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                               cache_enabled=False)
                 if precision == "bf16-autocast" else contextlib.nullcontext())
     with torch.inference_mode(), autocast, sdpa_backend(sdpa):
         yield
@@ -322,3 +325,59 @@ def oom_record(exc: BaseException, context: int, device: str) -> OOMRecord:
     if device.startswith("cuda") and torch.cuda.is_available():
         used = float(torch.cuda.max_memory_allocated(device))
     return OOMRecord(context, used, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+
+def time_side_by_side(ctx: Any, calls: dict[str, Callable[[], Any]], context: int, *, warmup: int, reps: int,
+                      inner: int = 1) -> tuple[dict[str, list[float]], dict[str, OOMRecord]]:
+    """Time several callables interleaved (rounds A, B, C, A, B, C, ... on the same inputs), so
+    machine noise hits them alike (DESIGN principle 3). When the interleaved run runs out of
+    memory, each is timed alone, so the one that failed is known: it is returned as an OOM record.
+    """
+    from pytest_goni.timing import time_interleaved
+
+    def run(fns: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
+        return time_interleaved(fns, ctx.device, warmup=warmup, reps=reps, inner=inner,
+                                check=ctx.check_deadline)
+
+    failed: dict[str, OOMRecord] = {}
+    together_failed = False
+    try:
+        return run(calls), failed
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        together_failed = True
+    if together_failed:
+        release(ctx.device)  # outside the except block: its traceback no longer pins memory
+    samples: dict[str, list[float]] = {}
+    for label, fn in calls.items():
+        rec: OOMRecord | None = None
+        try:
+            samples[label] = run({label: fn})[label]
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            rec = oom_record(exc, context, ctx.device)
+        if rec is not None:
+            failed[label] = rec
+            release(ctx.device)
+    return samples, failed
+
+
+def probe_each(ctx: Any, calls: dict[str, Callable[[], Any]], context: int
+               ) -> tuple[dict[str, list[str]], dict[str, OOMRecord]]:
+    """Run each callable once under the profiler: the SDPA backends it used, or its OOM."""
+    backends: dict[str, list[str]] = {}
+    failed: dict[str, OOMRecord] = {}
+    for label, fn in calls.items():
+        rec: OOMRecord | None = None
+        try:
+            backends[label] = sdpa_backends_used(fn)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            rec = oom_record(exc, context, ctx.device)
+        if rec is not None:
+            failed[label] = rec
+            release(ctx.device)
+    return backends, failed

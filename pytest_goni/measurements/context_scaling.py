@@ -35,11 +35,11 @@ from pytest_goni.inference import (
     random_tokens,
     resolve_precision,
     run_context,
+    time_side_by_side,
 )
 from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, crossover, fit_power_law
-from pytest_goni.timing import time_interleaved
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -133,32 +133,18 @@ class _Pair:
             release(self.ctx.device)
         if not fns:
             return out
-        interleaved_oom = False
-        try:
-            out.update(self._time(fns))
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            interleaved_oom = True  # which one failed is unknown from an interleaved run
-        release(self.ctx.device)  # outside the except block, so its traceback pins nothing
-        if interleaved_oom:
-            for role, fn in fns.items():  # time them one by one
-                try:
-                    out.update(self._time({role: fn}))
-                except Exception as exc:
-                    if not is_oom(exc):
-                        raise
-                    self._oom(role, context, exc)
-                    out[role] = [math.inf]
-                release(self.ctx.device)
+        on_cuda = self.ctx.is_cuda
+        samples, ooms = time_side_by_side(self.ctx, fns, context,
+                                          warmup=self.params.get("warmup", 1 if on_cuda else 0),
+                                          reps=self.params.get("reps", 5 if on_cuda else 3))
+        out.update(samples)
+        for role, rec in ooms.items():
+            self.failed[role] = context
+            self.notes[role] = rec.note()
+            out[role] = [math.inf]
         fns.clear()
         release(self.ctx.device)
         return out
-
-    def _time(self, fns: dict[str, Any]) -> dict[str, list[float]]:
-        on_cuda = self.ctx.is_cuda
-        return time_interleaved(fns, self.ctx.device, warmup=self.params.get("warmup", 1 if on_cuda else 0),
-                                reps=self.params.get("reps", 5 if on_cuda else 3), check=self.ctx.check_deadline)
 
     def _oom(self, role: str, context: int, exc: BaseException) -> None:
         rec = oom_record(exc, context, self.ctx.device)

@@ -1,8 +1,9 @@
 """Measurement kind ``decode``: steady-state per-token decode latency at a filled context, and the
 size of the state (KV cache or recurrent state) at that context (SYS-02 runtime/memory realism).
 
-For each model and context T the prompt of T tokens is prefilled, then ``model.step`` runs with
-its state fed back, one real decode step per sample (the context grows by the few steps timed,
+For each context T the same prompt of T tokens is prefilled into every model, then the models'
+``model.step`` calls are timed interleaved (DESIGN principle 3), each with its state fed back, one
+real decode step per sample (the context grows by the few steps timed,
 negligible next to T). On CUDA the step is replayed from a CUDA graph when the state has a fixed
 shape (recurrent models) and a replay reproduces the eager step; a KV cache that grows is timed
 eagerly. Which of the two ran is in each metric's meta (``step_mode``).
@@ -20,7 +21,6 @@ from pytest_goni.inference import (
     MODEL_ENTRY,
     PRECISION,
     Decoder,
-    build_for_inference,
     entry_labels,
     model_vocab,
     oom_record,
@@ -30,12 +30,12 @@ from pytest_goni.inference import (
     run_context,
     sdpa_backends_used,
     state_nbytes,
+    time_side_by_side,
 )
-from pytest_goni.measurements.prefill import point_key
+from pytest_goni.measurements.prefill import build_models, point_key
 from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
-from pytest_goni.timing import time_fn
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -69,69 +69,94 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 @measurement_kind("decode", schema=SCHEMA, metrics=metric_units)
 def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
-    """Per-token decode latency with the state filled to each context, and the state's size."""
+    """Per-token decode latency of every model side by side with its state filled to each context,
+    and the state's size."""
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
+    entries = parse_entries(params["models"])
+    models = build_models(ctx, entries, precision, params.get("vocab_size"))
+    vocab = min(model_vocab(m) for m in models.values())
     out: dict[str, Metric] = {}
-    for entry in parse_entries(params["models"]):
-        model = build_for_inference(ctx, entry, precision, params.get("vocab_size"))
-        vocab = model_vocab(model)
-        for b in params.get("batch_sizes", [1]):
-            failed: str | None = None
-            for t in sorted(params["contexts"]):
-                k = point_key(entry.label, t, b)
-                if failed is not None:
-                    _missing(out, k, f"not run: {failed} at a shorter context")
-                    continue
-                ctx.check_deadline()
+    for b in params.get("batch_sizes", [1]):
+        failed: dict[str, str] = {}
+        for t in sorted(params["contexts"]):
+            ctx.check_deadline()
+            for e in entries:
+                if e.label in failed:
+                    _missing(out, point_key(e.label, t, b), f"not run: {failed[e.label]} at a shorter context")
+            live = [e for e in entries if e.label not in failed]
+            if not live:
+                continue
+            prompt = random_tokens(b, t, vocab, ctx.device, seed=t)
+            token = random_tokens(b, 1, vocab, ctx.device, seed=t + 1)[:, 0]
+            decoders: dict[str, Decoder] = {}
+            sizes: dict[str, int] = {}
+            ooms: dict[str, Any] = {}
+            for e in live:
+                rec = None
                 try:
-                    out.update(_measure_point(ctx, model, entry.sdpa, precision, vocab, b, t, k, params))
+                    decoders[e.label], sizes[e.label] = _filled_decoder(ctx, models[e.model], e.sdpa, precision,
+                                                                        prompt, token, params)
                 except Exception as exc:
                     if not is_oom(exc):
                         raise
                     rec = oom_record(exc, t, ctx.device)
-                    failed = rec.note()
-                    _missing(out, k, rec.note(), oom=True)
-                release(ctx.device)
-        del model
-        release(ctx.device)
+                if rec is not None:
+                    ooms[e.label] = rec
+                    release(ctx.device)
+            del prompt
+            calls = {label: _step_call(ctx, d, precision, _sdpa_of(entries, label)) for label, d in decoders.items()}
+            backends = {label: (sdpa_backends_used(fn) if decoders[label].graph is None else [])
+                        for label, fn in calls.items()}
+            samples, more = (time_side_by_side(ctx, calls, t, warmup=params.get("warmup", 3),
+                                               reps=params.get("reps", 20 if ctx.is_cuda else 10),
+                                               inner=params.get("inner", 1)) if calls else ({}, {}))
+            ooms.update(more)
+            for e in live:
+                k = point_key(e.label, t, b)
+                if e.label in ooms:
+                    failed[e.label] = ooms[e.label].note()
+                    _missing(out, k, ooms[e.label].note(), oom=True)
+                    continue
+                meta = {"step_mode": decoders[e.label].note, "sdpa_backends": backends[e.label],
+                        "sdpa_forced": e.sdpa, "precision": precision, "batch": b, "context": t,
+                        "device": ctx.device, "interleaved_with": sorted(calls)}
+                out[f"{k}.latency"] = Metric.of(samples[e.label], "s", **meta)
+                out[f"{k}.tok_s"] = Metric.of([b / x for x in samples[e.label]], "tok/s", **meta)
+                out[f"{k}.state_bytes"] = Metric.scalar(sizes[e.label], "B",
+                                                        note="state after prefill of the context", **meta)
+            del calls, decoders
+            release(ctx.device)
+    models.clear()
+    release(ctx.device)
     return out
 
 
-def _measure_point(ctx: Any, model: Any, sdpa: str | None, precision: str, vocab: int, batch: int,
-                   context: int, key: str, params: dict[str, Any]) -> dict[str, Metric]:
-    prompt = random_tokens(batch, context, vocab, ctx.device, seed=context)
-    token = random_tokens(batch, 1, vocab, ctx.device, seed=context + 1)[:, 0]
+def _sdpa_of(entries: list[Any], label: str) -> str | None:
+    return next(e.sdpa for e in entries if e.label == label)
 
+
+def _filled_decoder(ctx: Any, model: Any, sdpa: str | None, precision: str, prompt: Any, token: Any,
+                    params: dict[str, Any]) -> tuple[Decoder, int]:
+    """Prefill the prompt; return a decoder at that state (CUDA graph when possible) and the state's size."""
     def run_ctx() -> Any:
         return run_context(ctx.device, precision, sdpa)
 
     with run_ctx():
         _, state = model.prefill(prompt)
-    del prompt
     nbytes = state_nbytes(model, state)
     decoder = Decoder(model, token, state)
     if ctx.is_cuda and params.get("cuda_graph", True):
         decoder.try_cuda_graph(run_ctx)
-    elif not ctx.is_cuda:
-        decoder.note = "eager (CPU)"
     else:
-        decoder.note = "eager (cuda_graph: false)"
+        decoder.note = "eager (CPU)" if not ctx.is_cuda else "eager (cuda_graph: false)"
+    return decoder, nbytes
 
+
+def _step_call(ctx: Any, decoder: Decoder, precision: str, sdpa: str | None) -> Any:
     def step() -> None:
-        with run_ctx():
+        with run_context(ctx.device, precision, sdpa):
             decoder.advance()
-
-    backends = sdpa_backends_used(step) if decoder.graph is None else []
-    samples = time_fn(step, ctx.device, warmup=params.get("warmup", 3),
-                      reps=params.get("reps", 20 if ctx.is_cuda else 10),
-                      inner=params.get("inner", 1), check=ctx.check_deadline)
-    meta = {"step_mode": decoder.note, "sdpa_backends": backends, "sdpa_forced": sdpa,
-            "precision": precision, "batch": batch, "context": context, "device": ctx.device}
-    return {
-        f"{key}.latency": Metric.of(samples, "s", **meta),
-        f"{key}.tok_s": Metric.of([batch / s for s in samples], "tok/s", **meta),
-        f"{key}.state_bytes": Metric.scalar(nbytes, "B", note="state after prefill of the context", **meta),
-    }
+    return step
 
 
 def _missing(out: dict[str, Metric], key: str, note: str, **meta: Any) -> None:

@@ -1,5 +1,7 @@
 """Measurement kind ``prefill``: prompt-processing latency, throughput and peak memory of models
-over context lengths and batch sizes (SYS-02 runtime realism).
+over context lengths and batch sizes (SYS-02 runtime realism). At each point every model reads the
+same tokens and the models are timed interleaved (A, B, C, A, B, C, ...: DESIGN principle 3), so
+load on a shared machine hits them alike.
 
 Metric keys: ``<label>.<T>.latency`` (s, one sample per repetition), ``<label>.<T>.tok_s``
 (tokens/s per repetition), ``<label>.<T>.peak_mem`` (B) for batch 1; other batch sizes add a
@@ -25,16 +27,16 @@ from pytest_goni.inference import (
     model_vocab,
     oom_record,
     parse_entries,
+    probe_each,
     random_tokens,
     resolve_precision,
     run_context,
-    sdpa_backends_used,
     tensor_peak_bytes,
+    time_side_by_side,
 )
 from pytest_goni.model_runs import IDENT, POSITIVE_INTS, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
-from pytest_goni.timing import time_fn
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -75,38 +77,92 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 @measurement_kind("prefill", schema=SCHEMA, metrics=metric_units)
 def measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
-    """Time ``model.prefill(tokens)`` for each model, context and batch size."""
+    """Time ``model.prefill(tokens)`` for every model side by side, per context and batch size."""
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     contexts = sorted(params["contexts"])
     batches = params.get("batch_sizes", [1])
     with_memory = params.get("memory", True)
+    on_cuda = ctx.is_cuda
+    warmup = params.get("warmup", 1 if on_cuda else 0)
+    reps = params.get("reps", 5 if on_cuda else 3)
+    entries = parse_entries(params["models"])
+    models = build_models(ctx, entries, precision, params.get("vocab_size"))
+    vocab = min(model_vocab(m) for m in models.values())  # every model reads the same tokens
     out: dict[str, Metric] = {}
-    for entry in parse_entries(params["models"]):
-        model = build_for_inference(ctx, entry, precision, params.get("vocab_size"))
-        vocab = model_vocab(model)
-        for b in batches:
-            failed: str | None = None
-            for t in contexts:
-                k = point_key(entry.label, t, b)
-                if failed is not None:
-                    _missing(out, k, with_memory, f"not run: {failed} at a shorter context")
-                    continue
-                ctx.check_deadline()
-                try:
-                    out.update(_measure_point(ctx, model, entry.sdpa, precision, vocab, b, t, k, params))
-                except Exception as exc:
-                    if not is_oom(exc):
-                        raise
-                    rec = oom_record(exc, t, ctx.device)
-                    failed = rec.note()
+    for b in batches:
+        failed: dict[str, str] = {}  # label -> the OOM that ended its sweep
+        for t in contexts:
+            ctx.check_deadline()
+            for e in entries:
+                if e.label in failed:
+                    _missing(out, point_key(e.label, t, b), with_memory,
+                             f"not run: {failed[e.label]} at a shorter context")
+            live = [e for e in entries if e.label not in failed]
+            if not live:
+                continue
+            tokens = random_tokens(b, t, vocab, ctx.device, seed=t)
+            calls = {e.label: _prefill_call(ctx, models[e.model], e.sdpa, precision, tokens) for e in live}
+            backends, ooms = probe_each(ctx, calls, t)
+            calls = {k: v for k, v in calls.items() if k not in ooms}
+            samples, more = time_side_by_side(ctx, calls, t, warmup=warmup, reps=reps) if calls else ({}, {})
+            ooms.update(more)
+            for e in live:
+                k = point_key(e.label, t, b)
+                if e.label in ooms:
+                    rec = ooms[e.label]
+                    failed[e.label] = rec.note()
                     _missing(out, k, with_memory, rec.note(), oom=True, bytes_at_failure=rec.bytes_at_failure)
-                if failed is not None:
-                    release(ctx.device)  # after the except block: the traceback no longer pins memory
-        del model
-        release(ctx.device)
+                    continue
+                meta = {"sdpa_backends": backends[e.label], "sdpa_forced": e.sdpa, "precision": precision,
+                        "batch": b, "context": t, "device": ctx.device, "interleaved_with": sorted(calls)}
+                out[f"{k}.latency"] = Metric.of(samples[e.label], "s", **meta)
+                out[f"{k}.tok_s"] = Metric.of([b * t / x for x in samples[e.label]], "tok/s", **meta)
+            if with_memory:
+                for e in live:
+                    if e.label not in ooms:
+                        _peak(ctx, out, failed, point_key(e.label, t, b), e.label, calls[e.label], t)
+            del calls, tokens
+            release(ctx.device)
+    models.clear()
+    release(ctx.device)
     for best, labels in params.get("best_of", {}).items():
         out.update(_best_of(out, best, labels, contexts, batches, with_memory))
     return out
+
+
+def build_models(ctx: Any, entries: list[Any], precision: str, vocab_size: int | None) -> dict[str, Any]:
+    """Each spec model once, however many labels (SDPA variants) run it."""
+    models: dict[str, Any] = {}
+    for e in entries:
+        if e.model not in models:
+            models[e.model] = build_for_inference(ctx, e, precision, vocab_size)
+    return models
+
+
+def _prefill_call(ctx: Any, model: Any, sdpa: str | None, precision: str, tokens: Any) -> Any:
+    def call() -> None:
+        with run_context(ctx.device, precision, sdpa):
+            model.prefill(tokens)
+    return call
+
+
+def _peak(ctx: Any, out: dict[str, Metric], failed: dict[str, str], key: str, label: str, call: Any,
+          context: int) -> None:
+    """Peak memory of one prefill; an OOM here (rare: timing already ran it) ends the label's sweep."""
+    meta = dict(out[f"{key}.latency"].meta)
+    rec = None
+    try:
+        peak, probe = tensor_peak_bytes(call, ctx.device)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        rec = oom_record(exc, context, ctx.device)
+    if rec is not None:
+        release(ctx.device)
+        failed[label] = rec.note()
+        out[f"{key}.peak_mem"] = Metric.scalar(math.nan, "B", note=rec.note(), oom=True, **meta)
+        return
+    out[f"{key}.peak_mem"] = Metric.scalar(peak, "B", probe=probe, **meta)
 
 
 def _best_of(out: dict[str, Metric], best: str, labels: list[str], contexts: list[int], batches: list[int],
@@ -129,31 +185,6 @@ def _best_of(out: dict[str, Metric], best: str, labels: list[str], contexts: lis
                 res[f"{dst}.{m}"] = Metric(list(orig.samples), orig.unit, orig.note,
                                            {**orig.meta, "chosen": chosen, "candidates": medians})
     return res
-
-
-def _measure_point(ctx: Any, model: Any, sdpa: str | None, precision: str, vocab: int, batch: int,
-                   context: int, key: str, params: dict[str, Any]) -> dict[str, Metric]:
-    tokens = random_tokens(batch, context, vocab, ctx.device, seed=context)
-
-    def call() -> None:
-        with run_context(ctx.device, precision, sdpa):
-            model.prefill(tokens)
-
-    backends = sdpa_backends_used(call)
-    on_cuda = ctx.is_cuda
-    samples = time_fn(call, ctx.device, warmup=params.get("warmup", 1 if on_cuda else 0),
-                      reps=params.get("reps", 5 if on_cuda else 3), min_time_s=params.get("min_time_s", 0.0),
-                      check=ctx.check_deadline)
-    meta = {"sdpa_backends": backends, "sdpa_forced": sdpa, "precision": precision, "batch": batch,
-            "context": context, "device": ctx.device}
-    out = {
-        f"{key}.latency": Metric.of(samples, "s", **meta),
-        f"{key}.tok_s": Metric.of([batch * context / s for s in samples], "tok/s", **meta),
-    }
-    if params.get("memory", True):
-        peak, probe = tensor_peak_bytes(call, ctx.device)
-        out[f"{key}.peak_mem"] = Metric.scalar(peak, "B", probe=probe, **meta)
-    return out
 
 
 def _missing(out: dict[str, Metric], key: str, with_memory: bool, note: str, **meta: Any) -> None:

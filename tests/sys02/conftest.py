@@ -93,6 +93,20 @@ class Allocating(ToyRecurrentLM):
         return self.head(x), {"h": x[:, 0]}
 
 
+class FailsAbove(ToyRecurrentLM):
+    """Prefill raises an out-of-memory error past ``limit`` tokens, as a device would."""
+
+    def __init__(self, limit: int = 64, **kw: Any):
+        super().__init__(**kw)
+        self.limit = limit
+
+    def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        if tokens.shape[1] > self.limit:
+            raise torch.OutOfMemoryError(f"out of memory: {tokens.shape[1]} tokens > {self.limit}")
+        return super().prefill(tokens)
+
+
+REGISTRIES.backend("sys02-test-fails-above")(lambda **cfg: FailsAbove(**cfg))
 REGISTRIES.backend("sys02-test-recurrent")(lambda **cfg: ToyRecurrentLM(**cfg))
 REGISTRIES.backend("sys02-test-sleep")(lambda **cfg: SleepLM(**cfg))
 REGISTRIES.backend("sys02-test-alloc")(lambda **cfg: Allocating(**cfg))

@@ -37,6 +37,19 @@ def test_prefill_every_metric_with_unit_and_sdpa_backend_recorded(make_ctx, run_
     assert out["tf.64.peak_mem"].value() > 0
 
 
+@pytest.mark.parametrize("kind", ["prefill", "decode"])
+def test_an_oom_is_a_data_point_and_the_other_models_go_on(make_ctx, run_kind, kind):
+    models = {"small": {"backend": "sys02-test-fails-above", "limit": 64, "vocab_size": 64}, "toy": TOY}
+    out = run_kind(kind, make_ctx(models, kind), {"models": ["small", "toy"], "contexts": [32, 128, 256],
+                                                  "reps": 2})
+    assert math.isfinite(out["small.32.latency"].value())
+    assert out["small.32.latency"].meta["interleaved_with"] == ["small", "toy"]
+    assert math.isnan(out["small.128.latency"].value()) and out["small.128.latency"].note.startswith("OOM at 128")
+    assert out["small.256.latency"].note.startswith("not run: OOM at 128")
+    assert all(math.isfinite(out[f"toy.{t}.latency"].value()) for t in (32, 128, 256))
+    assert out["toy.256.latency"].meta["interleaved_with"] == ["toy"]
+
+
 def test_prefill_best_of_picks_the_fastest_label(make_ctx, run_kind):
     models = {"slow": {"backend": "sys02-test-sleep", "linear": 1e-3, "vocab_size": 16},
               "fast": {"backend": "sys02-test-sleep", "linear": 1e-5, "vocab_size": 16}}
