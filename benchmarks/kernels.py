@@ -140,12 +140,25 @@ def fused_fn(op: str, args: dict):
     return table.get(op)
 
 
+def triton_wy_fn(op: str, args: dict):
+    """The delta rules with the WY preparation in Triton (`_wy_kernel`) instead of torch."""
+    from pytest_goni.kernels.triton import delta_rule
+
+    a = args
+    if op not in ("delta_rule", "gated_delta_rule"):
+        return None
+    return lambda: delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a.get("g"), a["beta"], D**-0.5,
+                                                   wy="triton")
+
+
 def _prefill_one(op, t, roof, meta, fh, rows, fla_ops):
     args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
     flops, bytes_ = linear_cost(op, t)
     impls = {"ours": lambda: DISPATCH[op](**args, backend="triton")}
     if fused_fn(op, args) is not None:
         impls["ours_fused"] = fused_fn(op, args)
+    if triton_wy_fn(op, args) is not None:
+        impls["ours_triton_wy"] = triton_wy_fn(op, args)
     if op in fla_ops:
         try:
             impls["fla"] = fla_fn(op, args)
@@ -282,6 +295,45 @@ def bench_swa(ts, window, roof, meta, fh, rows):
         torch.cuda.empty_cache()
 
 
+def _breakdown_one(t, roof, meta, fh, rows):
+    """Time each launch of our two-pass forwards separately (what limits the whole)."""
+    from pytest_goni.kernels.triton import common, delta_rule, intra, two_pass
+
+    sc = D**-0.5
+    a = make_inputs("gated_delta_rule", B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
+    gc = common.chunk_cumsum(a["g"], 64)
+    u, w = delta_rule._wy(a["k"], a["v"], a["beta"], gc, 64)
+    hb, vn, _ = two_pass.delta_states(a["k"], u, w, gc, 64, None, False, a["v"].dtype)
+    stages = {
+        "chunk_cumsum(scalar)": lambda: common.chunk_cumsum(a["g"], 64),
+        "delta.wy_triton": lambda: delta_rule._wy_triton(a["k"], a["v"], a["beta"], gc, 64),
+        "delta.wy_torch": lambda: delta_rule._wy(a["k"], a["v"], a["beta"], gc, 64),
+        "delta.states": lambda: two_pass.delta_states(a["k"], u, w, gc, 64, None, False, a["v"].dtype),
+        "delta.output": lambda: two_pass.output(a["q"], a["k"], vn, gc, None, hb, sc, 64, True),
+        "scalar.states": lambda: two_pass.states(a["k"], a["v"], gc, 64, True, None, False),
+        "scalar.output": lambda: two_pass.output(a["q"], a["k"], a["v"], gc, None, hb, sc, 64, True),
+    }
+    g = make_inputs("gla", B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
+    bk = common.chunk_cumsum(g["g"], 64)
+    att = intra.pairwise(g["q"], g["k"], bk, bk, 64, strict=False)
+    stages.update({
+        "chunk_cumsum(vector)": lambda: common.chunk_cumsum(g["g"], 64),
+        "vector.pairwise": lambda: intra.pairwise(g["q"], g["k"], bk, bk, 64, strict=False),
+        "vector.states": lambda: two_pass.states(g["k"], g["v"], bk, 64, False, None, False),
+        "vector.output": lambda: two_pass.output(g["q"], g["k"], g["v"], bk, att, hb, sc, 64, False),
+    })
+    for name, fn in stages.items():
+        rec = {**time_ms(fn), "section": "breakdown", "op": name, "T": t, "impl": "ours"}
+        emit(rec, meta, fh)
+        rows.append(rec)
+
+
+def bench_breakdown(ts, roof, meta, fh, rows):
+    for t in ts:
+        _breakdown_one(t, roof, meta, fh, rows)
+        torch.cuda.empty_cache()
+
+
 def table(rows) -> str:
     lines = ["section          op                T/B     impl                        ms      p20-p80        "
              "TF/s   GB/s  %roof  peakMiB  first_s"]
@@ -314,7 +366,8 @@ def main(argv=None) -> int:
                    help="ops to run FLA for (its first call autotunes: 45-100 s per op on an H100)")
     p.add_argument("--swa-T", type=int, nargs="+", default=[2048, 8192, 32768])
     p.add_argument("--window", type=int, default=1024)
-    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "breakdown"])
+    p.add_argument("--breakdown-T", type=int, nargs="*", default=[8192, 131072])
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py needs a CUDA device", file=sys.stderr)
@@ -333,6 +386,7 @@ def main(argv=None) -> int:
         sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
                     ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows)),
+                    ("breakdown", lambda: bench_breakdown(a.breakdown_T, roof, meta, fh, rows)),
                     ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops))]
         for name, run in sections:
             if name in a.skip:

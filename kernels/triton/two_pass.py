@@ -86,8 +86,8 @@ def _delta_states_kernel(k_ptr, u_ptr, w_ptr, gc_ptr, h_ptr, vn_ptr, s0_ptr, st_
         mt = t < T
         row = (b * T + t) * H + h
         prow = bh * TP + t
-        ww = tl.load(w_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-        uu = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=mv[None, :], other=0.0)
+        ww = tl.load(w_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
+        uu = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=mv[None, :], other=0.0).to(tl.float32)
         u = uu - tl.dot(ww, s)
         tl.store(vn_ptr + row[:, None] * DV + ov[None, :], u.to(vn_ptr.dtype.element_ty),
                  mask=mt[:, None] & mv[None, :])
