@@ -29,6 +29,13 @@ class _Constructor(yaml.constructor.SafeConstructor):
     pass
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _own_duplicate(earlier: list, key: Any, c: _Constructor) -> bool:
+    return any(c.construct_object(k, deep=True) == key for k, _ in earlier)
+
+
 def _mark(node: yaml.Node) -> Mark:
     end = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1, max(end, node.start_mark.line + 1))
@@ -68,16 +75,23 @@ def load_with_marks(text: str) -> tuple[Any, dict[KeyPath, Mark]]:
 def _build(node: yaml.Node, path: KeyPath, marks: dict[KeyPath, Mark], c: _Constructor) -> Any:
     marks[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
+        # Merge keys ('<<: *anchor') let profiles share values; merged entries come first and
+        # the mapping's own keys override them. Only a key given twice by the mapping itself is
+        # an error (PyYAML silently keeps the last).
+        own = sum(k.tag != MERGE_TAG for k, _ in node.value)
+        try:
+            c.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as exc:
+            m = exc.problem_mark or node.start_mark
+            raise YamlLoadError(f"YAML error: {exc.problem}", m.line + 1, m.column + 1) from None
+        n_merged = len(node.value) - own
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise YamlLoadError("YAML merge keys ('<<') are not supported in specs",
-                                    key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        for i, (key_node, value_node) in enumerate(node.value):
             key = c.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 raise YamlLoadError("mapping keys must be plain scalars",
                                     key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in out:
+            if key in out and i >= n_merged and _own_duplicate(node.value[n_merged:i], key, c):
                 raise YamlLoadError(f"duplicate key {key!r}", key_node.start_mark.line + 1,
                                     key_node.start_mark.column + 1)
             out[key] = _build(value_node, path + (key,), marks, c)
