@@ -9,7 +9,9 @@ Decays are applied in log space and always as exp(non-positive) where it matters
 - scalar decays (simple GLA, gated delta rule) build the [C, C] matrix exp(b_i - b_j), masked
   before the exp;
 - vector decays (GLA, RWKV-6, RWKV-7) build the pairwise term sum_d x_id y_jd exp(bx_id - by_jd)
-  explicitly over [C, C, D] (C = 16), so no factor exp(-b) can overflow however strong the decay.
+  as one matmul of (x e^bx) and (y e^-by) when the decay summed over a chunk (C = 16) stays
+  within FACTOR_LIMIT in log space, else explicitly over [C, C, D], so no factor can overflow
+  however strong the decay.
 The definitions are in `pytest_goni.kernels.reference`.
 """
 
@@ -48,14 +50,25 @@ def _state0(initial_state: Tensor | None, b: int, h: int, dk: int, dv: int, ref:
     return initial_state.float()
 
 
+FACTOR_LIMIT = 60.0  # |log-decay summed over a chunk| below which exp(+-b) stays inside float32
+
+
 def _pairwise(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, strict: bool) -> Tensor:
     """A_ij = sum_d x_id y_jd exp(bx_id - by_jd) for j <= i (j < i if strict), else 0.
 
-    x, y, bx, by: [..., C, D]. Masked entries get -inf before the exp, so they are exact zeros.
+    x, y, bx, by: [..., C, D]. When every |bx|, |by| <= FACTOR_LIMIT the exponent splits into
+    (x e^bx)(y e^-by)^T, one matmul whose factors cannot overflow; otherwise (very strong decays)
+    the [C, C, D] differences are formed explicitly, masked with -inf before the exp, so masked
+    entries are exact zeros and nothing overflows.
     """
     c = x.shape[-2]
-    diff = bx[..., :, None, :] - by[..., None, :, :]
     keep = torch.ones(c, c, dtype=torch.bool, device=x.device).tril(-1 if strict else 0)
+    with torch.no_grad():
+        factor_ok = bool((torch.maximum(bx.abs().amax(), by.abs().amax()) <= FACTOR_LIMIT).item())
+    if factor_ok:
+        a = (x * torch.exp(bx)) @ (y * torch.exp(-by)).transpose(-1, -2)
+        return a.masked_fill(~keep, 0.0)
+    diff = bx[..., :, None, :] - by[..., None, :, :]
     diff = diff.masked_fill(~keep[:, :, None], float("-inf"))
     return (x[..., :, None, :] * y[..., None, :, :] * torch.exp(diff)).sum(-1)
 

@@ -165,6 +165,7 @@ def _step_gate(name, x, shape, what):
 
 
 def gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
+    """GLA decode step: g log-decay [B, H, Dk]."""
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h, dk), "[B, H, Dk]")
     _step_state(state, b, h, dk, dv)
@@ -175,6 +176,7 @@ def gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
 
 
 def simple_gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
+    """Scalar-decay decode step: g [B, H]."""
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h), "[B, H]")
     _step_state(state, b, h, dk, dv)
@@ -185,6 +187,7 @@ def simple_gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
 
 
 def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None, inplace=False):
+    """Gated delta rule decode step: g, beta [B, H]."""
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("g", g, (b, h), "[B, H]")
     _step_gate("beta", beta, (b, h), "[B, H]")
@@ -196,6 +199,7 @@ def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None, inp
 
 
 def delta_rule_step(q, k, v, beta, state, scale=None, backend=None, inplace=False):
+    """Delta rule decode step: beta [B, H]."""
     b, h, dk, dv = checks.step_qkv(q, k, v)
     _step_gate("beta", beta, (b, h), "[B, H]")
     _step_state(state, b, h, dk, dv)
@@ -206,6 +210,7 @@ def delta_rule_step(q, k, v, beta, state, scale=None, backend=None, inplace=Fals
 
 
 def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None, inplace=False):
+    """RWKV-6 decode step: w log-decay [B, H, Dk], u [H, Dk]."""
     b, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
     _step_gate("w", w, (b, h, dk), "[B, H, Dk]")
     _step_gate("u", u, (h, dk), "[H, Dk]")
@@ -217,6 +222,7 @@ def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None, inplace=False):
 
 
 def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None, inplace=False):
+    """RWKV-7 decode step: w log-decay, a, b [B, H, Dk]."""
     bs, h, dk, dv = checks.step_qkv(r, k, v, names=("r", "k", "v"))
     for name, x in (("w", w), ("a", a), ("b", b)):
         _step_gate(name, x, (bs, h, dk), "[B, H, Dk]")
