@@ -3,10 +3,12 @@ config hashes, devices, OOM detection."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -21,6 +23,28 @@ COUNT = {"anyOf": [{"type": "number", "minimum": 0},
 MODEL_NAMES = {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": IDENT}}
 
 POSITIVE_INTS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}
+
+CPU_THREADS = {"type": "integer", "minimum": 1,
+               "description": "torch intra-op threads while this measurement runs on the CPU (restored after)"}
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: str) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads on the CPU, restoring the previous count after.
+
+    On a small shared host, OpenMP threads that spin at barriers while a core is taken by another
+    process turn millisecond ops into tenths of a second; one thread per measurement keeps CPU
+    timings about the work measured. No effect on CUDA or when ``n`` is None.
+    """
+    if n is None or device.startswith("cuda"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def as_count(v: Any) -> int:

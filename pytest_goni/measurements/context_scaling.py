@@ -37,7 +37,7 @@ from pytest_goni.inference import (
     run_context,
     time_side_by_side,
 )
-from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, crossover, fit_power_law
 
@@ -46,6 +46,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["candidate", "baseline", "contexts"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "candidate": MODEL_ENTRY,
         "baseline": MODEL_ENTRY,
         "contexts": {**POSITIVE_INTS, "minItems": 2},
@@ -179,6 +180,11 @@ def _interpolate(x0: float, d0: float, x1: float, d1: float) -> float:
 @measurement_kind("context_scaling", schema=SCHEMA, metrics=metric_units)
 def measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Sweep both models over the contexts; fit exponents; find (and refine) the crossover."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_context_scaling(ctx, params)
+
+
+def _measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     contexts = sorted(params["contexts"])
     pair = _Pair(ctx, params)
     try:

@@ -33,7 +33,7 @@ from pytest_goni.inference import (
     time_side_by_side,
 )
 from pytest_goni.measurements.prefill import build_models, point_key
-from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -42,6 +42,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models", "contexts"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
         "contexts": POSITIVE_INTS,
         "batch_sizes": POSITIVE_INTS,
@@ -71,6 +72,11 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Per-token decode latency of every model side by side with its state filled to each context,
     and the state's size."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_decode(ctx, params)
+
+
+def _measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     entries = parse_entries(params["models"])
     models = build_models(ctx, entries, precision, params.get("vocab_size"))

@@ -38,7 +38,7 @@ from pytest_goni.inference import (
     state_nbytes,
     tensor_peak_bytes,
 )
-from pytest_goni.model_runs import POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -47,6 +47,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models", "contexts"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
         "contexts": POSITIVE_INTS,
         "batch_size": {"type": "integer", "minimum": 1},
@@ -138,6 +139,11 @@ def cpu_guard(cap: int | None, device: str) -> Iterator[None]:
 @measurement_kind("memory", schema=SCHEMA, metrics=metric_units)
 def measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Peak prefill memory and state size per context; the first OOM per model is a data point."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_memory(ctx, params)
+
+
+def _measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     batch = int(params.get("batch_size", 1))
     cap = parse_cap(params.get("memory_cap"))

@@ -10,9 +10,11 @@ import torch
 
 from pytest_goni.model_runs import (
     COUNT,
+    CPU_THREADS,
     MODEL_NAMES,
     as_count,
     config_hash,
+    cpu_threads,
     model_config,
     param_counts,
 )
@@ -24,6 +26,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": MODEL_NAMES,
         "train_tokens": {**COUNT, "description": "the training tokens the spec declares for these models"},
         "vocab_size": {"type": "integer", "minimum": 2,
@@ -48,6 +51,11 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 @measurement_kind("model_stats", schema=SCHEMA, metrics=metric_units)
 def measure_model_stats(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Build each model on the CPU and count its parameters (total and without embeddings)."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_model_stats(ctx, params)
+
+
+def _measure_model_stats(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     out: dict[str, Metric] = {}
     tokens = as_count(params["train_tokens"]) if "train_tokens" in params else None
     overrides = {"vocab_size": int(params["vocab_size"])} if "vocab_size" in params else {}

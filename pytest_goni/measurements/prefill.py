@@ -34,7 +34,7 @@ from pytest_goni.inference import (
     tensor_peak_bytes,
     time_side_by_side,
 )
-from pytest_goni.model_runs import IDENT, POSITIVE_INTS, is_oom, release
+from pytest_goni.model_runs import CPU_THREADS, IDENT, POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -43,6 +43,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models", "contexts"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
         "contexts": POSITIVE_INTS,
         "batch_sizes": POSITIVE_INTS,
@@ -78,6 +79,11 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 @measurement_kind("prefill", schema=SCHEMA, metrics=metric_units)
 def measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Time ``model.prefill(tokens)`` for every model side by side, per context and batch size."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_prefill(ctx, params)
+
+
+def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     contexts = sorted(params["contexts"])
     batches = params.get("batch_sizes", [1])

@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_goni.model_runs import MODEL_NAMES, build_on_device, config_hash, model_config, release
+from pytest_goni.model_runs import (
+    CPU_THREADS,
+    MODEL_NAMES,
+    build_on_device,
+    config_hash,
+    cpu_threads,
+    model_config,
+    release,
+)
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import (
@@ -36,6 +44,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": MODEL_NAMES,
         "vocab_size": {"type": "integer", "minimum": 4},
         "seq_len": {"type": "integer", "minimum": 4},
@@ -107,6 +116,11 @@ def recall_accuracy(model: torch.nn.Module, inputs: torch.Tensor, targets: torch
 @measurement_kind("recall", schema=SCHEMA, metrics=metric_units)
 def measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train each model on MQAR for a fixed number of steps; report query accuracy on held-out data."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_recall(ctx, params)
+
+
+def _measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     vocab = int(params.get("vocab_size", 64))
     seq_len = int(params.get("seq_len", 64))
     kv = int(params.get("num_kv_pairs", 8))

