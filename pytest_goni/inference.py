@@ -308,8 +308,15 @@ class OOMRecord:
     context: int
     bytes_at_failure: float
     message: str
+    unavailable: bool = False  # a forced SDPA backend that cannot run these inputs, not an OOM
+
+    @property
+    def is_oom(self) -> bool:
+        return not self.unavailable
 
     def note(self) -> str:
+        if self.unavailable:
+            return f"SDPA backend unavailable at {self.context} tokens: {self.message}"
         used = self.bytes_at_failure
         mem = f", {used / 2**20:,.0f} MiB in use" if math.isfinite(used) else ""
         return f"OOM at {self.context} tokens{mem}"
@@ -364,9 +371,17 @@ def time_side_by_side(ctx: Any, calls: dict[str, Callable[[], Any]], context: in
     return samples, failed
 
 
+def backend_unavailable(exc: BaseException) -> bool:
+    """True when a forced SDPA backend refused the inputs (torch: "No available kernel", "No viable
+    backend for scaled_dot_product_attention")."""
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("no available kernel" in msg or "no viable backend" in msg)
+
+
 def probe_each(ctx: Any, calls: dict[str, Callable[[], Any]], context: int
                ) -> tuple[dict[str, list[str]], dict[str, OOMRecord]]:
-    """Run each callable once under the profiler: the SDPA backends it used, or its OOM."""
+    """Run each callable once under the profiler: the SDPA backends it used, or its failure (an
+    OOM, or a forced SDPA backend that cannot run here - a recorded result, not a crash)."""
     backends: dict[str, list[str]] = {}
     failed: dict[str, OOMRecord] = {}
     for label, fn in calls.items():
@@ -374,9 +389,12 @@ def probe_each(ctx: Any, calls: dict[str, Callable[[], Any]], context: int
         try:
             backends[label] = sdpa_backends_used(fn)
         except Exception as exc:
-            if not is_oom(exc):
+            if backend_unavailable(exc):
+                rec = OOMRecord(context, math.nan, str(exc).splitlines()[0][:160], unavailable=True)
+            elif not is_oom(exc):
                 raise
-            rec = oom_record(exc, context, ctx.device)
+            else:
+                rec = oom_record(exc, context, ctx.device)
         if rec is not None:
             failed[label] = rec
             release(ctx.device)

@@ -117,7 +117,8 @@ def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                 if e.label in ooms:
                     rec = ooms[e.label]
                     failed[e.label] = rec.note()
-                    _missing(out, k, with_memory, rec.note(), oom=True, bytes_at_failure=rec.bytes_at_failure)
+                    _missing(out, k, with_memory, rec.note(), oom=rec.is_oom,
+                             bytes_at_failure=rec.bytes_at_failure)
                     continue
                 meta = {"sdpa_backends": backends[e.label], "sdpa_forced": e.sdpa, "precision": precision,
                         "batch": b, "context": t, "device": ctx.device, "interleaved_with": sorted(calls)}

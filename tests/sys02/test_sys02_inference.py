@@ -60,6 +60,18 @@ def test_prefill_best_of_picks_the_fastest_label(make_ctx, run_kind):
     assert out["best.64.latency"].samples == out["fast.64.latency"].samples
 
 
+def test_a_forced_sdpa_backend_that_cannot_run_is_recorded(make_ctx, run_kind):
+    out = run_kind("prefill", make_ctx({"tf": TF}, "cudnn"),
+                   {"models": ["tf", {"model": "tf", "sdpa": "cudnn"}], "contexts": [32, 64], "reps": 2,
+                    "memory": False, "best_of": {"best": ["tf", "tf_cudnn"]}})
+    if math.isfinite(out["tf_cudnn.32.latency"].value()):
+        pytest.skip("cuDNN attention ran here")
+    assert out["tf_cudnn.32.latency"].note.startswith("SDPA backend unavailable at 32 tokens")
+    assert not out["tf_cudnn.32.latency"].meta["oom"]
+    assert out["tf_cudnn.64.latency"].note.startswith("not run: SDPA backend unavailable")
+    assert out["best.64.latency"].meta["chosen"] == "tf" and math.isfinite(out["tf.64.latency"].value())
+
+
 def test_decode_state_grows_for_attention_and_not_for_recurrence(make_ctx, run_kind):
     ctx = make_ctx({"tf": TF, "toy": TOY}, "dec")
     out = run_kind("decode", ctx, {"models": ["tf", "toy"], "contexts": [32, 128], "reps": 4, "warmup": 1})
