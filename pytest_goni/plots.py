@@ -38,6 +38,7 @@ def plot_latency_vs_context(
     oom: Mapping[str, float] | None = None,
     title: str = "",
     ylabel: str = "latency (s)",
+    crossover_label: str | None = None,
 ) -> Path:
     """Log-log latency against context per model; the crossover is a vertical line, an OOM a cross.
 
@@ -56,7 +57,8 @@ def plot_latency_vs_context(
             ax.plot([oom[label]], [fy[-1]], marker="x", markersize=12, color=line.get_color(),
                     linestyle="none", label=f"{label} OOM at {int(oom[label])}")
     if crossover is not None and math.isfinite(crossover):
-        ax.axvline(crossover, color="grey", linestyle="--", label=f"crossover ~{crossover:,.0f} tokens")
+        ax.axvline(crossover, color="grey", linestyle="--",
+                   label=crossover_label or f"crossover ~{crossover:,.0f} tokens")
     elif crossover is not None:
         ax.text(0.02, 0.02, "no crossover in range", transform=ax.transAxes, color="grey")
     ax.set_xscale("log", base=2)
