@@ -92,10 +92,21 @@ class Spec:
     lines: list[str]
 
     def gate_yaml(self, gate: GateSpec) -> str:
-        """The YAML lines of one gate, numbered, for failure panels."""
-        lo, hi = gate.mark.line, max(gate.mark.end_line, gate.mark.line)
-        return "\n".join(f"{n:>4} | {self.lines[n - 1]}" for n in range(lo, min(hi, len(self.lines)) + 1)
-                         if self.lines[n - 1].strip())
+        """The YAML lines of one gate, numbered, for failure panels (up to its next sibling)."""
+        lo, hi = gate.mark.line, min(max(gate.mark.end_line, gate.mark.line), len(self.lines))
+        indent = _indent(self.lines[lo - 1])
+        out = []
+        for n in range(lo, hi + 1):
+            line = self.lines[n - 1]
+            if n > lo and line.strip() and _indent(line) <= indent:
+                break
+            if line.strip():
+                out.append(f"{n:>4} | {line}")
+        return "\n".join(out)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 @cache
@@ -127,6 +138,7 @@ class _Loader:
         self.marks: dict[KeyPath, Mark] = {}
         self.problems: list[Problem] = []
         self.lines: list[str] = []
+        self.profile = ""
 
     # -- error helpers ---------------------------------------------------------------------------
     def problem(self, path: KeyPath, message: str, col_offset: int | None = None) -> None:
@@ -159,6 +171,7 @@ class _Loader:
             raise SpecError(self.display, [Problem(1, 1, "", f"a spec is a mapping, got {_kind(data)}")])
 
         profile, profile_vars = self.pick_profile(data, requested_profile, cuda)
+        self.profile = profile
         self.fail_if_problems()
         resolved = {k: (v if k == "profiles" else self.substitute(v, (k,), profile, profile_vars))
                     for k, v in data.items()}
@@ -279,16 +292,18 @@ class _Loader:
         return out, units
 
     def check_model_refs(self, schema: dict, params: dict, path: KeyPath, models: dict) -> None:
-        props = schema.get("properties", {})
-        for key, value in params.items():
-            if props.get(key, {}).get(MODEL_REF) != "model" and not (key in ("model", "models") and not any(
-                    MODEL_REF in p for p in props.values())):
-                continue
-            names = value if isinstance(value, list) else [value]
-            for i, ref in enumerate(names):
-                if isinstance(ref, str) and ref not in models:
-                    where = path + (key, i) if isinstance(value, list) else path + (key,)
-                    self.problem(where, _undefined("model", ref, models))
+        """Params naming models (``x-goni-ref: model``, else ``model``/``models``) must name models of
+        the spec: a string, a list of strings, or entries like ``{model: NAME, label: ...}``."""
+        annotated = {k for k, p in schema.get("properties", {}).items() if p.get(MODEL_REF) == "model"}
+        for key in sorted((annotated or {"model", "models"}) & params.keys()):
+            value = params[key]
+            entries = value if isinstance(value, list) else [value]
+            for i, entry in enumerate(entries):
+                where = path + (key,) + ((i,) if isinstance(value, list) else ())
+                if isinstance(entry, dict):
+                    entry, where = entry.get("model"), where + ("model",)
+                if isinstance(entry, str) and entry not in models:
+                    self.problem(where, _undefined("model", entry, models))
 
     def parse_timeout(self, value: Any, default: float, path: KeyPath) -> float:
         if value is None:
@@ -322,7 +337,9 @@ class _Loader:
                 continue
             first_seen[raw["id"]] = i
             compiled, used = None, set()
-            if raw.get("kind") == "checklist":
+            if raw.get("profiles") and self.profile not in raw["profiles"]:
+                pass  # judged (and its metric paths checked) only in its own profiles; skipped here
+            elif raw.get("kind") == "checklist":
                 for j, ref in enumerate(raw["of"]):
                     if ref not in ids:
                         self.problem(path + ("of", j), _undefined("gate", ref, ids))

@@ -12,7 +12,7 @@ def pytest_goni_register(registries):
         "fake",
         schema={"type": "object", "additionalProperties": False,
                 "properties": {"values": {"type": "object"}, "unit": {"type": "string"},
-                               "samples": {"type": "integer", "minimum": 1}}},
+                               "samples": {"type": "integer", "minimum": 1}, "models": {"type": "array"}}},
         metrics=lambda p: {k: p.get("unit", "") for k in p.get("values", {})},
     )
     def fake(ctx, params):

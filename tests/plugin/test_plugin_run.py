@@ -271,3 +271,53 @@ def test_compare_with_unknown_baseline_is_a_usage_error(goni: pytest.Pytester) -
     res = goni.runpytest("--goni-spec", "basic.yaml", "--goni-compare", "nope")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert "no stored baseline 'nope'" in res.stderr.str()
+
+
+def test_info_gates_report_but_never_fail_the_run(goni: pytest.Pytester) -> None:
+    write(goni, "info.yaml", """\
+        goni: 1
+        id: info
+        measurements:
+          m: {kind: fake, unit: s, values: {lat: 0.2}}
+        gates:
+          - id: informational
+            value: m.lat
+            expect: "< 100 ms"
+            severity: info
+          - id: next-gate
+            value: m.lat
+            expect: "< 1 s"
+        """)
+    res = goni.runpytest("--goni-spec", "info.yaml")
+    res.assert_outcomes(passed=1, xfailed=1)
+    assert res.ret == 0
+    assert "FAIL" in res.stdout.str()  # the table still says what was measured
+
+
+def test_failure_panel_quotes_only_its_own_gate(goni: pytest.Pytester) -> None:
+    write(goni, "failing.yaml", FAILING + "  - id: after\n    value: m.lat\n    expect: \"< 1 s\"\n")
+    out = goni.runpytest("--goni-spec", "failing.yaml").stdout.str()
+    panel = out[out.index("FAIL: gate failing::too-slow"):]
+    assert "why: latency budget" in panel
+    assert "- id: after" not in panel.split("short test summary")[0]
+
+
+def test_profile_only_gates_are_checked_only_in_their_profile(goni: pytest.Pytester) -> None:
+    write(goni, "prof.yaml", """\
+        goni: 1
+        id: prof
+        profiles:
+          cpu: {}
+          gpu: {}
+        measurements:
+          m: {kind: fake, unit: s, values: {lat: 0.01}}
+        gates:
+          - {id: both, value: m.lat, expect: "< 1 s"}
+          - {id: gpu-only-label, value: m.gpu_label, expect: "< 1 s", profiles: [gpu]}
+        """)
+    res = goni.runpytest("--goni-spec", "prof.yaml", "--goni-profile", "cpu", "-rs")
+    res.assert_outcomes(passed=1, skipped=1)
+    assert "applies to profiles gpu" in res.stdout.str()
+    bad = goni.runpytest("--goni-spec", "prof.yaml", "--goni-profile", "gpu")
+    bad.assert_outcomes(errors=1)
+    assert "m.gpu_label" in bad.stdout.str() or "gpu_label" in bad.stdout.str()

@@ -47,6 +47,8 @@ CASES = {
     "undefined-measurement": (BASE.replace("value: m.lat", "value: q.lat"), "bad.yaml:1", "q"),
     "undefined-model": (BASE.replace("{backend: gpt2}", "{backend: gpt2, match_params: candidate}"),
                         "models.cand.match_params", "undefined model 'candidate'"),
+    "undefined-model-in-entry": (BASE.replace("kind: fake, unit: s,", "kind: fake, unit: s, models: [{model: cnd}],"),
+                                 "measurements.m.models[0].model", "did you mean 'cand'"),
     "duplicate-gate": (BASE + '  - id: g1\n    value: m.lat\n    expect: "< 2 s"\n', "bad.yaml:13:",
                        "duplicate gate id 'g1'"),
     "unit-mismatch": (BASE.replace('expect: "< 1 s"', 'expect: "< 100 MB"'), "bad.yaml:12:", "time"),
