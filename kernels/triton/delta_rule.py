@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from . import two_pass
-from .common import chunk_cumsum, state_in, state_out
+from .common import chunk_cumsum, fused_scan
 
 CHUNK = 64
 
@@ -152,7 +152,6 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
                          chunk=CHUNK, bv=None, impl="two_pass", wy="torch"):
     """(Gated) delta rule forward on CUDA (or under TRITON_INTERPRET=1); g None: plain delta rule."""
     b, t, h, dk = q.shape
-    dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if g is None:
         g = torch.zeros(b, t, h, device=q.device, dtype=torch.float32)
@@ -161,14 +160,5 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     if impl == "two_pass":
         hbuf, vnew, st = two_pass.delta_states(k, u, w, gc, chunk, initial_state, output_final_state, v.dtype)
         return two_pass.output(q, k, vnew, gc, None, hbuf, scale, chunk, True), st
-    o = torch.empty_like(v, dtype=q.dtype)
-    s0, has_s0 = state_in(initial_state, q)
-    st = state_out(output_final_state, b, h, dk, dv, q)
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
-    grid = (triton.cdiv(dv, bv), b * h)
-    _delta_scan_kernel[grid](
-        q, k, u, w, gc, o, s0, st if st is not None else o, scale, t, gc.shape[1], h, dk, dv,
-        C=chunk, BK=bk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
-    )
-    return o, st
+    return fused_scan(_delta_scan_kernel, (q, k, u, w, gc), q, v, gc.shape[1], scale, chunk, initial_state,
+                      output_final_state, bv)

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from . import two_pass
-from .common import chunk_cumsum, state_in, state_out
+from .common import chunk_cumsum, fused_scan
 from .intra import pairwise
 
 CHUNK = 64
@@ -66,8 +66,7 @@ def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, 
 
 def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None,
              impl="two_pass"):
-    b, t, h, dk = q.shape
-    dv = v.shape[-1]
+    t = q.shape[1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     bk = chunk_cumsum(g, chunk)
     if u is None:
@@ -80,17 +79,8 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
     if impl == "two_pass":
         hbuf, st = two_pass.states(k, v, bk, chunk, False, initial_state, output_final_state)
         return two_pass.output(q, k, v, bq, att, hbuf, scale, chunk, False), st
-    o = torch.empty_like(v, dtype=q.dtype)
-    s0, has_s0 = state_in(initial_state, q)
-    st = state_out(output_final_state, b, h, dk, dv, q)
-    bkk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
-    grid = (triton.cdiv(dv, bv), b * h)
-    _vec_scan_kernel[grid](
-        q, k, v, bq, bk, att, o, s0, st if st is not None else o, scale, t, bk.shape[1], h, dk, dv,
-        C=chunk, BK=bkk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
-    )
-    return o, st
+    return fused_scan(_vec_scan_kernel, (q, k, v, bq, bk, att), q, v, bk.shape[1], scale, chunk, initial_state,
+                      output_final_state, bv)
 
 
 def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK, impl="two_pass"):

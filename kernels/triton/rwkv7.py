@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import chunk_cumsum, state_in, state_out
+from .common import chunk_cumsum, fused_scan
 from .intra import SUB, pairwise
 
 CHUNK = SUB
@@ -72,7 +72,6 @@ def _rwkv7_scan_kernel(r_ptr, k_ptr, v_ptr, b_ptr, l_ptr, wa_ptr, mak_ptr, rb_pt
 def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False, bv=None):
     """RWKV-7 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay [B, T, H, Dk]."""
     bs, t, h, dk = r.shape
-    dv = v.shape[-1]
     c = CHUNK
     r, k, v, a, b = (x.contiguous() for x in (r, k, v, a, b))
     lc = chunk_cumsum(w, c)
@@ -94,14 +93,5 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
     sol = sol.reshape(bs, h, tp, c + dk)
     mak, wa = sol[..., :c].contiguous(), sol[..., c:].contiguous()
-    o = torch.empty_like(v, dtype=r.dtype)
-    s0, has_s0 = state_in(initial_state, r)
-    st = state_out(output_final_state, bs, h, dk, dv, r)
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
-    grid = (triton.cdiv(dv, bv), bs * h)
-    _rwkv7_scan_kernel[grid](
-        r, k, v, b, lc, wa, mak, r_b, r_k, o, s0, st if st is not None else o, scale, t, tp, h, dk, dv,
-        C=c, BK=bk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
-    )
-    return o, st
+    return fused_scan(_rwkv7_scan_kernel, (r, k, v, b, lc, wa, mak, r_b, r_k), r, v, tp, scale, c, initial_state,
+                      output_final_state, bv)

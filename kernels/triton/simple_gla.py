@@ -11,12 +11,11 @@ stores the state before each chunk and computes all chunks' outputs in parallel.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
 from . import two_pass
-from .common import chunk_cumsum, state_in, state_out
+from .common import chunk_cumsum, fused_scan
 
 
 @triton.jit
@@ -67,21 +66,10 @@ def simple_gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=Fal
     impl "two_pass" (default): `two_pass.states` then `two_pass.output`; "fused": the single
     sequential kernel above (no per-chunk states stored, less parallel).
     """
-    b, t, h, dk = q.shape
-    dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     gc = chunk_cumsum(g, chunk)
     if impl == "two_pass":
         hbuf, st = two_pass.states(k, v, gc, chunk, True, initial_state, output_final_state)
         return two_pass.output(q, k, v, gc, None, hbuf, scale, chunk, True), st
-    o = torch.empty_like(v, dtype=q.dtype)
-    s0, has_s0 = state_in(initial_state, q)
-    st = state_out(output_final_state, b, h, dk, dv, q)
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(triton.next_power_of_2(dv), 32))
-    grid = (triton.cdiv(dv, bv), b * h)
-    _simple_gla_fwd_kernel[grid](
-        q, k, v, gc, o, s0, st if st is not None else o, scale, t, gc.shape[1], h, dk, dv,
-        C=chunk, BK=bk, BV=bv, HAS_S0=has_s0, STORE_S=st is not None, num_warps=4, num_stages=2,
-    )
-    return o, st
+    return fused_scan(_simple_gla_fwd_kernel, (q, k, v, gc), q, v, gc.shape[1], scale, chunk, initial_state,
+                      output_final_state, bv)

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import block_sizes, state_in, state_out
+
 
 @triton.jit
 def _states_kernel(k_ptr, v_ptr, gc_ptr, h_ptr, s0_ptr, st_ptr, T, TP, H, DK, DV, NT,
@@ -135,9 +137,13 @@ def _output_kernel(q_ptr, k_ptr, v_ptr, gq_ptr, a_ptr, h_ptr, o_ptr, scale, T, T
              mask=mt[:, None] & mv[None, :])
 
 
-def _blocks(dk: int, dv: int) -> tuple[int, int, int]:
-    bk_full = max(16, triton.next_power_of_2(dk))
-    return bk_full, min(64, bk_full), max(16, min(triton.next_power_of_2(dv), 32))
+def _state_buffers(k, dv, nt, initial_state, output_final_state):
+    """h [B*H, N, Dk, Dv] (dtype of k), the final state (float32 or None) and the s0 pointer."""
+    b, _, h, dk = k.shape
+    hbuf = torch.empty(b * h, nt, dk, dv, device=k.device, dtype=k.dtype)
+    st = state_out(output_final_state, b, h, dk, dv, k)
+    s0, _ = state_in(initial_state, hbuf)
+    return hbuf, st, s0
 
 
 def states(k, v, gc, chunk, scalar, initial_state, output_final_state):
@@ -146,10 +152,8 @@ def states(k, v, gc, chunk, scalar, initial_state, output_final_state):
     dv = v.shape[-1]
     tp = gc.shape[1]
     nt = tp // chunk
-    hbuf = torch.empty(b * h, nt, dk, dv, device=k.device, dtype=k.dtype)
-    st = torch.empty(b, h, dk, dv, device=k.device, dtype=torch.float32) if output_final_state else None
-    s0 = initial_state.float().contiguous() if initial_state is not None else hbuf
-    _, bk, bv = _blocks(dk, dv)
+    hbuf, st, s0 = _state_buffers(k, dv, nt, initial_state, output_final_state)
+    _, bk, bv = block_sizes(dk, dv)
     grid = (triton.cdiv(dk, bk), triton.cdiv(dv, bv), b * h)
     _states_kernel[grid](k, v, gc, hbuf, s0, st if st is not None else hbuf, t, tp, h, dk, dv, nt,
                          C=chunk, BK=bk, BV=bv, SCALAR=scalar, HAS_S0=initial_state is not None,
@@ -163,11 +167,9 @@ def delta_states(k, u, w, gc, chunk, initial_state, output_final_state, v_dtype)
     dv = u.shape[-1]
     tp = gc.shape[1]
     nt = tp // chunk
-    hbuf = torch.empty(b * h, nt, dk, dv, device=k.device, dtype=k.dtype)
+    hbuf, st, s0 = _state_buffers(k, dv, nt, initial_state, output_final_state)
     vnew = torch.empty(b, t, h, dv, device=k.device, dtype=v_dtype)
-    st = torch.empty(b, h, dk, dv, device=k.device, dtype=torch.float32) if output_final_state else None
-    s0 = initial_state.float().contiguous() if initial_state is not None else hbuf
-    bk_full, _, bv = _blocks(dk, dv)
+    bk_full, _, bv = block_sizes(dk, dv)
     grid = (triton.cdiv(dv, bv), b * h)
     _delta_states_kernel[grid](k, u, w, gc, hbuf, vnew, s0, st if st is not None else hbuf, t, tp, h, dk, dv,
                                nt, C=chunk, BK=bk_full, BV=bv, HAS_S0=initial_state is not None,
@@ -182,7 +184,7 @@ def output(q, k, v, gq, att, hbuf, scale, chunk, scalar):
     tp = gq.shape[1]
     nt = tp // chunk
     o = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
-    bk_full, _, bv = _blocks(dk, dv)
+    bk_full, _, bv = block_sizes(dk, dv)
     bv = max(16, min(triton.next_power_of_2(dv), 64))
     grid = (triton.cdiv(dv, bv), nt, b * h)
     _output_kernel[grid](q, k, v, gq, att if att is not None else gq, hbuf, o, scale, t, tp, h, dk, dv, nt,
