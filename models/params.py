@@ -37,11 +37,14 @@ START, END = "<!-- models:params:start -->", "<!-- models:params:end -->"
 
 
 def param_table(**config: Any) -> list[dict[str, Any]]:
-    """One row per registered backend at ``config`` (default: the seed's d=256, 4 layers, vocab 128)."""
+    """One row per built-in backend at ``config`` (default: the seed's d=256, 4 layers, vocab 128).
+
+    Backends that tests or plugins register elsewhere are not part of the published table."""
     load_builtins()
     config = {**ARCHCOMP, **config}
     rows = []
-    for name in sorted(REGISTRIES.backends):
+    builtin = [b.name for b in REGISTRIES.backends.values() if b.factory.__module__.startswith(__package__)]
+    for name in sorted(builtin):
         total, non_emb = count_params(name, config)
         rows.append({"backend": name, "seed_approx": SEED_APPROX.get(name), "total": total,
                      "non_embedding": non_emb})
