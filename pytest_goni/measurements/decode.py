@@ -18,8 +18,6 @@ import math
 from typing import Any
 
 from pytest_goni.inference import (
-    MODEL_ENTRY,
-    PRECISION,
     Decoder,
     entry_labels,
     model_vocab,
@@ -33,27 +31,22 @@ from pytest_goni.inference import (
     time_side_by_side,
 )
 from pytest_goni.measurements.prefill import build_models, point_key
-from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import context_sweep_schema
+from pytest_goni.model_runs import POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models", "contexts"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
-        "contexts": POSITIVE_INTS,
+SCHEMA: dict[str, Any] = context_sweep_schema(
+    run={
         "batch_sizes": POSITIVE_INTS,
         "reps": {"type": "integer", "minimum": 1, "description": "timed decode steps"},
         "warmup": {"type": "integer", "minimum": 0},
         "inner": {"type": "integer", "minimum": 1, "description": "steps per timed sample"},
-        "precision": PRECISION,
-        "vocab_size": {"type": "integer", "minimum": 2},
+    },
+    options={
         "cuda_graph": {"type": "boolean", "description": "replay fixed-shape steps from a CUDA graph"},
     },
-}
+)
 
 _PER_POINT = {"latency": "s", "tok_s": "tok/s", "state_bytes": "B"}
 

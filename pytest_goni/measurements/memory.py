@@ -23,8 +23,6 @@ from typing import Any
 import torch
 
 from pytest_goni.inference import (
-    MODEL_ENTRY,
-    PRECISION,
     OOMRecord,
     build_for_inference,
     entry_labels,
@@ -38,26 +36,19 @@ from pytest_goni.inference import (
     state_nbytes,
     tensor_peak_bytes,
 )
-from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import context_sweep_schema
+from pytest_goni.model_runs import cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models", "contexts"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
-        "contexts": POSITIVE_INTS,
-        "batch_size": {"type": "integer", "minimum": 1},
-        "precision": PRECISION,
-        "vocab_size": {"type": "integer", "minimum": 2},
+SCHEMA: dict[str, Any] = context_sweep_schema(
+    run={"batch_size": {"type": "integer", "minimum": 1}},
+    options={
         "memory_cap": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
                        "description": "bytes, or a quantity such as '512 MiB'"},
         "plot": {"type": "boolean"},
     },
-}
+)
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
+from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
     COUNT,
-    CPU_THREADS,
-    MODEL_NAMES,
     as_count,
     config_hash,
     cpu_threads,
@@ -21,19 +20,12 @@ from pytest_goni.model_runs import (
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": MODEL_NAMES,
-        "train_tokens": {**COUNT, "description": "the training tokens the spec declares for these models"},
-        "vocab_size": {"type": "integer", "minimum": 2,
-                       "description": "build with this vocabulary (the subword tokenizer's) instead of "
-                                      "the models' own"},
-    },
-}
+SCHEMA: dict[str, Any] = named_models_schema({
+    "train_tokens": {**COUNT, "description": "the training tokens the spec declares for these models"},
+    "vocab_size": {"type": "integer", "minimum": 2,
+                   "description": "build with this vocabulary (the subword tokenizer's) instead of "
+                                  "the models' own"},
+})
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:

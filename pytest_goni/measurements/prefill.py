@@ -20,8 +20,6 @@ import math
 from typing import Any
 
 from pytest_goni.inference import (
-    MODEL_ENTRY,
-    PRECISION,
     build_for_inference,
     entry_labels,
     model_vocab,
@@ -34,30 +32,25 @@ from pytest_goni.inference import (
     tensor_peak_bytes,
     time_side_by_side,
 )
-from pytest_goni.model_runs import CPU_THREADS, IDENT, POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import context_sweep_schema
+from pytest_goni.model_runs import IDENT, POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models", "contexts"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": {"type": "array", "minItems": 1, "items": MODEL_ENTRY},
-        "contexts": POSITIVE_INTS,
+SCHEMA: dict[str, Any] = context_sweep_schema(
+    run={
         "batch_sizes": POSITIVE_INTS,
         "reps": {"type": "integer", "minimum": 1},
         "warmup": {"type": "integer", "minimum": 0},
         "min_time_s": {"type": "number", "minimum": 0},
-        "precision": PRECISION,
-        "vocab_size": {"type": "integer", "minimum": 2},
+    },
+    options={
         "memory": {"type": "boolean", "description": "also measure peak memory (one extra call)"},
         "best_of": {"type": "object", "propertyNames": {"pattern": IDENT},
                     "additionalProperties": {"type": "array", "minItems": 1,
                                              "items": {"type": "string", "pattern": IDENT}}},
     },
-}
+)
 
 
 def point_key(label: str, context: int, batch: int) -> str:

