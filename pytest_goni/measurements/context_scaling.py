@@ -28,6 +28,7 @@ from pytest_goni.inference import (
     PRECISION,
     Decoder,
     ModelEntry,
+    OOMRecord,
     build_for_inference,
     model_vocab,
     oom_record,
@@ -129,7 +130,7 @@ class _Pair:
             except Exception as exc:
                 if not is_oom(exc):
                     raise
-                self._oom(role, context, exc)
+                self._failed_at(role, context, oom_record(exc, context, self.ctx.device))
                 out[role] = [math.inf]
             release(self.ctx.device)
         if not fns:
@@ -140,15 +141,14 @@ class _Pair:
                                           reps=self.params.get("reps", 5 if on_cuda else 3))
         out.update(samples)
         for role, rec in ooms.items():
-            self.failed[role] = context
-            self.notes[role] = rec.note()
+            self._failed_at(role, context, rec)
             out[role] = [math.inf]
         fns.clear()
         release(self.ctx.device)
         return out
 
-    def _oom(self, role: str, context: int, exc: BaseException) -> None:
-        rec = oom_record(exc, context, self.ctx.device)
+    def _failed_at(self, role: str, context: int, rec: OOMRecord) -> None:
+        """Record the role's out-of-memory at ``context``: it counts as infinitely slow from here on."""
         self.failed[role] = context
         self.notes[role] = rec.note()
 
