@@ -10,3 +10,10 @@ from . import (  # noqa: F401  (registration happens on import)
     rwkv,
     transformer,
 )
+
+
+def builtin_backends() -> list[str]:
+    """Names of the backends this package ships, sorted; not those that tests or plugins add."""
+    from pytest_goni.registry import REGISTRIES
+
+    return sorted(b.name for b in REGISTRIES.backends.values() if b.factory.__module__.startswith(__name__ + "."))

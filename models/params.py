@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_goni.registry import REGISTRIES, load_builtins
+from pytest_goni.models import builtin_backends
+
+from pytest_goni.registry import load_builtins
 
 from .base import SIZES
 from .gpt2 import gpt2_true_params, seed_formula_params
@@ -43,8 +45,7 @@ def param_table(**config: Any) -> list[dict[str, Any]]:
     load_builtins()
     config = {**ARCHCOMP, **config}
     rows = []
-    builtin = [b.name for b in REGISTRIES.backends.values() if b.factory.__module__.startswith(__package__)]
-    for name in sorted(builtin):
+    for name in builtin_backends():
         total, non_emb = count_params(name, config)
         rows.append({"backend": name, "seed_approx": SEED_APPROX.get(name), "total": total,
                      "non_embedding": non_emb})

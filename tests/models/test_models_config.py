@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from pytest_goni.models import params
+from pytest_goni.models import builtin_backends, params
 from pytest_goni.models.base import SIZES, ConfigError
 
-from pytest_goni.registry import REGISTRIES, UnknownName, load_builtins, resolve_backend
+from pytest_goni.registry import UnknownName, load_builtins, resolve_backend
 
 load_builtins()
-BACKENDS = sorted(REGISTRIES.backends)
+BACKENDS = builtin_backends()
 README = Path(__file__).resolve().parents[2] / "benchmarks" / "README.md"
 
 

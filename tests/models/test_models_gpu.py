@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pytest_goni.models import builtin_backends
 
-from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
+from pytest_goni.registry import load_builtins, resolve_backend
 
 load_builtins()
 TINY = {"vocab_size": 64, "d_model": 64, "n_layers": 2, "n_heads": 2, "max_seq_len": 256}
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", sorted(REGISTRIES.backends))
+@pytest.mark.parametrize("name", builtin_backends())
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 5e-3), (torch.bfloat16, 1e-1)])
 def test_prefill_then_steps_reproduce_forward_on_cuda(name, dtype, tol):
     model = resolve_backend(name)(**TINY).to("cuda", dtype)

@@ -13,13 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytest_goni.kernels import chunked
+from pytest_goni.models import builtin_backends
 
-from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
+from pytest_goni.registry import load_builtins, resolve_backend
 
 load_builtins()
 
 TINY = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2, "max_seq_len": 128}
-BACKENDS = sorted(REGISTRIES.backends)  # every registered backend obeys the laws
+BACKENDS = builtin_backends()  # every registered backend obeys the laws
 ATTENTION = {"gpt2", "transformer-rope", "transformer-vanilla"}
 RECURRENT = {"lstm", "gru", "gla", "retnet", "deltanet", "gated-deltanet", "rwkv6", "rwkv7", "mamba2",
              "groundthink"}
