@@ -262,6 +262,14 @@ class CompiledGate:
                 notes.append(f"{p}: {m.note}")
         return arrays, evidence, notes, None
 
+    def _not_judgeable(self, metrics: Mapping[str, Metric], arrays: Mapping[str, np.ndarray],
+                       missing: str | None) -> tuple[str, str] | None:
+        """(FAIL, why) when a metric is missing, (INVALID, why) below ``min_samples``; else None."""
+        if missing:
+            return FAIL, missing
+        few = self._too_few(metrics, arrays, self.min_samples, "(min_samples)")
+        return (INVALID, few) if few else None
+
     def _too_few(self, metrics: Mapping[str, Metric], arrays: Mapping[str, np.ndarray],
                  need: int | None, why: str) -> str | None:
         if need is None:
@@ -394,11 +402,9 @@ class ThresholdGate(CompiledGate):
             return Verdict(status, value, display, exp.describe(), margin, interval,
                            _with_notes(reason, notes), evidence, details)
 
-        if missing:
-            return verdict(FAIL, missing)
-        few = self._too_few(metrics, arrays, self.min_samples, "(min_samples)")
-        if few:
-            return verdict(INVALID, few)
+        blocked = self._not_judgeable(metrics, arrays, missing)
+        if blocked:
+            return verdict(*blocked)
 
         def point(path: str) -> float:
             a = arrays[path]
@@ -603,11 +609,9 @@ class SignificanceGate(CompiledGate):
             return Verdict(status, value, shown, self._describe(), margin, interval,
                            _with_notes(reason, notes), evidence, details)
 
-        if missing:
-            return verdict(FAIL, missing)
-        few = self._too_few(metrics, arrays, self.min_samples, "(min_samples)")
-        if few:
-            return verdict(INVALID, few)
+        blocked = self._not_judgeable(metrics, arrays, missing)
+        if blocked:
+            return verdict(*blocked)
         try:
             a, b = self._side(self.a, arrays), self._side(self.b, arrays)
         except _Unpaired as e:
