@@ -156,32 +156,10 @@ def sdpa_backends_used(fn: Callable[[], Any]) -> list[str]:
 
 
 def tensor_peak_bytes(fn: Callable[[], Any], device: str) -> tuple[int, str]:
-    """Peak bytes ``fn()`` held above its start, and which probe said so.
+    """Peak bytes ``fn()`` held above its start, and which probe said so (timing.peak_memory_probe)."""
+    from pytest_goni.timing import peak_memory_probe
 
-    CUDA: ``timing.peak_memory`` (the caching allocator's high-water mark). CPU: the process RSS
-    that ``timing.peak_memory`` reads misses memory glibc reuses from earlier calls (it reads 0
-    for a call smaller than an earlier one), so here the profiler's allocation events (every
-    tensor allocation and free through torch's CPU allocator, in order) are summed and their
-    running maximum taken; when that profiler API is unavailable, the RSS probe is used.
-    """
-    from pytest_goni.timing import cpu_peak_probe_kind, peak_memory
-
-    if device.startswith("cuda"):
-        return peak_memory(fn, device), "cuda caching allocator high-water mark"
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    try:
-        events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                  if e.name() == "[memory]"]
-    except AttributeError:
-        return peak_memory(fn, device), f"process RSS high-water mark ({cpu_peak_probe_kind()})"
-    live = peak = 0
-    for _, nbytes in sorted(events):
-        live += nbytes
-        peak = max(peak, live)
-    return peak, "torch CPU allocations (profiler memory events)"
+    return peak_memory_probe(fn, device)
 
 
 # --------------------------------------------------------------------------- decode state

@@ -23,7 +23,8 @@ are device time, from the events).
 
 Peak memory (:func:`peak_memory`): on CUDA, the caching allocator's high-water mark
 (``torch.cuda.reset_peak_memory_stats`` / ``max_memory_allocated``) above what was allocated
-before the call. On CPU, the process's resident-set high-water mark (``VmHWM`` in
+before the call. On CPU, torch's profiler memory events (tensor allocations and frees); where
+that API is missing, the fallback is the process's resident-set high-water mark (``VmHWM`` in
 ``/proc/self/status``, reset by writing ``5`` to ``/proc/self/clear_refs``), above the RSS before
 the call. Limits of the CPU probe: it sees the whole process (other threads' allocations count);
 memory the allocator already holds from earlier work (glibc's heap, freed but not returned) is
@@ -271,11 +272,18 @@ def _make_flusher(device: torch.device) -> Callable[[], None]:
 
 
 def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> int:
-    """Bytes of memory ``fn()`` needed at its peak, above what was in use before the call.
+    """Bytes of memory ``fn()`` needed at its peak, above what was in use before the call."""
+    return peak_memory_probe(fn, device)[0]
+
+
+def peak_memory_probe(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[int, str]:
+    """Peak bytes ``fn()`` held above its start, and which probe measured it.
 
     CUDA: the caching allocator's high-water mark (tensors only; cuBLAS/cuDNN workspaces that
-    bypass the allocator are not counted). CPU: the process's resident-set high-water mark; see
-    the module docstring for what it cannot see.
+    bypass the allocator are not counted). CPU: torch's profiler memory events (every tensor
+    allocation and free through the CPU allocator, in order), whose running sum peaks at the
+    answer — this sees tensors the RSS probe misses when glibc reuses freed heap; where that
+    profiler API is unavailable, the process RSS high-water mark (see the module docstring).
     """
     dev = torch.device(device)
     gc.collect()
@@ -285,7 +293,31 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> in
         before = torch.cuda.memory_allocated(dev)
         fn()
         torch.cuda.synchronize(dev)
-        return max(0, torch.cuda.max_memory_allocated(dev) - before)
+        return max(0, torch.cuda.max_memory_allocated(dev) - before), "cuda caching allocator high-water mark"
+    peak = _profiler_peak(fn)
+    if peak is not None:
+        return peak, "torch CPU allocations (profiler memory events)"
+    return _rss_peak(fn), f"process RSS high-water mark ({cpu_peak_probe_kind()})"
+
+
+def _profiler_peak(fn: Callable[[], Any]) -> int | None:
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+    except (AttributeError, RuntimeError):
+        return None
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _rss_peak(fn: Callable[[], Any]) -> int:
     if cpu_peak_probe_kind() == "vmhwm":
         _reset_hwm()
         before = _status_kib("VmRSS")
