@@ -35,10 +35,14 @@ import torch
 Tensor = torch.Tensor
 
 
-def _init(b: int, h: int, dk: int, dv: int, initial_state: Tensor | None, device) -> Tensor:
+def _start(q: Tensor, v: Tensor, initial_state: Tensor | None, scale: float | None) -> tuple[int, Tensor, float]:
+    """T, the float64 state S_0 (zeros, or a copy of initial_state) and the scale, for q [B, T, H, Dk]."""
+    b, t, h, dk = q.shape
     if initial_state is None:
-        return torch.zeros(b, h, dk, dv, dtype=torch.float64, device=device)
-    return initial_state.to(torch.float64).clone()
+        s = torch.zeros(b, h, dk, v.shape[-1], dtype=torch.float64, device=q.device)
+    else:
+        s = initial_state.to(torch.float64).clone()
+    return t, s, _scale(scale, dk)
 
 
 def _scale(scale: float | None, dk: int) -> float:
@@ -52,9 +56,7 @@ def _d(x: Tensor) -> Tensor:
 def gla_ref(q, k, v, g, scale=None, initial_state=None):
     """GLA: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t; o_t = scale q_t S_t. Returns (o, S) float64."""
     q, k, v, g = map(_d, (q, k, v, g))
-    b, t, h, dk = q.shape
-    s = _init(b, h, dk, v.shape[-1], initial_state, q.device)
-    sc = _scale(scale, dk)
+    t, s, sc = _start(q, v, initial_state, scale)
     out = []
     for i in range(t):
         s = torch.exp(g[:, i])[..., None] * s + k[:, i, :, :, None] * v[:, i, :, None, :]
@@ -70,9 +72,7 @@ def simple_gla_ref(q, k, v, g, scale=None, initial_state=None):
 def gated_delta_rule_ref(q, k, v, g, beta, scale=None, initial_state=None):
     """S_t = exp(g_t) (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t; o_t = scale q_t S_t."""
     q, k, v, g, beta = map(_d, (q, k, v, g, beta))
-    b, t, h, dk = q.shape
-    s = _init(b, h, dk, v.shape[-1], initial_state, q.device)
-    sc = _scale(scale, dk)
+    t, s, sc = _start(q, v, initial_state, scale)
     out = []
     for i in range(t):
         ki, bi = k[:, i], beta[:, i][..., None]
@@ -91,9 +91,7 @@ def delta_rule_ref(q, k, v, beta, scale=None, initial_state=None):
 def rwkv6_ref(r, k, v, w, u, scale=None, initial_state=None):
     """RWKV-6: o_t = scale r_t (S_{t-1} + diag(u) k_t^T v_t); S_t = diag(exp(w_t)) S_{t-1} + k_t^T v_t."""
     r, k, v, w, u = map(_d, (r, k, v, w, u))
-    b, t, h, dk = r.shape
-    s = _init(b, h, dk, v.shape[-1], initial_state, r.device)
-    sc = _scale(scale, dk)
+    t, s, sc = _start(r, v, initial_state, scale)
     out = []
     for i in range(t):
         kv = k[:, i, :, :, None] * v[:, i, :, None, :]
@@ -105,9 +103,7 @@ def rwkv6_ref(r, k, v, w, u, scale=None, initial_state=None):
 def rwkv7_ref(r, w, k, v, a, b, scale=None, initial_state=None):
     """RWKV-7: S_t = diag(exp(w_t)) S_{t-1} + b_t^T (a_t S_{t-1}) + k_t^T v_t; o_t = scale r_t S_t."""
     r, w, k, v, a, b = map(_d, (r, w, k, v, a, b))
-    bs, t, h, dk = r.shape
-    s = _init(bs, h, dk, v.shape[-1], initial_state, r.device)
-    sc = _scale(scale, dk)
+    t, s, sc = _start(r, v, initial_state, scale)
     out = []
     for i in range(t):
         aS = torch.einsum("bhk,bhkv->bhv", a[:, i], s)
