@@ -25,6 +25,10 @@ def _console(tr: Any) -> tuple[Console, io.StringIO]:
                    color_system="standard" if markup else None, highlight=False), buf
 
 
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _margin(m: float | None) -> str:
     return "" if m is None else f"{m:+.1%}"
 
@@ -81,9 +85,9 @@ def print_summary(tr: Any, state: Any) -> None:
         by_spec.setdefault(r["spec"], []).append(r)
     for spec_id, results in by_spec.items():
         spec = state.specs[spec_id]
-        console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}  ",
-                                    (f"[{spec['file']}, profile {spec['profile']}, config {spec['config_hash']}]",
-                                     "dim")))
+        console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}"))
+        console.print(Text(f"{spec['file']}  profile {spec['profile']}  config {spec['config_hash']}"
+                           + (f"  source {_short(spec['source'])}" if spec.get("source") else ""), style="dim"))
         console.print(spec_table(spec, results))
     for r in sorted(state.results, key=lambda r: (r["spec"], r["line"])):
         if r["status"] in ("FAIL", "INVALID", "ERROR"):
