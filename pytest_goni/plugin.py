@@ -306,18 +306,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or hasattr(session.config, "workerinput"):
         return
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    from .report.results import environment
+
+    env = environment()  # read once: git and device queries are not free
     written = []
     if state.report_dir is not None:
         from .report.results import write_results
 
-        written.append(f"results written to {write_results(state)}")
+        written.append(f"results written to {write_results(state, env)}")
     save = session.config.getoption("goni_save")
     if save:
         from .baselines import save_baseline
-        from .report.results import environment
 
-        path = save_baseline(session.config.rootpath, save, state.results, environment())
-        written.append(f"baseline saved to {path}")
+        written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, state.results, env)}")
     for line in written:
         if tr is not None:
             tr.write_line(f"goni: {line}")

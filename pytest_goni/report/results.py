@@ -71,14 +71,14 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def build_results(state: Any) -> dict[str, Any]:
+def build_results(state: Any, env: dict[str, Any]) -> dict[str, Any]:
     specs = []
     for spec_id, header in state.specs.items():
         gates = sorted((r for r in state.results if r["spec"] == spec_id), key=lambda r: r["line"])
         specs.append({**header, "gates": gates, "measurements": state.measurements.get(spec_id, {}),
                       "counts": {s: sum(g["status"] == s for g in gates)
                                  for s in ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")}})
-    return {"goni_results_version": GONI_RESULTS_VERSION, "environment": environment(), "specs": specs,
+    return {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
             "spec_errors": [{"file": f, "message": m} for f, m in state.spec_errors]}
 
 
@@ -93,10 +93,10 @@ def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
             for spec in results["specs"] for g in spec["gates"]]
 
 
-def write_results(state: Any) -> Path:
+def write_results(state: Any, env: dict[str, Any]) -> Path:
     """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
     state.report_dir.mkdir(parents=True, exist_ok=True)
-    results = _clean(build_results(state))
+    results = _clean(build_results(state, env))
     path = state.report_dir / "results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     lines = [json.dumps(line, default=str) for line in gate_lines(results)]

@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -91,7 +91,7 @@ def print_summary(tr: Any, state: Any) -> None:
         console.print(spec_table(spec, results))
     for r in sorted(state.results, key=lambda r: (r["spec"], r["line"])):
         if r["status"] in ("FAIL", "INVALID", "ERROR"):
-            body = Group(Text(failure_text(r).split("\n", 1)[1] if "\n" in failure_text(r) else ""))
+            body = Text(failure_text(r).partition("\n")[2])
             console.print(Panel(body, title=f"{r['status']} {r['spec']}::{r['gate']}  ({r['file']}:{r['line']})",
                                 title_align="left", border_style=STYLE[r["status"]].split()[-1]))
     for file, message in state.spec_errors:
