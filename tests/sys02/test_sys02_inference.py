@@ -131,8 +131,9 @@ def _sleepers(cand: dict, base: dict) -> dict:
 
 
 def test_context_scaling_finds_and_refines_the_crossover(make_ctx, run_kind, tmp_path):
-    # candidate 20 us/token, baseline 20 ns/token^2: equal at T = 1000
-    models = _sleepers({"linear": 2e-5}, {"quadratic": 2e-8})
+    # candidate 60 us/token, baseline 60 ns/token^2: equal at T = 1000 (sleeps long enough that the
+    # toy model's own microseconds and a busy 2-core CI host do not move the crossover much)
+    models = _sleepers({"linear": 6e-5}, {"quadratic": 6e-8})
     params = {"candidate": "cand", "baseline": "base", "contexts": [256, 512, 2048, 4096], "reps": 2,
               "refine_steps": 2, "round_to": 16}
     out = run_kind("context_scaling", make_ctx(models, "cs"), params)
