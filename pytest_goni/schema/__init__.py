@@ -1,0 +1,1 @@
+"""The JSON Schemas shipped with the plugin (spec format)."""
