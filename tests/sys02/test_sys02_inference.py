@@ -157,6 +157,19 @@ def test_context_scaling_without_crossover_is_a_result(make_ctx, run_kind):
     assert out["speedup_at_max"].value() < 1
 
 
+def test_context_scaling_counts_an_oom_baseline_as_infinitely_slow_from_there_on(make_ctx, run_kind):
+    models = {"cand": {"backend": "sys02-test-recurrent", "vocab_size": 16},
+              "base": {"backend": "sys02-test-fails-above", "vocab_size": 16, "limit": 512}}
+    out = run_kind("context_scaling", make_ctx(models, "cs3"),
+                   {"candidate": "cand", "baseline": "base", "contexts": [256, 512, 1024, 2048], "reps": 2})
+    for t in (1024, 2048):
+        lat = out[f"base.{t}.latency"]
+        assert math.isnan(lat.value()) and lat.meta["oom"] and "1024" in lat.note
+    assert out["base.512.latency"].value() > 0 and out["cand.2048.latency"].value() > 0
+    assert out["crossover"].value() <= 1024  # the candidate wins outright where the baseline failed
+    assert out["speedup_at_max"].value() == math.inf  # the baseline could not run at the longest context
+
+
 def test_crossover_through_an_oom_is_the_first_context_where_the_baseline_failed():
     assert _interpolate(1024, 0.5, 4096, -math.inf) == 4096
     assert _interpolate(1000, math.log(2), 4000, -math.log(2)) == pytest.approx(2000)
