@@ -94,11 +94,13 @@ class Registry(dict):
         raise UnknownName(explain_unknown(self.what, name, self.keys()))
 
 
-def explain_unknown(what: str, name: str, known: Iterable[str]) -> str:
+def explain_unknown(what: str, name: str, known: Iterable[str], *, adjective: str = "unknown",
+                    listed: str = "known") -> str:
+    """``unknown kind 'faek' (did you mean 'fake'?); known: ...`` — one wording for every miss."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {name!r}{hint}; known: {', '.join(known) or 'none'}"
+    return f"{adjective} {what} {name!r}{hint}; {listed}: {', '.join(known) or 'none'}"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 
-from .registry import REGISTRIES, UnknownName
+from .registry import REGISTRIES, UnknownName, explain_unknown
 from .yaml_positions import KeyPath, Mark, YamlLoadError, format_path, load_with_marks, nearest_mark
 
 #: Keys a measurement's YAML mapping holds besides the kind's own params.
@@ -192,7 +192,7 @@ class _Loader:
             source=resolved.get("source", ""), profile=profile, profile_vars=profile_vars, models=models,
             measurements=measurements, gates=gates, metric_units=metric_units,
             config_hash=hashlib.sha256(f"{profile}\n{canonical}".encode()).hexdigest()[:16],
-            lines=text.splitlines(),
+            lines=self.lines,
         )
 
     def pick_profile(self, data: dict, requested: str, cuda: bool) -> tuple[str, dict[str, Any]]:
@@ -385,10 +385,7 @@ def _kind(value: Any) -> str:
 
 
 def _undefined(what: str, name: str, known: Any) -> str:
-    known = sorted(known)
-    close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"undefined {what} {name!r}{hint}; defined: {', '.join(known) or 'none'}"
+    return explain_unknown(what, str(name), known, adjective="undefined", listed="defined")
 
 
 _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "number": "a number",
