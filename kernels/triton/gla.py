@@ -1,9 +1,9 @@
 """Triton chunked forward of GLA and RWKV-6 (vector decay per key channel).
 
 `intra.pairwise` builds each chunk's decayed Q K^T (RWKV-6: strictly causal, with the bonus u on
-the diagonal); then by default the two-pass form (`two_pass`: per-chunk states, then all outputs
-in parallel), or with impl="fused" one program per (value block, batch*head) walks the chunks in
-order with the [Dk, BV] state in registers:
+the diagonal); then by default the segment-parallel walk (`diagonal`), or the two-pass form
+(impl="two_pass": per-chunk states, then all outputs in parallel), or with impl="fused" one program
+per (value block, batch*head) walks the chunks in order with the [Dk, BV] state in registers:
   o = scale * (A V + (Q * exp(bq)) S),   S <- diag(exp(b_C)) S + (K * exp(b_C - b))^T V,
 where b is the log-decay summed from the chunk start and bq = b (GLA) or b - g (RWKV-6, whose
 query reads the state before its own token). All exponents are <= 0.
@@ -17,6 +17,7 @@ import triton.language as tl
 
 from . import two_pass
 from .common import chunk_cumsum, fused_scan
+from .diagonal import diagonal_fwd
 from .intra import pairwise
 
 CHUNK = 64
@@ -65,7 +66,7 @@ def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, 
 
 
 def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None,
-             impl="two_pass"):
+             impl="segments", segment_chunks=None, num_warps=None):
     t = q.shape[1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     bk = chunk_cumsum(g, chunk)
@@ -76,6 +77,9 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
         gp[:, :t] = g
         bq = bk - gp
     att = pairwise(q, k, bq, bk, chunk, strict=u is not None, u=u)
+    if impl == "segments":
+        return diagonal_fwd(q, k, v, bk, scale, initial_state, output_final_state, scalar=False, gq=bq, att=att,
+                            chunk=chunk, segment_chunks=segment_chunks, bv=bv, num_warps=num_warps)
     if impl == "two_pass":
         hbuf, st = two_pass.states(k, v, bk, chunk, False, initial_state, output_final_state)
         return two_pass.output(q, k, v, bq, att, hbuf, scale, chunk, False), st
@@ -83,12 +87,17 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
                       output_final_state, bv)
 
 
-def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK, impl="two_pass"):
-    """GLA forward on CUDA (or under TRITON_INTERPRET=1). g: log-decay [B, T, H, Dk]."""
-    return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk, impl=impl)
+def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK, impl="segments",
+            **options):
+    """GLA forward on CUDA (or under TRITON_INTERPRET=1). g: log-decay [B, T, H, Dk].
+
+    options: bv, segment_chunks, num_warps (benchmark sweeps).
+    """
+    return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk, impl=impl, **options)
 
 
 def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=CHUNK,
-              impl="two_pass"):
+              impl="segments", **options):
     """RWKV-6 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay, u: bonus [H, Dk]."""
-    return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk, impl=impl)
+    return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk, impl=impl,
+                    **options)

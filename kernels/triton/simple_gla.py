@@ -5,8 +5,8 @@ registers: per chunk of C tokens, with b = log-decay summed from the chunk start
   o = scale * ((Q K^T * exp(b_i - b_j))_{j<=i} V + (Q * exp(b)) S),
   S <- exp(b_C) S + (K * exp(b_C - b))^T V.
 Every exponent is <= 0, so no decay, however strong, overflows. No per-chunk state is stored,
-so memory is the inputs and outputs only. The default is the two-pass form (`two_pass`), which
-stores the state before each chunk and computes all chunks' outputs in parallel.
+so memory is the inputs and outputs only. The default is the segment-parallel form
+(`diagonal`); the two-pass form (`two_pass`) stores the state before each chunk instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import triton.language as tl
 
 from . import two_pass
 from .common import chunk_cumsum, fused_scan
+from .diagonal import diagonal_fwd
 
 
 @triton.jit
@@ -60,12 +61,15 @@ def _simple_gla_fwd_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, o_ptr, s0_ptr, st_ptr, s
 
 
 def simple_gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=64, bv=None,
-                   impl="two_pass"):
+                   impl="segments", segment_chunks=None, num_warps=None):
     """o, S for the scalar-decay operator on CUDA (or under TRITON_INTERPRET=1).
 
-    impl "two_pass" (default): `two_pass.states` then `two_pass.output`; "fused": the single
-    sequential kernel above (no per-chunk states stored, less parallel).
+    impl "segments" (default): `diagonal.diagonal_fwd`, sequence-parallel; "two_pass":
+    `two_pass.states` then `two_pass.output`; "fused": the single sequential kernel above.
     """
+    if impl == "segments":
+        return diagonal_fwd(q, k, v, g, scale, initial_state, output_final_state, scalar=True, chunk=chunk,
+                            segment_chunks=segment_chunks, bv=bv, num_warps=num_warps)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     gc = chunk_cumsum(g, chunk)
     if impl == "two_pass":
