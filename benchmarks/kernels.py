@@ -6,7 +6,9 @@ Measures, for B=1, H=16, D=128, bf16: each linear-attention operator's chunked f
 0.6.0's chunk_*), SDPA causal attention (cuDNN and flash backends), single-token decode at B=1 and
 B=32 (ours eager and in a CUDA graph, FLA fused_recurrent_gla), and sliding-window attention vs
 SDPA with a band mask. Times are CUDA-event times per call after warm-up (median, p20, p80 in ms);
-the first call (Triton JIT / FLA autotune) is reported apart as `first_call_s`. Peak memory is the
+the first call (Triton JIT / FLA autotune) is reported apart as `first_call_s`, the host's launch
+work per call as `host_us_per_call`, and each prefill again replayed from a CUDA graph (`*_graph`:
+the GPU's own time). `--sweep-ops` times our kernels' options (value block, warps, segment length). Peak memory is the
 allocator's high-water mark during one call minus what was allocated before it. A roofline is
 measured once (device-to-device copy bandwidth, bf16 matmul rate) and each result gets the floor
 max(bytes / bandwidth, flops / rate) and the share of it reached. Every line of the jsonl carries
@@ -125,40 +127,86 @@ def with_roof(rec: dict, flops: float, bytes_: float, roof: dict) -> dict:
     return rec
 
 
-def fused_fn(op: str, args: dict):
-    """Our single-kernel sequential variant (impl="fused"), where the op has one."""
-    from pytest_goni.kernels.triton import delta_rule, gla, simple_gla
+def triton_fn(op: str, args: dict, **options):
+    """Our Triton forward for `op` called directly, with implementation options (impl, bv, ...)."""
+    import importlib
 
+    module = {"simple_gla": "simple_gla", "gla": "gla", "rwkv6": "gla", "delta_rule": "delta_rule",
+              "gated_delta_rule": "delta_rule", "rwkv7": "rwkv7"}[op]
+    mod = importlib.import_module(f"pytest_goni.kernels.triton.{module}")  # only the op's own module
+    delta_rule = gla = rwkv7 = simple_gla = mod
     a, sc = args, D**-0.5
     table = {
-        "simple_gla": lambda: simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, impl="fused"),
-        "gla": lambda: gla.gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, impl="fused"),
-        "rwkv6": lambda: gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], sc, impl="fused"),
+        "simple_gla": lambda: simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, **options),
+        "gla": lambda: gla.gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, **options),
+        "rwkv6": lambda: gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], sc, **options),
+        "delta_rule": lambda: delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], None, a["beta"], sc,
+                                                              **options),
         "gated_delta_rule": lambda: delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a["g"], a["beta"],
-                                                                    sc, impl="fused"),
+                                                                    sc, **options),
+        "rwkv7": lambda: rwkv7.rwkv7_fwd(a["r"], a["w"], a["k"], a["v"], a["a"], a["b"], sc, **options),
     }
-    return table.get(op)
+    return table[op]
 
 
-def triton_wy_fn(op: str, args: dict):
-    """The delta rules with the WY preparation in Triton (`_wy_kernel`) instead of torch."""
-    from pytest_goni.kernels.triton import delta_rule
+# implementation options swept by --sweep: (name, options); segment_chunks None = the plan's choice
+SWEEP = [
+    ("bv64_w4", dict(bv=64, num_warps=4)),
+    ("bv32_w4", dict(bv=32, num_warps=4)),
+    ("bv64_w8", dict(bv=64, num_warps=8)),
+    ("bv128_w8", dict(bv=128, num_warps=8)),
+    ("bv64_w4_one_segment", dict(bv=64, num_warps=4, segment_chunks=0)),
+    ("bv64_w4_L4", dict(bv=64, num_warps=4, segment_chunks=4)),
+    ("bv64_w4_L16", dict(bv=64, num_warps=4, segment_chunks=16)),
+    ("bv64_w4_L64", dict(bv=64, num_warps=4, segment_chunks=64)),
+]
 
-    a = args
-    if op not in ("delta_rule", "gated_delta_rule"):
-        return None
-    return lambda: delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a.get("g"), a["beta"], D**-0.5,
-                                                   wy="triton")
+
+def graph_ms(fn) -> dict:
+    """The call captured in a CUDA graph and replayed: GPU time without the host's launch work."""
+    fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return time_ms(graph.replay)
+
+
+def host_us(fn, n: int = 20) -> float:
+    """Host time per call (launch work only): calls queued back to back without synchronizing."""
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    host = (time.perf_counter() - t0) / n
+    torch.cuda.synchronize()
+    return host * 1e6
+
+
+def bench_sweep(ops, ts, roof, meta, fh, rows):
+    for t in ts:
+        for op in ops:
+            args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
+            flops, bytes_ = linear_cost(op, t)
+            for name, options in SWEEP:
+                try:
+                    fn = triton_fn(op, args, **options)
+                    info = first_call_and_peak(fn)
+                    rec = with_roof({**time_ms(fn, rep_ms=40.0), **info}, flops, bytes_, roof)
+                except Exception as exc:  # noqa: BLE001 - an option a kernel does not take, a compile failure
+                    rec = {"error": repr(exc)[:200]}
+                    torch.cuda.empty_cache()
+                rec.update(section="sweep", op=op, T=t, impl=name, options=options)
+                emit(rec, meta, fh)
+                rows.append(rec)
+            torch.cuda.empty_cache()
 
 
 def _prefill_one(op, t, roof, meta, fh, rows, fla_ops):
     args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
     flops, bytes_ = linear_cost(op, t)
     impls = {"ours": lambda: DISPATCH[op](**args, backend="triton")}
-    if fused_fn(op, args) is not None:
-        impls["ours_fused"] = fused_fn(op, args)
-    if triton_wy_fn(op, args) is not None:
-        impls["ours_triton_wy"] = triton_wy_fn(op, args)
     if op in fla_ops:
         try:
             impls["fla"] = fla_fn(op, args)
@@ -170,12 +218,22 @@ def _prefill_one(op, t, roof, meta, fh, rows, fla_ops):
             info = first_call_and_peak(fn)
             outs[name] = fn()[0]
             rec = with_roof({**time_ms(fn), **info}, flops, bytes_, roof)
+            rec["host_us_per_call"] = host_us(fn)
         except torch.cuda.OutOfMemoryError as exc:
             rec = {"error": f"OOM: {exc}"[:200]}
             torch.cuda.empty_cache()
         rec.update(section="prefill", op=op, T=t, impl=name)
         emit(rec, meta, fh)
         rows.append(rec)
+        if "error" in rec:
+            continue
+        try:  # the same call replayed from a CUDA graph: what the GPU itself takes
+            grec = with_roof(graph_ms(fn), flops, bytes_, roof)
+        except Exception as exc:  # noqa: BLE001 - FLA's autotuner or a host sync may not capture
+            grec = {"error": f"no CUDA graph: {exc!r}"[:200]}
+        grec.update(section="prefill", op=op, T=t, impl=f"{name}_graph")
+        emit(grec, meta, fh)
+        rows.append(grec)
     if "ours" in outs and "fla" in outs:
         diff = rel_err(outs["ours"].float(), outs["fla"].float())
         rows.append({"section": "agreement", "op": op, "T": t, "rel_err_ours_vs_fla": diff})
@@ -295,48 +353,9 @@ def bench_swa(ts, window, roof, meta, fh, rows):
         torch.cuda.empty_cache()
 
 
-def _breakdown_one(t, roof, meta, fh, rows):
-    """Time each launch of our two-pass forwards separately (what limits the whole)."""
-    from pytest_goni.kernels.triton import common, delta_rule, intra, two_pass
-
-    sc = D**-0.5
-    a = make_inputs("gated_delta_rule", B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
-    gc = common.chunk_cumsum(a["g"], 64)
-    u, w = delta_rule._wy(a["k"], a["v"], a["beta"], gc, 64)
-    hb, vn, _ = two_pass.delta_states(a["k"], u, w, gc, 64, None, False, a["v"].dtype)
-    stages = {
-        "chunk_cumsum(scalar)": lambda: common.chunk_cumsum(a["g"], 64),
-        "delta.wy_triton": lambda: delta_rule._wy_triton(a["k"], a["v"], a["beta"], gc, 64),
-        "delta.wy_torch": lambda: delta_rule._wy(a["k"], a["v"], a["beta"], gc, 64),
-        "delta.states": lambda: two_pass.delta_states(a["k"], u, w, gc, 64, None, False, a["v"].dtype),
-        "delta.output": lambda: two_pass.output(a["q"], a["k"], vn, gc, None, hb, sc, 64, True),
-        "scalar.states": lambda: two_pass.states(a["k"], a["v"], gc, 64, True, None, False),
-        "scalar.output": lambda: two_pass.output(a["q"], a["k"], a["v"], gc, None, hb, sc, 64, True),
-    }
-    g = make_inputs("gla", B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
-    bk = common.chunk_cumsum(g["g"], 64)
-    att = intra.pairwise(g["q"], g["k"], bk, bk, 64, strict=False)
-    stages.update({
-        "chunk_cumsum(vector)": lambda: common.chunk_cumsum(g["g"], 64),
-        "vector.pairwise": lambda: intra.pairwise(g["q"], g["k"], bk, bk, 64, strict=False),
-        "vector.states": lambda: two_pass.states(g["k"], g["v"], bk, 64, False, None, False),
-        "vector.output": lambda: two_pass.output(g["q"], g["k"], g["v"], bk, att, hb, sc, 64, False),
-    })
-    for name, fn in stages.items():
-        rec = {**time_ms(fn), "section": "breakdown", "op": name, "T": t, "impl": "ours"}
-        emit(rec, meta, fh)
-        rows.append(rec)
-
-
-def bench_breakdown(ts, roof, meta, fh, rows):
-    for t in ts:
-        _breakdown_one(t, roof, meta, fh, rows)
-        torch.cuda.empty_cache()
-
-
 def table(rows) -> str:
     lines = ["section          op                T/B     impl                        ms      p20-p80        "
-             "TF/s   GB/s  %roof  peakMiB  first_s"]
+             "TF/s   GB/s  %roof  peakMiB  first_s  host_us"]
     for r in rows:
         if r.get("section") == "agreement":
             lines.append(f"agree            {r['op']:<17} {r['T']:<7} rel_err ours vs baseline = "
@@ -353,7 +372,7 @@ def table(rows) -> str:
             f"{r['p20_ms']:7.4f}-{r['p80_ms']:<7.4f} {r.get('tflop_per_s', float('nan')):6.1f} "
             f"{r.get('gb_per_s', float('nan')):6.0f} {roof:6.1f} "
             f"{r.get('peak_extra_bytes', float('nan')) / 2**20:8.1f} "
-            f"{r.get('first_call_s', float('nan')):7.2f}")
+            f"{r.get('first_call_s', float('nan')):7.2f} {r.get('host_us_per_call', float('nan')):8.1f}")
     return "\n".join(lines)
 
 
@@ -366,8 +385,9 @@ def main(argv=None) -> int:
                    help="ops to run FLA for (its first call autotunes: 45-100 s per op on an H100)")
     p.add_argument("--swa-T", type=int, nargs="+", default=[2048, 8192, 32768])
     p.add_argument("--window", type=int, default=1024)
-    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "breakdown"])
-    p.add_argument("--breakdown-T", type=int, nargs="*", default=[8192, 131072])
+    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "sweep"])
+    p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
+    p.add_argument("--sweep-T", type=int, nargs="*", default=[2048, 8192, 32768, 131072])
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py needs a CUDA device", file=sys.stderr)
@@ -386,7 +406,7 @@ def main(argv=None) -> int:
         sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
                     ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows)),
-                    ("breakdown", lambda: bench_breakdown(a.breakdown_T, roof, meta, fh, rows)),
+                    ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows)),
                     ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops))]
         for name, run in sections:
             if name in a.skip:
