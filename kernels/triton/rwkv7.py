@@ -1,97 +1,229 @@
-"""Triton chunked forward of RWKV-7 (generalized delta rule with vector decay), chunks of 16.
+"""Triton forward of RWKV-7 (generalized delta rule with vector decay): one fused, segment-parallel walk.
 
-With L = log-decay summed from the chunk start and Lx = L - w (decay before token t), the
-per-token u_t = a_t S_{t-1} solves (I - A_ab) u = (a exp(Lx)) S_0 + A_ak V with
-A_xy[t, j] = sum_d x_td exp(Lx_td - L_jd) y_jd (j < t). `intra.pairwise` builds A_ab, A_ak and
-R_b, R_k (R_y[t, j] = sum_d r_td exp(L_td - L_jd) y_jd, j <= t); torch solves the 16x16
-triangular systems once for all chunks, giving Wa = (I - A_ab)^-1 (a exp(Lx)) and
-Mak = (I - A_ab)^-1 A_ak. One program per (value block, batch*head) then walks the chunks:
-  u = Wa S + Mak V,   o = scale ((r exp(L)) S + R_b u + R_k V),
-  S <- diag(exp(L_C)) S + (b exp(L_C - L))^T u + (k exp(L_C - L))^T V.
+Per chunk of C tokens, with L = log-decay summed from the chunk start and Lx = L - w (the decay
+before token t), the per-token u_t = a_t S_{t-1} solve (I - A_ab) u = (a e^Lx) S_0 + A_ak V with
+A_xy[t, j] = sum_d x_td e^(Lx_td - L_jd) y_jd (j < t); with N = (I - A_ab)^-1,
+  u = Wa S + Mak V          (Wa = N (a e^Lx), Mak = N A_ak),
+  o = scale ((r e^L) S + R_b u + R_k V)     (R_y[t, j] = sum_d r_td e^(L_td - L_jd) y_jd, j <= t),
+  S <- diag(e^Lc) S + (b e^(Lc - L))^T u + (k e^(Lc - L))^T V        (Lc: the chunk's total).
+
+Everything a chunk needs is computed inside the walk from the raw inputs (no intermediate tensors):
+the four C x C matrices are one matmul each of (x e^bx) and (y e^-L) when the chunk's decay stays
+within FACTOR_LIMIT in log space (every real RWKV-7 chunk: |w| < 0.61 per step), else column by
+column with the exact exponent differences (masked to -inf first, so nothing overflows however
+strong the decay). N is the nilpotent product (I + A)(I + A^2)(I + A^4)... of the strictly lower A.
+
+The walk is cut into segments (`segments.plan`). The recurrence is linear in (S, V), so a SUMMARY
+walk of each segment from the extended state [I | 0] (value columns < Dk: identity, V = 0;
+columns >= Dk: zero state, real V) ends at [M_seg | B_seg]; `segments.carry_matrix` turns those
+into every segment's start state, and the OUTPUT walk runs all segments in parallel.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .common import chunk_cumsum, fused_scan
-from .intra import SUB, pairwise
+from . import segments
 
-CHUNK = SUB
+CHUNK = 16  # tokens per chunk (GONI_RWKV7_CHUNK or `chunk=` overrides: 16, 32 or 64)
+FACTOR_LIMIT = 60.0  # |L| within a chunk below which e^L and e^-L stay well inside float32
 
 
 @triton.jit
-def _rwkv7_scan_kernel(r_ptr, k_ptr, v_ptr, b_ptr, l_ptr, wa_ptr, mak_ptr, rb_ptr, rk_ptr,
-                       o_ptr, s0_ptr, st_ptr, scale, T, TP, H, DK, DV,
-                       C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       HAS_S0: tl.constexpr, STORE_S: tl.constexpr):
+def _intra_factored(r, a, b, k, L, Lx, C: tl.constexpr, WITH_R: tl.constexpr, PREC: tl.constexpr):
+    """A_ab, A_ak (strict) and R_b, R_k (with diagonal) as matmuls of e^bx- and e^-L-scaled rows."""
+    oc = tl.arange(0, C)
+    strict = oc[:, None] > oc[None, :]
+    aq = a * tl.exp(Lx)
+    inv = tl.exp(-L)
+    bi = b * inv
+    ki = k * inv
+    a_ab = tl.where(strict, tl.dot(aq, tl.trans(bi), input_precision=PREC), 0.0)
+    a_ak = tl.where(strict, tl.dot(aq, tl.trans(ki), input_precision=PREC), 0.0)
+    if WITH_R:
+        lower = oc[:, None] >= oc[None, :]
+        rq = r * tl.exp(L)
+        r_b = tl.where(lower, tl.dot(rq, tl.trans(bi), input_precision=PREC), 0.0)
+        r_k = tl.where(lower, tl.dot(rq, tl.trans(ki), input_precision=PREC), 0.0)
+    else:
+        r_b = a_ab
+        r_k = a_ak
+    return a_ab, a_ak, r_b, r_k
+
+
+@triton.jit
+def _intra_exact(r, a, b, k, L, Lx, C: tl.constexpr, WITH_R: tl.constexpr):
+    """The same matrices column by column with exact exponent differences (any decay strength)."""
+    oc = tl.arange(0, C)
+    a_ab = tl.zeros([C, C], dtype=tl.float32)
+    a_ak = tl.zeros([C, C], dtype=tl.float32)
+    r_b = tl.zeros([C, C], dtype=tl.float32)
+    r_k = tl.zeros([C, C], dtype=tl.float32)
+    for j in range(0, C):
+        row = (oc == j)[:, None]
+        lj = tl.sum(tl.where(row, L, 0.0), 0)[None, :]
+        bj = tl.sum(tl.where(row, b, 0.0), 0)[None, :]
+        kj = tl.sum(tl.where(row, k, 0.0), 0)[None, :]
+        col = (oc[None, :] == j)
+        e = tl.exp(tl.where((oc > j)[:, None], Lx - lj, float("-inf")))
+        a_ab = tl.where(col, tl.sum(a * bj * e, 1)[:, None], a_ab)
+        a_ak = tl.where(col, tl.sum(a * kj * e, 1)[:, None], a_ak)
+        if WITH_R:
+            e2 = tl.exp(tl.where((oc >= j)[:, None], L - lj, float("-inf")))
+            r_b = tl.where(col, tl.sum(r * bj * e2, 1)[:, None], r_b)
+            r_k = tl.where(col, tl.sum(r * kj * e2, 1)[:, None], r_k)
+    return a_ab, a_ak, r_b, r_k
+
+
+@triton.jit
+def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, o_ptr, s0_ptr, start_ptr, last_ptr,
+                       st_ptr, ext_ptr, scale, T, H, DK, DV, SEGC, NCHUNK, NSEG,
+                       C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                       SUMMARY: tl.constexpr, SEGMENTED: tl.constexpr, HAS_S0: tl.constexpr,
+                       STORE_S: tl.constexpr, LIMIT: tl.constexpr, PREC: tl.constexpr):
+    """One program per (value block, segment, batch*head) walks the segment's chunks.
+
+    SUMMARY: value block iv covers columns iv*BV.. of the extended state [M | B] ([Dk, Dk + Dv]);
+    stores the segment's end tile into ext. Otherwise: outputs, from the segment's start state.
+    """
     iv = tl.program_id(0)
-    bh = tl.program_id(1)
+    seg = tl.program_id(1)
+    bh = tl.program_id(2)
     bb = bh // H
     h = bh % H
+    DT = v_ptr.dtype.element_ty
     ok = tl.arange(0, BK)
-    ov = iv * BV + tl.arange(0, BV)
     oc = tl.arange(0, C)
     mk = ok < DK
-    mv = ov < DV
-    sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
-    if HAS_S0:
-        s = tl.load(s0_ptr + sp, mask=mk[:, None] & mv[None, :], other=0.0)
+    ob = iv * BV + tl.arange(0, BV)  # column of the (extended) state
+    if SUMMARY:
+        ov = ob - DK  # value column; < 0 for the identity block
+        mv = (ov >= 0) & (ov < DV)
+        s = tl.where(ok[:, None] == ob[None, :], 1.0, 0.0).to(tl.float32)
     else:
-        s = tl.zeros([BK, BV], dtype=tl.float32)
-    for c0 in range(0, T, C):
-        t = c0 + oc
+        ov = ob
+        mv = ov < DV
+        sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
+        m2 = mk[:, None] & mv[None, :]
+        if SEGMENTED:
+            if seg == NSEG - 1:
+                s = tl.load(last_ptr + sp, mask=m2, other=0.0)
+            else:
+                s = tl.load(start_ptr + seg * (tl.num_programs(2) * DK * DV) + sp, mask=m2, other=0.0)
+        elif HAS_S0:
+            s = tl.load(s0_ptr + sp, mask=m2, other=0.0)
+        else:
+            s = tl.zeros([BK, BV], dtype=tl.float32)
+    eye = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0).to(tl.float32)
+    c_lo = seg * SEGC
+    c_hi = tl.minimum(c_lo + SEGC, NCHUNK)
+    for c in range(c_lo, c_hi):
+        t = c * C + oc
         mt = t < T
         row = (bb * T + t) * H + h
-        prow = (bb * TP + t) * H + h
-        hrow = bh * TP + t
         mtk = mt[:, None] & mk[None, :]
-        r = tl.load(r_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
-        k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
-        b = tl.load(b_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :],
-                    other=0.0).to(tl.float32)
-        lc = tl.load(l_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-        last = tl.load(l_ptr + ((bb * TP + c0 + C - 1) * H + h) * DK + ok, mask=mk, other=0.0)
-        wa = tl.load(wa_ptr + hrow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-        mak = tl.load(mak_ptr + hrow[:, None] * C + oc[None, :])
-        rb = tl.load(rb_ptr + hrow[:, None] * C + oc[None, :])
-        rk = tl.load(rk_ptr + hrow[:, None] * C + oc[None, :])
-        u = tl.dot(wa, s) + tl.dot(mak, v)
-        o = tl.dot(r * tl.exp(lc), s) + tl.dot(rb, u) + tl.dot(rk, v)
-        tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
-                 mask=mt[:, None] & mv[None, :])
-        dec = tl.exp(last[None, :] - lc)
-        s = s * tl.exp(last)[:, None] + tl.dot(tl.trans(b * dec), u) + tl.dot(tl.trans(k * dec), v)
-    if STORE_S:
-        tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
+        kp = row[:, None] * DK + ok[None, :]
+        w = tl.load(w_ptr + kp, mask=mtk, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + kp, mask=mtk, other=0.0).to(tl.float32)
+        a = tl.load(a_ptr + kp, mask=mtk, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + kp, mask=mtk, other=0.0).to(tl.float32)
+        if SUMMARY:
+            r = a
+        else:
+            r = tl.load(r_ptr + kp, mask=mtk, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
+        L = tl.cumsum(w, 0)
+        Lx = L - w
+        last = tl.sum(w, 0)
+        if tl.max(tl.max(tl.abs(L), 1), 0) <= LIMIT:
+            a_ab, a_ak, r_b, r_k = _intra_factored(r, a, b, k, L, Lx, C, not SUMMARY, PREC)
+        else:
+            a_ab, a_ak, r_b, r_k = _intra_exact(r, a, b, k, L, Lx, C, not SUMMARY)
+        # N = (I - A_ab)^-1 = (I + A)(I + A^2)(I + A^4)... (A strictly lower: A^C = 0)
+        n = eye + a_ab
+        p = a_ab
+        for _ in tl.static_range(LOG2C - 1):
+            p = tl.dot(p, p, input_precision=PREC)
+            n = n + tl.dot(n, p, input_precision=PREC)
+        wa = tl.dot(n, a * tl.exp(Lx), input_precision=PREC)
+        mak = tl.dot(n, a_ak, input_precision=PREC)
+        u = tl.dot(wa.to(DT), s.to(DT)) + tl.dot(mak.to(DT), v)
+        ud = u.to(DT)
+        if not SUMMARY:
+            rq = (r * tl.exp(L)).to(DT)
+            o = tl.dot(rq, s.to(DT)) + tl.dot(r_b.to(DT), ud) + tl.dot(r_k.to(DT), v)
+            tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
+                     mask=mt[:, None] & mv[None, :])
+        dl = tl.exp(last[None, :] - L)
+        s = (s * tl.exp(last)[:, None] + tl.dot(tl.trans((b * dl).to(DT)), ud)
+             + tl.dot(tl.trans((k * dl).to(DT)), v))
+    if SUMMARY:
+        width = DK + DV
+        ep = ((seg * tl.num_programs(2) + bh) * DK + ok[:, None]) * width + ob[None, :]
+        tl.store(ext_ptr + ep, s, mask=mk[:, None] & (ob < width)[None, :])
+    elif STORE_S:
+        if seg == NSEG - 1:
+            tl.store(st_ptr + sp, s, mask=m2)
 
 
-def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False, bv=None):
-    """RWKV-7 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay [B, T, H, Dk]."""
+def _chunk(chunk: int | None) -> int:
+    if chunk is None:
+        chunk = int(os.environ.get("GONI_RWKV7_CHUNK", CHUNK))
+    if chunk not in (16, 32, 64):
+        raise ValueError(f"rwkv7 chunk must be 16, 32 or 64, got {chunk!r}")
+    return chunk
+
+
+def _summary_block(dk: int, bv: int) -> int | None:
+    """The value block for the summary walk: it must divide Dk (a block is all M or all B)."""
+    while bv >= 16 and dk % bv:
+        bv //= 2
+    return bv if bv >= 16 else None
+
+
+def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False,
+              segment_chunks: int | None = None, bv: int | None = None, num_warps: int | None = None,
+              chunk: int | None = None):
+    """RWKV-7 forward on CUDA (or under TRITON_INTERPRET=1): (o [B, T, H, Dv], final state or None).
+
+    w: log-decay [B, T, H, Dk]. Options for benchmark sweeps: `segment_chunks` (chunks per segment,
+    0 = one segment; see segments.plan), `bv` (value block), `num_warps`, `chunk` (16, 32, 64).
+    """
     bs, t, h, dk = r.shape
-    c = CHUNK
-    r, k, v, a, b = (x.contiguous() for x in (r, k, v, a, b))
-    lc = chunk_cumsum(w, c)
-    tp = lc.shape[1]
-    wp = torch.zeros_like(lc)
-    wp[:, :t] = w
-    lx = lc - wp
-    a_ab = pairwise(a, b, lx, lc, c, strict=True)
-    a_ak = pairwise(a, k, lx, lc, c, strict=True)
-    r_b = pairwise(r, b, lc, lc, c, strict=False)
-    r_k = pairwise(r, k, lc, lc, c, strict=False)
-    ap = torch.zeros_like(lc)
-    ap[:, :t] = a
-    a_dec = (ap * torch.exp(lx)).permute(0, 2, 1, 3)  # [B, H, T', Dk]
-    n = tp // c
-    eye = torch.eye(c, device=r.device, dtype=torch.float32)
-    lower = eye - a_ab.reshape(bs, h, n, c, c)
-    rhs = torch.cat([a_ak.reshape(bs, h, n, c, c), a_dec.reshape(bs, h, n, c, dk)], -1)
-    sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
-    sol = sol.reshape(bs, h, tp, c + dk)
-    mak, wa = sol[..., :c].contiguous(), sol[..., c:].contiguous()
-    return fused_scan(_rwkv7_scan_kernel, (r, k, v, b, lc, wa, mak, r_b, r_k), r, v, tp, scale, c, initial_state,
-                      output_final_state, bv)
+    dv = v.shape[-1]
+    c = _chunk(chunk)
+    bh = bs * h
+    r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
+    bk = max(16, triton.next_power_of_2(dk))
+    bv = bv or max(16, min(64, triton.next_power_of_2(dv)))
+    nw = num_warps or 4
+    prec = "tf32x3" if r.dtype == torch.float32 else "tf32"
+    nchunk = triton.cdiv(t, c)
+    segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks)
+    if nseg > 1:
+        bv_sum = _summary_block(dk, bv)
+        if bv_sum is None:
+            segc, nseg = nchunk, 1
+    o = torch.empty_like(v, dtype=r.dtype)
+    s0 = initial_state.float().contiguous() if initial_state is not None else None
+    st = torch.empty(bs, h, dk, dv, device=r.device, dtype=torch.float32) if output_final_state else None
+    common = dict(C=c, LOG2C=c.bit_length() - 1, BK=bk, HAS_S0=s0 is not None, LIMIT=FACTOR_LIMIT,
+                  PREC=prec, num_warps=nw)
+    inputs = (r, w, k, v, a, b)
+    start = last = o  # placeholders for pointers a mode does not read
+    if nseg > 1:
+        ext = torch.empty(nseg - 1, bh, dk, dk + dv, device=r.device, dtype=torch.float32)
+        grid = (triton.cdiv(dk + dv, bv_sum), nseg - 1, bh)
+        _rwkv7_walk_kernel[grid](*inputs, o, o, o, o, o, ext, scale, t, h, dk, dv, segc, nchunk, nseg - 1,
+                                 BV=bv_sum, SUMMARY=True, SEGMENTED=False, STORE_S=False, **common)
+        last = torch.empty(bh, dk, dv, device=r.device, dtype=torch.float32)
+        start = segments.carry_matrix(ext, s0, last)
+    grid = (triton.cdiv(dv, bv), nseg, bh)
+    _rwkv7_walk_kernel[grid](*inputs, o, s0 if s0 is not None else o, start, last,
+                             st if st is not None else o, o, scale, t, h, dk, dv, segc, nchunk, nseg,
+                             BV=bv, SUMMARY=False, SEGMENTED=nseg > 1, STORE_S=st is not None, **common)
+    return o, st
