@@ -4,15 +4,15 @@ Per chunk of C tokens, with b the log-decay summed from the chunk start (a scala
 the scalar-decay operator, a vector over Dk for GLA / RWKV-6):
   o = scale (A V + (Q exp(bq)) S),   S <- diag(exp(b_C)) S + (K exp(b_C - b))^T V,
 where A is the chunk's decayed causal Q K^T (built in the kernel for a scalar decay, where it is
-(Q K^T * exp(b_i - b_j))_{j<=i}; read from `intra.pairwise` for vector decays) and bq = b (GLA) or
-b - g (RWKV-6, whose query reads the state before its own token). Every exponent is <= 0.
+(Q K^T * exp(b_i - b_j))_{j<=i}; read from `intra.pairwise_raw` for vector decays) and bq = b (GLA)
+or b - g (RWKV-6, whose query reads the state before its own token). Every exponent is <= 0.
 
 The scan over chunks is split into segments (`segments.plan`): a summary walk per segment from a
 zero state (its end state and total log-decay), the diagonal carry across segments, then the
-output walk of every segment in parallel from its start state. For the scalar decay the chunk
-cumsum of g is taken in the kernel (tl.cumsum), so there is no torch pre-processing and a short
-sequence runs in a single launch. Nothing of size T x Dk x Dv is stored: memory is the inputs,
-the outputs and one [Dk, Dv] state per segment.
+output walk of every segment in parallel from its start state. The chunk cumsums of g are taken
+in the kernels (tl.cumsum), so there is no torch pre-processing and no float32 copy of the gates,
+and a short sequence with a scalar decay runs in a single launch. Nothing of size T x Dk x Dv is
+stored: memory is the inputs, the outputs and one [Dk, Dv] state per segment.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from .common import state_in, state_out
 
 
 @triton.jit
-def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, gq_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, dsum_ptr, scale,
+def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, dsum_ptr, scale,
                  T, TP, H, DK, DV, L, NT,
-                 C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr,
+                 C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr, SHIFT_Q: tl.constexpr,
                  OUTPUT: tl.constexpr, HAS_SIN: tl.constexpr, STORE_S: tl.constexpr, STORE_D: tl.constexpr):
     iv = tl.program_id(0)
     seg = tl.program_id(1)
@@ -66,9 +66,9 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, gq_ptr, a_ptr, o_ptr, sin_ptr, sout
             blast = tl.sum(graw, 0)
             kd = k.to(tl.float32) * tl.exp(blast - bc)[:, None]
         else:
-            prow = (b * TP + t) * H + h
-            bc = tl.load(g_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-            blast = tl.load(g_ptr + ((b * TP + c * C + C - 1) * H + h) * DK + ok, mask=mk, other=0.0)
+            graw = tl.load(g_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
+            bc = tl.cumsum(graw, 0)
+            blast = tl.sum(graw, 0)
             kd = k.to(tl.float32) * tl.exp(blast[None, :] - bc)
         if OUTPUT:
             q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
@@ -77,8 +77,10 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, gq_ptr, a_ptr, o_ptr, sin_ptr, sout
                 qd = q.to(tl.float32) * tl.exp(bc)[:, None]
             else:
                 att = tl.load(a_ptr + (bh * TP + t)[:, None] * C + oc[None, :])
-                bq = tl.load(gq_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-                qd = q.to(tl.float32) * tl.exp(bq)
+                if SHIFT_Q:
+                    qd = q.to(tl.float32) * tl.exp(bc - graw)
+                else:
+                    qd = q.to(tl.float32) * tl.exp(bc)
             o = tl.dot(att.to(v.dtype), v) + tl.dot(qd.to(v.dtype), s.to(v.dtype))
             tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
                      mask=mt[:, None] & mv[None, :])
@@ -98,47 +100,52 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, gq_ptr, a_ptr, o_ptr, sin_ptr, sout
                 tl.store(dsum_ptr + (seg * nbh + bh) * DK + ok, dacc, mask=mk)
 
 
+BV = 64  # value block of a walk program (the state tile is [Dk, BV] float32 in registers)
+NUM_WARPS = 4
+PROGRAMS_PER_SM = 2  # walk programs resident per SM at (BV, NUM_WARPS): one wave of segments
+
+
 def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
     bk = max(16, triton.next_power_of_2(dk))
-    return bk, bv or max(16, min(triton.next_power_of_2(dv), 64))
+    return bk, bv or max(16, min(triton.next_power_of_2(dv), BV))
 
 
 def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, *, scalar: bool,
-                 gq=None, att=None, chunk: int = 64, segment_chunks: int | None = None, bv: int | None = None,
-                 num_warps: int | None = None):
+                 att=None, shift_q: bool = False, chunk: int = 64, segment_chunks: int | None = None,
+                 bv: int | None = None, num_warps: int | None = None):
     """o [B, T, H, Dv] in q's dtype, final state (float32) or None.
 
-    scalar=True: g is the raw log-decay [B, T, H]. scalar=False: g is the chunk cumsum of the
-    log-decay [B, T', H, Dk] (T' padded to chunks, `common.chunk_cumsum`), gq the query's decay
-    sums in the same layout and att the pairwise term [B, H, T', C] (`intra.pairwise`).
+    g: the log-decay, [B, T, H] (scalar=True) or [B, T, H, Dk] with att the pairwise term
+    [B, H, T', C] (`intra.pairwise_raw`); shift_q: the query reads the state before its own token
+    (RWKV-6).
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = g.contiguous()
     nt = triton.cdiv(t, chunk)
-    tp = nt * chunk if scalar else g.shape[1]
+    tp = nt * chunk
     bk, bv = _tiles(dk, dv, bv)
     nv = triton.cdiv(dv, bv)
-    warps = num_warps or 4
-    L, nseg = segments.plan(t, chunk, nv * b * h, q.device, segment_chunks)
+    warps = num_warps or NUM_WARPS
+    per_sm = PROGRAMS_PER_SM if bv * warps <= BV * NUM_WARPS else 1
+    L, nseg = segments.plan(t, chunk, nv * b * h, q.device, segment_chunks, per_sm)
     o = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
     st = state_out(output_final_state, b, h, dk, dv, q)
     s0, has_s0 = state_in(initial_state, q)
-    gq_ = gq if gq is not None else g
     att_ = att if att is not None else g
-    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, num_warps=warps, num_stages=2)
+    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, num_warps=warps, num_stages=2)
     if nseg == 1:
-        _walk_kernel[(nv, 1, b * h)](q, k, v, g, gq_, att_, o, s0, st if st is not None else o, o, scale,
+        _walk_kernel[(nv, 1, b * h)](q, k, v, g, att_, o, s0, st if st is not None else o, o, scale,
                                      t, tp, h, dk, dv, L, nt, OUTPUT=True, HAS_SIN=has_s0,
                                      STORE_S=st is not None, STORE_D=False, **common)
         return o, st
     summ = torch.empty(nseg, b * h, dk, dv, device=q.device, dtype=torch.float32)
     dsum = torch.empty((nseg, b * h) if scalar else (nseg, b * h, dk), device=q.device, dtype=torch.float32)
     grid = (nv, nseg, b * h)
-    _walk_kernel[grid](q, k, v, g, gq_, att_, o, o, summ, dsum, scale, t, tp, h, dk, dv, L, nt,
+    _walk_kernel[grid](q, k, v, g, att_, o, o, summ, dsum, scale, t, tp, h, dk, dv, L, nt,
                        OUTPUT=False, HAS_SIN=False, STORE_S=True, STORE_D=True, **common)
     segments.carry_diagonal(summ, dsum, s0 if has_s0 else None, st)
-    _walk_kernel[grid](q, k, v, g, gq_, att_, o, summ, o, o, scale, t, tp, h, dk, dv, L, nt,
+    _walk_kernel[grid](q, k, v, g, att_, o, summ, o, o, scale, t, tp, h, dk, dv, L, nt,
                        OUTPUT=True, HAS_SIN=True, STORE_S=False, STORE_D=False, **common)
     return o, st

@@ -18,7 +18,7 @@ import triton.language as tl
 from . import two_pass
 from .common import chunk_cumsum, fused_scan
 from .diagonal import diagonal_fwd
-from .intra import pairwise
+from .intra import pairwise, pairwise_raw
 
 CHUNK = 64
 
@@ -67,6 +67,11 @@ def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, 
 
 def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None,
              impl="segments", segment_chunks=None, num_warps=None):
+    if impl == "segments":
+        att = pairwise_raw(q, k, g, chunk, strict=u is not None, u=u, shift_x=u is not None)
+        return diagonal_fwd(q, k, v, g, scale, initial_state, output_final_state, scalar=False, att=att,
+                            shift_q=u is not None, chunk=chunk, segment_chunks=segment_chunks, bv=bv,
+                            num_warps=num_warps)
     t = q.shape[1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     bk = chunk_cumsum(g, chunk)
@@ -77,9 +82,6 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
         gp[:, :t] = g
         bq = bk - gp
     att = pairwise(q, k, bq, bk, chunk, strict=u is not None, u=u)
-    if impl == "segments":
-        return diagonal_fwd(q, k, v, bk, scale, initial_state, output_final_state, scalar=False, gq=bq, att=att,
-                            chunk=chunk, segment_chunks=segment_chunks, bv=bv, num_warps=num_warps)
     if impl == "two_pass":
         hbuf, st = two_pass.states(k, v, bk, chunk, False, initial_state, output_final_state)
         return two_pass.output(q, k, v, bq, att, hbuf, scale, chunk, False), st

@@ -86,3 +86,85 @@ def pairwise(x, y, bx, by, chunk, strict, u=None):
         C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, num_warps=4,
     )
     return a
+
+
+@triton.jit
+def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
+                         C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
+                         STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr):
+    """As `_pairwise_kernel`, from the raw log-decay g [B, T, H, Dk]: the sums from the chunk start
+    are taken here, sub-block by sub-block (by = prefix + cumsum; bx = by, or by - g with SHIFT_X)."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    NS: tl.constexpr = C // SUB
+    n = pid // NS
+    ib = pid % NS
+    b = bh // H
+    h = bh % H
+    ok = tl.arange(0, BK)
+    os_ = tl.arange(0, SUB)
+    mk = ok < DK
+    ti = n * C + ib * SUB + os_
+    mi = ti < T
+    mik = mi[:, None] & mk[None, :]
+    rows_i = ((b * T + ti) * H + h)[:, None] * DK + ok[None, :]
+    pre = tl.zeros([BK], dtype=tl.float32)
+    for jb in range(0, ib):
+        tj = n * C + jb * SUB + os_
+        gj = tl.load(g_ptr + ((b * T + tj) * H + h)[:, None] * DK + ok[None, :],
+                     mask=(tj < T)[:, None] & mk[None, :], other=0.0).to(tl.float32)
+        pre += tl.sum(gj, 0)
+    gi = tl.load(g_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
+    bi = pre[None, :] + tl.cumsum(gi, 0)
+    if SHIFT_X:
+        bx = bi - gi
+    else:
+        bx = bi
+    x = tl.load(x_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
+    a_rows = a_ptr + (bh * TP + ti)[:, None] * C
+    pj = tl.zeros([BK], dtype=tl.float32)
+    for jb in range(0, ib):
+        tj = n * C + jb * SUB + os_
+        mjk = (tj < T)[:, None] & mk[None, :]
+        rows_j = ((b * T + tj) * H + h)[:, None] * DK + ok[None, :]
+        gj = tl.load(g_ptr + rows_j, mask=mjk, other=0.0).to(tl.float32)
+        by = pj[None, :] + tl.cumsum(gj, 0)
+        r = pj + tl.sum(gj, 0)
+        pj = r
+        y = tl.load(y_ptr + rows_j, mask=mjk, other=0.0).to(tl.float32)
+        xs = x * tl.exp(bx - r[None, :])
+        ys = y * tl.exp(r[None, :] - by)
+        tl.store(a_rows + jb * SUB + os_[None, :], tl.dot(xs, tl.trans(ys)))
+    y_i = tl.load(y_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
+    diag = tl.zeros([SUB, SUB], dtype=tl.float32)
+    for j in range(0, SUB):
+        pick = os_[:, None] == j
+        yj = tl.sum(tl.where(pick, y_i, 0.0), 0)
+        byj = tl.sum(tl.where(pick, bi, 0.0), 0)
+        if STRICT:
+            keep = os_ > j
+        else:
+            keep = os_ >= j
+        diff = tl.where(keep[:, None] & mk[None, :], bx - byj[None, :], float("-inf"))
+        col = tl.sum(x * yj[None, :] * tl.exp(diff), 1)
+        diag = tl.where(os_[None, :] == j, col[:, None], diag)
+    if BONUS:
+        u = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        d = tl.sum(x * u[None, :] * y_i, 1)
+        diag = tl.where(os_[:, None] == os_[None, :], d[:, None], diag)
+    tl.store(a_rows + ib * SUB + os_[None, :], diag)
+    for jb in range(ib + 1, NS):
+        tl.store(a_rows + jb * SUB + os_[None, :], tl.zeros([SUB, SUB], dtype=tl.float32))
+
+
+def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False):
+    """A [B, H, T', C] float32 like `pairwise`, from the raw log-decay g [B, T, H, Dk]."""
+    b, t, h, dk = x.shape
+    tp = triton.cdiv(t, chunk) * chunk
+    a = torch.empty(b, h, tp, chunk, device=x.device, dtype=torch.float32)
+    bk = max(16, triton.next_power_of_2(dk))
+    _pairwise_raw_kernel[(tp // SUB, b * h)](
+        x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
+        C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x, num_warps=4,
+    )
+    return a

@@ -19,6 +19,7 @@ and the outputs are the operators' own kernels; this module holds the plan and t
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -29,24 +30,26 @@ PROGRAMS_PER_SM = 2  # programs of the walk to keep in flight per SM: enough to 
 MIN_CHUNKS = 2  # shortest segment: below this the summary + carry launches cost more than they save
 
 
-def _sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
+@functools.cache
+def _sms(device_type: str, index: int | None) -> int:
+    if device_type == "cuda":
+        return torch.cuda.get_device_properties(index if index is not None else 0).multi_processor_count
     return 4  # the interpreter: a few segments, so CPU tests cover the multi-segment path
 
 
 def plan(t: int, chunk: int, programs_per_segment: int, device: torch.device,
-         segment_chunks: int | None = None) -> tuple[int, int]:
+         segment_chunks: int | None = None, programs_per_sm: int = PROGRAMS_PER_SM) -> tuple[int, int]:
     """(chunks per segment L, number of segments) for a sequence of t tokens.
 
-    Enough segments that the walk has PROGRAMS_PER_SM programs per SM; `segment_chunks` (or the
-    environment variable GONI_SEGMENT_CHUNKS, for benchmark sweeps) fixes L instead; 0 = one segment.
+    As many segments as fit one wave of `programs_per_sm` walk programs per SM (whole waves: a
+    partial second wave would double the time); `segment_chunks` (or the environment variable
+    GONI_SEGMENT_CHUNKS, for benchmark sweeps) fixes L instead; 0 = one segment.
     """
     nt = triton.cdiv(t, chunk)
     if segment_chunks is None and os.environ.get("GONI_SEGMENT_CHUNKS"):
         segment_chunks = int(os.environ["GONI_SEGMENT_CHUNKS"])
     if segment_chunks is None:
-        want = triton.cdiv(PROGRAMS_PER_SM * _sms(device), max(1, programs_per_segment))
+        want = max(1, programs_per_sm * _sms(device.type, device.index) // max(1, programs_per_segment))
         segment_chunks = max(MIN_CHUNKS, triton.cdiv(nt, want))
     if segment_chunks <= 0 or segment_chunks >= nt:
         return nt, 1
