@@ -152,13 +152,13 @@ def triton_fn(op: str, args: dict, **options):
 # implementation options swept by --sweep: (name, options); segment_chunks None = the plan's choice
 SWEEP = [
     ("bv64_w4", dict(bv=64, num_warps=4)),
-    ("bv32_w4", dict(bv=32, num_warps=4)),
-    ("bv64_w8", dict(bv=64, num_warps=8)),
-    ("bv128_w8", dict(bv=128, num_warps=8)),
+    ("bv64_w4_L128", dict(bv=64, num_warps=4, segment_chunks=128)),
     ("bv64_w4_one_segment", dict(bv=64, num_warps=4, segment_chunks=0)),
-    ("bv64_w4_L4", dict(bv=64, num_warps=4, segment_chunks=4)),
-    ("bv64_w4_L16", dict(bv=64, num_warps=4, segment_chunks=16)),
-    ("bv64_w4_L64", dict(bv=64, num_warps=4, segment_chunks=64)),
+    ("bv128_w8", dict(bv=128, num_warps=8)),
+    ("bv128_w8_L32", dict(bv=128, num_warps=8, segment_chunks=32)),
+    ("bv128_w8_L128", dict(bv=128, num_warps=8, segment_chunks=128)),
+    ("bv128_w4", dict(bv=128, num_warps=4)),
+    ("bv64_w8", dict(bv=64, num_warps=8)),
 ]
 
 
@@ -194,6 +194,7 @@ def bench_sweep(ops, ts, roof, meta, fh, rows):
                     fn = triton_fn(op, args, **options)
                     info = first_call_and_peak(fn)
                     rec = with_roof({**time_ms(fn, rep_ms=40.0), **info}, flops, bytes_, roof)
+                    rec["host_us_per_call"] = host_us(fn)
                 except Exception as exc:  # noqa: BLE001 - an option a kernel does not take, a compile failure
                     rec = {"error": repr(exc)[:200]}
                     torch.cuda.empty_cache()
