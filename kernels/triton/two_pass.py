@@ -1,10 +1,9 @@
-"""Two-pass chunked forward shared by the scalar-decay, GLA, RWKV-6 and delta-rule operators.
+"""Two-pass chunked forward shared by the scalar-decay, GLA and RWKV-6 operators.
 
 Pass 1 (`states`): one program per (key block, value block, batch*head) walks the chunks in
 order and stores the state *before* each chunk, h[n] (in the input dtype, like FLA), then
 S <- decay_C S + (K decay_{C-i})^T V. Its per-chunk work is one small matmul, so the sequential
-part is short. For the delta rule the same pass also forms each chunk's new values
-u = U - W S (which need the whole key dimension) and writes them out.
+part is short. (The delta rules have their own segment-parallel walk: `delta_rule`.)
 Pass 2 (`output`): one program per (value block, chunk, batch*head), all independent:
 o = scale (A V + (Q decay_i) h[n]), A the decayed causal Q K^T of the chunk (built in the
 kernel for scalar decays, read from `intra.pairwise` for vector decays).
@@ -59,45 +58,6 @@ def _states_kernel(k_ptr, v_ptr, gc_ptr, h_ptr, s0_ptr, st_ptr, T, TP, H, DK, DV
             kd = k.to(tl.float32) * tl.exp(blast[None, :] - bc)
             s = s * tl.exp(blast)[:, None]
         s += tl.dot(tl.trans(kd.to(v.dtype)), v)
-    if STORE_S:
-        tl.store(st_ptr + bh * DK * DV + sp, s, mask=m2)
-
-
-@triton.jit
-def _delta_states_kernel(k_ptr, u_ptr, w_ptr, gc_ptr, h_ptr, vn_ptr, s0_ptr, st_ptr, T, TP, H, DK, DV, NT,
-                         C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                         HAS_S0: tl.constexpr, STORE_S: tl.constexpr):
-    iv = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    ok = tl.arange(0, BK)
-    ov = iv * BV + tl.arange(0, BV)
-    oc = tl.arange(0, C)
-    mk = ok < DK
-    mv = ov < DV
-    m2 = mk[:, None] & mv[None, :]
-    sp = ok[:, None] * DV + ov[None, :]
-    if HAS_S0:
-        s = tl.load(s0_ptr + bh * DK * DV + sp, mask=m2, other=0.0)
-    else:
-        s = tl.zeros([BK, BV], dtype=tl.float32)
-    for n in range(0, NT):
-        tl.store(h_ptr + (bh * NT + n) * DK * DV + sp, s.to(h_ptr.dtype.element_ty), mask=m2)
-        t = n * C + oc
-        mt = t < T
-        row = (b * T + t) * H + h
-        prow = bh * TP + t
-        ww = tl.load(w_ptr + prow[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
-        uu = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=mv[None, :], other=0.0).to(tl.float32)
-        u = uu - tl.dot(ww, s)
-        tl.store(vn_ptr + row[:, None] * DV + ov[None, :], u.to(vn_ptr.dtype.element_ty),
-                 mask=mt[:, None] & mv[None, :])
-        k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
-        bc = tl.load(gc_ptr + (b * TP + t) * H + h)
-        blast = tl.load(gc_ptr + (b * TP + n * C + C - 1) * H + h)
-        kd = k.to(tl.float32) * tl.exp(blast - bc)[:, None]
-        s = s * tl.exp(blast) + tl.dot(tl.trans(kd), u)
     if STORE_S:
         tl.store(st_ptr + bh * DK * DV + sp, s, mask=m2)
 
@@ -159,22 +119,6 @@ def states(k, v, gc, chunk, scalar, initial_state, output_final_state):
                          C=chunk, BK=bk, BV=bv, SCALAR=scalar, HAS_S0=initial_state is not None,
                          STORE_S=st is not None, num_warps=4, num_stages=2)
     return hbuf, st
-
-
-def delta_states(k, u, w, gc, chunk, initial_state, output_final_state, v_dtype):
-    """h, the chunk-corrected values u = U - W S in [B, T, H, Dv] layout, and the final state."""
-    b, t, h, dk = k.shape
-    dv = u.shape[-1]
-    tp = gc.shape[1]
-    nt = tp // chunk
-    hbuf, st, s0 = _state_buffers(k, dv, nt, initial_state, output_final_state)
-    vnew = torch.empty(b, t, h, dv, device=k.device, dtype=v_dtype)
-    bk_full, _, bv = block_sizes(dk, dv)
-    grid = (triton.cdiv(dv, bv), b * h)
-    _delta_states_kernel[grid](k, u, w, gc, hbuf, vnew, s0, st if st is not None else hbuf, t, tp, h, dk, dv,
-                               nt, C=chunk, BK=bk_full, BV=bv, HAS_S0=initial_state is not None,
-                               STORE_S=st is not None, num_warps=4, num_stages=2)
-    return hbuf, vnew, st
 
 
 def output(q, k, v, gq, att, hbuf, scale, chunk, scalar):

@@ -166,22 +166,17 @@ def test_gpu_sliding_window(dtype):
 
 
 def _fused(op, a, scale, s0):
-    from pytest_goni.kernels.triton import delta_rule, gla, simple_gla
+    from pytest_goni.kernels.triton import gla, simple_gla
 
     if op == "simple_gla":
         return simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], scale, s0, True, impl="fused")
     if op == "gla":
         return gla.gla_fwd(a["q"], a["k"], a["v"], a["g"], scale, s0, True, impl="fused")
-    if op == "rwkv6":
-        return gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], scale, s0, True, impl="fused")
-    if op == "delta_rule":
-        return delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], None, a["beta"], scale, s0, True,
-                                               impl="fused")
-    return delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a["g"], a["beta"], scale, s0, True,
-                                           impl="fused")
+    return gla.rwkv6_fwd(a["r"], a["k"], a["v"], a["w"], a["u"], scale, s0, True, impl="fused")
 
 
-FUSED_OPS = ("simple_gla", "gla", "rwkv6", "delta_rule", "gated_delta_rule")
+# the delta rules have one Triton path (WY + segment walks): tests/kernels/test_triton_delta_segments.py
+FUSED_OPS = ("simple_gla", "gla", "rwkv6")
 
 
 @pytest.mark.parametrize("op", FUSED_OPS)
@@ -201,32 +196,5 @@ def test_gpu_fused_variant_bf16(op):
     s0 = random_state(2, 4, 128, 128, device="cuda")
     o, s = _fused(op, args, 128**-0.5, s0)
     o_ref, s_ref = REFERENCE[op](**args, initial_state=s0)
-    assert rel_err(o, o_ref) <= 2e-2
-    assert rel_err(s, s_ref) <= 2e-2
-
-
-@pytest.mark.parametrize("op", ("delta_rule", "gated_delta_rule"))
-def test_triton_delta_with_triton_wy_matches_reference(op):
-    from pytest_goni.kernels.triton import delta_rule
-
-    a = make_inputs(op, B, T, H, DK, DV, device=DEV, seed=29)
-    s0 = random_state(B, H, DK, DV, device=DEV)
-    o, s = delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a.get("g"), a["beta"], 0.3, s0, True,
-                                           wy="triton")
-    o_ref, s_ref = REFERENCE[op](**a, scale=0.3, initial_state=s0)
-    assert rel_err(o, o_ref) <= FP32_TOL
-    assert rel_err(s, s_ref) <= FP32_TOL
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("op", ("delta_rule", "gated_delta_rule"))
-def test_gpu_delta_with_triton_wy_bf16(op):
-    from pytest_goni.kernels.triton import delta_rule
-
-    a = make_inputs(op, 2, 1000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=34)
-    s0 = random_state(2, 4, 128, 128, device="cuda")
-    o, s = delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a.get("g"), a["beta"], 128**-0.5, s0, True,
-                                           wy="triton")
-    o_ref, s_ref = REFERENCE[op](**a, initial_state=s0)
     assert rel_err(o, o_ref) <= 2e-2
     assert rel_err(s, s_ref) <= 2e-2

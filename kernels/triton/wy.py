@@ -1,0 +1,93 @@
+"""WY (UT) preparation of the chunked (gated) delta rule, on tensor cores.
+
+Per chunk of C tokens, with b the chunk-local cumsum of the log-decay g (computed here from the
+raw g; none for the plain delta rule) and A_ij = beta_i exp(b_i - b_j) k_i.k_j for j < i:
+
+  X = (I + A)^-1 = (I - A)(I + A^2)(I + A^4) ... (I + A^(C/2))     (A is nilpotent: A^C = 0)
+  U = X (beta V),   W = X (beta exp(b) K).
+
+The inverse is log2(C) - 1 squarings and as many products of [C, C] matrices, all tl.dot, instead
+of a sequential forward substitution. U and W come back in the input dtype, layout [B, T, H, D].
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G: tl.constexpr, C: tl.constexpr):
+    """(b, b_C): the chunk-local cumsum of g over rows t, and its value at the chunk's end."""
+    if HAS_G:
+        g = tl.load(g_ptr + (b * T + t) * H + h, mask=mt, other=0.0).to(tl.float32)
+    else:
+        g = tl.zeros([C], dtype=tl.float32)
+    bc = tl.cumsum(g, 0)
+    return bc, tl.sum(g, 0)
+
+
+@triton.jit
+def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, T, H, DK, DV,
+               C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+               HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr):
+    n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    oc = tl.arange(0, C)
+    ok = tl.arange(0, BK)
+    ov = tl.arange(0, BV)
+    mk = ok < DK
+    mv = ov < DV
+    t = n * C + oc
+    mt = t < T
+    row = (b * T + t) * H + h
+    k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+    v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
+    beta = tl.load(beta_ptr + row, mask=mt, other=0.0).to(tl.float32)
+    bc, _ = chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G, C)
+    strict = oc[:, None] > oc[None, :]
+    dec = tl.exp(tl.where(strict, bc[:, None] - bc[None, :], float("-inf")))
+    a = tl.dot(k, tl.trans(k), input_precision=PRECISION) * (beta[:, None] * dec)
+    eye = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)
+    x = eye - a
+    p = a
+    for _ in tl.static_range(LOG2C - 1):
+        p = tl.dot(p, p, input_precision=INV_PRECISION)
+        x = x + tl.dot(x, p, input_precision=INV_PRECISION)
+    xd = x.to(k.dtype)
+    vb = (v.to(tl.float32) * beta[:, None]).to(k.dtype)
+    kb = (k.to(tl.float32) * (beta * tl.exp(bc))[:, None]).to(k.dtype)
+    u = tl.dot(xd, vb, input_precision=PRECISION)
+    w = tl.dot(xd, kb, input_precision=PRECISION)
+    tl.store(u_ptr + row[:, None] * DV + ov[None, :], u.to(u_ptr.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+    tl.store(w_ptr + row[:, None] * DK + ok[None, :], w.to(w_ptr.dtype.element_ty), mask=mt[:, None] & mk[None, :])
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision for operands of `dtype`: float32 keeps float32 accuracy (tf32x3)."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Tensor, chunk: int,
+       inv_precision: str | None = None, num_warps: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """U [B, T, H, Dv] and W [B, T, H, Dk] in k's dtype; k, v contiguous [B, T, H, D].
+
+    inv_precision: tl.dot precision of the [C, C] inverse's float32 products ("tf32" for 16-bit
+    inputs, "tf32x3" for float32 ones unless given).
+    """
+    if chunk < 16 or chunk & (chunk - 1):
+        raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
+    b, t, h, dk = k.shape
+    dv = v.shape[-1]
+    u = torch.empty(b, t, h, dv, device=k.device, dtype=k.dtype)
+    w = torch.empty(b, t, h, dk, device=k.device, dtype=k.dtype)
+    prec = dot_precision(k.dtype)
+    grid = (triton.cdiv(t, chunk), b * h)
+    _wy_kernel[grid](k, v, beta.contiguous(), g.contiguous() if g is not None else beta, u, w, t, h, dk, dv,
+                     C=chunk, LOG2C=chunk.bit_length() - 1, BK=max(16, triton.next_power_of_2(dk)),
+                     BV=max(16, triton.next_power_of_2(dv)), HAS_G=g is not None, PRECISION=prec,
+                     INV_PRECISION=inv_precision or prec, num_warps=num_warps)
+    return u, w

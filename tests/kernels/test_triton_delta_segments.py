@@ -1,0 +1,163 @@
+"""The sequence-parallel delta-rule forward (WY on tensor cores, summary + carry + walk) vs float64.
+
+In the interpreter (no CUDA) at small shapes, fp32 and fp16; `segment_chunks` forces one segment
+(0) or several (1, 2, 3 chunks each), so the summary walk, the matrix carry and the output walk
+all run. GPU tests: model shapes in bf16, several segments.
+"""
+
+import functools
+import os
+
+import pytest
+import torch
+from pytest_goni.kernels.testing import REFERENCE, make_inputs, random_state, rel_err
+
+pytest.importorskip("triton")
+
+CUDA = torch.cuda.is_available()
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+
+from pytest_goni.kernels.triton import delta_rule, wy  # noqa: E402
+
+DEV = "cuda" if CUDA else "cpu"
+FP32_TOL = 5e-3 if CUDA else 1e-4
+DELTA_OPS = ("delta_rule", "gated_delta_rule")
+
+
+def _run(op, a, scale=0.3, s0=None, **kw):
+    return delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a.get("g"), a["beta"], scale, s0, True, **kw)
+
+
+def _ref(op, a, scale=0.3, s0=None):
+    return REFERENCE[op](**a, scale=scale, initial_state=s0)
+
+
+@functools.cache
+def _case(op, with_state):
+    """Inputs, initial state and float64 reference of the fp32 case (the reference is the slow part)."""
+    a = make_inputs(op, 1, 200, 2, 32, 32, device=DEV, seed=40)
+    s0 = random_state(1, 2, 32, 32, device=DEV) if with_state else None
+    return a, s0, _ref(op, a, s0=s0)
+
+
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("segment_chunks", [0, 1, 2, 3])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_segments_fp32_match_reference(op, segment_chunks, with_state):
+    # 200 tokens in chunks of 16: 13 chunks, the last one short; 13, 7, 5 segments or one
+    a, s0, (o_ref, s_ref) = _case(op, with_state)
+    o, s = _run(op, a, s0=s0, chunk=16, segment_chunks=segment_chunks, bv=32)
+    assert rel_err(o, o_ref) <= FP32_TOL
+    assert rel_err(s, s_ref) <= FP32_TOL
+
+
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("segment_chunks", [0, 1])
+def test_segments_chunk64_short_tail(op, segment_chunks):
+    a = make_inputs(op, 1, 70, 2, 16, 32, device=DEV, seed=50)
+    s0 = random_state(1, 2, 16, 32, device=DEV)
+    o, s = _run(op, a, s0=s0, chunk=64, segment_chunks=segment_chunks, bv=16)  # Dk + Dv split in 3 blocks
+    o_ref, s_ref = _ref(op, a, s0=s0)
+    assert rel_err(o, o_ref) <= FP32_TOL
+    assert rel_err(s, s_ref) <= FP32_TOL
+
+
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("segment_chunks", [0, 2])
+def test_segments_fp16(op, segment_chunks):
+    a = make_inputs(op, 1, 200, 2, 32, 32, dtype=torch.float16, device=DEV, seed=60)
+    o, s = _run(op, a, chunk=16, segment_chunks=segment_chunks, bv=32)
+    assert o.dtype == torch.float16 and s.dtype == torch.float32
+    o_ref, s_ref = _ref(op, a)
+    assert rel_err(o, o_ref) <= 2e-2
+    assert rel_err(s, s_ref) <= 2e-2
+
+
+def test_without_final_state_outputs_match():
+    """No final state: the last segment's summary is skipped; outputs are unchanged."""
+    a, s0, (o_ref, _) = _case("gated_delta_rule", True)
+    o, s = delta_rule.gated_delta_rule_fwd(a["q"], a["k"], a["v"], a["g"], a["beta"], 0.3, s0, False,
+                                           chunk=16, segment_chunks=3, bv=32)
+    assert s is None
+    assert rel_err(o, o_ref) <= FP32_TOL
+
+
+@pytest.mark.parametrize("segment_chunks", [0, 2])
+def test_strong_decay_stays_finite(segment_chunks):
+    a = make_inputs("gated_delta_rule", 1, 200, 1, 32, 32, device=DEV, seed=80, decay_scale=30.0)
+    o, s = _run("gated_delta_rule", a, chunk=16, segment_chunks=segment_chunks, bv=32)
+    assert torch.isfinite(o).all() and torch.isfinite(s).all()
+    o_ref, s_ref = _ref("gated_delta_rule", a)
+    assert rel_err(o, o_ref) <= FP32_TOL
+    assert rel_err(s, s_ref) <= FP32_TOL
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("name", ["q", "k", "v", "beta", "g"])
+def test_nan_input_gives_nan_output(name):
+    a = make_inputs("gated_delta_rule", 1, 200, 1, 32, 32, device=DEV, seed=90)
+    a[name][0, 37, 0] = float("nan")  # chunk 2 of 13, segment 1 of 7
+    o, s = _run("gated_delta_rule", a, chunk=16, segment_chunks=2, bv=32)
+    assert torch.isnan(o[0, 37]).any()
+    if name != "q":  # queries do not reach the state
+        assert torch.isnan(s).any()
+
+
+def test_wy_solves_the_unit_triangular_system():
+    """U, W against torch.linalg.solve_triangular in float64 on one chunk."""
+    a = make_inputs("gated_delta_rule", 1, 64, 1, 32, 32, device=DEV, seed=95)
+    u, w = wy.wy(a["k"], a["v"], a["g"], a["beta"], 64)
+    k, v = a["k"][0, :, 0].double(), a["v"][0, :, 0].double()
+    beta, b = a["beta"][0, :, 0].double(), a["g"][0, :, 0].double().cumsum(0)
+    lower = torch.tril(beta[:, None] * torch.exp(b[:, None] - b[None, :]) * (k @ k.T), -1)
+    lower += torch.eye(64, dtype=torch.float64, device=k.device)
+    rhs = beta[:, None] * torch.cat([v, k * torch.exp(b)[:, None]], 1)
+    sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
+    assert rel_err(u[0, :, 0], sol[:, :32]) <= FP32_TOL
+    assert rel_err(w[0, :, 0], sol[:, 32:]) <= FP32_TOL
+
+
+def test_bad_options_raise_clear_errors():
+    a = make_inputs("delta_rule", 1, 20, 1, 16, 16, device=DEV, seed=96)
+    with pytest.raises(ValueError, match="chunk"):
+        _run("delta_rule", a, chunk=48)
+    with pytest.raises(ValueError, match="bv"):
+        _run("delta_rule", a, bv=24)
+
+
+# ---------------------------------------------------------------- GPU only: model shapes, bf16
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("t", [1000, 5000])
+@pytest.mark.parametrize("segment_chunks", [None, 0, 4])
+def test_gpu_segments_bf16(op, t, segment_chunks):
+    a = make_inputs(op, 2, t, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=t)
+    s0 = random_state(2, 4, 128, 128, device="cuda")
+    o, s = _run(op, a, scale=128**-0.5, s0=s0, segment_chunks=segment_chunks)
+    o_ref, s_ref = _ref(op, a, scale=128**-0.5, s0=s0)
+    assert rel_err(o, o_ref) <= 2e-2
+    assert rel_err(s, s_ref) <= 2e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", DELTA_OPS)
+def test_gpu_segments_fp32(op):
+    a = make_inputs(op, 2, 1000, 4, 128, 128, device="cuda", seed=7)
+    s0 = random_state(2, 4, 128, 128, device="cuda")
+    o, s = _run(op, a, scale=128**-0.5, s0=s0, segment_chunks=4)
+    o_ref, s_ref = _ref(op, a, scale=128**-0.5, s0=s0)
+    assert rel_err(o, o_ref) <= 5e-3
+    assert rel_err(s, s_ref) <= 5e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bv,num_warps", [(16, 4), (32, 4), (32, 8), (64, 8)])
+def test_gpu_tiles_agree(bv, num_warps):
+    a = make_inputs("gated_delta_rule", 1, 3000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=3)
+    o, s = _run("gated_delta_rule", a, scale=128**-0.5, segment_chunks=5, bv=bv, num_warps=num_warps)
+    o_ref, s_ref = _ref("gated_delta_rule", a, scale=128**-0.5)
+    assert rel_err(o, o_ref) <= 2e-2
+    assert rel_err(s, s_ref) <= 2e-2
