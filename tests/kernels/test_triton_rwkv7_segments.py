@@ -32,19 +32,20 @@ def _check(args, tol, s0=None, scale=0.3, **options):
     assert rel_err(s, s_ref) <= tol
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("with_state", [False, True])
 @pytest.mark.parametrize("segment_chunks", [0, 1, 2, 3])
 @pytest.mark.parametrize("t", [70, 200])
-def test_fp32_segments_match_reference(t, segment_chunks, with_state):
+def test_fp32_segments_match_reference(t, segment_chunks, with_state, fused):
     args = make_inputs("rwkv7", 1, t, H, D, D, device=DEV, seed=t + segment_chunks)
     s0 = random_state(1, H, D, D, device=DEV) if with_state else None
-    _check(args, FP32_TOL, s0, segment_chunks=segment_chunks)
+    _check(args, FP32_TOL, s0, segment_chunks=segment_chunks, fused=fused)
 
 
-@pytest.mark.parametrize("segment_chunks", [0, 2])
-def test_fp16_segments_match_reference(segment_chunks):
+@pytest.mark.parametrize(("segment_chunks", "fused"), [(0, False), (2, False), (2, True)])
+def test_fp16_segments_match_reference(segment_chunks, fused):
     args = make_inputs("rwkv7", 1, 200, H, D, D, dtype=torch.float16, device=DEV, seed=5)
-    _check(args, 2e-2, random_state(1, H, D, D, device=DEV), segment_chunks=segment_chunks)
+    _check(args, 2e-2, random_state(1, H, D, D, device=DEV), segment_chunks=segment_chunks, fused=fused)
 
 
 @pytest.mark.parametrize("chunk", [32, 64])
@@ -59,11 +60,11 @@ def test_key_width_not_a_power_of_two_and_wide_value_block():
     _check(args, FP32_TOL, random_state(1, 1, 48, 16, device=DEV), segment_chunks=2, bv=32)
 
 
-@pytest.mark.parametrize("chunk", [16, 32])
-def test_strong_decay_stays_finite_and_exact(chunk):
+@pytest.mark.parametrize(("chunk", "fused"), [(16, False), (32, False), (16, True)])
+def test_strong_decay_stays_finite_and_exact(chunk, fused):
     """w down to -18 per step: the exact-difference path, no overflow, across segments."""
     args = make_inputs("rwkv7", 1, 70, 1, D, D, device=DEV, seed=8, decay_scale=30.0)
-    _check(args, FP32_TOL, random_state(1, 1, D, D, device=DEV), segment_chunks=1, chunk=chunk)
+    _check(args, FP32_TOL, random_state(1, 1, D, D, device=DEV), segment_chunks=1, chunk=chunk, fused=fused)
 
 
 def test_nan_input_gives_nan_output_in_later_segments():
@@ -94,12 +95,13 @@ def test_gpu_bf16_model_shapes(t, segment_chunks):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize(("bv", "num_warps"), [(32, 4), (64, 4), (64, 8), (128, 8)])
-def test_gpu_tile_options(chunk, bv, num_warps):
+def test_gpu_tile_options(chunk, bv, num_warps, fused):
     args = make_inputs("rwkv7", 2, 1000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=11)
     _check(args, 2e-2, random_state(2, 4, 128, 128, device="cuda"), scale=None, chunk=chunk, bv=bv,
-           num_warps=num_warps)
+           num_warps=num_warps, fused=fused)
 
 
 @pytest.mark.gpu
