@@ -29,11 +29,11 @@ CHUNK = 64
 
 
 @triton.jit
-def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, o_ptr, s_in_ptr, ext_ptr, st_ptr, scale,
+def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, att_ptr, o_ptr, s_in_ptr, ext_ptr, st_ptr, scale,
                  T, H, DK, DV, L, NT,
                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SUMMARY: tl.constexpr,
                  HAS_G: tl.constexpr, HAS_S_IN: tl.constexpr, STORE_S: tl.constexpr,
-                 PRECISION: tl.constexpr):
+                 PRE_ATT: tl.constexpr, PRECISION: tl.constexpr):
     iv = tl.program_id(0)
     seg = tl.program_id(1)
     bh = tl.program_id(2)
@@ -74,8 +74,11 @@ def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, o_ptr, s_in_ptr, ext_ptr, st
         ud = u.to(k.dtype)
         if not SUMMARY:
             q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
-            att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
-            att = att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+            if PRE_ATT:
+                att = tl.load(att_ptr + row[:, None] * C + oc[None, :], mask=mt[:, None], other=0.0)
+            else:
+                att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+                att = att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
             o = tl.dot(q, sd, input_precision=PRECISION) * tl.exp(bc)[:, None]
             o += tl.dot(att.to(k.dtype), ud, input_precision=PRECISION)
             tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
@@ -100,18 +103,19 @@ def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
 
 
 def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_final_state=False,
-                         chunk=CHUNK, segment_chunks=None, bv=None, num_warps=None):
+                         chunk=CHUNK, segment_chunks=None, bv=None, num_warps=None, precompute_att=False):
     """(Gated) delta rule forward on CUDA (or under TRITON_INTERPRET=1); g None: plain delta rule.
 
     Returns (o [B, T, H, Dv] in q's dtype, final state [B, H, Dk, Dv] float32 or None).
     segment_chunks: chunks per segment (0: one segment; None: `segments.plan` decides);
     bv: value-block width of the walks (power of two >= 16, default 32); num_warps: of the walks
-    (default 8).
+    (default 8); precompute_att: the WY launch also stores each chunk's decayed Q K^T
+    ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block.
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    u, w = wy.wy(k, v, g, beta, chunk)
+    u, w, att = wy.wy(k, v, g, beta, chunk, q=q if precompute_att else None)
     bk, bv = _tiles(dk, dv, bv)
     num_warps = num_warps or 8  # 4 spills registers at BV=32 (sm_90 build, Triton 3.9)
     prec = wy.dot_precision(q.dtype)
@@ -128,8 +132,9 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
                   num_stages=stages)
 
     def walk(grid, s_in, ext, summary, has_s_in, store_s):
-        _walk_kernel[grid](q, k, u, w, gp, o, s_in, ext, st if store_s else o, scale, t, h, dk, dv, seg_len, nt,
-                           SUMMARY=summary, HAS_S_IN=has_s_in, STORE_S=store_s, **common)
+        _walk_kernel[grid](q, k, u, w, gp, att if att is not None else o, o, s_in, ext, st if store_s else o, scale,
+                           t, h, dk, dv, seg_len, nt, SUMMARY=summary, HAS_S_IN=has_s_in, STORE_S=store_s,
+                           PRE_ATT=att is not None, **common)
 
     if nseg == 1:
         walk((triton.cdiv(dv, bv), 1, b * h), s0, o, False, has_s0, st is not None)

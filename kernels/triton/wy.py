@@ -29,9 +29,10 @@ def chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G: tl.constexpr, C: tl.constex
 
 
 @triton.jit
-def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, T, H, DK, DV,
+def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H, DK, DV,
                C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-               HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr):
+               HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr,
+               STORE_ATT: tl.constexpr):
     n = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -64,6 +65,12 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, T, H, DK, DV,
     w = tl.dot(xd, kb, input_precision=PRECISION)
     tl.store(u_ptr + row[:, None] * DV + ov[None, :], u.to(u_ptr.dtype.element_ty), mask=mt[:, None] & mv[None, :])
     tl.store(w_ptr + row[:, None] * DK + ok[None, :], w.to(w_ptr.dtype.element_ty), mask=mt[:, None] & mk[None, :])
+    if STORE_ATT:  # the walk's intra-chunk scores (Q K^T * exp(b_i - b_j))_{j<=i}, [B, T, H, C]
+        q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+        causal = oc[:, None] >= oc[None, :]
+        att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+        att = att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+        tl.store(att_ptr + row[:, None] * C + oc[None, :], att.to(att_ptr.dtype.element_ty), mask=mt[:, None])
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -72,11 +79,12 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Tensor, chunk: int,
-       inv_precision: str | None = None, num_warps: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """U [B, T, H, Dv] and W [B, T, H, Dk] in k's dtype; k, v contiguous [B, T, H, D].
+       inv_precision: str | None = None, num_warps: int = 8, q: torch.Tensor | None = None):
+    """(U [B, T, H, Dv], W [B, T, H, Dk], att) in k's dtype; k, v (and q) contiguous [B, T, H, D].
 
     inv_precision: tl.dot precision of the [C, C] inverse's float32 products ("tf32" for 16-bit
-    inputs, "tf32x3" for float32 ones unless given).
+    inputs, "tf32x3" for float32 ones unless given). With q given, att [B, T, H, C] holds each
+    chunk's decayed causal scores for the output walk (else att is None).
     """
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
@@ -84,10 +92,12 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
     dv = v.shape[-1]
     u = torch.empty(b, t, h, dv, device=k.device, dtype=k.dtype)
     w = torch.empty(b, t, h, dk, device=k.device, dtype=k.dtype)
+    att = torch.empty(b, t, h, chunk, device=k.device, dtype=k.dtype) if q is not None else None
     prec = dot_precision(k.dtype)
     grid = (triton.cdiv(t, chunk), b * h)
-    _wy_kernel[grid](k, v, beta.contiguous(), g.contiguous() if g is not None else beta, u, w, t, h, dk, dv,
+    _wy_kernel[grid](k, v, beta.contiguous(), g.contiguous() if g is not None else beta, u, w,
+                     q if q is not None else k, att if att is not None else u, t, h, dk, dv,
                      C=chunk, LOG2C=chunk.bit_length() - 1, BK=max(16, triton.next_power_of_2(dk)),
                      BV=max(16, triton.next_power_of_2(dv)), HAS_G=g is not None, PRECISION=prec,
-                     INV_PRECISION=inv_precision or prec, num_warps=num_warps)
-    return u, w
+                     INV_PRECISION=inv_precision or prec, STORE_ATT=q is not None, num_warps=num_warps)
+    return u, w, att

@@ -65,9 +65,18 @@ def test_segments_chunk64_short_tail(op, segment_chunks):
 
 @pytest.mark.parametrize("op", DELTA_OPS)
 @pytest.mark.parametrize("segment_chunks", [0, 2])
-def test_segments_fp16(op, segment_chunks):
+def test_precomputed_scores_match_reference(op, segment_chunks):
+    a, s0, (o_ref, s_ref) = _case(op, True)
+    o, s = _run(op, a, s0=s0, chunk=16, segment_chunks=segment_chunks, bv=16, precompute_att=True)
+    assert rel_err(o, o_ref) <= FP32_TOL
+    assert rel_err(s, s_ref) <= FP32_TOL
+
+
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("segment_chunks,precompute_att", [(0, False), (2, False), (2, True)])
+def test_segments_fp16(op, segment_chunks, precompute_att):
     a = make_inputs(op, 1, 200, 2, 32, 32, dtype=torch.float16, device=DEV, seed=60)
-    o, s = _run(op, a, chunk=16, segment_chunks=segment_chunks, bv=32)
+    o, s = _run(op, a, chunk=16, segment_chunks=segment_chunks, bv=32, precompute_att=precompute_att)
     assert o.dtype == torch.float16 and s.dtype == torch.float32
     o_ref, s_ref = _ref(op, a)
     assert rel_err(o, o_ref) <= 2e-2
@@ -107,7 +116,8 @@ def test_nan_input_gives_nan_output(name):
 def test_wy_solves_the_unit_triangular_system():
     """U, W against torch.linalg.solve_triangular in float64 on one chunk."""
     a = make_inputs("gated_delta_rule", 1, 64, 1, 32, 32, device=DEV, seed=95)
-    u, w = wy.wy(a["k"], a["v"], a["g"], a["beta"], 64)
+    u, w, att = wy.wy(a["k"], a["v"], a["g"], a["beta"], 64)
+    assert att is None
     k, v = a["k"][0, :, 0].double(), a["v"][0, :, 0].double()
     beta, b = a["beta"][0, :, 0].double(), a["g"][0, :, 0].double().cumsum(0)
     lower = torch.tril(beta[:, None] * torch.exp(b[:, None] - b[None, :]) * (k @ k.T), -1)
@@ -154,10 +164,12 @@ def test_gpu_segments_fp32(op):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("bv,num_warps", [(16, 4), (32, 4), (32, 8), (64, 8)])
-def test_gpu_tiles_agree(bv, num_warps):
+@pytest.mark.parametrize("bv,num_warps", [(16, 4), (32, 4), (32, 8), (64, 8), (128, 8)])
+@pytest.mark.parametrize("precompute_att", [False, True])
+def test_gpu_tiles_agree(bv, num_warps, precompute_att):
     a = make_inputs("gated_delta_rule", 1, 3000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=3)
-    o, s = _run("gated_delta_rule", a, scale=128**-0.5, segment_chunks=5, bv=bv, num_warps=num_warps)
+    o, s = _run("gated_delta_rule", a, scale=128**-0.5, segment_chunks=5, bv=bv, num_warps=num_warps,
+                precompute_att=precompute_att)
     o_ref, s_ref = _ref("gated_delta_rule", a, scale=128**-0.5)
     assert rel_err(o, o_ref) <= 2e-2
     assert rel_err(s, s_ref) <= 2e-2
