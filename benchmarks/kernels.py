@@ -184,12 +184,29 @@ def host_us(fn, n: int = 20) -> float:
     return host * 1e6
 
 
-def bench_sweep(ops, ts, roof, meta, fh, rows):
+def pairwise_fn(op: str, args: dict):
+    """The intra-chunk pairwise launch of the vector-decay ops alone (what the walk adds to)."""
+    from pytest_goni.kernels.triton.intra import pairwise_raw
+
+    if op == "gla":
+        return lambda: pairwise_raw(args["q"], args["k"], args["g"], 64, strict=False)
+    if op == "rwkv6":
+        return lambda: pairwise_raw(args["r"], args["k"], args["w"], 64, strict=True, u=args["u"], shift_x=True)
+    return None
+
+
+def bench_sweep(ops, ts, roof, meta, fh, rows, configs=None):
+    chosen = [(n, o) for n, o in SWEEP if not configs or n in configs]
     for t in ts:
         for op in ops:
             args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
             flops, bytes_ = linear_cost(op, t)
-            for name, options in SWEEP:
+            if pairwise_fn(op, args) is not None:
+                rec = {**time_ms(pairwise_fn(op, args), rep_ms=40.0), "section": "sweep", "op": op, "T": t,
+                       "impl": "pairwise_only"}
+                emit(rec, meta, fh)
+                rows.append(rec)
+            for name, options in chosen:
                 try:
                     fn = triton_fn(op, args, **options)
                     info = first_call_and_peak(fn)
@@ -389,6 +406,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "sweep"])
     p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
     p.add_argument("--sweep-T", type=int, nargs="*", default=[2048, 8192, 32768, 131072])
+    p.add_argument("--sweep-configs", nargs="*", default=[], help=f"names from {[n for n, _ in SWEEP]}")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py needs a CUDA device", file=sys.stderr)
@@ -407,7 +425,7 @@ def main(argv=None) -> int:
         sections = [("decode", lambda: bench_decode(roof, meta, fh, rows)),
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
                     ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows)),
-                    ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows)),
+                    ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows, a.sweep_configs)),
                     ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops))]
         for name, run in sections:
             if name in a.skip:

@@ -10,7 +10,8 @@ or b - g (RWKV-6, whose query reads the state before its own token). Every expon
 The scan over chunks is split into segments (`segments.plan`): a summary walk per segment from a
 zero state (its end state and total log-decay), the diagonal carry across segments, then the
 output walk of every segment in parallel from its start state. The chunk cumsums of g are taken
-in the kernels (tl.cumsum), so there is no torch pre-processing and no float32 copy of the gates,
+in the kernels (tl.cumsum for a scalar decay; for vector decays a tf32x3 dot with a lower-triangular
+matrix of ones, on tensor cores), so there is no torch pre-processing, no float32 copy of the gates,
 and a short sequence with a scalar decay runs in a single launch. Nothing of size T x Dk x Dv is
 stored: memory is the inputs, the outputs and one [Dk, Dv] state per segment.
 """
@@ -52,6 +53,7 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, ds
     else:
         dacc = tl.zeros([BK], dtype=tl.float32)
     causal = oc[:, None] >= oc[None, :]
+    lower = causal.to(tl.float32)
     c_stop = tl.minimum(seg * L + L, NT)
     for c in range(seg * L, c_stop):
         t = c * C + oc
@@ -67,7 +69,7 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, ds
             kd = k.to(tl.float32) * tl.exp(blast - bc)[:, None]
         else:
             graw = tl.load(g_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
-            bc = tl.cumsum(graw, 0)
+            bc = tl.dot(lower, graw, input_precision="tf32x3")  # cumsum over rows, on tensor cores
             blast = tl.sum(graw, 0)
             kd = k.to(tl.float32) * tl.exp(blast[None, :] - bc)
         if OUTPUT:
