@@ -161,12 +161,14 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
                        SEGC, NCHUNK, NSEG,
                        C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                        SUMMARY: tl.constexpr, SEGMENTED: tl.constexpr, HAS_S0: tl.constexpr,
-                       STORE_S: tl.constexpr, PRE: tl.constexpr, LIMIT: tl.constexpr, PREC: tl.constexpr):
+                       STORE_S: tl.constexpr, PRE: tl.constexpr, WITH_R: tl.constexpr, LIMIT: tl.constexpr,
+                       PREC: tl.constexpr):
     """One program per (value block, segment, batch*head) walks the segment's chunks.
 
     SUMMARY: value block iv covers columns iv*BV.. of the extended state [M | B] ([Dk, Dk + Dv]);
     stores the segment's end tile into ext. Otherwise: outputs, from the segment's start state.
-    PRE: the chunk terms come from the prep kernel's buffers, else they are computed here.
+    PRE: the chunk terms come from the prep kernel's buffers, else they are computed here
+    (WITH_R = not SUMMARY: whether the output terms are needed).
     """
     iv = tl.program_id(0)
     seg = tl.program_id(1)
@@ -224,7 +226,7 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
             kp = row[:, None] * DK + ok[None, :]
             mtk = mt[:, None] & mk[None, :]
             wa, mak, rq, r_b, r_k, bd, kd, dec = _chunk_terms(r_ptr, w_ptr, k_ptr, a_ptr, b_ptr, kp, mtk, C,
-                                                              LOG2C, not SUMMARY, LIMIT, PREC)
+                                                              LOG2C, WITH_R, LIMIT, PREC)
         v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
         u = tl.dot(wa.to(DT), s.to(DT)) + tl.dot(mak.to(DT), v)
         ud = u.to(DT)
@@ -266,7 +268,7 @@ def _prep(inputs, t: int, h: int, dk: int, nchunk: int, c: int, bk: int, common:
     dec = torch.empty(bh, nchunk, dk, device=r.device, dtype=torch.float32)
     _rwkv7_prep_kernel[(nchunk, bh)](r, w, k, a, b, wa, rq, bd, kd, mat, dec, t, h, dk, nchunk, C=c,
                                      LOG2C=common["LOG2C"], BK=bk, LIMIT=common["LIMIT"], PREC=common["PREC"],
-                                     num_warps=common["num_warps"])
+                                     num_warps=8)
     return wa, rq, bd, kd, mat, dec
 
 
@@ -300,7 +302,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     s0 = initial_state.float().contiguous() if initial_state is not None else None
     st = torch.empty(bs, h, dk, dv, device=r.device, dtype=torch.float32) if output_final_state else None
     common = dict(C=c, LOG2C=c.bit_length() - 1, BK=bk, HAS_S0=s0 is not None, LIMIT=FACTOR_LIMIT,
-                  PREC=prec, PRE=not fused, num_warps=num_warps or 4)
+                  PREC=prec, PRE=not fused, num_warps=num_warps or (8 if bv >= 64 else 4))
     inputs = (r, w, k, v, a, b)
     terms = (o,) * 6 if fused else _prep(inputs, t, h, dk, nchunk, c, bk, common)
     start = last = o  # placeholders for pointers a mode does not read
@@ -308,11 +310,13 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
         ext = torch.empty(nseg - 1, bh, dk, dk + dv, device=r.device, dtype=torch.float32)
         grid = (triton.cdiv(dk + dv, bv_sum), nseg - 1, bh)
         _rwkv7_walk_kernel[grid](*inputs, *terms, o, o, o, o, o, ext, scale, t, h, dk, dv, segc, nchunk,
-                                 nseg - 1, BV=bv_sum, SUMMARY=True, SEGMENTED=False, STORE_S=False, **common)
+                                 nseg - 1, BV=bv_sum, SUMMARY=True, SEGMENTED=False, STORE_S=False, WITH_R=False,
+                                 **common)
         last = torch.empty(bh, dk, dv, device=r.device, dtype=torch.float32)
         start = segments.carry_matrix(ext, s0, last)
     grid = (triton.cdiv(dv, bv), nseg, bh)
     _rwkv7_walk_kernel[grid](*inputs, *terms, o, s0 if s0 is not None else o, start, last,
                              st if st is not None else o, o, scale, t, h, dk, dv, segc, nchunk, nseg,
-                             BV=bv, SUMMARY=False, SEGMENTED=nseg > 1, STORE_S=st is not None, **common)
+                             BV=bv, SUMMARY=False, SEGMENTED=nseg > 1, STORE_S=st is not None, WITH_R=True,
+                             **common)
     return o, st
