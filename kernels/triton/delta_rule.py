@@ -103,19 +103,21 @@ def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
 
 
 def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_final_state=False,
-                         chunk=CHUNK, segment_chunks=None, bv=None, num_warps=None, precompute_att=False):
+                         chunk=CHUNK, segment_chunks=None, bv=None, num_warps=None, precompute_att=False,
+                         inv_precision=None):
     """(Gated) delta rule forward on CUDA (or under TRITON_INTERPRET=1); g None: plain delta rule.
 
     Returns (o [B, T, H, Dv] in q's dtype, final state [B, H, Dk, Dv] float32 or None).
     segment_chunks: chunks per segment (0: one segment; None: `segments.plan` decides);
     bv: value-block width of the walks (power of two >= 16, default 32); num_warps: of the walks
     (default 8); precompute_att: the WY launch also stores each chunk's decayed Q K^T
-    ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block.
+    ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block;
+    inv_precision: tl.dot precision of the WY inverse's float32 products (`wy.wy`).
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    u, w, att = wy.wy(k, v, g, beta, chunk, q=q if precompute_att else None)
+    u, w, att = wy.wy(k, v, g, beta, chunk, inv_precision, q=q if precompute_att else None)
     bk, bv = _tiles(dk, dv, bv)
     num_warps = num_warps or 8  # 4 spills registers at BV=32 (sm_90 build, Triton 3.9)
     prec = wy.dot_precision(q.dtype)

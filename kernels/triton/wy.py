@@ -73,6 +73,9 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
         tl.store(att_ptr + row[:, None] * C + oc[None, :], att.to(att_ptr.dtype.element_ty), mask=mt[:, None])
 
 
+PRECISIONS = ("tf32", "tf32x3", "ieee")  # tl.dot input precisions of float32 operands, Triton 3.6 and later
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """tl.dot input precision for operands of `dtype`: float32 keeps float32 accuracy (tf32x3)."""
     return "tf32x3" if dtype == torch.float32 else "tf32"
@@ -88,6 +91,8 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
     """
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
+    if inv_precision not in (None, *PRECISIONS):
+        raise ValueError(f"inv_precision must be one of {PRECISIONS}, got {inv_precision!r}")
     b, t, h, dk = k.shape
     dv = v.shape[-1]
     u = torch.empty(b, t, h, dv, device=k.device, dtype=k.dtype)

@@ -134,6 +134,8 @@ def test_bad_options_raise_clear_errors():
         _run("delta_rule", a, chunk=48)
     with pytest.raises(ValueError, match="bv"):
         _run("delta_rule", a, bv=24)
+    with pytest.raises(ValueError, match="inv_precision"):
+        _run("delta_rule", a, inv_precision="fp8")
 
 
 # ---------------------------------------------------------------- GPU only: model shapes, bf16
@@ -148,6 +150,16 @@ def test_gpu_segments_bf16(op, t, segment_chunks):
     s0 = random_state(2, 4, 128, 128, device="cuda")
     o, s = _run(op, a, scale=128**-0.5, s0=s0, segment_chunks=segment_chunks)
     o_ref, s_ref = _ref(op, a, scale=128**-0.5, s0=s0)
+    assert rel_err(o, o_ref) <= 2e-2
+    assert rel_err(s, s_ref) <= 2e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("inv_precision", ["tf32", "tf32x3", "ieee"])
+def test_gpu_inverse_precisions(inv_precision):
+    a = make_inputs("gated_delta_rule", 2, 1000, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=11)
+    o, s = _run("gated_delta_rule", a, scale=128**-0.5, segment_chunks=4, inv_precision=inv_precision)
+    o_ref, s_ref = _ref("gated_delta_rule", a, scale=128**-0.5)
     assert rel_err(o, o_ref) <= 2e-2
     assert rel_err(s, s_ref) <= 2e-2
 
