@@ -1,4 +1,4 @@
-"""Triton forward of RWKV-7 (generalized delta rule with vector decay): one fused, segment-parallel walk.
+"""Triton forward of RWKV-7 (generalized delta rule with vector decay): a prep and segment-parallel walks.
 
 Per chunk of C tokens, with L = log-decay summed from the chunk start and Lx = L - w (the decay
 before token t), the per-token u_t = a_t S_{t-1} solve (I - A_ab) u = (a e^Lx) S_0 + A_ak V with
@@ -19,7 +19,9 @@ lower A, computed with tf32x3 dots for float32 inputs.
 The walk is cut into segments (`segments.plan`). The recurrence is linear in (S, V), so a SUMMARY
 walk of each segment from the extended state [I | 0] (value columns < Dk: identity, V = 0;
 columns >= Dk: zero state, real V) ends at [M_seg | B_seg]; `segments.carry_matrix` turns those
-into every segment's start state, and the OUTPUT walk runs all segments in parallel.
+into every segment's start state, and the OUTPUT walk runs all segments in parallel (the last
+segment's summary is never needed: its start state is the carry's end). Launches: prep, summary,
+carry, output (prep and output only when the plan gives one segment).
 """
 
 from __future__ import annotations
@@ -138,10 +140,10 @@ def _rwkv7_prep_kernel(r_ptr, w_ptr, k_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr, bd_ptr
     mk = ok < DK
     t = c * C + oc
     mtk = (t < T)[:, None] & mk[None, :]
-    kp = ((bb * T + t) * H + h)[:, None] * DK + ok[None, :]
+    kp = ((bb * T + t) * H + h).to(tl.int64)[:, None] * DK + ok[None, :]  # int64: B*T*H*D may pass 2^31
     wa, mak, rq, r_b, r_k, bd, kd, dec = _chunk_terms(r_ptr, w_ptr, k_ptr, a_ptr, b_ptr, kp, mtk, C, LOG2C,
                                                       True, LIMIT, PREC)
-    prow = bh * NCHUNK * C + t
+    prow = (bh * NCHUNK * C + t).to(tl.int64)
     pp = prow[:, None] * DK + ok[None, :]
     mp = mk[None, :] & (oc >= 0)[:, None]
     tl.store(wa_ptr + pp, wa.to(DT), mask=mp)
@@ -203,9 +205,9 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
     for c in range(c_lo, c_hi):
         t = c * C + oc
         mt = t < T
-        row = (bb * T + t) * H + h
+        row = ((bb * T + t) * H + h).to(tl.int64)
         if PRE:
-            prow = bh * NCHUNK * C + t
+            prow = (bh * NCHUNK * C + t).to(tl.int64)
             pp = prow[:, None] * DK + ok[None, :]
             mp = mk[None, :] & (oc >= 0)[:, None]
             mp3 = prow[:, None] * (3 * C) + oc[None, :]
