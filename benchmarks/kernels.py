@@ -159,6 +159,7 @@ SWEEP = [
     ("bv128_w8_L128", dict(bv=128, num_warps=8, segment_chunks=128)),
     ("bv128_w4", dict(bv=128, num_warps=4)),
     ("bv64_w8", dict(bv=64, num_warps=8)),
+    ("two_pass", dict(impl="two_pass")),
 ]
 
 

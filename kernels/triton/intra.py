@@ -136,12 +136,14 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         xs = x * tl.exp(bx - r[None, :])
         ys = y * tl.exp(r[None, :] - by)
         tl.store(a_rows + jb * SUB + os_[None, :], tl.dot(xs, tl.trans(ys)))
-    y_i = tl.load(y_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
     diag = tl.zeros([SUB, SUB], dtype=tl.float32)
-    for j in range(0, SUB):
-        pick = os_[:, None] == j
-        yj = tl.sum(tl.where(pick, y_i, 0.0), 0)
-        byj = tl.sum(tl.where(pick, bi, 0.0), 0)
+    byj = pre
+    for j in range(0, SUB):  # rows of the block read one by one: no cross-thread reduction per column
+        tj = n * C + ib * SUB + j
+        mj = mk & ((ok * 0 + tj) < T)  # vector mask: the interpreter rejects vector & scalar
+        rj = ((b * T + tj) * H + h) * DK + ok
+        byj += tl.load(g_ptr + rj, mask=mj, other=0.0).to(tl.float32)
+        yj = tl.load(y_ptr + rj, mask=mj, other=0.0).to(tl.float32)
         if STRICT:
             keep = os_ > j
         else:
@@ -151,6 +153,7 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         diag = tl.where(os_[None, :] == j, col[:, None], diag)
     if BONUS:
         u = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        y_i = tl.load(y_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
         d = tl.sum(x * u[None, :] * y_i, 1)
         diag = tl.where(os_[:, None] == os_[None, :], d[:, None], diag)
     tl.store(a_rows + ib * SUB + os_[None, :], diag)
