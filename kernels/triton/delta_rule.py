@@ -117,8 +117,8 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    u, w, att = wy.wy(k, v, g, beta, chunk, inv_precision, q=q if precompute_att else None)
     bk, bv = _tiles(dk, dv, bv)
+    u, w, att = wy.wy(k, v, g, beta, chunk, inv_precision, q=q if precompute_att else None)
     num_warps = num_warps or 8  # 4 spills registers at BV=32 (sm_90 build, Triton 3.9)
     prec = wy.dot_precision(q.dtype)
     gp = g.contiguous() if g is not None else beta

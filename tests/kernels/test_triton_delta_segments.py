@@ -54,10 +54,13 @@ def test_segments_fp32_match_reference(op, segment_chunks, with_state):
 
 @pytest.mark.parametrize("op", DELTA_OPS)
 @pytest.mark.parametrize("segment_chunks", [0, 1])
-def test_segments_chunk64_short_tail(op, segment_chunks):
-    a = make_inputs(op, 1, 70, 2, 16, 32, device=DEV, seed=50)
-    s0 = random_state(1, 2, 16, 32, device=DEV)
-    o, s = _run(op, a, s0=s0, chunk=64, segment_chunks=segment_chunks, bv=16)  # Dk + Dv split in 3 blocks
+@pytest.mark.parametrize("bv", [16, 32])
+def test_segments_chunk64_short_tail(op, segment_chunks, bv):
+    # B = 2, Dk = 16 != Dv = 32; the summary's [Dk, Dk + Dv] state in 3 blocks of 16, or in blocks of
+    # 32 of which the first holds identity and state columns together
+    a = make_inputs(op, 2, 70, 2, 16, 32, device=DEV, seed=50)
+    s0 = random_state(2, 2, 16, 32, device=DEV)
+    o, s = _run(op, a, s0=s0, chunk=64, segment_chunks=segment_chunks, bv=bv)
     o_ref, s_ref = _ref(op, a, s0=s0)
     assert rel_err(o, o_ref) <= FP32_TOL
     assert rel_err(s, s_ref) <= FP32_TOL
