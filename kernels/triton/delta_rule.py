@@ -60,6 +60,10 @@ def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, att_ptr, o_ptr, s_in_ptr, ex
     causal = oc[:, None] >= oc[None, :]
     n0 = seg * L
     n1 = tl.minimum(n0 + L, NT)
+    if SUMMARY and not HAS_S_IN:
+        # the carry multiplies segment 0's transition by a zero start state: skip blocks that only
+        # hold its identity columns (they store I, finite, instead of M_0)
+        n1 = tl.where((seg == 0) & (iv * BV + BV <= DK), n0, n1)
     for n in range(n0, n1):
         t = n * C + oc
         mt = t < T
@@ -133,7 +137,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     common = dict(C=chunk, BK=bk, BV=bv, HAS_G=g is not None, PRECISION=prec, num_warps=num_warps,
                   num_stages=stages)
 
-    def walk(grid, s_in, ext, summary, has_s_in, store_s):
+    def walk(grid, s_in, ext, summary, has_s_in, store_s):  # SUMMARY: has_s_in = the initial state is given
         _walk_kernel[grid](q, k, u, w, gp, att if att is not None else o, o, s_in, ext, st if store_s else o, scale,
                            t, h, dk, dv, seg_len, nt, SUMMARY=summary, HAS_S_IN=has_s_in, STORE_S=store_s,
                            PRE_ATT=att is not None, **common)
@@ -146,7 +150,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     ext = torch.empty(nseg, b * h, dk, dk + dv, device=q.device, dtype=torch.float32)
     if nsum < nseg:
         ext[nsum:].zero_()  # read by the carry's last step, whose result is dropped
-    walk((triton.cdiv(dk + dv, bv), nsum, b * h), o, ext, True, False, False)
+    walk((triton.cdiv(dk + dv, bv), nsum, b * h), o, ext, True, has_s0, False)
     start = segments.carry_matrix(ext, s0 if has_s0 else None, st)
     walk((triton.cdiv(dv, bv), nseg, b * h), start, o, False, True, False)
     return o, st
