@@ -20,8 +20,9 @@ The walk is cut into segments (`segments.plan`). The recurrence is linear in (S,
 walk of each segment from the extended state [I | 0] (value columns < Dk: identity, V = 0;
 columns >= Dk: zero state, real V) ends at [M_seg | B_seg]; `segments.carry_matrix` turns those
 into every segment's start state, and the OUTPUT walk runs all segments in parallel (the last
-segment's summary is never needed: its start state is the carry's end). Launches: prep, summary,
-carry, output (prep and output only when the plan gives one segment).
+segment's summary is never needed: its start state is the carry's end). The summary runs as two
+launches: the M columns (identity start, no value terms) and the B columns. Launches: prep,
+summary M, summary B, carry, output (prep and output only when the plan gives one segment).
 """
 
 from __future__ import annotations
@@ -160,15 +161,17 @@ def _rwkv7_prep_kernel(r_ptr, w_ptr, k_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr, bd_ptr
 @triton.jit
 def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr, bd_ptr, kd_ptr, mat_ptr,
                        dec_ptr, o_ptr, s0_ptr, start_ptr, last_ptr, st_ptr, ext_ptr, scale, T, H, DK, DV,
-                       SEGC, NCHUNK, NSEG,
+                       SEGC, NCHUNK, NSEG, COL0,
                        C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       SUMMARY: tl.constexpr, SEGMENTED: tl.constexpr, HAS_S0: tl.constexpr,
+                       SUMMARY: tl.constexpr, IDENT: tl.constexpr, SEGMENTED: tl.constexpr, HAS_S0: tl.constexpr,
                        STORE_S: tl.constexpr, PRE: tl.constexpr, WITH_R: tl.constexpr, LIMIT: tl.constexpr,
                        PREC: tl.constexpr):
     """One program per (value block, segment, batch*head) walks the segment's chunks.
 
-    SUMMARY: value block iv covers columns iv*BV.. of the extended state [M | B] ([Dk, Dk + Dv]);
-    stores the segment's end tile into ext. Otherwise: outputs, from the segment's start state.
+    SUMMARY: value block iv covers columns COL0 + iv*BV.. of the extended state [M | B]
+    ([Dk, Dk + Dv]; IDENT: the M columns, which start from I and have no values, so the V terms
+    are skipped); stores the segment's end tile into ext. Otherwise: outputs, from the segment's
+    start state.
     PRE: the chunk terms come from the prep kernel's buffers, else they are computed here
     (WITH_R = not SUMMARY: whether the output terms are needed).
     """
@@ -181,7 +184,7 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
     ok = tl.arange(0, BK)
     oc = tl.arange(0, C)
     mk = ok < DK
-    ob = iv * BV + tl.arange(0, BV)  # column of the (extended) state
+    ob = COL0 + iv * BV + tl.arange(0, BV)  # column of the (extended) state
     if SUMMARY:
         ov = ob - DK  # value column; < 0 for the identity block
         mv = (ov >= 0) & (ov < DV)
@@ -229,18 +232,27 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
             mtk = mt[:, None] & mk[None, :]
             wa, mak, rq, r_b, r_k, bd, kd, dec = _chunk_terms(r_ptr, w_ptr, k_ptr, a_ptr, b_ptr, kp, mtk, C,
                                                               LOG2C, WITH_R, LIMIT, PREC)
-        v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
-        u = tl.dot(wa.to(DT), s.to(DT)) + tl.dot(mak.to(DT), v)
+        if IDENT:
+            u = tl.dot(wa.to(DT), s.to(DT))
+        else:
+            v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
+            u = tl.dot(wa.to(DT), s.to(DT)) + tl.dot(mak.to(DT), v)
         ud = u.to(DT)
         if not SUMMARY:
             o = tl.dot(rq.to(DT), s.to(DT)) + tl.dot(r_b.to(DT), ud) + tl.dot(r_k.to(DT), v)
             tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),
                      mask=mt[:, None] & mv[None, :])
-        s = s * dec[:, None] + tl.dot(tl.trans(bd.to(DT)), ud) + tl.dot(tl.trans(kd.to(DT)), v)
+        if IDENT:
+            s = s * dec[:, None] + tl.dot(tl.trans(bd.to(DT)), ud)
+        else:
+            s = s * dec[:, None] + tl.dot(tl.trans(bd.to(DT)), ud) + tl.dot(tl.trans(kd.to(DT)), v)
     if SUMMARY:
-        width = DK + DV
-        ep = ((seg * tl.num_programs(2) + bh) * DK + ok[:, None]) * width + ob[None, :]
-        tl.store(ext_ptr + ep, s, mask=mk[:, None] & (ob < width)[None, :])
+        if IDENT:
+            end = DK  # a block past Dk must not overwrite B columns
+        else:
+            end = DK + DV
+        ep = ((seg * tl.num_programs(2) + bh) * DK + ok[:, None]) * (DK + DV) + ob[None, :]
+        tl.store(ext_ptr + ep, s, mask=mk[:, None] & (ob < end)[None, :])
     elif STORE_S:
         if seg == NSEG - 1:
             tl.store(st_ptr + sp, s, mask=m2)
@@ -252,13 +264,6 @@ def _chunk(chunk: int | None) -> int:
     if chunk not in (16, 32, 64):
         raise ValueError(f"rwkv7 chunk must be 16, 32 or 64, got {chunk!r}")
     return chunk
-
-
-def _summary_block(dk: int, bv: int) -> int | None:
-    """The value block for the summary walk: it must divide Dk (a block is all M or all B)."""
-    while bv >= 16 and dk % bv:
-        bv //= 2
-    return bv if bv >= 16 else None
 
 
 def _prep(inputs, t: int, h: int, dk: int, nchunk: int, c: int, bk: int, common: dict) -> tuple:
@@ -296,10 +301,6 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     prec = "tf32x3" if r.dtype == torch.float32 else "tf32"
     nchunk = triton.cdiv(t, c)
     segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks)
-    if nseg > 1:
-        bv_sum = _summary_block(dk, bv)
-        if bv_sum is None:
-            segc, nseg = nchunk, 1
     o = torch.empty_like(v, dtype=r.dtype)
     s0 = initial_state.float().contiguous() if initial_state is not None else None
     st = torch.empty(bs, h, dk, dv, device=r.device, dtype=torch.float32) if output_final_state else None
@@ -310,15 +311,16 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     start = last = o  # placeholders for pointers a mode does not read
     if nseg > 1:
         ext = torch.empty(nseg - 1, bh, dk, dk + dv, device=r.device, dtype=torch.float32)
-        grid = (triton.cdiv(dk + dv, bv_sum), nseg - 1, bh)
-        _rwkv7_walk_kernel[grid](*inputs, *terms, o, o, o, o, o, ext, scale, t, h, dk, dv, segc, nchunk,
-                                 nseg - 1, BV=bv_sum, SUMMARY=True, SEGMENTED=False, STORE_S=False, WITH_R=False,
-                                 **common)
+        for ident, col0, width in ((True, 0, dk), (False, dk, dv)):
+            grid = (triton.cdiv(width, bv), nseg - 1, bh)
+            _rwkv7_walk_kernel[grid](*inputs, *terms, o, o, o, o, o, ext, scale, t, h, dk, dv, segc, nchunk,
+                                     nseg - 1, col0, BV=bv, SUMMARY=True, IDENT=ident, SEGMENTED=False,
+                                     STORE_S=False, WITH_R=False, **common)
         last = torch.empty(bh, dk, dv, device=r.device, dtype=torch.float32)
         start = segments.carry_matrix(ext, s0, last)
     grid = (triton.cdiv(dv, bv), nseg, bh)
     _rwkv7_walk_kernel[grid](*inputs, *terms, o, s0 if s0 is not None else o, start, last,
-                             st if st is not None else o, o, scale, t, h, dk, dv, segc, nchunk, nseg,
-                             BV=bv, SUMMARY=False, SEGMENTED=nseg > 1, STORE_S=st is not None, WITH_R=True,
+                             st if st is not None else o, o, scale, t, h, dk, dv, segc, nchunk, nseg, 0,
+                             BV=bv, SUMMARY=False, IDENT=False, SEGMENTED=nseg > 1, STORE_S=st is not None, WITH_R=True,
                              **common)
     return o, st

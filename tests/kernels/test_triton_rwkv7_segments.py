@@ -55,7 +55,7 @@ def test_larger_chunks_match_reference(chunk):
 
 
 def test_key_width_not_a_power_of_two_and_wide_value_block():
-    """Dk = 48: the summary falls back to a value block dividing Dk; masked rows stay zero."""
+    """Dk = 48, value block 32: the summary's last M block is cut at Dk; masked rows stay zero."""
     args = make_inputs("rwkv7", 1, 70, 1, 48, 16, device=DEV, seed=7)
     _check(args, FP32_TOL, random_state(1, 1, 48, 16, device=DEV), segment_chunks=2, bv=32)
 
