@@ -10,9 +10,10 @@ or b - g (RWKV-6, whose query reads the state before its own token). Every expon
 The scan over chunks is split into segments (`segments.plan`): a summary walk per segment from a
 zero state (its end state and total log-decay), the diagonal carry across segments, then the
 output walk of every segment in parallel from its start state. The chunk cumsums of g are taken
-in the kernels (tl.cumsum for a scalar decay; for vector decays a tf32x3 dot with a lower-triangular
-matrix of ones, on tensor cores), so there is no torch pre-processing, no float32 copy of the gates,
-and a short sequence with a scalar decay runs in a single launch. Nothing of size T x Dk x Dv is
+in the kernels (tl.cumsum for a scalar decay; for vector decays a dot with a lower-triangular matrix
+of ones, on tensor cores: tf32 is exact for bf16/fp16 gates, tf32x3 for fp32), so there is no torch
+pre-processing and no float32 copy of the gates, and a short sequence with a scalar decay runs in a
+single launch. Nothing of size T x Dk x Dv is
 stored: memory is the inputs, the outputs and one [Dk, Dv] state per segment.
 """
 
@@ -30,7 +31,8 @@ from .common import state_in, state_out
 def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, dsum_ptr, scale,
                  T, TP, H, DK, DV, L, NT,
                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr, SHIFT_Q: tl.constexpr,
-                 OUTPUT: tl.constexpr, HAS_SIN: tl.constexpr, STORE_S: tl.constexpr, STORE_D: tl.constexpr):
+                 PREC: tl.constexpr, OUTPUT: tl.constexpr, HAS_SIN: tl.constexpr, STORE_S: tl.constexpr,
+                 STORE_D: tl.constexpr):
     iv = tl.program_id(0)
     seg = tl.program_id(1)
     bh = tl.program_id(2)
@@ -69,7 +71,7 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, ds
             kd = k.to(tl.float32) * tl.exp(blast - bc)[:, None]
         else:
             graw = tl.load(g_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
-            bc = tl.dot(lower, graw, input_precision="tf32x3")  # cumsum over rows, on tensor cores
+            bc = tl.dot(lower, graw, input_precision=PREC)  # cumsum over rows, on tensor cores
             blast = tl.sum(graw, 0)
             kd = k.to(tl.float32) * tl.exp(blast[None, :] - bc)
         if OUTPUT:
@@ -107,6 +109,11 @@ NUM_WARPS = 4
 PROGRAMS_PER_SM = 2  # walk programs resident per SM at (BV, NUM_WARPS): one wave of segments
 
 
+def cumsum_precision(dtype: torch.dtype) -> str:
+    """Dot precision of a cumsum-by-matmul: tf32 holds bf16/fp16 values exactly (fp32 sums), fp32 needs x3."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
 def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
     bk = max(16, triton.next_power_of_2(dk))
     return bk, bv or max(16, min(triton.next_power_of_2(dv), BV))
@@ -136,7 +143,8 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     st = state_out(output_final_state, b, h, dk, dv, q)
     s0, has_s0 = state_in(initial_state, q)
     att_ = att if att is not None else g
-    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, num_warps=warps, num_stages=2)
+    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, PREC=cumsum_precision(g.dtype),
+                  num_warps=warps, num_stages=2)
     if nseg == 1:
         _walk_kernel[(nv, 1, b * h)](q, k, v, g, att_, o, s0, st if st is not None else o, o, scale,
                                      t, tp, h, dk, dv, L, nt, OUTPUT=True, HAS_SIN=has_s0,

@@ -20,7 +20,10 @@ from .common import chunk_cumsum, fused_scan
 from .diagonal import diagonal_fwd
 from .intra import pairwise, pairwise_raw
 
-CHUNK = 64
+CHUNK = 64  # the two-pass and fused forms
+# The segment walk with vector decays holds [C, Dk] float32 decay tiles beside the state: at C=32,
+# BV=64 and 8 warps ptxas (sm_90) reports no register spills; at C=64 it spills 400-2000 bytes.
+SEGMENT_CHUNK, SEGMENT_BV, SEGMENT_WARPS = 32, 64, 8
 
 
 @triton.jit
@@ -65,13 +68,17 @@ def _vec_scan_kernel(q_ptr, k_ptr, v_ptr, bq_ptr, bk_ptr, a_ptr, o_ptr, s0_ptr, 
         tl.store(st_ptr + sp, s, mask=mk[:, None] & mv[None, :])
 
 
-def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=CHUNK, bv=None,
+def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk=None, bv=None,
              impl="segments", segment_chunks=None, num_warps=None):
     if impl == "segments":
+        chunk = chunk or SEGMENT_CHUNK
+        bv = bv or SEGMENT_BV
+        num_warps = num_warps or SEGMENT_WARPS
         att = pairwise_raw(q, k, g, chunk, strict=u is not None, u=u, shift_x=u is not None)
         return diagonal_fwd(q, k, v, g, scale, initial_state, output_final_state, scalar=False, att=att,
                             shift_q=u is not None, chunk=chunk, segment_chunks=segment_chunks, bv=bv,
                             num_warps=num_warps)
+    chunk = chunk or CHUNK
     t = q.shape[1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     bk = chunk_cumsum(g, chunk)
@@ -89,7 +96,7 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
                       output_final_state, bv)
 
 
-def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=CHUNK, impl="segments",
+def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, impl="segments",
             **options):
     """GLA forward on CUDA (or under TRITON_INTERPRET=1). g: log-decay [B, T, H, Dk].
 
@@ -98,7 +105,7 @@ def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chu
     return _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, chunk=chunk, impl=impl, **options)
 
 
-def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=CHUNK,
+def rwkv6_fwd(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=None,
               impl="segments", **options):
     """RWKV-6 forward on CUDA (or under TRITON_INTERPRET=1). w: log-decay, u: bonus [H, Dk]."""
     return _vec_fwd(r, k, v, w, scale, initial_state, output_final_state, u=u, chunk=chunk, impl=impl,

@@ -91,7 +91,7 @@ def pairwise(x, y, bx, by, chunk, strict, u=None):
 @triton.jit
 def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
                          C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                         STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr):
+                         STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr, PREC: tl.constexpr):
     """As `_pairwise_kernel`, from the raw log-decay g [B, T, H, Dk]: the sums from the chunk start
     are taken here, sub-block by sub-block (by = prefix + cumsum; bx = by, or by - g with SHIFT_X)."""
     pid = tl.program_id(0)
@@ -116,7 +116,7 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         pre += tl.sum(gj, 0)
     gi = tl.load(g_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
     lower = (os_[:, None] >= os_[None, :]).to(tl.float32)  # cumsum over rows as a dot (a row scan is slow)
-    bi = pre[None, :] + tl.dot(lower, gi, input_precision="tf32x3")
+    bi = pre[None, :] + tl.dot(lower, gi, input_precision=PREC)
     if SHIFT_X:
         bx = bi - gi
     else:
@@ -129,7 +129,7 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         mjk = (tj < T)[:, None] & mk[None, :]
         rows_j = ((b * T + tj) * H + h)[:, None] * DK + ok[None, :]
         gj = tl.load(g_ptr + rows_j, mask=mjk, other=0.0).to(tl.float32)
-        by = pj[None, :] + tl.dot(lower, gj, input_precision="tf32x3")
+        by = pj[None, :] + tl.dot(lower, gj, input_precision=PREC)
         r = pj + tl.sum(gj, 0)
         pj = r
         y = tl.load(y_ptr + rows_j, mask=mjk, other=0.0).to(tl.float32)
@@ -169,6 +169,7 @@ def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False):
     bk = max(16, triton.next_power_of_2(dk))
     _pairwise_raw_kernel[(tp // SUB, b * h)](
         x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
-        C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x, num_warps=4,
+        C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x,
+        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", num_warps=4,
     )
     return a
