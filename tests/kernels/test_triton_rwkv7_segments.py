@@ -77,6 +77,14 @@ def test_nan_input_gives_nan_output_in_later_segments():
     assert torch.isnan(s).any()
 
 
+def test_without_final_state_over_segments():
+    args = make_inputs("rwkv7", 1, 100, H, D, D, device=DEV, seed=10)
+    s0 = random_state(1, H, D, D, device=DEV)
+    o, s = rwkv7_fwd(**args, scale=0.3, initial_state=s0, segment_chunks=2)
+    assert s is None
+    assert rel_err(o, REFERENCE["rwkv7"](**args, scale=0.3, initial_state=s0)[0]) <= FP32_TOL
+
+
 def test_bad_chunk_is_a_clear_error():
     args = make_inputs("rwkv7", 1, 8, 1, D, D, device=DEV)
     with pytest.raises(ValueError, match="chunk must be 16, 32 or 64"):
