@@ -149,18 +149,24 @@ def triton_fn(op: str, args: dict, **options):
     return table[op]
 
 
-# implementation options swept by --sweep: (name, options); segment_chunks None = the plan's choice
-SWEEP = [
-    ("bv64_w4", dict(bv=64, num_warps=4)),
-    ("bv64_w4_L128", dict(bv=64, num_warps=4, segment_chunks=128)),
-    ("bv64_w4_one_segment", dict(bv=64, num_warps=4, segment_chunks=0)),
-    ("bv128_w8", dict(bv=128, num_warps=8)),
-    ("bv128_w8_L32", dict(bv=128, num_warps=8, segment_chunks=32)),
-    ("bv128_w8_L128", dict(bv=128, num_warps=8, segment_chunks=128)),
-    ("bv128_w4", dict(bv=128, num_warps=4)),
-    ("bv64_w8", dict(bv=64, num_warps=8)),
-    ("two_pass", dict(impl="two_pass")),
-]
+# implementation options swept by --sweep-ops: (name, options) per op; {} = the defaults
+_SEGMENTS = [("default", {}), ("one_segment", dict(segment_chunks=0)), ("L4", dict(segment_chunks=4)),
+             ("L16", dict(segment_chunks=16)), ("L64", dict(segment_chunks=64))]
+_VECTOR = [("C64", dict(chunk=64)), ("bv128_w8", dict(bv=128, num_warps=8)), ("bv32_w4", dict(bv=32, num_warps=4)),
+           ("two_pass", dict(impl="two_pass"))]
+_DELTA = [("bv32_w4", dict(bv=32, num_warps=4)), ("bv64_w8", dict(bv=64, num_warps=8)),
+          ("bv16_w4", dict(bv=16, num_warps=4)), ("precompute_att", dict(precompute_att=True)),
+          ("inv_tf32x3", dict(inv_precision="tf32x3"))]
+SWEEP = {
+    "simple_gla": _SEGMENTS + [("bv128_w8", dict(bv=128, num_warps=8)), ("bv64_w8", dict(bv=64, num_warps=8)),
+                               ("two_pass", dict(impl="two_pass"))],
+    "gla": _SEGMENTS + _VECTOR,
+    "rwkv6": _SEGMENTS + _VECTOR,
+    "delta_rule": _SEGMENTS + _DELTA,
+    "gated_delta_rule": _SEGMENTS + _DELTA,
+    "rwkv7": _SEGMENTS + [("C32", dict(chunk=32)), ("C64", dict(chunk=64)), ("bv32_w4", dict(bv=32, num_warps=4)),
+                          ("bv128_w8", dict(bv=128, num_warps=8)), ("fused", dict(fused=True))],
+}
 
 
 def graph_ms(fn) -> dict:
@@ -185,28 +191,32 @@ def host_us(fn, n: int = 20) -> float:
     return host * 1e6
 
 
-def pairwise_fn(op: str, args: dict):
+def pairwise_fn(op: str, args: dict, chunk: int, num_warps: int):
     """The intra-chunk pairwise launch of the vector-decay ops alone (what the walk adds to)."""
     from pytest_goni.kernels.triton.intra import pairwise_raw
 
     if op == "gla":
-        return lambda: pairwise_raw(args["q"], args["k"], args["g"], 64, strict=False)
+        return lambda: pairwise_raw(args["q"], args["k"], args["g"], chunk, strict=False, num_warps=num_warps)
     if op == "rwkv6":
-        return lambda: pairwise_raw(args["r"], args["k"], args["w"], 64, strict=True, u=args["u"], shift_x=True)
+        return lambda: pairwise_raw(args["r"], args["k"], args["w"], chunk, strict=True, u=args["u"], shift_x=True,
+                                    num_warps=num_warps)
     return None
 
 
 def bench_sweep(ops, ts, roof, meta, fh, rows, configs=None):
-    chosen = [(n, o) for n, o in SWEEP if not configs or n in configs]
     for t in ts:
         for op in ops:
             args = make_inputs(op, B, t, H, D, D, dtype=torch.bfloat16, device="cuda", seed=t)
             flops, bytes_ = linear_cost(op, t)
-            if pairwise_fn(op, args) is not None:
-                rec = {**time_ms(pairwise_fn(op, args), rep_ms=40.0), "section": "sweep", "op": op, "T": t,
-                       "impl": "pairwise_only"}
+            for chunk, warps in ((32, 1), (32, 2), (32, 4), (64, 4)):
+                fn = pairwise_fn(op, args, chunk, warps)
+                if fn is None:
+                    break
+                rec = {**time_ms(fn, rep_ms=40.0), "section": "sweep", "op": op, "T": t,
+                       "impl": f"pairwise_only_C{chunk}_w{warps}"}
                 emit(rec, meta, fh)
                 rows.append(rec)
+            chosen = [(n, o) for n, o in SWEEP[op] if not configs or n in configs]
             for name, options in chosen:
                 try:
                     fn = triton_fn(op, args, **options)
@@ -407,7 +417,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "sweep"])
     p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
     p.add_argument("--sweep-T", type=int, nargs="*", default=[2048, 8192, 32768, 131072])
-    p.add_argument("--sweep-configs", nargs="*", default=[], help=f"names from {[n for n, _ in SWEEP]}")
+    p.add_argument("--sweep-configs", nargs="*", default=[], help="names from SWEEP (all when empty)")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py needs a CUDA device", file=sys.stderr)

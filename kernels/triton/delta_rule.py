@@ -118,6 +118,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block;
     inv_precision: tl.dot precision of the WY inverse's float32 products (`wy.wy`).
     """
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()

@@ -130,6 +130,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
+    scale = dk**-0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = g.contiguous()
     nt = triton.cdiv(t, chunk)

@@ -161,7 +161,10 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         tl.store(a_rows + jb * SUB + os_[None, :], tl.zeros([SUB, SUB], dtype=tl.float32))
 
 
-def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False):
+PAIRWISE_WARPS = 4
+
+
+def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
     """A [B, H, T', C] float32 like `pairwise`, from the raw log-decay g [B, T, H, Dk]."""
     b, t, h, dk = x.shape
     tp = triton.cdiv(t, chunk) * chunk
@@ -170,6 +173,6 @@ def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False):
     _pairwise_raw_kernel[(tp // SUB, b * h)](
         x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
         C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x,
-        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", num_warps=4,
+        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", num_warps=num_warps or PAIRWISE_WARPS,
     )
     return a

@@ -291,6 +291,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     """
     bs, t, h, dk = r.shape
     dv = v.shape[-1]
+    scale = dk**-0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
     c = _chunk(chunk)
     if fused is None:
         fused = os.environ.get("GONI_RWKV7_FUSED", "0") == "1"
