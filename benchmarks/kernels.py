@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -33,6 +34,19 @@ from pytest_goni import kernels
 
 B, H, D = 1, 16, 128
 CHUNK_FLOP_C = 64  # nominal chunk size in the linear-attention FLOP count
+
+
+def git_commit() -> str:
+    """HEAD of the working tree, with '+dirty' when files differ from it (the device copy has no .git: '?')."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("GONI_GIT_COMMIT", "?")
 
 
 def versions() -> dict:
@@ -425,7 +439,7 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "device": "cuda:0", "gpu": torch.cuda.get_device_name(0), "versions": versions(),
-            "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"},
+            "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"}, "git": git_commit(),
             "command": "python " + " ".join(sys.argv)}
     rows: list[dict] = []
     with open(a.out, "a") as fh:

@@ -124,7 +124,9 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     bk, bv = _tiles(dk, dv, bv)
     u, w, att = wy.wy(k, v, g, beta, chunk, inv_precision, q=q if precompute_att else None)
-    num_warps = num_warps or 8  # 4 spills registers at BV=32 (sm_90 build, Triton 3.9)
+    # 4 warps: ptxas (Triton 3.9) reports a small spill at BV=32, yet on the H100 (Triton 3.6) it ran
+    # 1.7-1.9x faster than 8 warps at 8k-128k (benchmarks/results/kernels-sweep-2026-11-23-h100.jsonl)
+    num_warps = num_warps or 4
     prec = wy.dot_precision(q.dtype)
     gp = g.contiguous() if g is not None else beta
     o = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
@@ -132,7 +134,8 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     s0, has_s0 = state_in(initial_state, q)
     nt = triton.cdiv(t, chunk)
     per_segment = b * h * triton.cdiv(dv, bv)
-    seg_len, nseg = segments.plan(t, chunk, per_segment, q.device, segment_chunks)
+    # the matrix carry costs a [Dk, Dk] product per segment: segments of >= 16 chunks (2k: 2 segments)
+    seg_len, nseg = segments.plan(t, chunk, per_segment, q.device, segment_chunks, min_chunks=16)
     # float32 tiles with 2 stages overflow the H100's shared memory
     stages = 1 if q.dtype == torch.float32 else 2
     common = dict(C=chunk, BK=bk, BV=bv, HAS_G=g is not None, PRECISION=prec, num_warps=num_warps,

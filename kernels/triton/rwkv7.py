@@ -261,8 +261,8 @@ def _rwkv7_walk_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, wa_ptr, rq_ptr,
 def _chunk(chunk: int | None) -> int:
     if chunk is None:
         chunk = int(os.environ.get("GONI_RWKV7_CHUNK", CHUNK))
-    if chunk not in (16, 32, 64):
-        raise ValueError(f"rwkv7 chunk must be 16, 32 or 64, got {chunk!r}")
+    if chunk not in (16, 32):  # 64 needs more shared memory than an H100 has (Triton 3.6)
+        raise ValueError(f"rwkv7 chunk must be 16 or 32, got {chunk!r}")
     return chunk
 
 
@@ -285,7 +285,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     """RWKV-7 forward on CUDA (or under TRITON_INTERPRET=1): (o [B, T, H, Dv], final state or None).
 
     w: log-decay [B, T, H, Dk]. Options for benchmark sweeps: `segment_chunks` (chunks per segment,
-    0 = one segment; see segments.plan), `bv` (value block), `num_warps`, `chunk` (16, 32, 64;
+    0 = one segment; see segments.plan), `bv` (value block), `num_warps`, `chunk` (16, 32;
     env GONI_RWKV7_CHUNK), `fused` (compute the chunk terms inside the walks instead of once in a
     prep kernel; env GONI_RWKV7_FUSED=1).
     """
@@ -298,10 +298,11 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     bh = bs * h
     r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
     bk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(64, triton.next_power_of_2(dv)))
+    bv = bv or max(16, min(128, triton.next_power_of_2(dv)))  # 128 (8 warps): fastest at 2k-128k on the H100
     prec = "tf32x3" if r.dtype == torch.float32 else "tf32"
     nchunk = triton.cdiv(t, c)
-    segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks)
+    segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks, programs_per_sm=1,
+                               min_chunks=1024 // c)  # five launches: a short sequence is better in few segments
     o = torch.empty_like(v, dtype=r.dtype)
     s0 = initial_state.float().contiguous() if initial_state is not None else None
     st = torch.empty(bs, h, dk, dv, device=r.device, dtype=torch.float32) if output_final_state else None

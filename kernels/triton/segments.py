@@ -38,19 +38,21 @@ def _sms(device_type: str, index: int | None) -> int:
 
 
 def plan(t: int, chunk: int, programs_per_segment: int, device: torch.device,
-         segment_chunks: int | None = None, programs_per_sm: int = PROGRAMS_PER_SM) -> tuple[int, int]:
+         segment_chunks: int | None = None, programs_per_sm: int = PROGRAMS_PER_SM,
+         min_chunks: int = MIN_CHUNKS) -> tuple[int, int]:
     """(chunks per segment L, number of segments) for a sequence of t tokens.
 
     As many segments as fit one wave of `programs_per_sm` walk programs per SM (whole waves: a
     partial second wave would double the time); `segment_chunks` (or the environment variable
-    GONI_SEGMENT_CHUNKS, for benchmark sweeps) fixes L instead; 0 = one segment.
+    GONI_SEGMENT_CHUNKS, for benchmark sweeps) fixes L instead; 0 = one segment. `min_chunks`: the
+    shortest segment worth its summary and carry (an operator with a costly carry asks for more).
     """
     nt = triton.cdiv(t, chunk)
     if segment_chunks is None and os.environ.get("GONI_SEGMENT_CHUNKS"):
         segment_chunks = int(os.environ["GONI_SEGMENT_CHUNKS"])
     if segment_chunks is None:
         want = max(1, programs_per_sm * _sms(device.type, device.index) // max(1, programs_per_segment))
-        segment_chunks = max(MIN_CHUNKS, triton.cdiv(nt, want))
+        segment_chunks = max(min_chunks, triton.cdiv(nt, want))
     if segment_chunks <= 0 or segment_chunks >= nt:
         return nt, 1
     return segment_chunks, triton.cdiv(nt, segment_chunks)
