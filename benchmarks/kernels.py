@@ -37,16 +37,18 @@ CHUNK_FLOP_C = 64  # nominal chunk size in the linear-attention FLOP count
 
 
 def git_commit() -> str:
-    """HEAD of the working tree, with '+dirty' when files differ from it (the device copy has no .git: '?')."""
+    """GONI_GIT_COMMIT if set (the device's copy of the tree carries a stale .git), else HEAD (+dirty)."""
     import subprocess
 
+    if os.environ.get("GONI_GIT_COMMIT"):
+        return os.environ["GONI_GIT_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("GONI_GIT_COMMIT", "?")
+        return "?"
 
 
 def versions() -> dict:
