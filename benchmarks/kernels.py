@@ -168,14 +168,12 @@ def triton_fn(op: str, args: dict, **options):
 # implementation options swept by --sweep-ops: (name, options) per op; {} = the defaults
 _SEGMENTS = [("default", {}), ("one_segment", dict(segment_chunks=0)), ("L4", dict(segment_chunks=4)),
              ("L16", dict(segment_chunks=16)), ("L64", dict(segment_chunks=64))]
-_VECTOR = [("C64", dict(chunk=64)), ("bv128_w8", dict(bv=128, num_warps=8)), ("bv32_w4", dict(bv=32, num_warps=4)),
-           ("two_pass", dict(impl="two_pass"))]
+_VECTOR = [("C64", dict(chunk=64)), ("bv64_w8", dict(bv=64, num_warps=8)), ("bv32_w4", dict(bv=32, num_warps=4))]
 _DELTA = [("bv32_w4", dict(bv=32, num_warps=4)), ("bv64_w8", dict(bv=64, num_warps=8)),
           ("bv16_w4", dict(bv=16, num_warps=4)), ("precompute_att", dict(precompute_att=True)),
           ("inv_tf32x3", dict(inv_precision="tf32x3"))]
 SWEEP = {
-    "simple_gla": _SEGMENTS + [("bv128_w8", dict(bv=128, num_warps=8)), ("bv64_w8", dict(bv=64, num_warps=8)),
-                               ("two_pass", dict(impl="two_pass"))],
+    "simple_gla": _SEGMENTS + [("bv128_w8", dict(bv=128, num_warps=8)), ("bv64_w8", dict(bv=64, num_warps=8))],
     "gla": _SEGMENTS + _VECTOR,
     "rwkv6": _SEGMENTS + _VECTOR,
     "delta_rule": _SEGMENTS + _DELTA,
@@ -209,13 +207,13 @@ def host_us(fn, n: int = 20) -> float:
 
 def pairwise_fn(op: str, args: dict, chunk: int, num_warps: int):
     """The intra-chunk pairwise launch of the vector-decay ops alone (what the walk adds to)."""
-    from pytest_goni.kernels.triton.intra import pairwise_raw
+    from pytest_goni.kernels.triton.intra import pairwise
 
     if op == "gla":
-        return lambda: pairwise_raw(args["q"], args["k"], args["g"], chunk, strict=False, num_warps=num_warps)
+        return lambda: pairwise(args["q"], args["k"], args["g"], chunk, strict=False, num_warps=num_warps)
     if op == "rwkv6":
-        return lambda: pairwise_raw(args["r"], args["k"], args["w"], chunk, strict=True, u=args["u"], shift_x=True,
-                                    num_warps=num_warps)
+        return lambda: pairwise(args["r"], args["k"], args["w"], chunk, strict=True, u=args["u"], shift_x=True,
+                                num_warps=num_warps)
     return None
 
 

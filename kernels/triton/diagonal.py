@@ -4,7 +4,7 @@ Per chunk of C tokens, with b the log-decay summed from the chunk start (a scala
 the scalar-decay operator, a vector over Dk for GLA / RWKV-6):
   o = scale (A V + (Q exp(bq)) S),   S <- diag(exp(b_C)) S + (K exp(b_C - b))^T V,
 where A is the chunk's decayed causal Q K^T (built in the kernel for a scalar decay, where it is
-(Q K^T * exp(b_i - b_j))_{j<=i}; read from `intra.pairwise_raw` for vector decays) and bq = b (GLA)
+(Q K^T * exp(b_i - b_j))_{j<=i}; read from `intra.pairwise` for vector decays) and bq = b (GLA)
 or b - g (RWKV-6, whose query reads the state before its own token). Every exponent is <= 0.
 
 The scan over chunks is split into segments (`segments.plan`): a summary walk per segment from a
@@ -125,7 +125,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     """o [B, T, H, Dv] in q's dtype, final state (float32) or None.
 
     g: the log-decay, [B, T, H] (scalar=True) or [B, T, H, Dk] with att the pairwise term
-    [B, H, T', C] (`intra.pairwise_raw`); shift_q: the query reads the state before its own token
+    [B, H, T', C] (`intra.pairwise`); shift_q: the query reads the state before its own token
     (RWKV-6).
     """
     b, t, h, dk = q.shape

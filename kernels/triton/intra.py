@@ -2,7 +2,7 @@
 
 A[i, j] = sum_d x_id y_jd exp(bx_id - by_jd) for j <= i (j < i when STRICT), per chunk of C
 tokens, where by is the log-decay summed from the chunk start and bx is either the same (GLA) or
-the sum before token i (RWKV-6/7 queries). Computed in sub-blocks of 16 rows so no exponent is
+the sum before token i (RWKV-6 queries). Computed in sub-blocks of 16 rows so no exponent is
 positive: an off-diagonal block pair (I > J) is a matmul of x_I exp(bx_I - r) and
 y_J exp(r - by_J) with r the decay at the last row of block J (both factors <= 1); a diagonal
 block is summed column by column with the exact difference. An optional bonus u [H, Dk] writes
@@ -19,81 +19,11 @@ SUB = 16
 
 
 @triton.jit
-def _pairwise_kernel(x_ptr, y_ptr, bx_ptr, by_ptr, u_ptr, a_ptr, T, TP, H, DK,
+def _pairwise_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
                      C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                     STRICT: tl.constexpr, BONUS: tl.constexpr):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
-    NS: tl.constexpr = C // SUB
-    n = pid // NS
-    ib = pid % NS
-    b = bh // H
-    h = bh % H
-    ok = tl.arange(0, BK)
-    os_ = tl.arange(0, SUB)
-    mk = ok < DK
-    ti = n * C + ib * SUB + os_
-    mi = ti < T
-    x = tl.load(x_ptr + ((b * T + ti) * H + h)[:, None] * DK + ok[None, :], mask=mi[:, None] & mk[None, :],
-                other=0.0).to(tl.float32)
-    bx = tl.load(bx_ptr + ((b * TP + ti) * H + h)[:, None] * DK + ok[None, :], mask=mk[None, :], other=0.0)
-    a_rows = a_ptr + (bh * TP + ti)[:, None] * C
-    for jb in range(0, ib):
-        tj = n * C + jb * SUB + os_
-        mj = tj < T
-        y = tl.load(y_ptr + ((b * T + tj) * H + h)[:, None] * DK + ok[None, :],
-                    mask=mj[:, None] & mk[None, :], other=0.0).to(tl.float32)
-        by = tl.load(by_ptr + ((b * TP + tj) * H + h)[:, None] * DK + ok[None, :], mask=mk[None, :],
-                     other=0.0)
-        r = tl.load(by_ptr + ((b * TP + n * C + jb * SUB + SUB - 1) * H + h) * DK + ok, mask=mk, other=0.0)
-        xs = x * tl.exp(bx - r[None, :])
-        ys = y * tl.exp(r[None, :] - by)
-        blk = tl.dot(xs, tl.trans(ys))
-        tl.store(a_rows + jb * SUB + os_[None, :], blk)
-    diag = tl.zeros([SUB, SUB], dtype=tl.float32)
-    for j in range(0, SUB):
-        tj = n * C + ib * SUB + j
-        mj = mk & ((ok * 0 + tj) < T)  # vector mask: the interpreter rejects vector & scalar
-        yj = tl.load(y_ptr + ((b * T + tj) * H + h) * DK + ok, mask=mj, other=0.0).to(tl.float32)
-        byj = tl.load(by_ptr + ((b * TP + tj) * H + h) * DK + ok, mask=mk, other=0.0)
-        if STRICT:
-            keep = os_ > j
-        else:
-            keep = os_ >= j
-        diff = tl.where(keep[:, None] & mk[None, :], bx - byj[None, :], float("-inf"))
-        col = tl.sum(x * yj[None, :] * tl.exp(diff), 1)
-        diag = tl.where(os_[None, :] == j, col[:, None], diag)
-    if BONUS:
-        u = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
-        yi = tl.load(y_ptr + ((b * T + ti) * H + h)[:, None] * DK + ok[None, :],
-                     mask=mi[:, None] & mk[None, :], other=0.0).to(tl.float32)
-        d = tl.sum(x * u[None, :] * yi, 1)
-        diag = tl.where(os_[:, None] == os_[None, :], d[:, None], diag)
-    tl.store(a_rows + ib * SUB + os_[None, :], diag)
-    for jb in range(ib + 1, NS):
-        tl.store(a_rows + jb * SUB + os_[None, :], tl.zeros([SUB, SUB], dtype=tl.float32))
-
-
-def pairwise(x, y, bx, by, chunk, strict, u=None):
-    """A [B, H, T', C] float32 (T' = padded length): row t holds chunk-local A[t, :]."""
-    b, t, h, dk = x.shape
-    tp = by.shape[1]
-    a = torch.empty(b, h, tp, chunk, device=x.device, dtype=torch.float32)
-    bk = max(16, triton.next_power_of_2(dk))
-    grid = (tp // SUB, b * h)
-    _pairwise_kernel[grid](
-        x.contiguous(), y.contiguous(), bx, by, u.contiguous() if u is not None else x, a, t, tp, h, dk,
-        C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, num_warps=4,
-    )
-    return a
-
-
-@triton.jit
-def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
-                         C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                         STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr, PREC: tl.constexpr):
-    """As `_pairwise_kernel`, from the raw log-decay g [B, T, H, Dk]: the sums from the chunk start
-    are taken here, sub-block by sub-block (by = prefix + cumsum; bx = by, or by - g with SHIFT_X)."""
+                     STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr, PREC: tl.constexpr):
+    """One 16-row block of a chunk's A. The log-decay sums from the chunk start are taken here from
+    the raw g, sub-block by sub-block (by = prefix + cumsum; bx = by, or by - g with SHIFT_X)."""
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     NS: tl.constexpr = C // SUB
@@ -164,13 +94,16 @@ def _pairwise_raw_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
 PAIRWISE_WARPS = 1  # one warp per 16-row block: 1.9x faster than 4 warps on the H100 (no cross-warp reductions)
 
 
-def pairwise_raw(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
-    """A [B, H, T', C] float32 like `pairwise`, from the raw log-decay g [B, T, H, Dk]."""
+def pairwise(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
+    """A [B, H, T', C] float32 (T' = T padded to chunks): row t holds chunk-local A[t, :].
+
+    g: the raw log-decay [B, T, H, Dk]; shift_x: the rows' decay excludes their own step (RWKV-6).
+    """
     b, t, h, dk = x.shape
     tp = triton.cdiv(t, chunk) * chunk
     a = torch.empty(b, h, tp, chunk, device=x.device, dtype=torch.float32)
     bk = max(16, triton.next_power_of_2(dk))
-    _pairwise_raw_kernel[(tp // SUB, b * h)](
+    _pairwise_kernel[(tp // SUB, b * h)](
         x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
         C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x,
         PREC="tf32x3" if g.dtype == torch.float32 else "tf32", num_warps=num_warps or PAIRWISE_WARPS,
