@@ -5,11 +5,14 @@ tokens, where by is the log-decay summed from the chunk start and bx is either t
 the sum before token i (RWKV-6 queries). Computed in sub-blocks of 16 rows so no exponent is
 positive: an off-diagonal block pair (I > J) is a matmul of x_I exp(bx_I - r) and
 y_J exp(r - by_J) with r the decay at the last row of block J (both factors <= 1); a diagonal
-block is summed column by column with the exact difference. An optional bonus u [H, Dk] writes
+block is one matmul factorized at its start when its decay sum stays within DIAGONAL_LIMIT, else
+it is summed column by column with the exact difference. An optional bonus u [H, Dk] writes
 A[i, i] = sum_d x_id u_d y_id (RWKV-6's current-token term).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -21,7 +24,8 @@ SUB = 16
 @triton.jit
 def _pairwise_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
                      C: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                     STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr, PREC: tl.constexpr):
+                     STRICT: tl.constexpr, BONUS: tl.constexpr, SHIFT_X: tl.constexpr, PREC: tl.constexpr,
+                     LIMIT: tl.constexpr):
     """One 16-row block of a chunk's A. The log-decay sums from the chunk start are taken here from
     the raw g, sub-block by sub-block (by = prefix + cumsum; bx = by, or by - g with SHIFT_X)."""
     pid = tl.program_id(0)
@@ -66,24 +70,37 @@ def _pairwise_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         xs = x * tl.exp(bx - r[None, :])
         ys = y * tl.exp(r[None, :] - by)
         tl.store(a_rows + jb * SUB + os_[None, :], tl.dot(xs, tl.trans(ys)))
-    diag = tl.zeros([SUB, SUB], dtype=tl.float32)
-    byj = pre
-    for j in range(0, SUB):  # rows of the block read one by one: no cross-thread reduction per column
-        tj = n * C + ib * SUB + j
-        mj = mk & ((ok * 0 + tj) < T)  # vector mask: the interpreter rejects vector & scalar
-        rj = ((b * T + tj) * H + h) * DK + ok
-        byj += tl.load(g_ptr + rj, mask=mj, other=0.0).to(tl.float32)
-        yj = tl.load(y_ptr + rj, mask=mj, other=0.0).to(tl.float32)
-        if STRICT:
-            keep = os_ > j
-        else:
-            keep = os_ >= j
-        diff = tl.where(keep[:, None] & mk[None, :], bx - byj[None, :], float("-inf"))
-        col = tl.sum(x * yj[None, :] * tl.exp(diff), 1)
-        diag = tl.where(os_[None, :] == j, col[:, None], diag)
+    if STRICT:
+        keep = os_[:, None] > os_[None, :]
+    else:
+        keep = os_[:, None] >= os_[None, :]
+    y_i = tl.load(y_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
+    # The diagonal block as one matmul, factorized at the block's start: x exp(bx - pre) <= |x| and
+    # y exp(pre - by) <= |y| exp(D), D the block's largest decay sum. Safe while D <= LIMIT; a
+    # stronger decay takes the exact column-by-column path.
+    span = tl.max(tl.max(pre[None, :] - bi, 1), 0)
+    if span <= LIMIT:
+        xs = x * tl.exp(bx - pre[None, :])
+        ys = y_i * tl.exp(pre[None, :] - bi)
+        diag = tl.where(keep, tl.dot(xs, tl.trans(ys)), 0.0)
+    else:
+        diag = tl.zeros([SUB, SUB], dtype=tl.float32)
+        byj = pre
+        for j in range(0, SUB):  # rows read one by one: no cross-thread reduction per column
+            tj = n * C + ib * SUB + j
+            mj = mk & ((ok * 0 + tj) < T)  # vector mask: the interpreter rejects vector & scalar
+            rj = ((b * T + tj) * H + h) * DK + ok
+            byj += tl.load(g_ptr + rj, mask=mj, other=0.0).to(tl.float32)
+            yj = tl.load(y_ptr + rj, mask=mj, other=0.0).to(tl.float32)
+            if STRICT:
+                keep_j = os_ > j
+            else:
+                keep_j = os_ >= j
+            diff = tl.where(keep_j[:, None] & mk[None, :], bx - byj[None, :], float("-inf"))
+            col = tl.sum(x * yj[None, :] * tl.exp(diff), 1)
+            diag = tl.where(os_[None, :] == j, col[:, None], diag)
     if BONUS:
         u = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
-        y_i = tl.load(y_ptr + rows_i, mask=mik, other=0.0).to(tl.float32)
         d = tl.sum(x * u[None, :] * y_i, 1)
         diag = tl.where(os_[:, None] == os_[None, :], d[:, None], diag)
     tl.store(a_rows + ib * SUB + os_[None, :], diag)
@@ -91,7 +108,8 @@ def _pairwise_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
         tl.store(a_rows + jb * SUB + os_[None, :], tl.zeros([SUB, SUB], dtype=tl.float32))
 
 
-PAIRWISE_WARPS = 1  # one warp per 16-row block: 1.9x faster than 4 warps on the H100 (no cross-warp reductions)
+DIAGONAL_LIMIT = 30.0  # largest decay sum in a 16-row block for the one-matmul diagonal (e^30 ~ 1e13)
+PAIRWISE_WARPS = 2  # ptxas (sm_90): 1 warp spills 0.8-2.2 KB with the one-matmul diagonal, 2 warps 0-0.3 KB
 
 
 def pairwise(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
@@ -106,6 +124,7 @@ def pairwise(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
     _pairwise_kernel[(tp // SUB, b * h)](
         x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
         C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x,
-        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", num_warps=num_warps or PAIRWISE_WARPS,
+        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", LIMIT=DIAGONAL_LIMIT,
+        num_warps=num_warps or int(os.environ.get("GONI_PAIRWISE_WARPS", PAIRWISE_WARPS)),
     )
     return a

@@ -59,8 +59,9 @@ def test_segments_match_reference_fp16(op):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_segments_strong_decay_stays_exact(op):
-    a = make_inputs(op, 1, 60, 2, 16, 16, device=DEV, seed=45, decay_scale=40.0)
+@pytest.mark.parametrize("decay_scale", [7.0, 40.0])  # 7: blocks on both sides of intra.DIAGONAL_LIMIT
+def test_segments_strong_decay_stays_exact(op, decay_scale):
+    a = make_inputs(op, 1, 60, 2, 16, 16, device=DEV, seed=45, decay_scale=decay_scale)
     o, s = _run(op, a, 0.3, None, chunk=16, segment_chunks=1)
     o_ref, s_ref = _reference(op, a, 0.3, None)
     assert rel_err(o, o_ref) <= (5e-3 if CUDA else 1e-4)
