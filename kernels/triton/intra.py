@@ -109,7 +109,9 @@ def _pairwise_kernel(x_ptr, y_ptr, g_ptr, u_ptr, a_ptr, T, TP, H, DK,
 
 
 DIAGONAL_LIMIT = 30.0  # largest decay sum in a 16-row block for the one-matmul diagonal (e^30 ~ 1e13)
-PAIRWISE_WARPS = 2  # ptxas (sm_90): 1 warp spills 0.8-2.2 KB with the one-matmul diagonal, 2 warps 0-0.3 KB
+# One warp per 16-row block: on the H100 0.42 ms at 32k (GLA) vs 0.45 with 2 warps and 0.78 with 4
+# (benchmarks/results/kernels-2026-11-23-h100-session2-gla.jsonl), though ptxas reports 0.8-2.2 KB of spills.
+PAIRWISE_WARPS = 1
 
 
 def pairwise(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
