@@ -169,9 +169,11 @@ def triton_fn(op: str, args: dict, **options):
 _SEGMENTS = [("default", {}), ("one_segment", dict(segment_chunks=0)), ("L4", dict(segment_chunks=4)),
              ("L16", dict(segment_chunks=16)), ("L64", dict(segment_chunks=64))]
 _VECTOR = [("C64", dict(chunk=64)), ("bv64_w8", dict(bv=64, num_warps=8)), ("bv32_w4", dict(bv=32, num_warps=4))]
-_DELTA = [("bv32_w4", dict(bv=32, num_warps=4)), ("bv64_w8", dict(bv=64, num_warps=8)),
+_DELTA = [("bv32_w8", dict(bv=32, num_warps=8)), ("bv64_w8", dict(bv=64, num_warps=8)),
           ("bv16_w4", dict(bv=16, num_warps=4)), ("precompute_att", dict(precompute_att=True)),
-          ("inv_tf32x3", dict(inv_precision="tf32x3"))]
+          ("inv_tf32x3", dict(inv_precision="tf32x3")), ("bv64_w4", dict(bv=64, num_warps=4)),
+          ("bv32_w2", dict(bv=32, num_warps=2)), ("bv16_w2", dict(bv=16, num_warps=2)),
+          ("L32", dict(segment_chunks=32)), ("L128", dict(segment_chunks=128))]
 SWEEP = {
     "simple_gla": _SEGMENTS + [("bv128_w8", dict(bv=128, num_warps=8)), ("bv64_w8", dict(bv=64, num_warps=8))],
     "gla": _SEGMENTS + _VECTOR,
