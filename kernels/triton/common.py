@@ -1,8 +1,16 @@
-"""Host-side helpers shared by the Triton chunked forwards: the optional initial / final state."""
+"""Host-side helpers shared by the Triton chunked forwards: dot precision, initial / final state."""
 
 from __future__ import annotations
 
 import torch
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision for float32 operands built from inputs of `dtype`.
+
+    tf32 holds bf16/fp16 values exactly (float32 sums); float32 inputs keep float32 accuracy (tf32x3).
+    """
+    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 def state_in(initial_state, ref: torch.Tensor):

@@ -21,8 +21,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import checks
 from . import segments, wy
-from .common import state_in, state_out
+from .common import dot_precision, state_in, state_out
 from .wy import chunk_log_decay
 
 CHUNK = 64
@@ -118,7 +119,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block;
     inv_precision: tl.dot precision of the WY inverse's float32 products (`wy.wy`).
     """
-    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
+    scale = checks.scale(scale, q.shape[-1])
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -127,7 +128,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     # 4 warps: ptxas (Triton 3.9) reports a small spill at BV=32, yet on the H100 (Triton 3.6) it ran
     # 1.7-1.9x faster than 8 warps at 8k-128k (benchmarks/results/kernels-sweep-2026-11-23-h100.jsonl)
     num_warps = num_warps or 4
-    prec = wy.dot_precision(q.dtype)
+    prec = dot_precision(q.dtype)
     gp = g.contiguous() if g is not None else beta
     o = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
     st = state_out(output_final_state, b, h, dk, dv, q)

@@ -23,8 +23,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import checks
 from . import segments
-from .common import state_in, state_out
+from .common import dot_precision, state_in, state_out
 
 
 @triton.jit
@@ -109,11 +110,6 @@ NUM_WARPS = 4
 PROGRAMS_PER_SM = 2  # walk programs resident per SM at (BV, NUM_WARPS): one wave of segments
 
 
-def cumsum_precision(dtype: torch.dtype) -> str:
-    """Dot precision of a cumsum-by-matmul: tf32 holds bf16/fp16 values exactly (fp32 sums), fp32 needs x3."""
-    return "tf32x3" if dtype == torch.float32 else "tf32"
-
-
 def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
     bk = max(16, triton.next_power_of_2(dk))
     return bk, bv or max(16, min(triton.next_power_of_2(dv), BV))
@@ -130,7 +126,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
-    scale = dk**-0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
+    scale = checks.scale(scale, dk)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     g = g.contiguous()
     nt = triton.cdiv(t, chunk)
@@ -144,7 +140,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     st = state_out(output_final_state, b, h, dk, dv, q)
     s0, has_s0 = state_in(initial_state, q)
     att_ = att if att is not None else g
-    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, PREC=cumsum_precision(g.dtype),
+    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, PREC=dot_precision(g.dtype),
                   num_warps=warps, num_stages=2)
     if nseg == 1:
         _walk_kernel[(nv, 1, b * h)](q, k, v, g, att_, o, s0, st if st is not None else o, o, scale,

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import dot_precision
+
 SUB = 16
 
 
@@ -126,7 +128,7 @@ def pairwise(x, y, g, chunk, strict, u=None, shift_x=False, num_warps=None):
     _pairwise_kernel[(tp // SUB, b * h)](
         x.contiguous(), y.contiguous(), g.contiguous(), u.contiguous() if u is not None else x, a, t, tp, h, dk,
         C=chunk, BK=bk, SUB=SUB, STRICT=strict, BONUS=u is not None, SHIFT_X=shift_x,
-        PREC="tf32x3" if g.dtype == torch.float32 else "tf32", LIMIT=DIAGONAL_LIMIT,
+        PREC=dot_precision(g.dtype), LIMIT=DIAGONAL_LIMIT,
         num_warps=num_warps or int(os.environ.get("GONI_PAIRWISE_WARPS", PAIRWISE_WARPS)),
     )
     return a

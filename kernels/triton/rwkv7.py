@@ -33,7 +33,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import checks
 from . import segments
+from .common import dot_precision
 
 CHUNK = 16  # tokens per chunk (GONI_RWKV7_CHUNK or `chunk=` overrides: 16, 32 or 64)
 FACTOR_LIMIT = 60.0  # |L| within a chunk below which e^L and e^-L stay well inside float32
@@ -291,7 +293,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     """
     bs, t, h, dk = r.shape
     dv = v.shape[-1]
-    scale = dk**-0.5 if scale is None else float(scale)  # None would reach the kernel as a constexpr
+    scale = checks.scale(scale, dk)
     c = _chunk(chunk)
     if fused is None:
         fused = os.environ.get("GONI_RWKV7_FUSED", "0") == "1"
@@ -299,7 +301,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
     bk = max(16, triton.next_power_of_2(dk))
     bv = bv or max(16, min(128, triton.next_power_of_2(dv)))  # 128 (8 warps): fastest at 2k-128k on the H100
-    prec = "tf32x3" if r.dtype == torch.float32 else "tf32"
+    prec = dot_precision(r.dtype)
     nchunk = triton.cdiv(t, c)
     segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks, programs_per_sm=1,
                                min_chunks=1024 // c)  # five launches: a short sequence is better in few segments

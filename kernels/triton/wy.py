@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import dot_precision
+
 
 @triton.jit
 def chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G: tl.constexpr, C: tl.constexpr):
@@ -74,11 +76,6 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
 
 
 PRECISIONS = ("tf32", "tf32x3", "ieee")  # tl.dot input precisions of float32 operands, Triton 3.6 and later
-
-
-def dot_precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision for operands of `dtype`: float32 keeps float32 accuracy (tf32x3)."""
-    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Tensor, chunk: int,
