@@ -35,9 +35,9 @@ import triton.language as tl
 
 from .. import checks
 from . import segments
-from .common import dot_precision
+from .common import dot_precision, state_in, state_out
 
-CHUNK = 16  # tokens per chunk (GONI_RWKV7_CHUNK or `chunk=` overrides: 16, 32 or 64)
+CHUNK = 16  # tokens per chunk (GONI_RWKV7_CHUNK or `chunk=` overrides: 16 or 32)
 FACTOR_LIMIT = 60.0  # |L| within a chunk below which e^L and e^-L stay well inside float32
 
 
@@ -306,9 +306,9 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
     segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks, programs_per_sm=1,
                                min_chunks=1024 // c)  # five launches: a short sequence is better in few segments
     o = torch.empty_like(v, dtype=r.dtype)
-    s0 = initial_state.float().contiguous() if initial_state is not None else None
-    st = torch.empty(bs, h, dk, dv, device=r.device, dtype=torch.float32) if output_final_state else None
-    common = dict(C=c, LOG2C=c.bit_length() - 1, BK=bk, HAS_S0=s0 is not None, LIMIT=FACTOR_LIMIT,
+    s0, has_s0 = state_in(initial_state, o)
+    st = state_out(output_final_state, bs, h, dk, dv, r)
+    common = dict(C=c, LOG2C=c.bit_length() - 1, BK=bk, HAS_S0=has_s0, LIMIT=FACTOR_LIMIT,
                   PREC=prec, PRE=not fused, num_warps=num_warps or (8 if bv >= 64 else 4))
     inputs = (r, w, k, v, a, b)
     terms = (o,) * 6 if fused else _prep(inputs, t, h, dk, nchunk, c, bk, common)
@@ -321,9 +321,9 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
                                      nseg - 1, col0, BV=bv, SUMMARY=True, IDENT=ident, SEGMENTED=False,
                                      STORE_S=False, WITH_R=False, **common)
         last = torch.empty(bh, dk, dv, device=r.device, dtype=torch.float32)
-        start = segments.carry_matrix(ext, s0, last)
+        start = segments.carry_matrix(ext, s0 if has_s0 else None, last)
     grid = (triton.cdiv(dv, bv), nseg, bh)
-    _rwkv7_walk_kernel[grid](*inputs, *terms, o, s0 if s0 is not None else o, start, last,
+    _rwkv7_walk_kernel[grid](*inputs, *terms, o, s0, start, last,
                              st if st is not None else o, o, scale, t, h, dk, dv, segc, nchunk, nseg, 0,
                              BV=bv, SUMMARY=False, IDENT=False, SEGMENTED=nseg > 1, STORE_S=st is not None, WITH_R=True,
                              **common)
