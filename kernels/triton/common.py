@@ -1,8 +1,33 @@
-"""Host-side helpers shared by the Triton chunked forwards: dot precision, initial / final state."""
+"""Helpers shared by the Triton chunked forwards.
+
+In-kernel: a chunk's log-decay sums and its decayed causal scores. Host: the dot precision for an
+input dtype and the optional initial / final state.
+"""
 
 from __future__ import annotations
 
 import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def chunk_log_decay(g_ptr, row, mt, HAS_G: tl.constexpr, C: tl.constexpr):
+    """(b, b_C): the chunk-local cumsum of a scalar g ([B, T, H]; `row` = its offsets for the
+    chunk's tokens, `mt` their mask), and its value at the chunk's end. No g: no decay."""
+    if HAS_G:
+        g = tl.load(g_ptr + row, mask=mt, other=0.0).to(tl.float32)
+    else:
+        g = tl.zeros([C], dtype=tl.float32)
+    bc = tl.cumsum(g, 0)
+    return bc, tl.sum(g, 0)
+
+
+@triton.jit
+def decayed_scores(q, k, bc, causal, PRECISION: tl.constexpr):
+    """(Q K^T * exp(b_i - b_j))_{j<=i} of one chunk (scalar decay b), float32: every exponent <= 0."""
+    att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+    return att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
 
 
 def dot_precision(dtype: torch.dtype) -> str:

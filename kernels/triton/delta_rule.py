@@ -23,8 +23,7 @@ import triton.language as tl
 
 from .. import checks
 from . import segments, wy
-from .common import dot_precision, state_in, state_out
-from .wy import chunk_log_decay
+from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out
 
 CHUNK = 64
 
@@ -73,7 +72,7 @@ def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, att_ptr, o_ptr, s_in_ptr, ex
         k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
         ww = tl.load(w_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
         uu = tl.load(u_ptr + row[:, None] * DV + ou[None, :], mask=mt[:, None] & mu[None, :], other=0.0)
-        bc, blast = chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G, C)
+        bc, blast = chunk_log_decay(g_ptr, row, mt, HAS_G, C)
         sd = s.to(k.dtype)
         u = uu.to(tl.float32) - tl.dot(ww, sd, input_precision=PRECISION)
         ud = u.to(k.dtype)
@@ -82,8 +81,7 @@ def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, att_ptr, o_ptr, s_in_ptr, ex
             if PRE_ATT:
                 att = tl.load(att_ptr + row[:, None] * C + oc[None, :], mask=mt[:, None], other=0.0)
             else:
-                att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
-                att = att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+                att = decayed_scores(q, k, bc, causal, PRECISION)
             o = tl.dot(q, sd, input_precision=PRECISION) * tl.exp(bc)[:, None]
             o += tl.dot(att.to(k.dtype), ud, input_precision=PRECISION)
             tl.store(o_ptr + row[:, None] * DV + ov[None, :], (o * scale).to(o_ptr.dtype.element_ty),

@@ -25,7 +25,7 @@ import triton.language as tl
 
 from .. import checks
 from . import segments
-from .common import dot_precision, state_in, state_out
+from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out
 
 
 @triton.jit
@@ -66,9 +66,7 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, ds
         k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
         v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
         if SCALAR:
-            graw = tl.load(g_ptr + row, mask=mt, other=0.0).to(tl.float32)
-            bc = tl.cumsum(graw, 0)
-            blast = tl.sum(graw, 0)
+            bc, blast = chunk_log_decay(g_ptr, row, mt, True, C)
             kd = k.to(tl.float32) * tl.exp(blast - bc)[:, None]
         else:
             graw = tl.load(g_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0).to(tl.float32)
@@ -78,7 +76,7 @@ def _walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, a_ptr, o_ptr, sin_ptr, sout_ptr, ds
         if OUTPUT:
             q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
             if SCALAR:
-                att = tl.dot(q, tl.trans(k)) * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+                att = decayed_scores(q, k, bc, causal, "tf32")  # Triton's default for float32 operands
                 qd = q.to(tl.float32) * tl.exp(bc)[:, None]
             else:
                 att = tl.load(a_ptr + (bh * TP + t)[:, None] * C + oc[None, :])

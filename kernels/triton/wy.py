@@ -16,18 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import dot_precision
-
-
-@triton.jit
-def chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G: tl.constexpr, C: tl.constexpr):
-    """(b, b_C): the chunk-local cumsum of g over rows t, and its value at the chunk's end."""
-    if HAS_G:
-        g = tl.load(g_ptr + (b * T + t) * H + h, mask=mt, other=0.0).to(tl.float32)
-    else:
-        g = tl.zeros([C], dtype=tl.float32)
-    bc = tl.cumsum(g, 0)
-    return bc, tl.sum(g, 0)
+from .common import chunk_log_decay, decayed_scores, dot_precision
 
 
 @triton.jit
@@ -50,7 +39,7 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
     k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
     v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
     beta = tl.load(beta_ptr + row, mask=mt, other=0.0).to(tl.float32)
-    bc, _ = chunk_log_decay(g_ptr, b, h, t, mt, T, H, HAS_G, C)
+    bc, _ = chunk_log_decay(g_ptr, row, mt, HAS_G, C)
     strict = oc[:, None] > oc[None, :]
     dec = tl.exp(tl.where(strict, bc[:, None] - bc[None, :], float("-inf")))
     a = tl.dot(k, tl.trans(k), input_precision=PRECISION) * (beta[:, None] * dec)
@@ -69,9 +58,7 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
     tl.store(w_ptr + row[:, None] * DK + ok[None, :], w.to(w_ptr.dtype.element_ty), mask=mt[:, None] & mk[None, :])
     if STORE_ATT:  # the walk's intra-chunk scores (Q K^T * exp(b_i - b_j))_{j<=i}, [B, T, H, C]
         q = tl.load(q_ptr + row[:, None] * DK + ok[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
-        causal = oc[:, None] >= oc[None, :]
-        att = tl.dot(q, tl.trans(k), input_precision=PRECISION)
-        att = att * tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf")))
+        att = decayed_scores(q, k, bc, oc[:, None] >= oc[None, :], PRECISION)
         tl.store(att_ptr + row[:, None] * C + oc[None, :], att.to(att_ptr.dtype.element_ty), mask=mt[:, None])
 
 
