@@ -144,13 +144,9 @@ def with_roof(rec: dict, flops: float, bytes_: float, roof: dict) -> dict:
 
 
 def triton_fn(op: str, args: dict, **options):
-    """Our Triton forward for `op` called directly, with implementation options (impl, bv, ...)."""
-    import importlib
+    """Our Triton forward for `op` called directly, with implementation options (bv, num_warps, ...)."""
+    from pytest_goni.kernels.triton import delta_rule, gla, rwkv7, simple_gla
 
-    module = {"simple_gla": "simple_gla", "gla": "gla", "rwkv6": "gla", "delta_rule": "delta_rule",
-              "gated_delta_rule": "delta_rule", "rwkv7": "rwkv7"}[op]
-    mod = importlib.import_module(f"pytest_goni.kernels.triton.{module}")  # only the op's own module
-    delta_rule = gla = rwkv7 = simple_gla = mod
     a, sc = args, D**-0.5
     table = {
         "simple_gla": lambda: simple_gla.simple_gla_fwd(a["q"], a["k"], a["v"], a["g"], sc, **options),
