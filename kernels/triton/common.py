@@ -1,7 +1,7 @@
 """Helpers shared by the Triton chunked forwards.
 
 In-kernel: a chunk's log-decay sums and its decayed causal scores. Host: the dot precision for an
-input dtype and the optional initial / final state.
+input dtype, the key / value tiles and the optional initial / final state.
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ def dot_precision(dtype: torch.dtype) -> str:
     tf32 holds bf16/fp16 values exactly (float32 sums); float32 inputs keep float32 accuracy (tf32x3).
     """
     return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def tiles(dk: int, dv: int, bv: int | None, cap: int) -> tuple[int, int]:
+    """(BK covering all of Dk, value block BV): `bv` as given, or the value width capped at `cap`."""
+    bk = max(16, triton.next_power_of_2(dk))
+    if bv is None:
+        bv = max(16, min(cap, triton.next_power_of_2(dv)))
+    if bv < 16 or bv & (bv - 1):
+        raise ValueError(f"bv must be a power of two >= 16, got {bv}")
+    return bk, bv
 
 
 def state_in(initial_state, ref: torch.Tensor):

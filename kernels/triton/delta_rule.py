@@ -23,9 +23,10 @@ import triton.language as tl
 
 from .. import checks
 from . import segments, wy
-from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out
+from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out, tiles
 
 CHUNK = 64
+BV = 32  # default value block of the walks
 
 
 @triton.jit
@@ -96,15 +97,6 @@ def _walk_kernel(q_ptr, k_ptr, u_ptr, w_ptr, g_ptr, att_ptr, o_ptr, s_in_ptr, ex
         tl.store(st_ptr + bh * DK * DV + ok[:, None] * DV + ov[None, :], s, mask=mk[:, None] & mcol[None, :])
 
 
-def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
-    bk = max(16, triton.next_power_of_2(dk))
-    if bv is None:
-        bv = max(16, min(32, triton.next_power_of_2(dv)))
-    if bv < 16 or bv & (bv - 1):
-        raise ValueError(f"bv must be a power of two >= 16, got {bv}")
-    return bk, bv
-
-
 def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_final_state=False,
                          chunk=CHUNK, segment_chunks=None, bv=None, num_warps=None, precompute_att=False,
                          inv_precision=None):
@@ -121,7 +113,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    bk, bv = _tiles(dk, dv, bv)
+    bk, bv = tiles(dk, dv, bv, BV)
     u, w, att = wy.wy(k, v, g, beta, chunk, inv_precision, q=q if precompute_att else None)
     # 4 warps: ptxas (Triton 3.9) reports a small spill at BV=32, yet on the H100 (Triton 3.6) it ran
     # 1.7-1.9x faster than 8 warps at 8k-128k (benchmarks/results/kernels-sweep-2026-11-23-h100.jsonl)

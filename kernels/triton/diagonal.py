@@ -25,7 +25,7 @@ import triton.language as tl
 
 from .. import checks
 from . import segments
-from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out
+from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out, tiles
 
 
 @triton.jit
@@ -108,11 +108,6 @@ NUM_WARPS = 4
 PROGRAMS_PER_SM = 2  # walk programs resident per SM at (BV, NUM_WARPS): one wave of segments
 
 
-def _tiles(dk: int, dv: int, bv: int | None) -> tuple[int, int]:
-    bk = max(16, triton.next_power_of_2(dk))
-    return bk, bv or max(16, min(triton.next_power_of_2(dv), BV))
-
-
 def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, *, scalar: bool,
                  att=None, shift_q: bool = False, chunk: int = 64, segment_chunks: int | None = None,
                  bv: int | None = None, num_warps: int | None = None):
@@ -129,7 +124,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     g = g.contiguous()
     nt = triton.cdiv(t, chunk)
     tp = nt * chunk
-    bk, bv = _tiles(dk, dv, bv)
+    bk, bv = tiles(dk, dv, bv, BV)
     nv = triton.cdiv(dv, bv)
     warps = num_warps or NUM_WARPS
     per_sm = PROGRAMS_PER_SM if bv * warps <= BV * NUM_WARPS else 1

@@ -9,8 +9,7 @@ query reads the state before its own token). All exponents are <= 0.
 
 from __future__ import annotations
 
-import triton
-
+from .common import tiles
 from .diagonal import diagonal_fwd
 from .intra import pairwise
 
@@ -27,7 +26,7 @@ def _vec_fwd(q, k, v, g, scale, initial_state, output_final_state, u=None, chunk
     att = pairwise(q, k, g, chunk, strict=u is not None, u=u, shift_x=u is not None)
     return diagonal_fwd(q, k, v, g, scale, initial_state, output_final_state, scalar=False, att=att,
                         shift_q=u is not None, chunk=chunk, segment_chunks=segment_chunks,
-                        bv=bv or min(BV, max(16, triton.next_power_of_2(v.shape[-1]))), num_warps=num_warps or WARPS)
+                        bv=tiles(q.shape[-1], v.shape[-1], bv, BV)[1], num_warps=num_warps or WARPS)
 
 
 def gla_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, **options):

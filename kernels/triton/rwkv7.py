@@ -35,7 +35,7 @@ import triton.language as tl
 
 from .. import checks
 from . import segments
-from .common import dot_precision, state_in, state_out
+from .common import dot_precision, state_in, state_out, tiles
 
 CHUNK = 16  # tokens per chunk (GONI_RWKV7_CHUNK or `chunk=` overrides: 16 or 32)
 FACTOR_LIMIT = 60.0  # |L| within a chunk below which e^L and e^-L stay well inside float32
@@ -299,8 +299,7 @@ def rwkv7_fwd(r, w, k, v, a, b, scale, initial_state=None, output_final_state=Fa
         fused = os.environ.get("GONI_RWKV7_FUSED", "0") == "1"
     bh = bs * h
     r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = bv or max(16, min(128, triton.next_power_of_2(dv)))  # 128 (8 warps): fastest at 2k-128k on the H100
+    bk, bv = tiles(dk, dv, bv, 128)  # 128 (8 warps): fastest at 2k-128k on the H100
     prec = dot_precision(r.dtype)
     nchunk = triton.cdiv(t, c)
     segc, nseg = segments.plan(t, c, bh * triton.cdiv(dv, bv), r.device, segment_chunks, programs_per_sm=1,
