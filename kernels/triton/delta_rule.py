@@ -105,7 +105,7 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     Returns (o [B, T, H, Dv] in q's dtype, final state [B, H, Dk, Dv] float32 or None).
     segment_chunks: chunks per segment (0: one segment; None: `segments.plan` decides);
     bv: value-block width of the walks (power of two >= 16, default 32); num_warps: of the walks
-    (default 8); precompute_att: the WY launch also stores each chunk's decayed Q K^T
+    (default 4); precompute_att: the WY launch also stores each chunk's decayed Q K^T
     ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block;
     inv_precision: tl.dot precision of the WY inverse's float32 products (`wy.wy`).
     """
