@@ -26,17 +26,10 @@ from typing import Any
 import numpy as np
 
 from pytest_goni import stats
+from pytest_goni.expect import Expectation, ExpectError, parse_expect
 from pytest_goni.expr import EvalError, Expr, ExprError, parse
 from pytest_goni.stats import MIN_SAMPLES_FOR_INTERVAL, STATISTICS, Metric
-from pytest_goni.units import (
-    Dim,
-    Expectation,
-    ExpectError,
-    UnitError,
-    format_quantity,
-    parse_expect,
-    unit_exact,
-)
+from pytest_goni.units import Dim, UnitError, format_quantity, unit_exact
 
 PASS, FAIL, INVALID = "PASS", "FAIL", "INVALID"
 N_BOOT = 2000
