@@ -13,6 +13,7 @@ import pytest
 from .gates import GateFailed, GateRun, skip_reason
 from .registry import REGISTRIES, load_builtins
 from .runner import Runner, cuda_usable
+from .scheduling import DIST_CHOICES
 from .spec import GateSpec, Spec, SpecError, load_spec
 
 STATE_KEY = pytest.StashKey["GoniState"]()
@@ -38,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="store every gate's measured value as baseline NAME (.goni/baselines/NAME.json)")
     group.addoption("--goni-compare", default=None, metavar="NAME", dest="goni_compare",
                     help="judge 'within X%% of baseline' gates against stored baseline NAME")
+    group.addoption("--goni-dist", default="auto", choices=DIST_CHOICES, dest="goni_dist",
+                    help="under xdist, a work unit is the gates sharing a measurement ('measurement') or a "
+                         "whole spec ('spec'); auto: measurement when every worker has its own GPU")
     parser.addini("goni_specs", type="args", default=[],
                   help="specs run in addition to the tests when no --goni-spec is given")
 
@@ -108,13 +112,36 @@ def pytest_configure(config: pytest.Config) -> None:
     config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
     # A bad spec is a collection error of that spec only: every other spec still runs.
     config.option.continue_on_collection_errors = True
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"  # gates sharing a measurement stay on one worker
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_xdist_scheduling(config, state), "goni-xdist-scheduling")
     spec_args = [str(p) for p in specs]
     if from_cli and config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args = spec_args
     else:
         config.args = list(config.args) + spec_args
+
+
+def _xdist_scheduling(config: pytest.Config, state: GoniState) -> Any:
+    """The controller's scheduler plugin: a measurement's gates form one work unit."""
+    from .scheduling import SpecUnits, XdistScheduling, spreads_measurements
+
+    def units() -> SpecUnits:
+        workers = len(config.getvalue("tx") or []) or int(config.getvalue("numprocesses") or 1)
+        gpus = _gpu_count()
+        roots = [config.rootpath, config.invocation_params.dir]
+        return SpecUnits(roots, state.spec_paths,
+                         lambda p: load_spec(p, _display(config, p), state.profile, gpus > 0),
+                         spreads_measurements(config.getoption("goni_dist"), workers, gpus))
+
+    return XdistScheduling(units)
+
+
+def _gpu_count() -> int:
+    if not cuda_usable():
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _state(config: pytest.Config) -> GoniState | None:
@@ -160,10 +187,8 @@ class SpecFile(pytest.File):
         assert state is not None
         spec = load_spec(self.path, _display(self.config, self.path), state.profile, cuda_usable())
         self.config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
-        groups = _share_groups(spec) if _one_gpu_per_worker(self.config) else \
-            {g.id: spec.id for g in spec.gates}
         for gate in spec.gates:
-            yield GateItem.from_parent(self, name=gate.id, spec=spec, gate=gate, group=groups[gate.id])
+            yield GateItem.from_parent(self, name=gate.id, spec=spec, gate=gate)
 
     def repr_failure(self, excinfo, style=None):  # type: ignore[no-untyped-def]
         if isinstance(excinfo.value, SpecError):
@@ -171,45 +196,10 @@ class SpecFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
-def _one_gpu_per_worker(config: pytest.Config) -> bool:
-    """Measurements may run side by side only when each xdist worker has a GPU of its own; on
-    CPU (or fewer GPUs than workers) concurrent timings would disturb each other, so all gates
-    of a spec then share one worker."""
-    workers = int(getattr(config.option, "numprocesses", 0) or 0) or 1
-    if hasattr(config, "workerinput"):
-        workers = int(config.workerinput.get("workercount", workers))
-    if not cuda_usable():
-        return False
-    import torch
-
-    return torch.cuda.device_count() >= workers
-
-
-def _share_groups(spec: Spec) -> dict[str, str]:
-    """Gates that share a measurement (or a checklist and its evidence) get one xdist group."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        parent[find(a)] = find(b)
-
-    for gate in spec.gates:
-        find("g:" + gate.id)
-        for m in gate.measurements:
-            union("g:" + gate.id, "m:" + m)
-        for ref in gate.of:
-            union("g:" + gate.id, "g:" + ref)
-    return {g.id: f"{spec.id}:{find('g:' + g.id)}" for g in spec.gates}
-
-
 class GateItem(pytest.Item):
     """One gate of a spec: runs (or reuses) its measurements, then judges them."""
 
-    def __init__(self, *, spec: Spec, gate: GateSpec, group: str, **kwargs: Any):
+    def __init__(self, *, spec: Spec, gate: GateSpec, **kwargs: Any):
         super().__init__(**kwargs)
         self.spec, self.gate = spec, gate
         self.goni_result: dict[str, Any] | None = None
@@ -220,7 +210,6 @@ class GateItem(pytest.Item):
             self.add_marker(gate.severity)
         if gate.requires == "cuda" or any(spec.measurements[m].requires_cuda for m in gate.measurements):
             self.add_marker("gpu")
-        self.add_marker(pytest.mark.xdist_group(group))
 
     def setup(self) -> None:
         reason = skip_reason(self.spec, self.gate, _run_state(self.config).runner.device)

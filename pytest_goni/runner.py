@@ -40,10 +40,12 @@ class MeasurementResult:
     metrics: dict[str, Metric] = field(default_factory=dict)
     failure: MeasurementFailure | None = None
     log: list[str] = field(default_factory=list)
+    worker: str = field(default_factory=lambda: os.environ.get("PYTEST_XDIST_WORKER", "main"))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "params": self.params, "device": self.device, "seconds": self.seconds,
+            "kind": self.kind, "params": self.params, "device": self.device, "worker": self.worker,
+            "seconds": self.seconds,
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "error": None if self.failure is None else {"reason": self.failure.reason,
                                                         "traceback": self.failure.traceback},

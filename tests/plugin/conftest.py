@@ -39,6 +39,20 @@ def pytest_goni_register(registries):
     def sleepy(ctx, params):
         time.sleep(params["seconds"])
         return {"x": Metric.scalar(1.0, "s")}
+
+    @registries.measurement_kind(
+        "whereami", schema={"type": "object", "properties": {"seconds": {"type": "number"}}},
+        metrics=lambda p: {"x": "s"},
+    )
+    def whereami(ctx, params):
+        # records where it really ran: one line per run, appended by whichever process ran it
+        import os
+        line = f"{ctx.spec_id}.{ctx.measurement} {os.environ.get('PYTEST_XDIST_WORKER', 'main')} {ctx.device}"
+        with open(ctx.spec_path.parent / "where.log", "a") as fh:
+            fh.write(line + "\\n")
+        ctx.log("ran as " + line)
+        time.sleep(params.get("seconds", 0.3))
+        return {"x": Metric.scalar(0.5, "s")}
 '''
 
 

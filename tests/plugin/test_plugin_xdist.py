@@ -1,0 +1,108 @@
+"""Under xdist each measurement runs exactly once, on one worker, and the gates reading it run
+there too. The measurement used here records the worker and device it really ran on (a line
+appended to where.log by whichever process ran it), so a duplicate or a misplaced gate shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+
+import pytest
+
+pytest.importorskip("xdist")
+
+WHERE = """\
+goni: 1
+id: {id}
+measurements:
+  m1: {{kind: whereami, seconds: 0.4}}
+  m2: {{kind: whereami, seconds: 0.4}}
+  m3: {{kind: whereami, seconds: 0.4}}
+  m4: {{kind: whereami, seconds: 0.4}}
+gates:
+  - {{id: a1, value: m1.x, expect: "< 1 s"}}
+  - {{id: b2, value: m2.x, expect: "< 1 s"}}
+  - {{id: c3, value: m3.x, expect: "< 1 s"}}
+  - {{id: d4, value: m4.x, expect: "< 1 s"}}
+  - {{id: a1-again, value: m1.x * 2, expect: "< 2 s"}}
+  - {{id: b2-again, value: m2.x, expect: "> 0.1 s"}}
+  - {{id: c3-and-d4, value: m3.x + m4.x, expect: "< 2 s"}}
+  - {{id: all-of-a, kind: checklist, of: [a1, a1-again]}}
+"""
+
+#: measurement -> gates that read it (directly or, for a checklist, through its evidence)
+READERS = {"m1": {"a1", "a1-again", "all-of-a"}, "m2": {"b2", "b2-again"},
+           "m3": {"c3", "c3-and-d4"}, "m4": {"d4", "c3-and-d4"}}
+
+
+def _run(p: pytest.Pytester, specs: dict[str, str], *args: str) -> tuple[pytest.RunResult, list[list[str]], dict]:
+    for name, spec_id in specs.items():
+        p.path.joinpath(name).write_text(textwrap.dedent(WHERE.format(id=spec_id)))
+    res = p.runpytest_subprocess("--goni-spec", "*.yaml", "--goni-report", "out", "-v", "-p", "no:randomly", *args)
+    where = [line.split() for line in (p.path / "where.log").read_text().splitlines()]
+    return res, where, json.loads((p.path / "out" / "results.json").read_text())
+
+
+def _gate_workers(out: str) -> dict[str, str]:
+    """gate node id -> worker, from xdist's verbose lines '[gw1] [ 50%] PASSED w.yaml::a1'."""
+    return {m.group(2): m.group(1) for m in re.finditer(r"\[(gw\d+)\][^\n]*?(?:PASSED|FAILED|SKIPPED) (\S+)", out)}
+
+
+def _check_once_and_colocated(where: list[list[str]], data: dict, out: str, spec_file: str, spec_id: str) -> dict:
+    ran = {w[0]: w[1] for w in where if w[0].startswith(spec_id + ".")}
+    names = [w[0] for w in where if w[0].startswith(spec_id + ".")]
+    assert sorted(names) == sorted(f"{spec_id}.m{i}" for i in range(1, 5)), names  # each exactly once
+    spec = next(s for s in data["specs"] if s["id"] == spec_id)
+    assert {m: r["worker"] for m, r in spec["measurements"].items()} == \
+        {k.split(".", 1)[1]: v for k, v in ran.items()}  # results.json says where each ran
+    gates = _gate_workers(out)
+    for m, readers in READERS.items():
+        for gate in readers:
+            assert gates[f"{spec_file}::{gate}"] == ran[f"{spec_id}.{m}"], (gate, m)
+    return ran
+
+
+def test_measurements_spread_over_two_workers_each_once(goni: pytest.Pytester) -> None:
+    res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "2", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=8)
+    ran = _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
+    assert set(ran.values()) == {"gw0", "gw1"}  # the work was spread, not kept on one worker
+    assert all(w[2] == "cpu" for w in where)
+
+
+def test_n_auto_also_runs_each_measurement_once(goni: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "auto", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=8)
+    ran = _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
+    assert len(set(ran.values())) >= 2
+
+
+def test_on_cpu_a_spec_stays_on_one_worker_by_default(goni: pytest.Pytester) -> None:
+    """Without a GPU per worker, measurements timed side by side would disturb each other, so the
+    unit is the spec: two specs go to two workers, each spec's measurements one after another."""
+    res, where, data = _run(goni, {"w.yaml": "w", "v.yaml": "v"}, "-n", "2")
+    res.assert_outcomes(passed=16)
+    out = res.stdout.str()
+    ran_w = _check_once_and_colocated(where, data, out, "w.yaml", "w")
+    ran_v = _check_once_and_colocated(where, data, out, "v.yaml", "v")
+    assert len(set(ran_w.values())) == 1 and len(set(ran_v.values())) == 1
+    assert set(ran_w.values()) != set(ran_v.values())
+
+
+def test_load_and_worksteal_keep_a_measurement_once(goni: pytest.Pytester) -> None:
+    res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "2", "--dist", "worksteal", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=8)
+    _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
+
+
+def test_worker_gpu_ownership() -> None:
+    from pytest_goni.scheduling import spreads_measurements, worker_gpus
+
+    assert [worker_gpus(i, 2, 2) for i in range(2)] == [[0], [1]]
+    assert [worker_gpus(i, 2, 8) for i in range(2)] == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert [worker_gpus(i, 4, 2) for i in range(4)] == [[0], [1], [0], [1]]
+    assert worker_gpus(0, 2, 0) == []
+    assert spreads_measurements("auto", 2, 2) and not spreads_measurements("auto", 4, 2)
+    assert not spreads_measurements("auto", 2, 0) and spreads_measurements("measurement", 2, 0)
