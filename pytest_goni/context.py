@@ -34,6 +34,7 @@ class MeasureContext:
     artifact_dir: Path
     deadline: float = float("inf")
     log_lines: list[str] = field(default_factory=list)
+    artifacts: list[Path] = field(default_factory=list)
 
     @property
     def is_cuda(self) -> bool:
@@ -46,7 +47,10 @@ class MeasureContext:
     def artifact(self, name: str) -> Path:
         """A path for a file this measurement writes (a plot, a log)."""
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-        return self.artifact_dir / f"{self.spec_id}.{self.measurement}.{name}"
+        path = self.artifact_dir / f"{self.spec_id}.{self.measurement}.{name}"
+        if path not in self.artifacts:
+            self.artifacts.append(path)  # the reports place it under the gates reading this measurement
+        return path
 
     def log(self, msg: str) -> None:
         self.log_lines.append(msg)

@@ -112,6 +112,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
     # A bad spec is a collection error of that spec only: every other spec still runs.
     config.option.continue_on_collection_errors = True
+    if config.pluginmanager.hasplugin("html"):
+        from .report.pytest_html import PytestHtmlFeed
+
+        config.pluginmanager.register(PytestHtmlFeed(), "goni-pytest-html")
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_xdist_scheduling(config, state), "goni-xdist-scheduling")
     spec_args = [str(p) for p in specs]
@@ -299,10 +303,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     env = environment()  # read once: git and device queries are not free
     written = []
-    if state.report_dir is not None:
-        from .report.results import write_results
+    from .report.results import write_reports
 
-        written.append(f"results written to {write_results(state, env)}")
+    written.extend(write_reports(state, env))
     save = session.config.getoption("goni_save")
     if save:
         from .baselines import save_baseline

@@ -41,6 +41,7 @@ class MeasurementResult:
     failure: MeasurementFailure | None = None
     log: list[str] = field(default_factory=list)
     worker: str = field(default_factory=lambda: os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    artifacts: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,7 +50,7 @@ class MeasurementResult:
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "error": None if self.failure is None else {"reason": self.failure.reason,
                                                         "traceback": self.failure.traceback},
-            "log": self.log,
+            "log": self.log, "artifacts": [str(p) for p in self.artifacts if Path(p).exists()],
         }
 
 
@@ -129,7 +130,8 @@ class Runner:
             profile_vars=spec.profile_vars, models=spec.models, spec_path=spec.path,
             artifact_dir=self.artifact_dir, deadline=time.monotonic() + mspec.timeout_s,
         )
-        result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines)
+        result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines,
+                                   artifacts=ctx.artifacts)
         t0 = time.perf_counter()
         try:
             with deadline_alarm(mspec.timeout_s):

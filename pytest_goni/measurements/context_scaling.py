@@ -229,7 +229,7 @@ def _measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metr
         series = {labels[r]: (contexts, med[r]) for r in ("candidate", "baseline")}
         ooms = {labels[r]: float(pair.failed[r]) for r in pair.failed}
         at_or_below = math.isfinite(cross) and cross == contexts[0] and "already" in note
-        plot_latency_vs_context(series, ctx.artifact("latency.png"), crossover=cross, exponents=exps,
+        plot_latency_vs_context(series, ctx.artifact("latency-vs-context.png"), crossover=cross, exponents=exps,
                                 oom=ooms, title=f"{ctx.spec_id}: {pair.phase} latency ({ctx.device})",
                                 ylabel=f"{pair.phase} latency (s)",
                                 crossover_label=f"crossover <= {contexts[0]} tokens" if at_or_below else None)

@@ -190,7 +190,7 @@ def _measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     if params.get("plot", True):
         from pytest_goni.plots import plot_memory_vs_context
 
-        plot_memory_vs_context(series, ctx.artifact("memory.png"), oom=ooms, cap_bytes=cap,
+        plot_memory_vs_context(series, ctx.artifact("peak-memory-vs-context.png"), oom=ooms, cap_bytes=cap,
                                title=f"{ctx.spec_id}: {ctx.measurement} ({ctx.device})")
     return out
 

@@ -204,4 +204,5 @@ def _model_metrics(name: str, runs: list, seeds: list[int], spike_window: int, t
 def _plot(ctx: Any, curves: dict[str, list[list[float]]], seeds: list[int]) -> None:
     from pytest_goni.plots import plot_loss_curves
 
-    plot_loss_curves(curves, seeds, ctx.artifact("loss.png"), title=f"{ctx.spec_id}: {ctx.measurement}")
+    plot_loss_curves(curves, seeds, ctx.artifact("training-loss-per-step.png"),
+                     title=f"{ctx.spec_id}: {ctx.measurement}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import platform
 import socket
 import subprocess
@@ -93,12 +94,48 @@ def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
             for spec in results["specs"] for g in spec["gates"]]
 
 
+def _relative_artifacts(results: dict[str, Any], folder: Path) -> None:
+    """Plot paths inside the report folder are written relative to it (the folder can move)."""
+    for spec in results["specs"]:
+        for m in spec["measurements"].values():
+            out = []
+            for a in m.get("artifacts", []):
+                try:
+                    out.append(str(Path(a).resolve().relative_to(folder.resolve())))
+                except ValueError:
+                    out.append(a)
+            m["artifacts"] = out
+
+
 def write_results(state: Any, env: dict[str, Any]) -> Path:
     """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
     state.report_dir.mkdir(parents=True, exist_ok=True)
     results = _clean(build_results(state, env))
+    _relative_artifacts(results, state.report_dir)
     path = state.report_dir / "results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     lines = [json.dumps(line, default=str) for line in gate_lines(results)]
     (state.report_dir / "gates.jsonl").write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_reports(state: Any, env: dict[str, Any]) -> list[str]:
+    """Everything a run leaves for people, as lines to print: with a report folder, results.json,
+    gates.jsonl, report.html and summary.md in it; the Markdown summary also goes to
+    ``$GITHUB_STEP_SUMMARY`` when that is set."""
+    from .html import write_html
+    from .markdown import write_markdown
+
+    lines = []
+    if state.report_dir is not None:
+        path = write_results(state, env)
+        results = json.loads(path.read_text())
+        html = write_html(results, state.report_dir / "report.html", state.report_dir)
+        lines += [f"results written to {path}", f"report: {html}"]
+        md = write_markdown(results, state.report_dir / "summary.md")
+    else:
+        if not os.environ.get("GITHUB_STEP_SUMMARY") or not state.results:
+            return lines
+        md = write_markdown(_clean(build_results(state, env)), None)
+    lines += [f"summary appended to {p}" for p in md if str(p) == os.environ.get("GITHUB_STEP_SUMMARY")]
+    return lines

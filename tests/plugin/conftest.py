@@ -53,6 +53,22 @@ def pytest_goni_register(registries):
         ctx.log("ran as " + line)
         time.sleep(params.get("seconds", 0.3))
         return {"x": Metric.scalar(0.5, "s")}
+
+    @registries.measurement_kind(
+        "plotter", schema={"type": "object", "properties": {"value": {"type": "number"}}},
+        metrics=lambda p: {"x": "s"},
+    )
+    def plotter(ctx, params):
+        # a real 16x16 PNG written through ctx.artifact, as a plotting kind would
+        import struct, zlib
+        def chunk(tag, data):
+            return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+        rows = b"".join(b"\\x00" + bytes([200, 30, 30]) * 16 for _ in range(16))
+        png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+               + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+        ctx.artifact("value-vs-step.png").write_bytes(png)
+        ctx.log("drew value-vs-step.png")
+        return {"x": Metric.of([params["value"] * (1 + 0.01 * (i % 3 - 1)) for i in range(9)], "s")}
 '''
 
 

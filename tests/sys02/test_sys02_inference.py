@@ -107,7 +107,7 @@ def test_memory_oom_is_a_data_point_and_later_contexts_are_skipped(make_ctx, run
     # the next model still ran every context: the failure did not leak
     assert out["toy.max_context_ok"].value() == 16384 and math.isnan(out["toy.oom_context"].value())
     assert "no OOM up to 16384" in out["toy.oom_context"].note
-    assert (tmp_path / "artifacts" / "sys02test.mem.memory.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "artifacts" / "sys02test.mem.peak-memory-vs-context.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_memory_guard_refuses_a_context_far_past_the_cap(make_ctx, run_kind):
@@ -145,7 +145,7 @@ def test_context_scaling_finds_and_refines_the_crossover(make_ctx, run_kind, tmp
     assert out["cand.exponent"].value() == pytest.approx(1.0, abs=0.2)
     assert out["base.exponent"].value() == pytest.approx(2.0, abs=0.2)
     assert out["speedup_at_max"].value() == pytest.approx(4.0, rel=0.3)
-    assert (tmp_path / "artifacts" / "sys02test.cs.latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "artifacts" / "sys02test.cs.latency-vs-context.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_context_scaling_without_crossover_is_a_result(make_ctx, run_kind):

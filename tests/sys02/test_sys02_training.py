@@ -117,7 +117,7 @@ def test_train_lm_kind_metrics_learning_and_reproducibility(make_ctx, run_kind, 
         assert out[f"{m}.val_loss"].meta["config_hash"] == out["vocab_size"].meta["config_hash"]
     # same seed and batch order for both models, different seeds differ
     assert out["toy.val_loss"].samples[0] != out["toy.val_loss"].samples[1]
-    assert (tmp_path / "artifacts" / "sys02test.train.loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "artifacts" / "sys02test.train.training-loss-per-step.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_train_lm_names_a_missing_corpus_file(make_ctx, registries):
