@@ -28,3 +28,20 @@ def sliding_window_attention_torch(q: Tensor, k: Tensor, v: Tensor, window: int,
         scores = scores.masked_fill(~allowed, float("-inf"))
         outs.append(torch.softmax(scores, -1) @ vf[:, :, j0:i1])
     return torch.cat(outs, 2).transpose(1, 2).to(q.dtype)
+
+
+def sliding_window_attention_banded(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> Tensor:
+    """The same attention computed on the band only: each query gathers its ``window`` keys
+    (left-padded with masked zeros), so work and memory are O(T * W), not O(T * block).
+    The textbook O(nW) form the tiers seed's scaling claim is about; float32 arithmetic."""
+    b, t, h, d = q.shape
+    pad = window - 1
+    kf = torch.nn.functional.pad(k.float(), (0, 0, 0, 0, pad, 0))  # [B, T+W-1, H, D]
+    vf = torch.nn.functional.pad(v.float(), (0, 0, 0, 0, pad, 0))
+    kw = kf.unfold(1, window, 1)  # [B, T, H, D, W]: keys t-W+1 .. t for query t
+    vw = vf.unfold(1, window, 1)
+    scores = torch.einsum("bthd,bthdw->bthw", q.float(), kw) * scale
+    first = torch.arange(t, device=q.device)[:, None] + torch.arange(window, device=q.device)[None, :] - pad
+    scores = scores.masked_fill((first < 0)[None, :, None, :], float("-inf"))
+    o = torch.einsum("bthw,bthdw->bthd", torch.softmax(scores, -1), vw)
+    return o.to(q.dtype)

@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (registration happens on import)
     gpt2,
     groundthink,
     mamba2,
+    mincut_gated,
     rnn,
     rwkv,
     transformer,
