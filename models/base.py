@@ -326,12 +326,17 @@ class CausalLM(ModelContract, nn.Module):
             h = h + self.pos_embed(torch.arange(start, end, device=tokens.device))
         return h if self.embed_norm is None else self.embed_norm(h)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def features(self, tokens: Tensor) -> Tensor:
+        """tokens [B, T] -> final-norm hidden states [B, T, d]: ``forward`` is ``head(features)``,
+        so a trainer can score the head in chunks without building [B, T, V] logits."""
         tokens = check_tokens(tokens, self.vocab_size)
         h = self._embed(tokens, 0)
         for layer in self.layers:
             h = layer(h)
-        return self.head(self.norm(h))
+        return self.norm(h)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.head(self.features(tokens))
 
     def prefill(self, tokens: Tensor) -> tuple[Tensor, dict[str, Any]]:
         tokens = check_tokens(tokens, self.vocab_size)

@@ -132,6 +132,17 @@ class GPT2Backend(ModelContract, nn.Module):
             raise ValueError(f"position {end - 1} is past max_seq_len={self.max_seq_len} (GPT-2's "
                              "n_positions); build it with a larger max_seq_len")
 
+    @property
+    def head(self) -> nn.Linear:
+        """The LM head (tied to the token embedding by default): ``forward`` is ``head(features)``."""
+        return self.hf.lm_head
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> the final LayerNorm's hidden states [B, T, d] (no logits)."""
+        tokens = check_tokens(tokens, self.vocab_size)
+        self._check_len(tokens.shape[1])
+        return self.hf.transformer(input_ids=tokens, use_cache=False).last_hidden_state
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = check_tokens(tokens, self.vocab_size)
         self._check_len(tokens.shape[1])

@@ -1,9 +1,25 @@
 """The training loop shared by the measurement kinds that train a model (train_lm, recall; V5 later).
 
 One loop, so every model compared is trained the same way: AdamW (decoupled weight decay on
-matrices only), cosine schedule with linear warm-up, gradient clipping, bf16 autocast on CUDA,
-and batches that come from a caller-supplied function of the step index, so two models given
-the same function see exactly the same batches in the same order.
+matrices only; the fused CUDA kernel on a GPU), cosine schedule with linear warm-up, gradient
+clipping, bf16 autocast on CUDA, and batches that come from a caller-supplied function of the step
+index, so two models given the same function see exactly the same batches in the same order.
+
+What makes it fast without changing what it computes:
+
+- no host synchronisation per step: losses and gradient norms stay on the device and are copied
+  back every ``log_every`` steps (a non-finite loss still stops the run, at most two reads late);
+- the LM head's cross-entropy is taken in chunks of tokens (:mod:`pytest_goni.losses`) when the
+  model exposes ``features`` and ``head``, so [B, T, V] float32 logits never exist at once;
+- ``torch.compile`` of the model's ``features`` where it pays for itself (on CUDA, for runs of at
+  least :data:`COMPILE_MIN_STEPS` steps, unless asked otherwise); the first step, which holds the
+  compilation and the kernels' JIT, is timed apart (``first_step_seconds``) and never enters
+  tokens/s. A compile that fails falls back to eager, and the result says why.
+
+Several processes (``gpus > 1``, or a torchrun launch) run the same loop under
+DistributedDataParallel: see :mod:`pytest_goni.distributed`. Each rank takes its rows of the same
+global batch and the loss is normalised by the global count of scored targets, so the gradients,
+and hence the run, are the single-process run's up to reduction order.
 """
 
 from __future__ import annotations
@@ -17,9 +33,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from pytest_goni.losses import linear_cross_entropy
 
 #: Targets equal to this are not scored (padding, non-query positions of a recall task).
 IGNORE_INDEX = -100
+
+#: Below this many steps compilation (tens of seconds) costs more than it saves; see ``train``.
+COMPILE_MIN_STEPS = 2000
 
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,19 +65,28 @@ class OptimConfig:
 
 @dataclass
 class TrainResult:
-    """What one training run leaves behind: the curves and the final numbers."""
+    """What one training run leaves behind: the curves, the final numbers, and how it ran."""
 
     losses: list[float]
     lrs: list[float]
     grad_norms: list[float]
     steps: int
     tokens: int
-    train_seconds: float
+    train_seconds: float  # steps after the first, evaluation excluded
     eval_points: list[tuple[int, float]] = field(default_factory=list)
+    timed_tokens: int = 0  # the tokens of the steps inside train_seconds
+    first_step_seconds: float = 0.0  # the untimed first step(s): compilation, kernel JIT, warm-up
+    compiled: bool = False
+    compile_error: str | None = None
+    world_size: int = 1  # processes (GPUs on CUDA) that trained the model together
+    devices: list[str] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
-        return self.tokens / self.train_seconds if self.train_seconds > 0 else math.nan
+        if self.train_seconds > 0 and self.timed_tokens:
+            return self.timed_tokens / self.train_seconds
+        total = self.train_seconds + self.first_step_seconds
+        return self.tokens / total if total > 0 else math.nan  # a one-step run: all it has
 
     @property
     def final_loss(self) -> float:
@@ -92,33 +123,225 @@ def max_loss_spike(losses: list[float], window: int = 20) -> float:
     return worst
 
 
-def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (dim >= 2) only; biases, norms and gains go undecayed."""
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (dim >= 2) only; biases, norms and gains go undecayed.
+    The fused (single-kernel) implementation when every parameter is on CUDA."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
 
-def _autocast(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
+def autocast_context(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (``enabled=None``), or as asked."""
     use = device.type == "cuda" if enabled is None else enabled
     if not use:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``model.forward(inputs)`` against ``targets`` (IGNORE_INDEX skipped)."""
-    logits = model(inputs)
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+def has_chunked_head(model: nn.Module) -> bool:
+    """True when ``model(x) == model.head(model.features(x))`` with a bias-free linear head, so the
+    loss can be taken in chunks (the models/ backends all qualify)."""
+    head = getattr(model, "head", None)
+    return callable(getattr(model, "features", None)) and isinstance(head, nn.Linear) and head.bias is None
+
+
+class LossModule(nn.Module):
+    """``forward(x, y) -> summed cross-entropy`` of ``model``: the unit that DDP wraps and that
+    ``compile`` speeds up (only the model's ``features``; the chunked loss stays eager, its
+    per-chunk softmax compiled with it)."""
+
+    def __init__(self, model: nn.Module, compile: bool = False):
+        super().__init__()
+        self.model = model
+        self.chunked = has_chunked_head(model)
+        self.compiled = compile
+        body = model.features if self.chunked else model
+        self._body = torch.compile(body) if compile else body
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.chunked:
+            h = self._body(x)
+            return linear_cross_entropy(h, self.model.head.weight, y, ignore_index=IGNORE_INDEX,
+                                        compiled=self.compiled)
+        logits = self._body(x)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the model's logits against ``targets`` (IGNORE_INDEX skipped)."""
+    return LossModule(model)(inputs, targets) / (targets != IGNORE_INDEX).sum()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Readback:
+    """Per-step device scalars (loss, grad norm) copied to the host every ``every`` steps without a
+    stall: an interval's copy is started at its end and read at the next interval's end."""
+
+    def __init__(self, device: torch.device, every: int, reduce: Callable[[torch.Tensor], torch.Tensor]):
+        self.device, self.every, self.reduce = device, max(1, every), reduce
+        self.current: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.inflight: tuple[torch.Tensor, Any] | None = None
+
+    def push(self, loss: torch.Tensor, norm: torch.Tensor) -> list[tuple[float, float]]:
+        self.current.append((loss.detach().float(), norm.detach().float()))
+        return self.flush(final=False) if len(self.current) >= self.every else []
+
+    def flush(self, final: bool) -> list[tuple[float, float]]:
+        out = self._collect()
+        if self.current:
+            vals = self.reduce(torch.stack([torch.stack(pair) for pair in self.current]))
+            self.current = []
+            if self.device.type == "cuda":
+                host = vals.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+                self.inflight = (host, event)
+            else:
+                self.inflight = (vals, None)
+        if final:
+            out += self._collect()
+        return out
+
+    def _collect(self) -> list[tuple[float, float]]:
+        if self.inflight is None:
+            return []
+        host, event = self.inflight
+        self.inflight = None
+        if event is not None:
+            event.synchronize()
+        return [(float(a), float(b)) for a, b in host.tolist()]
+
+
+def run_loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, device: torch.device,
+             rank: int = 0, world: int = 1, tokens_per_step: int | None = None,
+             check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
+             eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
+             log_every: int = 16, untimed_steps: int = 1) -> TrainResult:
+    """The loop itself, for one process of ``world`` (see :func:`train` for the arguments).
+
+    Rank ``r`` of ``world`` trains on rows ``[r*B/world, (r+1)*B/world)`` of each global batch; the
+    summed loss is scaled by ``world / scored targets of the global batch`` so that DDP's gradient
+    average is the single-process mean-loss gradient."""
+    model.train()
+    compiled = compile
+    loss_fn: nn.Module = LossModule(model, compile=compiled)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        loss_fn = DistributedDataParallel(loss_fn, device_ids=ids, gradient_as_bucket_view=True)
+    opt = make_optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    horizon = schedule_steps or steps
+    warm = cfg.warmup_steps(horizon)
+
+    if world > 1:
+        import torch.distributed as dist
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            mean = t[:, 0].contiguous()  # each rank holds its rows' share of the global mean
+            dist.all_reduce(mean)
+            return torch.stack([mean / world, t[:, 1]], dim=1)
+    else:
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            return t
+
+    reads = _Readback(device, log_every, reduce)
+    losses: list[float] = []
+    norms: list[float] = []
+    lrs: list[float] = []
+    evals: list[tuple[int, float]] = []
+    untimed = min(max(1, untimed_steps), steps)
+    first_s = eval_s = 0.0
+    compile_error = None
+    t0 = t_start = time.perf_counter()
+
+    def one_step(step: int, x: torch.Tensor, y: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with autocast_context(device, cfg.autocast):
+            loss = loss_fn(x, y) * (world / count)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True if device.type == "cuda" else None)
+        opt.step()
+        return loss, norm
+
+    def stopped(values: list[tuple[float, float]]) -> bool:
+        for loss, norm in values:
+            losses.append(loss)
+            norms.append(norm)
+            if not math.isfinite(loss):
+                return True
+        return False
+
+    done = False
+    for step in range(steps):
+        if check is not None:
+            check()
+        x, y = batch_fn(step)
+        if x.shape[0] % world:
+            raise ValueError(f"global batch of {x.shape[0]} rows does not split over {world} processes")
+        count = (y != IGNORE_INDEX).sum().to(device, non_blocking=True)
+        rows = slice(rank * x.shape[0] // world, (rank + 1) * x.shape[0] // world)
+        x = x[rows].to(device, non_blocking=True)
+        y = y[rows].to(device, non_blocking=True)
+        lr = cosine_lr(step, horizon, warm, cfg.lr, cfg.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if step == 0:
+            try:
+                loss, norm = one_step(step, x, y, count)
+            except Exception as exc:  # noqa: BLE001 - a compile failure falls back to eager
+                if not compiled:
+                    raise
+                compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                compiled = False
+                base = LossModule(model, compile=False)
+                loss_fn = base if world == 1 else type(loss_fn)(base, device_ids=loss_fn.device_ids,
+                                                                gradient_as_bucket_view=True)
+                loss, norm = one_step(step, x, y, count)
+        else:
+            loss, norm = one_step(step, x, y, count)
+        if step + 1 == untimed:
+            _sync(device)
+            t_start = time.perf_counter()
+            first_s, eval_s = t_start - t0 - eval_s, 0.0
+        tps = tokens_per_step if tokens_per_step is not None else int(x.numel()) * world
+        lrs.append(lr)
+        if stopped(reads.push(loss, norm)):
+            done = True
+            break
+        if evaluate is not None and eval_every > 0 and (step + 1) % eval_every == 0 and step + 1 < steps:
+            _sync(device)
+            t_eval = time.perf_counter()
+            if rank == 0:
+                evals.append((step + 1, evaluate(model)))
+            model.train()
+            eval_s += time.perf_counter() - t_eval
+    if not done:
+        stopped(reads.flush(final=True))
+    _sync(device)
+    ran, n = len(lrs), len(losses)
+    train_s = time.perf_counter() - t_start - eval_s if ran > untimed else 0.0
+    return TrainResult(losses, lrs[:n], norms, n, tps * n, train_s, evals,
+                       timed_tokens=tps * max(0, ran - untimed), first_step_seconds=first_s,
+                       compiled=compiled, compile_error=compile_error, world_size=world,
+                       devices=[str(device)])
 
 
 def train(
-    model: torch.nn.Module,
+    model: nn.Module,
     batch_fn: BatchFn,
     steps: int,
     cfg: OptimConfig,
@@ -126,78 +349,76 @@ def train(
     device: str | torch.device = "cpu",
     tokens_per_step: int | None = None,
     check: Callable[[], None] | None = None,
-    evaluate: Callable[[], float] | None = None,
+    evaluate: Callable[[nn.Module], float] | None = None,
     eval_every: int = 0,
     schedule_steps: int | None = None,
+    compile: bool | None = None,
+    log_every: int = 16,
+    untimed_steps: int = 1,
+    gpus: int = 1,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` steps on ``batch_fn(step) -> (inputs, targets)``.
 
-    ``check`` is called every step (a deadline check); ``evaluate`` every ``eval_every`` steps
-    (its values go to ``eval_points``; its time is not counted as training time). A non-finite
+    ``check`` is called every step (a deadline check); ``evaluate(model)`` every ``eval_every``
+    steps (its values go to ``eval_points``; its time is not counted as training time). A non-finite
     loss stops the run early: the remaining curve would be meaningless, and the spike statistic
     reports the divergence. ``schedule_steps`` (default ``steps``) is the length the learning-rate
     schedule is laid out for: a shorter re-run of a longer run's first steps passes the longer one.
+    ``compile``: None compiles on CUDA for runs of at least :data:`COMPILE_MIN_STEPS` steps.
+    ``log_every``: steps between copies of the losses to the host (the only synchronisation).
+    ``untimed_steps``: the first steps, timed apart as ``first_step_seconds`` (compilation, JIT).
+    ``gpus``: processes training together under DDP (one per GPU; gloo processes on the CPU), each
+    on its rows of the same global batch; the model is trained in place all the same. Inside a
+    torchrun launch (``WORLD_SIZE`` > 1) the loop joins that process group instead.
     """
     if steps < 1:
         raise ValueError(f"a training run needs at least one step (got {steps})")
     dev = torch.device(device)
-    model.train()
-    opt = make_optimizer(model, cfg)
-    horizon = schedule_steps or steps
-    warm = cfg.warmup_steps(horizon)
-    losses: list[float] = []
-    lrs: list[float] = []
-    norms: list[float] = []
-    evals: list[tuple[int, float]] = []
-    tokens = 0
-    train_s = 0.0
-    for step in range(steps):
-        if check is not None:
-            check()
-        x, y = batch_fn(step)
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        lr = cosine_lr(step, horizon, warm, cfg.lr, cfg.min_lr_ratio)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        t0 = time.perf_counter()
-        with _autocast(dev, cfg.autocast):
-            loss = token_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else
-                                              float("inf"))
-        opt.step()
-        loss_value = float(loss.detach())  # synchronizes, so the step's time is complete
-        train_s += time.perf_counter() - t0
-        losses.append(loss_value)
-        lrs.append(lr)
-        norms.append(float(norm))
-        tokens += tokens_per_step if tokens_per_step is not None else int(x.numel())
-        if not math.isfinite(loss_value):
-            break
-        if evaluate is not None and eval_every > 0 and (step + 1) % eval_every == 0 and step + 1 < steps:
-            evals.append((step + 1, evaluate()))
-            model.train()
-    return TrainResult(losses, lrs, norms, len(losses), tokens, train_s, evals)
+    if compile is None:
+        compile = dev.type == "cuda" and steps >= COMPILE_MIN_STEPS
+    kw = dict(tokens_per_step=tokens_per_step, evaluate=evaluate, eval_every=eval_every,
+              schedule_steps=schedule_steps, compile=compile, log_every=log_every,
+              untimed_steps=untimed_steps)
+    from pytest_goni import distributed
+
+    if distributed.launched_by_torchrun():
+        return distributed.train_in_group(model, batch_fn, steps, cfg, check=check, **kw)
+    if gpus > 1:
+        return distributed.train_spawned(model, batch_fn, steps, cfg, device=dev, gpus=gpus, check=check, **kw)
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1 (got {gpus})")
+    return run_loop(model, batch_fn, steps, cfg, device=dev, check=check, **kw)
 
 
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], *,
-                  device: str | torch.device = "cpu", autocast: bool | None = None) -> float:
-    """Token-weighted mean cross-entropy over ``batches`` (IGNORE_INDEX targets skipped)."""
-    dev = torch.device(device)
+def evaluate_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], *,
+                  device: str | torch.device | None = None, autocast: bool | None = None) -> float:
+    """Token-weighted mean cross-entropy over ``batches`` (IGNORE_INDEX targets skipped).
+    ``device`` defaults to the model's."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
-    total, count = 0.0, 0
+    scorer = LossModule(model)
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+    count = 0
     for x, y in batches:
         x, y = x.to(dev), y.to(dev)
-        with _autocast(dev, autocast):
-            logits = model(x)
-        total += float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                       ignore_index=IGNORE_INDEX, reduction="sum"))
+        with autocast_context(dev, autocast):
+            total += scorer(x, y).double()
         count += int((y != IGNORE_INDEX).sum())
     if count == 0:
         raise ValueError("evaluation saw no scored targets")
-    return total / count
+    return float(total) / count
+
+
+@dataclass
+class HeldOut:
+    """``evaluate`` for :func:`train` over fixed batches; a picklable value, so it reaches DDP ranks."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+    autocast: bool | None = None
+
+    def __call__(self, model: nn.Module) -> float:
+        return evaluate_loss(model, self.batches, autocast=self.autocast)
 
 
 def seed_everything(seed: int) -> None:

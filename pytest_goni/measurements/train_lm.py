@@ -5,6 +5,11 @@ batches in the same order (SYS-02 tokenizer/reproducibility items; V5's matching
 Per model it reports validation loss, perplexity and bits per character (one sample per seed),
 training throughput, the largest loss spike, the spread of final losses across seeds, and, when
 asked, how far a re-run of the first seed drifts from the original (determinism).
+
+``gpus: N`` (a param, or the active profile's ``gpus`` value) trains each run data-parallel over N
+GPUs (:mod:`pytest_goni.distributed`): same global batch and data order as one GPU, and every
+metric's meta records ``gpus``. ``compile`` forces ``torch.compile`` on or off (default: on CUDA
+for runs long enough to repay it; compile time is reported apart, in ``first_step_s``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pytest_goni.model_runs import (
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import (
+    HeldOut,
     OptimConfig,
     describe_config,
     evaluate_loss,
@@ -63,13 +69,16 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "rerun_steps": {"type": "integer", "minimum": 0,
                     "description": "re-run the first seed for this many steps and compare losses"},
     "autocast": {"type": "boolean"},
+    "compile": {"type": "boolean", "description": "torch.compile the models (default: CUDA, long runs)"},
+    "gpus": {"type": "integer", "minimum": 1,
+             "description": "GPUs one training run uses (DDP); default the profile's gpus, else 1"},
     "plot": {"type": "boolean"},
 }, required=("corpus", "tokenizer", "tokens"))
 
 PER_MODEL = {
     "val_loss": "", "val_ppl": "", "val_bpc": "", "final_train_loss": "", "loss_drop": "",
     "train_tok_s": "tok/s", "max_spike": "", "seed_spread": "", "seed_rel_spread": "",
-    "params": "", "params_non_embedding": "", "tokens_trained": "",
+    "params": "", "params_non_embedding": "", "tokens_trained": "", "first_step_s": "s",
 }
 
 
@@ -109,6 +118,9 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     spike_window = int(params.get("spike_window", 20))
     eval_every = int(params.get("eval_every", 0))
     rerun_steps = min(int(params.get("rerun_steps", 0)), steps)
+    gpus = int(params.get("gpus", ctx.profile_vars.get("gpus", 1)))
+    compile_ = params.get("compile")
+    run = {"device": ctx.device, "check": ctx.check_deadline, "gpus": gpus, "compile": compile_}
 
     max_chars = as_count(params["corpus_chars"]) if "corpus_chars" in params else None
     text = load_text(params["corpus"], max_chars, ctx.resolve_path)
@@ -119,9 +131,10 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     tpc = data.val_tokens_per_char
 
     chash = config_hash({"params": params, "models": {m: model_config(ctx, m) for m in params["models"]},
-                         "data": data.describe(), "optim": describe_config(cfg), "steps": steps})
-    ctx.log(f"train_lm config hash {chash}: {steps} steps x {batch} x {seq_len} tokens, "
-            f"{data.describe()}")
+                         "data": data.describe(), "optim": describe_config(cfg), "steps": steps,
+                         "gpus": gpus})
+    ctx.log(f"train_lm config hash {chash}: {steps} steps x {batch} x {seq_len} tokens on {gpus} "
+            f"process(es), {data.describe()}")
 
     out: dict[str, Metric] = {
         "vocab_size": Metric.scalar(data.vocab_size, "", tokenizer=tok.name, config_hash=chash),
@@ -136,10 +149,10 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             batches = WindowBatches(data.train_ids, seq_len, batch, seed)
             seed_everything(seed)
             model = build_on_device(ctx, name, vocab_size=data.vocab_size)
-            res = train(model, batches, steps, cfg, device=ctx.device, check=ctx.check_deadline,
-                        evaluate=lambda m=model: evaluate_loss(m, val, device=ctx.device,
-                                                               autocast=cfg.autocast),
-                        eval_every=eval_every)
+            res = train(model, batches, steps, cfg, evaluate=HeldOut(val, cfg.autocast),
+                        eval_every=eval_every, **run)
+            if res.compile_error:
+                ctx.log(f"{name}: torch.compile failed, trained eager: {res.compile_error}")
             vloss = evaluate_loss(model, val, device=ctx.device, autocast=cfg.autocast)
             if i == 0:
                 first_losses = res.losses
@@ -152,12 +165,13 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             batches = WindowBatches(data.train_ids, seq_len, batch, seeds[0])
             seed_everything(seeds[0])
             model = build_on_device(ctx, name, vocab_size=data.vocab_size)
-            again = train(model, batches, rerun_steps, cfg, device=ctx.device,
-                          check=ctx.check_deadline, schedule_steps=steps)
+            again = train(model, batches, rerun_steps, cfg, schedule_steps=steps, **run)
             rerun_diff = max(abs(a - b) for a, b in zip(again.losses, first_losses[:rerun_steps]))
             del model
             release(ctx.device)
         out.update(_model_metrics(name, runs, seeds, spike_window, tpc, total, non_emb, chash, rerun_diff))
+        for key in PER_MODEL:
+            out[f"{name}.{key}"].meta.update(_how(runs[0][0]))
         curves[name] = [r.losses for r, _, _ in runs]
     if params.get("plot", True):
         _plot(ctx, curves, seeds)
@@ -190,6 +204,8 @@ def _model_metrics(name: str, runs: list, seeds: list[int], spike_window: int, t
         "params_non_embedding": Metric.scalar(non_emb, "", **meta),
         "tokens_trained": Metric.of([r.tokens for r, _, _ in runs], "", **meta,
                                     epochs=[e for _, _, e in runs]),
+        "first_step_s": Metric.of([r.first_step_seconds for r, _, _ in runs], "s", **meta,
+                                  note="the untimed first step: torch.compile, kernel JIT, warm-up"),
     }
     if len(seeds) < 2:
         for key in ("seed_spread", "seed_rel_spread"):
@@ -199,6 +215,12 @@ def _model_metrics(name: str, runs: list, seeds: list[int], spike_window: int, t
         out["rerun_loss_diff"] = Metric.scalar(rerun_diff, "", note="max |loss| difference, re-run of the "
                                                "first seed over its first steps", **meta)
     return {f"{name}.{k}": v for k, v in out.items()}
+
+
+def _how(res: Any) -> dict[str, Any]:
+    """How a run was made, for every metric's meta: GPUs (processes), devices, compilation."""
+    return {"gpus": res.world_size, "devices": res.devices, "compiled": res.compiled,
+            "compile_error": res.compile_error}
 
 
 def _plot(ctx: Any, curves: dict[str, list[list[float]]], seeds: list[int]) -> None:

@@ -1,0 +1,104 @@
+"""The shared training loop: chunked head loss, deferred loss reads, bit-for-bit CPU reproducibility,
+compile fallback, and the timing split (first step apart from tokens/s)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytest_goni.models import builtin_backends
+
+from pytest_goni import training
+from pytest_goni.lm_data import WindowBatches
+from pytest_goni.registry import load_builtins, resolve_backend
+from pytest_goni.training import (
+    IGNORE_INDEX,
+    HeldOut,
+    LossModule,
+    OptimConfig,
+    evaluate_loss,
+    has_chunked_head,
+    train,
+)
+
+load_builtins()
+TINY = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2, "max_seq_len": 64}
+IDS = torch.randint(0, 64, (6000,), generator=torch.Generator().manual_seed(0))
+CFG = OptimConfig(lr=1e-2, warmup=3)
+
+
+def tiny(name: str = "gla") -> torch.nn.Module:
+    return resolve_backend(name)(**TINY)
+
+
+@pytest.mark.parametrize("name", builtin_backends())
+def test_every_backend_scores_its_head_in_chunks(name):
+    model = tiny(name)
+    x = IDS[:3 * 20].view(3, 20)
+    y = IDS[1:3 * 20 + 1].view(3, 20).clone()
+    y[:, :4] = IGNORE_INDEX
+    assert has_chunked_head(model)
+    with torch.no_grad():
+        logits = model(x)
+        torch.testing.assert_close(model.head(model.features(x)), logits)
+        ref = F.cross_entropy(logits.reshape(-1, 64), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        torch.testing.assert_close(LossModule(model)(x, y), ref, rtol=1e-5, atol=1e-4)
+
+
+def run(log_every: int, steps: int = 12, name: str = "gla", **kw) -> training.TrainResult:
+    torch.manual_seed(0)
+    return train(tiny(name), WindowBatches(IDS, 32, 4, seed=0), steps, CFG, log_every=log_every, **kw)
+
+
+def test_cpu_training_is_bit_for_bit_reproducible_whatever_the_read_interval():
+    first, again, every_step = run(5), run(5), run(1)
+    assert first.losses == again.losses and first.grad_norms == again.grad_norms
+    assert first.losses == every_step.losses  # reading losses later changes nothing they hold
+    assert len(first.losses) == len(first.lrs) == len(first.grad_norms) == first.steps == 12
+    assert first.tokens == 12 * 4 * 32 and first.timed_tokens == 11 * 4 * 32
+    assert first.first_step_seconds > 0 and first.train_seconds > 0 and first.tokens_per_second > 0
+    assert first.world_size == 1 and not first.compiled and first.compile_error is None
+
+
+def test_a_non_finite_loss_stops_the_run_at_that_step():
+    model = tiny()
+    seen = []
+
+    def poison() -> None:  # the deadline hook runs before each step's batch
+        seen.append(1)
+        if len(seen) == 4:
+            with torch.no_grad():
+                model.norm.weight.fill_(math.nan)
+
+    res = train(model, WindowBatches(IDS, 32, 4, seed=0), 40, CFG, check=poison, log_every=2)
+    assert res.steps == 4 and len(res.lrs) == 4 and res.tokens == 4 * 128
+    assert all(math.isfinite(v) for v in res.losses[:3]) and math.isnan(res.losses[3])
+    assert len(seen) < 40  # stopped within two read intervals, not at the end
+
+
+def test_a_failing_compile_falls_back_to_eager(monkeypatch):
+    def broken(fn, *a, **k):
+        def call(*args, **kwargs):
+            raise RuntimeError("backend compiler failed\nsecond line")
+        return call
+
+    monkeypatch.setattr(training.torch, "compile", broken)
+    res = run(4, steps=5, compile=True)
+    assert not res.compiled and res.compile_error == "RuntimeError: backend compiler failed"
+    monkeypatch.undo()
+    assert res.losses == run(4, steps=5).losses
+
+
+def test_compile_default_is_on_only_for_long_cuda_runs():
+    assert run(4, steps=2).compiled is False  # CPU: never by default
+
+
+def test_evaluation_is_timed_apart_and_matches_evaluate_loss():
+    val = [(IDS[:64].view(2, 32), IDS[1:65].view(2, 32))]
+    torch.manual_seed(0)
+    model = tiny()
+    res = train(model, WindowBatches(IDS, 32, 4, seed=0), 6, CFG, evaluate=HeldOut(val), eval_every=2)
+    assert [s for s, _ in res.eval_points] == [2, 4]
+    assert math.isclose(HeldOut(val)(model), evaluate_loss(model, val, device="cpu"))
