@@ -4,6 +4,7 @@ Dispatchers (Triton on CUDA, chunked torch elsewhere; layout [B, T, H, D], state
 float32) and single-token decode steps. Definitions: `pytest_goni.kernels.reference`.
 """
 
+from .kv_attention import kv_decode
 from .ops import (
     delta_rule,
     delta_rule_step,
@@ -27,6 +28,7 @@ __all__ = [
     "gated_delta_rule_step",
     "gla",
     "gla_step",
+    "kv_decode",
     "rwkv6",
     "rwkv6_step",
     "rwkv7",

@@ -7,8 +7,9 @@ A backend only writes its *layers*. A layer is a :class:`SeqModule` with two for
 
 :class:`CausalLM` stacks layers between a token embedding (plus learned positions where asked) and a
 final norm + LM head, and honours the models/ contract of docs/CONTRACTS.md:
-``forward(tokens) -> logits``, ``prefill(tokens) -> (logits, state)``,
-``step(token, state) -> (logits, state)``, ``state_bytes(state)``, ``num_params(embedding=...)``.
+``forward(tokens) -> logits``, ``prefill(tokens, logits="last"|"all") -> (logits, state)`` (the
+last position's logits [B, 1, V] by default, as serving computes them; every position's for
+perplexity), ``step(token, state) -> (logits, state)``, ``state_bytes(state)``, ``num_params(embedding=...)``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kv_cache import Position
+
 Tensor = torch.Tensor
+
+#: What ``prefill(tokens, logits=...)`` returns: the last position's logits or every position's.
+LOGITS = ("last", "all")
+
+
+def prefill_positions(h: Tensor, logits: str) -> Tensor:
+    """The hidden states a prefill turns into logits: the last position [B, 1, d] or all of them."""
+    if logits not in LOGITS:
+        raise ValueError(f"logits must be one of {LOGITS}, got {logits!r}")
+    return h[:, -1:] if logits == "last" else h
 
 
 class ConfigError(ValueError):
@@ -285,8 +298,9 @@ def rms_norm(d: int, eps: float) -> nn.Module:
 class CausalLM(ModelContract, nn.Module):
     """Token embedding (+ learned positions) -> layers -> final norm -> LM head (tied by default).
 
-    The state is ``{"pos": tokens seen, "layers": [per-layer state]}``; ``pos`` indexes learned
-    positions and rotary phases, the layers' tensors are what :meth:`state_bytes` counts.
+    The state is ``{"pos": tokens seen, "layers": [per-layer state]}``, plus ``"position"`` (a
+    :class:`Position`: the count on the device too) when positions are learned, so a CUDA graph of
+    :meth:`step` reads the right table row; the layers' tensors are what :meth:`state_bytes` counts.
     """
 
     def __init__(self, cfg: ModelConfig, layers: list[SeqModule], *, final_norm: nn.Module | None = None,
@@ -316,20 +330,24 @@ class CausalLM(ModelContract, nn.Module):
             params.append(self.pos_embed.weight)
         return params
 
-    def _embed(self, tokens: Tensor, start: int) -> Tensor:
+    def _check_positions(self, end: int) -> None:
+        if self.pos_embed is not None and end > self.max_seq_len:
+            raise ValueError(f"position {end - 1} is past max_seq_len={self.max_seq_len} of this "
+                             "model's learned positions; build it with a larger max_seq_len")
+
+    def _embed(self, tokens: Tensor, start: int | Tensor) -> Tensor:
+        """Token (+ position) embeddings of tokens [B, T] at positions start..start+T-1; ``start``
+        may be a 0-d device tensor (a graph-replayed step)."""
         h = self.embed(tokens)
         if self.pos_embed is not None:
-            end = start + tokens.shape[1]
-            if end > self.max_seq_len:
-                raise ValueError(f"position {end - 1} is past max_seq_len={self.max_seq_len} of this "
-                                 "model's learned positions; build it with a larger max_seq_len")
-            h = h + self.pos_embed(torch.arange(start, end, device=tokens.device))
+            h = h + self.pos_embed(torch.arange(tokens.shape[1], device=tokens.device) + start)
         return h if self.embed_norm is None else self.embed_norm(h)
 
     def features(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> final-norm hidden states [B, T, d]: ``forward`` is ``head(features)``,
         so a trainer can score the head in chunks without building [B, T, V] logits."""
         tokens = check_tokens(tokens, self.vocab_size)
+        self._check_positions(tokens.shape[1])
         h = self._embed(tokens, 0)
         for layer in self.layers:
             h = layer(h)
@@ -338,23 +356,37 @@ class CausalLM(ModelContract, nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.head(self.features(tokens))
 
-    def prefill(self, tokens: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    def prefill(self, tokens: Tensor, logits: str = "last") -> tuple[Tensor, dict[str, Any]]:
         tokens = check_tokens(tokens, self.vocab_size)
+        t = tokens.shape[1]
+        self._check_positions(t)
         h = self._embed(tokens, 0)
         states = []
         for layer in self.layers:
             h, s = layer.prefill(h)
             states.append(s)
-        return self.head(self.norm(h)), {"pos": tokens.shape[1], "layers": states}
+        state: dict[str, Any] = {"pos": t, "layers": states}
+        if self.pos_embed is not None:
+            state["position"] = Position(t, tokens.device)
+        return self.head(self.norm(prefill_positions(h, logits))), state
 
     def step(self, token: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         token = check_tokens(token, self.vocab_size, ndim=1, name="token")
         if not isinstance(state, dict) or "layers" not in state:
             raise ValueError("state must be what prefill() or step() of this model returned")
         pos = state["pos"]
-        h = self._embed(token[:, None], pos)[:, 0]
+        position = state.get("position")
+        if position is not None:
+            self._check_positions(position.n + 1)
+            h = self._embed(token[:, None], position.t)[:, 0]
+            position.advance()
+        else:
+            h = self._embed(token[:, None], pos)[:, 0]
         new = []
         for layer, s in zip(self.layers, state["layers"]):
             h, s = layer.step(h, s)
             new.append(s)
-        return self.head(self.norm(h)), {"pos": pos + 1, "layers": new}
+        out = {"pos": pos + 1, "layers": new}
+        if position is not None:
+            out["position"] = position
+        return self.head(self.norm(h)), out

@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from pytest_goni.kernels.kv_attention import kv_decode
 from torch import nn
 
 from pytest_goni.registry import backend
 
-from .base import ConfigError, ModelConfig, ModelContract, build, check_tokens
+from .base import ConfigError, ModelConfig, ModelContract, build, check_tokens, prefill_positions
+from .kv_cache import KVCache, Position
 
 
 def seed_formula_params(vocab: int = 50257, max_pos: int = 1024, n_layers: int = 6,
@@ -89,23 +92,14 @@ def match_gpt2_config(target: int, vocab_size: int = 50257, *, max_seq_len: int 
             "counted": "non-embedding" if non_embedding else "total"}
 
 
-class HFKVCache:
-    """transformers' DynamicCache with the size the contract asks for (keys + values of all layers)."""
-
-    def __init__(self, cache: Any):
-        self.cache = cache
-
-    def state_nbytes(self) -> int:
-        total = 0
-        for layer in self.cache.layers:
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-                if isinstance(t, torch.Tensor):
-                    total += t.numel() * t.element_size()
-        return total
-
-
 class GPT2Backend(ModelContract, nn.Module):
-    """GPT2LMHeadModel behind the models/ contract; prefill/step run through its KV cache."""
+    """GPT2LMHeadModel behind the models/ contract.
+
+    ``forward`` is transformers' own; ``prefill`` and ``step`` run the same weights through our
+    inference path: SDPA at prefill, then a static KV cache (models/kv_cache.py) and
+    `kernels.kv_decode` per token, graph-capturable. (transformers' cache concatenates on every
+    token; the parity law checks both paths agree.)
+    """
 
     state_growth = "linear"
 
@@ -148,19 +142,44 @@ class GPT2Backend(ModelContract, nn.Module):
         self._check_len(tokens.shape[1])
         return self.hf(input_ids=tokens, use_cache=False).logits
 
-    def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _heads(self, attn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q, k, v [B, H, T, D] from the fused c_attn projection of x [B, T, d]."""
+        b, t, d = x.shape
+        h = self.hf.config.n_head
+        return attn.c_attn(x).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def prefill(self, tokens: torch.Tensor, logits: str = "last") -> tuple[torch.Tensor, dict[str, Any]]:
         tokens = check_tokens(tokens, self.vocab_size)
-        self._check_len(tokens.shape[1])
-        out = self.hf(input_ids=tokens, use_cache=True)
-        return out.logits, {"pos": tokens.shape[1], "kv": HFKVCache(out.past_key_values)}
+        b, t = tokens.shape
+        self._check_len(t)
+        tr = self.hf.transformer
+        h = tr.wte(tokens) + tr.wpe(torch.arange(t, device=tokens.device))
+        caches = []
+        for block in tr.h:
+            q, k, v = self._heads(block.attn, block.ln_1(h))
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            h = h + block.attn.c_proj(o.transpose(1, 2).reshape(b, t, -1))
+            h = h + block.mlp(block.ln_2(h))
+            caches.append(KVCache(k, v))
+        out = self.hf.lm_head(tr.ln_f(prefill_positions(h, logits)))
+        return out, {"pos": t, "position": Position(t, tokens.device), "kv": caches}
 
     def step(self, token: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         token = check_tokens(token, self.vocab_size, ndim=1, name="token")
         if not isinstance(state, dict) or "kv" not in state:
             raise ValueError("state must be what prefill() or step() of this model returned")
-        self._check_len(state["pos"] + 1)
-        out = self.hf(input_ids=token[:, None], past_key_values=state["kv"].cache, use_cache=True)
-        return out.logits[:, -1], {"pos": state["pos"] + 1, "kv": HFKVCache(out.past_key_values)}
+        position = state["position"]
+        self._check_len(position.n + 1)
+        tr = self.hf.transformer
+        h = tr.wte(token) + tr.wpe(position.t)  # [B, d]
+        position.advance()
+        for block, cache in zip(tr.h, state["kv"]):
+            q, k, v = (x[:, :, 0] for x in self._heads(block.attn, block.ln_1(h)[:, None]))  # [B, H, D]
+            cache.before_step()
+            o = kv_decode(q, k, v, cache.k, cache.v, cache.length)
+            h = h + block.attn.c_proj(o.reshape(h.shape))
+            h = h + block.mlp(block.ln_2(h))
+        return self.hf.lm_head(tr.ln_f(h)), {"pos": state["pos"] + 1, "position": position, "kv": state["kv"]}
 
 
 @backend("gpt2")

@@ -1,9 +1,10 @@
 """Decoder-only Transformers: `transformer-rope` (rotary positions, RMSNorm, SwiGLU, LLaMA style) and
 `transformer-vanilla` (learned absolute positions, LayerNorm, GELU MLP, GPT style).
 
-Attention runs through torch's scaled_dot_product_attention (flash / cuDNN / memory-efficient
-kernels on a GPU). Decoding appends to a preallocated KV cache that grows geometrically, so a step
-costs one attention over the cache, not a copy of it.
+Prefill attention runs through torch's scaled_dot_product_attention (flash / cuDNN kernels on a
+GPU). Decoding writes into a static, preallocated KV cache (models/kv_cache.py) and attends one
+query over it with `kernels.kv_decode` (split-K flash decoding on the GPU): no copy per token, no
+host sync, fixed shapes, so the whole step can be replayed from a CUDA graph.
 """
 
 from __future__ import annotations
@@ -12,52 +13,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pytest_goni.kernels.kv_attention import kv_decode, rotary_inv_freq, rotate
 from torch import nn
 
 from pytest_goni.registry import backend
 
 from .base import MLP, CausalLM, Chain, ModelConfig, Residual, SeqModule, build
+from .kv_cache import KVCache
 
 Tensor = torch.Tensor
-
-
-class KVCache:
-    """Keys and values [B, H, T, D] in a buffer with spare room; ``length`` tokens are valid."""
-
-    def __init__(self, k: Tensor, v: Tensor, extra: int = 256):
-        b, h, t, d = k.shape
-        self.k = k.new_empty(b, h, t + extra, d)
-        self.v = v.new_empty(b, h, t + extra, v.shape[-1])
-        self.k[:, :, :t] = k
-        self.v[:, :, :t] = v
-        self.length = t
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add one token's k, v [B, H, 1, D]; returns views of all valid keys and values."""
-        if self.length == self.k.shape[2]:
-            grow = max(256, self.length // 4)
-            self.k = torch.cat([self.k, self.k.new_empty(*self.k.shape[:2], grow, self.k.shape[3])], 2)
-            self.v = torch.cat([self.v, self.v.new_empty(*self.v.shape[:2], grow, self.v.shape[3])], 2)
-        self.k[:, :, self.length: self.length + 1] = k
-        self.v[:, :, self.length: self.length + 1] = v
-        self.length += 1
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
-
-    def state_nbytes(self) -> int:
-        """The valid part only: what a KV cache of this context holds (spare room is not state)."""
-        per_token = (self.k[:, :, :1].numel() * self.k.element_size()
-                     + self.v[:, :, :1].numel() * self.v.element_size())
-        return per_token * self.length
-
-
-def rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate pairs (i, i + D/2) of x [B, H, T, D] by position * base^(-2i/D) (RoFormer, NeoX layout)."""
-    d = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # [T, D/2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
 class Attention(SeqModule):
@@ -68,13 +32,22 @@ class Attention(SeqModule):
         self.n_heads, self.head_dim, self.rope = n_heads, d_model // n_heads, rope
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
+        self._inv_freq: Tensor | None = None  # float32 always (a buffer would follow .to(bf16))
+
+    def inv_freq(self, device: torch.device) -> Tensor | None:
+        if not self.rope:
+            return None
+        if self._inv_freq is None or self._inv_freq.device != device:
+            self._inv_freq = rotary_inv_freq(self.head_dim, device=device)
+        return self._inv_freq
 
     def _qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.rope:
             pos = torch.arange(start, start + t, device=x.device)
-            q, k = rotary(q, pos), rotary(k, pos)
+            inv = self.inv_freq(x.device)
+            q, k = rotate(q, pos, inv), rotate(k, pos, inv)
         return q, k, v
 
     def _merge(self, o: Tensor) -> Tensor:
@@ -91,10 +64,11 @@ class Attention(SeqModule):
         return self._merge(o), KVCache(k, v)
 
     def step(self, x: Tensor, state: KVCache) -> tuple[Tensor, Any]:
-        q, k, v = self._qkv(x[:, None], state.length)
-        k_all, v_all = state.append(k, v)
-        o = F.scaled_dot_product_attention(q, k_all, v_all)  # one query sees every cached key
-        return self._merge(o)[:, 0], state
+        b = x.shape[0]
+        q, k, v = self.qkv(x).view(b, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, D] each
+        state.before_step()
+        o = kv_decode(q, k, v, state.k, state.v, state.length, inv_freq=self.inv_freq(x.device))
+        return self.out(o.reshape(b, -1)), state
 
 
 def _transformer(cfg: ModelConfig, rope: bool) -> CausalLM:

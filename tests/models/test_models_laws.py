@@ -54,7 +54,7 @@ def test_prefill_then_steps_reproduce_forward(name):
         full = model(x)
         assert full.shape == (2, TOTAL, TINY["vocab_size"]) and full.dtype == torch.float32
         for split in SPLITS:
-            logits, state = model.prefill(x[:, :split])
+            logits, state = model.prefill(x[:, :split], logits="all")
             torch.testing.assert_close(logits, full[:, :split], atol=2e-5, rtol=1e-5)
             end = min(TOTAL, split + 17)  # each run of steps crosses a chunk boundary
             for t in range(split, end):
