@@ -1,24 +1,32 @@
-"""Model benchmark: every backend at the 125M class, bf16, batch 1, on one GPU.
+"""Model benchmark: every backend at the 125M class, bf16, batch 1, on one GPU, each number with its floor.
 
     source benchmarks/device_env.sh && python3 benchmarks/models.py --quick --out $OUT/models.jsonl
     python benchmarks/models.py --cpu-smoke --out /tmp/models.jsonl      # tiny sizes, CPU, seconds
     python benchmarks/models.py --render results/models-*.jsonl          # Markdown table of a run
 
-Measures per backend: prefill tokens/s at 1k, 8k and 32k tokens (``model.prefill``, the full
-contract call: logits for every position and the decode state), and per-token decode latency
-(``model.step``) at 1k and 32k tokens of context, eager and, where the state has a fixed shape,
-replayed from a CUDA graph; peak memory of each (the allocator's high-water mark above what was
-allocated before the call: weights excluded, the decode state included for decode). An OOM is a
-data point (``status: "oom"``, larger contexts of that backend are then skipped), any other
-failure is recorded with its message and the run goes on. Every jsonl line carries date, device,
-versions, the model config and the exact command, and is written as soon as it is measured.
+Measures per backend (issue 14: inference as deployed):
+
+- prefill at each length: ``model.prefill`` eagerly (last-position logits, as serving computes
+  them) and replayed from a CUDA graph (`models.decoding.PrefillRunner`); the host time of an eager
+  call (until it returns, before the GPU finishes) apart; peak memory;
+- decode at each context: one ``model.step`` eagerly, and the step captured in a CUDA graph with a
+  static state (`models.decoding.StepRunner`: static KV cache for attention, fixed buffers for
+  recurrent states) replayed per token; greedy generation of ``--generate`` tokens as one loop of
+  replays (tokens/s);
+- the floor of every point (`models.cost`: bytes and FLOPs counted) against this device's measured
+  copy bandwidth and bf16 matmul rate (`measurements.roofline`), and each time's fraction of it;
+- ``--reference``: the ~60-line static-cache graphed SDPA transformer of benchmarks/reference_decode.py
+  at the decode contexts, side by side (the baseline recipe).
+
+An OOM is a data point (``status: "oom"``, larger contexts of that backend are then skipped), any
+other failure is recorded with its message and the run goes on. Every jsonl line carries date,
+device, versions, the model config, the roofline and the exact command, written as soon as measured.
 
 The 125M class: the V5 seed's 125M shape (12 layers, d_model 768, 12 heads, vocab 50257) for every
-backend, except Mamba-2 with 24 mixer layers (it has no MLP: two mixers per Transformer block, as
-the Mamba-2 paper's 130M model). Learned-position models get a position table long enough for the
-longest context. ``--quick`` bounds the whole run to ``--budget-s`` (default 270 s): fewer
-repetitions, each backend gets an equal share of the time left when it starts, and a measurement
-that would start past its backend's share is recorded as skipped (a running one is not cut).
+backend, except Mamba-2 with 24 mixer layers (no MLP: two mixers per Transformer block, as the
+Mamba-2 paper's 130M model). Learned-position models get a position table long enough for the
+longest context. ``--quick`` bounds the run to ``--budget-s``: each backend gets an equal share of
+the time left when it starts; a measurement that would start past its share is skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pytest_goni.models.cost import decode_cost, prefill_cost
+from pytest_goni.models.decoding import PrefillRunner, StepRunner
 
 from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
 from pytest_goni.timing import peak_memory, time_fn
@@ -94,6 +104,15 @@ class Run:
             self.prefill_reps, self.prefill_warmup, self.decode_reps, self.decode_warmup = 3, 1, 10, 2
         else:
             self.prefill_reps, self.prefill_warmup, self.decode_reps, self.decode_warmup = 10, 2, 50, 5
+        self.graph_reps = 5 * self.decode_reps
+        self.bandwidth, self.flops = roofline(self.device)
+        self.meta["roofline"] = {"copy_B_per_s": self.bandwidth, "bf16_matmul_flop_per_s": self.flops,
+                                 "probe": "measurements.roofline.default_roofline (best of 10)"}
+
+    def floor(self, cost: Any) -> dict[str, Any]:
+        """The cost's counts, its floor time on this device and which ceiling sets it."""
+        return {"flops": cost.flops, "bytes": cost.bytes, "floor_s": cost.floor_s(self.flops, self.bandwidth),
+                "bound": cost.bound(self.flops, self.bandwidth)}
 
     def emit(self, rec: dict[str, Any]) -> None:
         rec = {**self.meta, **rec}
@@ -118,14 +137,32 @@ class Run:
             torch.cuda.synchronize(self.device)
 
 
+def roofline(device: str) -> tuple[float, float]:
+    """(copy bytes/s, bf16 matmul FLOP/s) measured here; the CPU smoke run uses fixed stand-ins."""
+    if not device.startswith("cuda"):
+        return 1e10, 1e11  # the CPU smoke run checks the plumbing, not the CPU
+    from pytest_goni.measurements.roofline import default_roofline
+
+    roof = default_roofline(device, "bfloat16")
+    return roof.bandwidth, roof.flops
+
+
+def best_time(rec: dict[str, Any]) -> float:
+    """The fastest way this point ran: graph replay where it ran, else eager."""
+    return rec.get("graph_latency_s") or rec["latency_s"]
+
+
 def _summary(rec: dict[str, Any]) -> str:
     if rec["status"] != "ok":
         return ""
+    floor = f"floor {rec['floor_s'] * 1e3:.3f} ms ({rec['floor_s'] / best_time(rec):.0%})"
     if rec["phase"] == "prefill":
-        return f"{rec['tokens_per_s']:>12,.0f} tok/s  peak {rec['peak_mem_bytes'] / 2**20:>9,.1f} MiB"
+        g = f" graph {rec['graph_latency_s'] * 1e3:.2f} ms" if rec.get("graph_latency_s") else ""
+        return (f"{rec['latency_s'] * 1e3:>9.2f} ms{g} host {rec['host_s'] * 1e3:.2f} ms  {floor}  "
+                f"peak {rec['peak_mem_bytes'] / 2**20:,.0f} MiB")
     graph = rec.get("graph_latency_s")
-    g = f"  graph {graph * 1e3:.3f} ms" if graph else ""
-    return f"{rec['latency_s'] * 1e3:>9.3f} ms/token{g}  state {rec['state_bytes'] / 2**20:,.1f} MiB"
+    g = f"  graph {graph * 1e3:.3f} ms, {rec['generate_tok_s']:,.0f} tok/s" if graph else ""
+    return f"{rec['latency_s'] * 1e3:>9.3f} ms/token{g}  {floor}  state {rec['state_bytes'] / 2**20:,.1f} MiB"
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -141,56 +178,6 @@ def release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def tensor_leaves(state: Any) -> list[torch.Tensor] | None:
-    """The tensors of a state made of dicts/lists/tuples (Python scalars skipped), or None when it
-    holds another object (a KV cache), which a CUDA graph cannot carry from step to step."""
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if state is None or isinstance(state, (int, float, bool)):
-        return []
-    if isinstance(state, (dict, list, tuple)):
-        out: list[torch.Tensor] = []
-        for v in state.values() if isinstance(state, dict) else state:
-            sub = tensor_leaves(v)
-            if sub is None:
-                return None
-            out.extend(sub)
-        return out
-    return None
-
-
-def graph_step(model: torch.nn.Module, token: torch.Tensor, state: Any) -> tuple[Any, str]:
-    """A CUDA-graph replay of one step that writes the new state into the old state's buffers.
-
-    Returns (replay function or None, why). Checked: a replay gives the eager step's logits."""
-    leaves = tensor_leaves(state)
-    if leaves is None:
-        return None, "eager only: the state is a growing KV cache"
-    _, probe = model.step(token, state)
-    if [t.shape for t in tensor_leaves(probe) or []] != [t.shape for t in leaves]:
-        return None, "eager only: the state changes shape per step"
-    saved = [t.clone() for t in leaves]
-    ref, _ = model.step(token, state)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            model.step(token, state)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        logits, new = model.step(token, state)
-        for dst, src in zip(leaves, tensor_leaves(new)):
-            dst.copy_(src)
-    for dst, src in zip(leaves, saved):
-        dst.copy_(src)
-    graph.replay()
-    torch.cuda.synchronize()
-    if not torch.allclose(logits.float(), ref.float(), rtol=2e-2, atol=2e-2):
-        return None, "eager only: the graph replay disagreed with the eager step"
-    return graph.replay, "cuda graph"
-
-
 def _failure(exc: BaseException) -> tuple[str, str]:
     if is_oom(exc):
         return "oom", str(exc).splitlines()[0][:200] if str(exc) else "out of memory"
@@ -199,7 +186,8 @@ def _failure(exc: BaseException) -> tuple[str, str]:
 
 def bench_backend(run: Run, name: str) -> None:
     args = run.args
-    longest = max(args.prefill + args.decode) + run.prefill_warmup + run.decode_reps + run.decode_warmup + 64
+    longest = (max(args.prefill + args.decode) + run.prefill_warmup + run.decode_reps + run.decode_warmup
+               + run.graph_reps + args.generate + 512)
     cfg = model_config(name, args.cpu_smoke, longest)
     base = {"backend": name, "config": cfg}
     measurements = [("prefill", t) for t in args.prefill] + [("decode", t) for t in args.decode]
@@ -250,45 +238,110 @@ def bench_backend(run: Run, name: str) -> None:
         release(run.device)
 
 
+def host_time(run: Run, fn: Any, reps: int) -> list[float]:
+    """Seconds until ``fn()`` returns with the GPU idle before it: the host's share of a call."""
+    out = []
+    for _ in range(reps):
+        run.sync()
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    run.sync()
+    return out
+
+
 def prefill(run: Run, model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Any]:
     t = tokens.shape[1]
     run.sync()
     t0 = time.perf_counter()
-    model.prefill(tokens)
+    _, state = model.prefill(tokens)
     run.sync()
     first = time.perf_counter() - t0
+    out: dict[str, Any] = {"logits": "last", **run.floor(prefill_cost(model, state, 1, t))}
+    del state
     samples = time_fn(lambda: model.prefill(tokens), run.device, warmup=run.prefill_warmup - 1,
                       reps=run.prefill_reps)
+    host = host_time(run, lambda: model.prefill(tokens), run.prefill_reps)
     peak = peak_memory(lambda: model.prefill(tokens), run.device)
     median = statistics.median(samples)
-    return {"tokens_per_s": t / median, "latency_s": median, "samples_s": samples, "first_call_s": first,
-            "peak_mem_bytes": peak}
+    out.update({"tokens_per_s": t / median, "latency_s": median, "samples_s": samples, "first_call_s": first,
+                "host_s": statistics.median(host), "host_samples_s": host, "peak_mem_bytes": peak,
+                "graph_latency_s": None})
+    if run.device.startswith("cuda") and not run.args.no_graph:
+        release(run.device)
+        runner = PrefillRunner(model, tokens)
+        g = time_fn(runner, run.device, warmup=1, reps=run.prefill_reps)
+        out.update({"graph_latency_s": statistics.median(g), "graph_samples_s": g,
+                    "graph_host_s": statistics.median(host_time(run, runner, 3))})
+        del runner
+    out["floor_fraction"] = out["floor_s"] / best_time(out)
+    return out
 
 
 def decode(run: Run, model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Any]:
     _, state = model.prefill(tokens)
+    out: dict[str, Any] = {"state_bytes": int(model.state_bytes(state)), **run.floor(decode_cost(model, state))}
     token = tokens[:, -1]
     box = {"state": state}
 
     def one_step() -> None:
         _, box["state"] = model.step(token, box["state"])
 
-    peak = peak_memory(one_step, run.device)  # also the first step (JIT of the step kernels)
+    out["peak_mem_bytes"] = peak_memory(one_step, run.device)  # also the first step (Triton JIT)
     samples = time_fn(one_step, run.device, warmup=run.decode_warmup, reps=run.decode_reps)
-    out: dict[str, Any] = {"latency_s": statistics.median(samples), "samples_s": samples,
-                           "state_bytes": int(model.state_bytes(box["state"])), "peak_mem_bytes": peak,
-                           "graph_latency_s": None}
+    out.update({"latency_s": statistics.median(samples), "samples_s": samples, "graph_latency_s": None,
+                "host_s": statistics.median(host_time(run, one_step, 3))})
     if run.device.startswith("cuda") and not run.args.no_graph:
-        try:
-            replay, out["graph_note"] = graph_step(model, token, box["state"])
-        except Exception as exc:  # noqa: BLE001 - a capture failure leaves the eager number standing
-            if is_oom(exc):
-                raise
-            replay, out["graph_note"] = None, f"eager only: capture failed ({type(exc).__name__}: {exc})"[:300]
-        if replay is not None:
-            g = time_fn(replay, run.device, warmup=run.decode_warmup, reps=run.decode_reps)
-            out["graph_latency_s"], out["graph_samples_s"] = statistics.median(g), g
+        n = run.args.generate
+        runner = StepRunner(model, token, box["state"], greedy=True,
+                            max_steps=run.decode_warmup + run.graph_reps + n + 1)
+        g = time_fn(runner.step, run.device, warmup=run.decode_warmup, reps=run.graph_reps)
+        run.sync()
+        t0 = time.perf_counter()
+        runner.generate(n)
+        run.sync()
+        gen = time.perf_counter() - t0
+        out.update({"graph_latency_s": statistics.median(g), "graph_samples_s": g, "graph_note": runner.mode,
+                    "generate_tokens": n, "generate_s": gen, "generate_tok_s": n / gen})
+    out["floor_fraction"] = out["floor_s"] / best_time(out)
     return out
+
+
+def bench_reference(run: Run) -> None:
+    """The ~60-line static-cache graphed SDPA transformer (benchmarks/reference_decode.py) side by side."""
+    from reference_decode import graphed_step
+
+    cfg = {"d_model": 768, "n_layers": 12, "n_heads": 12, "vocab_size": 50257,
+           "recipe": "benchmarks/reference_decode.py"}
+    base = {"backend": "reference-sdpa-graph", "config": cfg}
+    for t in run.args.decode:
+        rec: dict[str, Any] = {**base, "phase": "decode", "context": t}
+        try:
+            replay, eager, model = graphed_step(t)
+            d, layers, v = 768, 12, 50257
+            params = sum(p.numel() for n, p in model.named_parameters() if n != "pos.weight")
+            kv = 2 * layers * d * t * 2
+            flops, moved = 2.0 * params + 2.0 * kv / 2, params * 2 + kv + v * 2
+            rec.update({"params": params, "state_bytes": kv, "flops": flops, "bytes": moved,
+                        "floor_s": max(flops / run.flops, moved / run.bandwidth), "bound": "memory"})
+            e = time_fn(eager, run.device, warmup=2, reps=run.decode_reps)
+            g = time_fn(replay, run.device, warmup=run.decode_warmup, reps=run.graph_reps)
+            run.sync()
+            t0 = time.perf_counter()
+            for _ in range(run.args.generate):
+                replay()
+            run.sync()
+            gen = time.perf_counter() - t0
+            rec.update({"latency_s": statistics.median(e), "samples_s": e, "graph_latency_s": statistics.median(g),
+                        "graph_samples_s": g, "graph_note": "cuda graph", "generate_tokens": run.args.generate,
+                        "generate_s": gen, "generate_tok_s": run.args.generate / gen, "peak_mem_bytes": 0,
+                        "host_s": 0.0, "status": "ok"})
+            rec["floor_fraction"] = rec["floor_s"] / best_time(rec)
+            del replay, eager, model
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+            rec["status"], rec["note"] = _failure(exc)
+        release(run.device)
+        run.emit(rec)
 
 
 def _rate(tok_s: float) -> str:
@@ -297,38 +350,54 @@ def _rate(tok_s: float) -> str:
     return f"{tok_s / 1e3:.1f}K tok/s" if tok_s >= 1e4 else f"{tok_s:,.0f} tok/s"
 
 
+def _ms(x: float) -> str:
+    return f"{x * 1e3:.3f}" if x < 0.01 else f"{x * 1e3:.2f}" if x < 1 else f"{x * 1e3:,.0f}"
+
+
+def _cell(rec: dict[str, Any]) -> str:
+    """eager ms / graph ms (floor ms, graph's fraction of it), or the failure."""
+    if rec["status"] != "ok":
+        return rec["status"].upper() if rec["status"] == "oom" else rec["status"]
+    text = _ms(rec["latency_s"])
+    if rec.get("graph_latency_s"):
+        text += f" / **{_ms(rec['graph_latency_s'])}**"
+    if "floor_s" in rec:
+        text += f" ({_ms(rec['floor_s'])}, {rec['floor_s'] / best_time(rec):.0%})"
+    if rec["phase"] == "prefill" and "host_s" in rec:
+        text += f", host {_ms(rec['host_s'])}"
+    return text
+
+
 def render(paths: list[Path]) -> str:
-    """A Markdown table (backend x measurement) from jsonl runs; the last record of a cell wins."""
-    cells: dict[str, dict[str, str]] = {}
+    """Markdown tables (backend x context), one per phase, from jsonl runs; the last record of a cell wins.
+
+    A cell reads "eager / **graph** (floor, floor / graph)", times in ms (prefill: + host time of
+    an eager call)."""
+    cells: dict[str, dict[str, dict[int, str]]] = {}
     params: dict[str, int] = {}
     meta: dict[str, Any] = {}
     for path in paths:
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             meta = rec
-            key = f"{rec['phase']} {rec['context'] // 1024}k" if rec["context"] >= 1024 else \
-                f"{rec['phase']} {rec['context']}"
-            if rec["status"] != "ok":
-                text = rec["status"].upper() if rec["status"] == "oom" else rec["status"]
-            elif rec["phase"] == "prefill":
-                text = f"{_rate(rec['tokens_per_s'])}, {rec['peak_mem_bytes'] / 2**30:.2f} GiB"
-            else:
-                text = f"{rec['latency_s'] * 1e3:.2f} ms"
-                if rec.get("graph_latency_s"):
-                    text += f" ({rec['graph_latency_s'] * 1e3:.2f} graph)"
-                text += f", state {rec['state_bytes'] / 2**20:,.1f} MiB"
-            cells.setdefault(rec["backend"], {})[key] = text
+            cells.setdefault(rec["phase"], {}).setdefault(rec["backend"], {})[rec["context"]] = _cell(rec)
             if "params" in rec:
                 params[rec["backend"]] = rec["params"]
-    cols = sorted({k for row in cells.values() for k in row},
-                  key=lambda k: (k.split()[0] != "prefill", int(k.split()[1].rstrip("k"))))
+    roof = meta.get("roofline", {})
     lines = [f"{meta.get('device', '?')}, {meta.get('dtype', '?')}, batch 1, {meta.get('date', '?')}, "
-             f"torch {meta.get('versions', {}).get('torch', '?')}", "",
-             "| backend | params | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
-    for backend in sorted(cells):
-        row = cells[backend]
-        lines.append(f"| {backend} | {params.get(backend, 0) / 1e6:.1f}M | "
-                     + " | ".join(row.get(c, "") for c in cols) + " |")
+             f"torch {meta.get('versions', {}).get('torch', '?')}"
+             + (f"; measured copy {roof['copy_B_per_s'] / 1e12:.2f} TB/s, bf16 matmul "
+                f"{roof['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s" if roof else "")]
+    for phase in ("decode", "prefill"):
+        if phase not in cells:
+            continue
+        ctxs = sorted({t for row in cells[phase].values() for t in row})
+        heads = [f"{phase} {t // 1024}k" if t >= 1024 else f"{phase} {t}" for t in ctxs]
+        lines += ["", "| backend | params | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(ctxs)]
+        for backend in sorted(cells[phase]):
+            row = cells[phase][backend]
+            lines.append(f"| {backend} | {params.get(backend, 0) / 1e6:.1f}M | "
+                         + " | ".join(row.get(t, "") for t in ctxs) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -344,7 +413,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="fewer repetitions, bounded by --budget-s")
     p.add_argument("--budget-s", type=float, help="stop starting measurements after this (quick: 270)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: checks the script runs")
-    p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph decode timing")
+    p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timings")
+    p.add_argument("--generate", type=int, default=256, help="greedy tokens generated as one loop of replays")
+    p.add_argument("--reference", action="store_true",
+                   help="also time benchmarks/reference_decode.py (the static-cache graphed SDPA recipe)")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failed measurements")
     args = p.parse_args(argv)
     if args.render:
@@ -352,8 +424,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.out:
         p.error("--out is required (or --render FILES)")
     smoke = args.cpu_smoke
-    args.prefill = args.prefill or ([32, 64, 96] if smoke else [1024, 8192, 32768])
-    args.decode = args.decode or ([32, 96] if smoke else [1024, 32768])
+    args.prefill = args.prefill or ([32, 64, 96] if smoke else [8192, 32768, 131072])
+    args.decode = args.decode or ([32, 96] if smoke else [8192, 32768, 131072])
     if args.budget_s is None and args.quick:
         args.budget_s = 270.0
     if not smoke and args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -378,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args)
     print(f"# {run.meta['device']} | {run.meta['versions']} | {args.dtype} | out: {args.out}", flush=True)
     try:
+        if args.reference and run.device.startswith("cuda"):
+            sys.path.insert(0, str(Path(__file__).parent))
+            bench_reference(run)
         for i, name in enumerate(names):
             run.share(len(names) - i)
             bench_backend(run, name)
