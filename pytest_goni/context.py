@@ -53,7 +53,12 @@ class MeasureContext:
         return path
 
     def log(self, msg: str) -> None:
+        """Say what the measurement is doing (a sweep point, a training step's loss and tokens/s):
+        kept in results.json and logged to ``goni.<spec>.<measurement>`` (shown live, see progress)."""
+        from .progress import measurement_logger
+
         self.log_lines.append(msg)
+        measurement_logger(self.spec_id, self.measurement).info(msg)
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -62,6 +67,9 @@ class MeasureContext:
         """Call inside long loops: stops a measurement cleanly when its timeout has passed."""
         if time.monotonic() > self.deadline:
             raise MeasurementTimeout(f"measurement {self.measurement!r} ran past its timeout")
+        from .progress import heartbeat
+
+        heartbeat()
 
     def build_model(self, name: str, **overrides: Any) -> Any:
         """Build the spec's model ``name`` through its backend, on this context's device."""

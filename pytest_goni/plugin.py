@@ -148,6 +148,19 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _state(session.config) is not None:
+        from .progress import install
+
+        install(session.config)  # after every pytest_configure: the terminal reporter exists
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from .progress import uninstall
+
+    uninstall()
+
+
 def _state(config: pytest.Config) -> GoniState | None:
     return config.stash.get(STATE_KEY, None)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import progress
 from .context import MeasureContext, MeasurementTimeout
 from .registry import REGISTRIES
 from .spec import GateSpec, Spec
@@ -133,6 +134,7 @@ class Runner:
         result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines,
                                    artifacts=ctx.artifacts)
         t0 = time.perf_counter()
+        progress.started(spec.id, name, mspec.kind, self.device)
         try:
             with deadline_alarm(mspec.timeout_s):
                 metrics = kind.func(ctx, dict(mspec.params))
@@ -148,6 +150,7 @@ class Runner:
             result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
             _release_device_memory()
         result.seconds = time.perf_counter() - t0
+        progress.finished(spec.id, name, result.seconds, result.failure.reason if result.failure else None)
         return result
 
     def gate_metrics(self, spec: Spec, gate: GateSpec) -> tuple[dict[str, Metric], list[str]]:

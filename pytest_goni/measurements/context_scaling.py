@@ -119,6 +119,7 @@ class _Pair:
     def measure(self, context: int) -> dict[str, list[float]]:
         """Samples per role at ``context``; a role that ran out of memory gets [inf]."""
         self.ctx.check_deadline()
+        self.ctx.log(f"context {context}")
         fns: dict[str, Any] = {}
         out: dict[str, list[float]] = {}
         for role in ("candidate", "baseline"):

@@ -79,6 +79,7 @@ def _measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         failed: dict[str, str] = {}
         for t in sorted(params["contexts"]):
             ctx.check_deadline()
+            ctx.log(f"decode after {t} tokens x batch {b}")
             for e in entries:
                 if e.label in failed:
                     _missing(out, point_key(e.label, t, b), f"not run: {failed[e.label]} at a shorter context")

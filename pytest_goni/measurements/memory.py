@@ -159,6 +159,7 @@ def _measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                     out[f"{entry.label}.{t}.state_bytes"] = Metric.scalar(math.nan, "B", note=note, **meta)
                     continue
                 ctx.check_deadline()
+                ctx.log(f"{entry.label} at {t} tokens")
                 try:
                     peak, nbytes, backends, probe = _one(ctx, model, entry.sdpa, precision, vocab, batch,
                                                          t, cap, detect_backends=not ok)

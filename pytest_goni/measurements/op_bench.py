@@ -206,6 +206,7 @@ def measure_op_bench(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     out: dict[str, Metric] = {}
     for label, shape in zip(labels, shapes):
         ctx.check_deadline()
+        ctx.log(f"shape {label}")
         full = {**shape, "dtype": dtype_name}
         try:
             out.update(_bench_shape(ctx, params, ops, label, full, dtype, roof, base_meta))

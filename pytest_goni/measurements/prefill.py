@@ -92,6 +92,7 @@ def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         failed: dict[str, str] = {}  # label -> the OOM that ended its sweep
         for t in contexts:
             ctx.check_deadline()
+            ctx.log(f"prefill {t} tokens x batch {b}")
             for e in entries:
                 if e.label in failed:
                     _missing(out, point_key(e.label, t, b), with_memory,

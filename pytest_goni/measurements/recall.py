@@ -27,6 +27,7 @@ from pytest_goni.model_runs import (
     model_config,
     release,
 )
+from pytest_goni.progress import step_check
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import (
@@ -137,7 +138,8 @@ def _measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
 
             seed_everything(seed)
             model = build_on_device(ctx, name, vocab_size=vocab)
-            res = train(model, batch_fn, steps, cfg, device=ctx.device, check=ctx.check_deadline)
+            res = train(model, batch_fn, steps, cfg, device=ctx.device,
+                        check=step_check(ctx, f"{name} seed {seed}", steps))
             accs.append(recall_accuracy(model, test_x, test_y, ctx.device))
             finals.append(res.final_loss)
             tests.append(evaluate_loss(model, [(test_x[i:i + 256], test_y[i:i + 256])

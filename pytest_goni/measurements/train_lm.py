@@ -36,6 +36,7 @@ from pytest_goni.model_runs import (
     param_counts,
     release,
 )
+from pytest_goni.progress import step_check
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import (
@@ -150,7 +151,8 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             seed_everything(seed)
             model = build_on_device(ctx, name, vocab_size=data.vocab_size)
             res = train(model, batches, steps, cfg, evaluate=HeldOut(val, cfg.autocast),
-                        eval_every=eval_every, **run)
+                        eval_every=eval_every, **{**run, "check": step_check(ctx, f"{name} seed {seed}", steps)})
+            ctx.log(f"{name} seed {seed}: final loss {res.final_loss:.4f}, {res.tokens_per_second:,.0f} tok/s")
             if res.compile_error:
                 ctx.log(f"{name}: torch.compile failed, trained eager: {res.compile_error}")
             vloss = evaluate_loss(model, val, device=ctx.device, autocast=cfg.autocast)

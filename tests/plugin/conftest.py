@@ -55,6 +55,20 @@ def pytest_goni_register(registries):
         return {"x": Metric.scalar(0.5, "s")}
 
     @registries.measurement_kind(
+        "steps", schema={"type": "object", "properties": {"n": {"type": "integer"}}},
+        metrics=lambda p: {"loss": ""},
+    )
+    def steps(ctx, params):
+        # a training-like loop: says each step, checks its deadline between steps
+        loss = 4.0
+        for i in range(params.get("n", 4)):
+            time.sleep(0.3)
+            ctx.check_deadline()
+            loss *= 0.9
+            ctx.log(f"step {i + 1} loss {loss:.3f}")
+        return {"loss": Metric.scalar(loss)}
+
+    @registries.measurement_kind(
         "plotter", schema={"type": "object", "properties": {"value": {"type": "number"}}},
         metrics=lambda p: {"x": "s"},
     )
