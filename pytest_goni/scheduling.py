@@ -15,9 +15,8 @@ Granularity (``--goni-dist``):
 - ``auto`` (default): ``measurement`` when every worker has a GPU of its own, else ``spec``
   (measurements timed side by side on shared CPU cores would disturb each other).
 
-GPUs: worker ``gw<i>`` runs its measurements on ``cuda:<i % G>`` (``G`` GPUs on the host). With more
-GPUs than workers a worker owns several (:func:`worker_gpus`), for a measurement that asks for more
-than one GPU.
+GPUs: worker ``gw<i>`` runs its measurements on ``cuda:<i % G>`` (``G`` GPUs on the host); a training
+run asking for ``gpus: N`` takes the block ``i*N .. i*N+N-1`` (``distributed.rank_devices``).
 """
 
 from __future__ import annotations
@@ -27,21 +26,6 @@ from pathlib import Path
 from typing import Any
 
 DIST_CHOICES = ("auto", "measurement", "spec")
-
-
-def worker_gpus(worker: int, workers: int, gpus: int) -> list[int]:
-    """CUDA device indices owned by worker ``worker`` of ``workers`` on a host with ``gpus`` GPUs.
-
-    With at least as many GPUs as workers, worker i owns GPUs i, i+W, i+2W, ... (so 2 workers
-    on 8 GPUs own 4 each; its first GPU is ``cuda:i``). With fewer GPUs than workers, workers
-    share: worker i uses GPU ``i % G`` alone. Without GPUs the list is empty.
-    """
-    if gpus <= 0:
-        return []
-    workers = max(workers, 1)
-    if gpus < workers:
-        return [worker % gpus]
-    return [j for j in range(gpus) if j % workers == worker % workers]
 
 
 def share_groups(gates: Iterable[Any], prefix: str) -> dict[str, str]:

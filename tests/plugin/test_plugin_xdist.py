@@ -97,12 +97,16 @@ def test_load_and_worksteal_keep_a_measurement_once(goni: pytest.Pytester) -> No
     _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
 
 
-def test_worker_gpu_ownership() -> None:
-    from pytest_goni.scheduling import spreads_measurements, worker_gpus
+def test_units_follow_shared_measurements_and_checklists() -> None:
+    from types import SimpleNamespace as G
 
-    assert [worker_gpus(i, 2, 2) for i in range(2)] == [[0], [1]]
-    assert [worker_gpus(i, 2, 8) for i in range(2)] == [[0, 2, 4, 6], [1, 3, 5, 7]]
-    assert [worker_gpus(i, 4, 2) for i in range(4)] == [[0], [1], [0], [1]]
-    assert worker_gpus(0, 2, 0) == []
+    from pytest_goni.scheduling import share_groups, spreads_measurements
+
+    gates = [G(id="a", measurements={"m1"}, of=[]), G(id="b", measurements={"m2"}, of=[]),
+             G(id="c", measurements={"m1", "m3"}, of=[]), G(id="d", measurements={"m3"}, of=[]),
+             G(id="all", measurements=set(), of=["b", "d"])]
+    units = share_groups(gates, "s.yaml")
+    assert units["a"] == units["c"] == units["d"] == units["all"] == units["b"] == "s.yaml::m1"
+    assert share_groups(gates[:2], "s.yaml") == {"a": "s.yaml::m1", "b": "s.yaml::m2"}
     assert spreads_measurements("auto", 2, 2) and not spreads_measurements("auto", 4, 2)
     assert not spreads_measurements("auto", 2, 0) and spreads_measurements("measurement", 2, 0)
