@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pytest_goni.models import builtin_backends
 
 from pytest_goni.distributed import NVLS_OFF, launched_by_torchrun
 from pytest_goni.lm_data import WindowBatches
-from pytest_goni.models import builtin_backends
 from pytest_goni.registry import load_builtins, resolve_backend
 from pytest_goni.training import OptimConfig, train
 
@@ -206,6 +206,7 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
     finally:
         del model
         gc.collect()
+        torch._dynamo.reset()  # each row compiles afresh: no recompile limit reached, no stale guards
         if b.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
@@ -282,8 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--budget-s", type=float, default=0.0, help="skip configurations past this (0: no limit)")
-    p.add_argument("--order", choices=["size", "backend"], default="size",
-                   help="loop nesting: sizes outermost (default) or backends outermost")
+    p.add_argument("--points", nargs="+", metavar="SIZE:T",
+                   help="(size, T) points in this order, instead of every --sizes x --seqs")
     p.add_argument("--ddp-check", action="store_true", help="1 GPU vs 2 GPUs (first backend/size/seq)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU")
     args = p.parse_args(argv)
@@ -308,10 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.ddp_check:
         ddp_check(b)
     else:
-        plan = [(n, s, t, m) for s in args.sizes for t in args.seqs for n in args.backends for m in args.modes
+        points = ([(p.split(":")[0], int(p.split(":")[1])) for p in args.points] if args.points
+                  else [(s, t) for s in args.sizes for t in args.seqs])
+        plan = [(n, s, t, m) for s, t in points for n in args.backends for m in args.modes
                 if n == "gpt2" or s not in ONLY_GPT2]
-        if args.order == "backend":
-            plan.sort(key=lambda c: args.backends.index(c[0]))
         for name, size, seq, mode in plan:
             bench_one(b, name, size, seq, mode)
     if b.out is not None:

@@ -152,15 +152,17 @@ def has_chunked_head(model: nn.Module) -> bool:
 
 
 class LossModule(nn.Module):
-    """``forward(x, y) -> summed cross-entropy`` of ``model``: the unit that DDP wraps and that
-    ``compile`` speeds up (only the model's ``features``; the chunked loss stays eager, its
-    per-chunk softmax compiled with it)."""
+    """``forward(x, y) -> summed cross-entropy`` of ``model``: the unit that DDP wraps.
 
-    def __init__(self, model: nn.Module, compile: bool = False):
+    ``compile`` compiles the model's ``features`` (the chunked loss's loop stays eager);
+    ``compile_loss`` the loss's per-chunk softmax and gradient (None: on CUDA, see
+    :func:`pytest_goni.losses.linear_cross_entropy`)."""
+
+    def __init__(self, model: nn.Module, compile: bool = False, compile_loss: bool | None = None):
         super().__init__()
         self.model = model
         self.chunked = has_chunked_head(model)
-        self.compiled = compile
+        self.compile_loss = compile_loss
         body = model.features if self.chunked else model
         self._body = torch.compile(body) if compile else body
 
@@ -168,7 +170,7 @@ class LossModule(nn.Module):
         if self.chunked:
             h = self._body(x)
             return linear_cross_entropy(h, self.model.head.weight, y, ignore_index=IGNORE_INDEX,
-                                        compiled=self.compiled)
+                                        compiled=self.compile_loss)
         logits = self._body(x)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
                                ignore_index=IGNORE_INDEX, reduction="sum")
@@ -303,11 +305,11 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, 
             try:
                 loss, norm = one_step(step, x, y, count)
             except Exception as exc:  # noqa: BLE001 - a compile failure falls back to eager
-                if not compiled:
+                if not (compiled or device.type == "cuda"):  # on CUDA the loss's chunk is compiled
                     raise
                 compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
                 compiled = False
-                base = LossModule(model, compile=False)
+                base = LossModule(model, compile=False, compile_loss=False)
                 loss_fn = base if world == 1 else type(loss_fn)(base, device_ids=loss_fn.device_ids,
                                                                 gradient_as_bucket_view=True)
                 loss, norm = one_step(step, x, y, count)
