@@ -34,8 +34,8 @@ def chunk_tokens(vocab: int, n_tokens: int, elements: int = CHUNK_ELEMENTS) -> i
 def _chunk_loss_and_grad(logits: Tensor, targets: Tensor, ignore_index: int, grad_dtype: torch.dtype | None
                          ) -> tuple[Tensor, Tensor | None]:
     """Summed CE of one chunk's logits [n, V] (any float dtype) and, when ``grad_dtype`` is given,
-    d(sum)/dlogits = (softmax - onehot) on scored rows, in ``grad_dtype``. Written in place on one
-    float32 copy, so eager runs hold one [n, V] float32 buffer; compiled, it fuses to two passes."""
+    d(sum)/dlogits = (softmax - onehot) on scored rows, in ``grad_dtype``. The torch reference of
+    the Triton kernel; written in place on one float32 copy of the logits."""
     x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 softmax (fp64 kept)
     valid = targets != ignore_index
     safe = torch.where(valid, targets, torch.zeros_like(targets))
@@ -50,16 +50,24 @@ def _chunk_loss_and_grad(logits: Tensor, targets: Tensor, ignore_index: int, gra
     return loss, x.to(grad_dtype)
 
 
-_compiled: Callable[..., tuple[Tensor, Tensor | None]] | None = None
+def _chunk_triton(logits: Tensor, targets: Tensor, ignore_index: int, grad_dtype: torch.dtype | None
+                  ) -> tuple[Tensor, Tensor | None]:
+    """The same as :func:`_chunk_loss_and_grad` in one Triton kernel that overwrites ``logits``
+    with the gradient (``pytest_goni.kernels.triton.cross_entropy``)."""
+    from pytest_goni.kernels.triton.cross_entropy import ce_rows_
+
+    losses = ce_rows_(logits, targets, ignore_index, write_grad=grad_dtype is not None)
+    if grad_dtype is None:
+        return losses.sum(), None
+    return losses.sum(), logits.to(grad_dtype)
 
 
-def compiled_chunk_fn() -> Callable[..., tuple[Tensor, Tensor | None]]:
-    """The per-chunk softmax/gradient under ``torch.compile`` (one or two fused passes over the
-    chunk's logits instead of about six eager ones); built once per process."""
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(_chunk_loss_and_grad, dynamic=False)
-    return _compiled
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -96,14 +104,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100,
-                         chunk: int | None = None, compiled: bool | None = None) -> Tensor:
+                         chunk: int | None = None, fused: bool | None = None) -> Tensor:
     """Summed cross-entropy of the logits ``h @ weight.T`` against ``targets`` (``ignore_index``
     rows scored 0), in chunks of ``chunk`` tokens; a float32 scalar (float64 for float64 inputs).
 
     h [..., d], weight [V, d], targets [...]. Divide by the number of scored targets for the mean.
     Under an enabled autocast the head matmuls run in its dtype, the softmax in float32.
-    ``compiled`` runs each chunk's softmax and gradient as one compiled (fused) function; None:
-    on CUDA (eager, that part costs about six passes over float32 logits, a fifth of a 125M step).
+    ``fused`` runs each chunk's softmax and gradient as one Triton kernel, in place on the
+    chunk's logits; None: on CUDA for bf16/fp16/fp32 (in torch that part takes about six passes
+    over float32 logits, a fifth of a GPT-2 125M step).
     """
     d = h.shape[-1]
     h2, t2 = h.reshape(-1, d), targets.reshape(-1)
@@ -112,6 +121,8 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     dev = h.device.type
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     n = chunk or chunk_tokens(weight.shape[0], h2.shape[0])
-    fn = compiled_chunk_fn() if (h.is_cuda if compiled is None else compiled) else _chunk_loss_and_grad
+    if fused is None:
+        fused = h.is_cuda and dtype != torch.float64 and triton_available()
+    fn = _chunk_triton if fused else _chunk_loss_and_grad
     with torch.autocast(dev, enabled=False):
         return _LinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, fn)

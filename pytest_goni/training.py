@@ -10,11 +10,13 @@ What makes it fast without changing what it computes:
 - no host synchronisation per step: losses and gradient norms stay on the device and are copied
   back every ``log_every`` steps (a non-finite loss still stops the run, at most two reads late);
 - the LM head's cross-entropy is taken in chunks of tokens (:mod:`pytest_goni.losses`) when the
-  model exposes ``features`` and ``head``, so [B, T, V] float32 logits never exist at once;
+  model exposes ``features`` and ``head``, so [B, T, V] float32 logits never exist at once (on
+  CUDA a chunk's softmax and gradient are one Triton kernel, in place on its bf16 logits);
 - ``torch.compile`` of the model's ``features`` where it pays for itself (on CUDA, for runs of at
   least :data:`COMPILE_MIN_STEPS` steps, unless asked otherwise); the first step, which holds the
   compilation and the kernels' JIT, is timed apart (``first_step_seconds``) and never enters
-  tokens/s. A compile that fails falls back to eager, and the result says why.
+  tokens/s. If the first step fails with compilation on (or, on CUDA, in the Triton loss
+  kernel), the run falls back to eager torch and ``compile_error`` says why.
 
 Several processes (``gpus > 1``, or a torchrun launch) run the same loop under
 DistributedDataParallel: see :mod:`pytest_goni.distributed`. Each rank takes its rows of the same
@@ -155,14 +157,14 @@ class LossModule(nn.Module):
     """``forward(x, y) -> summed cross-entropy`` of ``model``: the unit that DDP wraps.
 
     ``compile`` compiles the model's ``features`` (the chunked loss's loop stays eager);
-    ``compile_loss`` the loss's per-chunk softmax and gradient (None: on CUDA, see
-    :func:`pytest_goni.losses.linear_cross_entropy`)."""
+    ``fused_loss`` takes each chunk's softmax and gradient in one Triton kernel (None: on CUDA,
+    see :func:`pytest_goni.losses.linear_cross_entropy`)."""
 
-    def __init__(self, model: nn.Module, compile: bool = False, compile_loss: bool | None = None):
+    def __init__(self, model: nn.Module, compile: bool = False, fused_loss: bool | None = None):
         super().__init__()
         self.model = model
         self.chunked = has_chunked_head(model)
-        self.compile_loss = compile_loss
+        self.fused_loss = fused_loss
         body = model.features if self.chunked else model
         self._body = torch.compile(body) if compile else body
 
@@ -170,7 +172,7 @@ class LossModule(nn.Module):
         if self.chunked:
             h = self._body(x)
             return linear_cross_entropy(h, self.model.head.weight, y, ignore_index=IGNORE_INDEX,
-                                        compiled=self.compile_loss)
+                                        fused=self.fused_loss)
         logits = self._body(x)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
                                ignore_index=IGNORE_INDEX, reduction="sum")
@@ -305,11 +307,11 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, 
             try:
                 loss, norm = one_step(step, x, y, count)
             except Exception as exc:  # noqa: BLE001 - a compile failure falls back to eager
-                if not (compiled or device.type == "cuda"):  # on CUDA the loss's chunk is compiled
+                if not (compiled or device.type == "cuda"):  # on CUDA the loss runs a Triton kernel
                     raise
                 compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
                 compiled = False
-                base = LossModule(model, compile=False, compile_loss=False)
+                base = LossModule(model, compile=False, fused_loss=False)
                 loss_fn = base if world == 1 else type(loss_fn)(base, device_ids=loss_fn.device_ids,
                                                                 gradient_as_bucket_view=True)
                 loss, norm = one_step(step, x, y, count)
