@@ -7,8 +7,9 @@ come from the request itself:
 - graph: tokens are nodes; the edge weight between tokens i != j is the symmetrised attention
   ``A[i, j] + A[j, i]`` (A = attention probabilities averaged over heads, rows sum to 1);
 - lambda: the weight of a global minimum cut (Stoer-Wagner, ``networkx.stoer_wagner``), scaled by
-  ``lambda_scale`` and rounded (default 100: lambda is in hundredths of one token's attention mass,
-  so the crate's ``lambda_min = 30`` means a cut lighter than 0.3 of a token's attention);
+  ``lambda_scale`` and rounded. The crate gives lambda no unit; the ``tiers`` kind sets the scale
+  to 100 / (the median cut of held-out text windows), so lambda is a percentage of typical
+  coherence and the crate's ``lambda_min = 30`` means a cut lighter than 30% of a typical one;
 - boundary edges: edges crossing that cut with weight >= ``edge_eps``;
 - concentration: the heaviest crossing edge's share of the cut weight, Q15;
 - partitions: connected components once edges lighter than ``partition_eps`` are dropped.

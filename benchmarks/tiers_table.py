@@ -1,0 +1,77 @@
+"""The tiers seed's claims beside the measured values: a Markdown table from gates.jsonl results.
+
+    python benchmarks/tiers_table.py CPU_GATES.jsonl [GPU_GATES.jsonl] [--write benchmarks/README.md]
+
+Each row is a gate of specs/tiers.yaml: the seed lines it cites, the claim (its ``expect:``), and per
+results file the measured value and verdict. ``--write`` replaces the block between the markers in
+the file, so the README table is generated from committed results, not typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- tiers:claims:start -->", "<!-- tiers:claims:end -->"
+_LINES = re.compile(r"lines? [0-9][0-9 ,and-]*")
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    return {r["gate"]: r for r in map(json.loads, path.read_text().splitlines()) if r.get("spec") == "tiers"}
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "—"
+    mark = {"PASS": "PASS", "FAIL": "**FAIL**"}.get(r["status"], r["status"])
+    shown = r.get("display") or "n/a"
+    return f"{shown.split(' [')[0]} {mark}"
+
+
+def markdown(results: list[Path]) -> str:
+    spec = yaml.safe_load((ROOT / "specs" / "tiers.yaml").read_text())
+    runs = [_rows(p) for p in results]
+    heads = []
+    for rows in runs:
+        any_row = next(iter(rows.values()))
+        heads.append(f"{any_row['device'].split(':')[0]} ({any_row['profile']}, {any_row['date'][:10]})")
+    lines = ["| gate | seed | claim | " + " | ".join(heads) + " |",
+             "|---|---|---|" + "---|" * len(heads)]
+    for gate in spec["gates"]:
+        gid = gate["id"]
+        cited = _LINES.search(gate.get("why", ""))
+        ran = next((rows[gid] for rows in runs if gid in rows), {})
+        claim = ran.get("expect") or gate.get("expect") or "all of " + ", ".join(gate.get("of", []))
+        if gate.get("stat"):
+            claim = f"{gate['stat']} {claim}"
+        info = " (info)" if gate.get("severity") == "info" else ""
+        cells = " | ".join(_cell(rows.get(gid)) for rows in runs)
+        lines.append(f"| `{gid}`{info} | {cited.group(0).strip() if cited else ''} | {claim} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path, help="gates.jsonl files (CPU first)")
+    ap.add_argument("--write", type=Path, help="replace the marked block in this file")
+    args = ap.parse_args(argv)
+    table = markdown(args.results)
+    if not args.write:
+        sys.stdout.write(table)
+        return 0
+    text = args.write.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{args.write} has no {START} ... {END} block")
+    head, rest = text.split(START, 1)
+    args.write.write_text(head + START + "\n" + table + END + rest.split(END, 1)[1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
