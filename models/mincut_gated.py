@@ -176,12 +176,14 @@ class MincutGatedLM(CausalLM):
             kv.append((k, v))
         return h, kv
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def features(self, tokens: Tensor) -> Tensor:
+        """Final-norm hidden states [B, T, d] (``forward`` is ``head(features)``); in training, with
+        probability ``tier_dropout``, those of a tier-1 or tier-2 exit (early-exit training)."""
         if self.training and self.tier_dropout > 0 and float(torch.rand(())) < self.tier_dropout:
             shallow = self.tiers[TIER_REDUCED] if float(torch.rand(())) < 0.5 else self.tiers[TIER_SAFE]
             h, _ = self.hidden(_checked(self, tokens), shallow.layers, shallow.window)
-            return self.head(self.norm(h))
-        return super().forward(tokens)
+            return self.norm(h)
+        return super().features(tokens)
 
     def run_tier(self, tokens: Tensor, tier: int, dense: bool = False
                  ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], TierShape]:
