@@ -11,7 +11,10 @@ work per call as `host_us_per_call`, and each prefill again replayed from a CUDA
 the GPU's own time). `--sweep-ops` times our kernels' options (value block, warps, segment length). Peak memory is the
 allocator's high-water mark during one call minus what was allocated before it. A roofline is
 measured once (device-to-device copy bandwidth, bf16 matmul rate) and each result gets the floor
-max(bytes / bandwidth, flops / rate) and the share of it reached. Every line of the jsonl carries
+max(bytes / bandwidth, flops / rate) and the share of it reached. `--train-ops` times forward+backward
+under autograd (ours through the dispatcher, FLA's chunk_* ops, the chunked torch form at short T)
+at B=1 H=16 D=128 (2k, 8k, 32k) and the 8M model's training shape B=16 T=1024 H=6 D=64, with the
+gradients' agreement with FLA's. Every line of the jsonl carries
 date, device, versions, config and the exact command.
 """
 
@@ -106,7 +109,7 @@ def linear_cost(op: str, t: int) -> tuple[float, float]:
     return flops, bytes_
 
 
-def fla_fn(op: str, args: dict):
+def fla_fn(op: str, args: dict, sc: float = D**-0.5):
     """FLA 0.6.0's chunked forward for `op`, with our arguments (same conventions; checked below)."""
     from fla.ops.delta_rule import chunk_delta_rule
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
@@ -116,7 +119,6 @@ def fla_fn(op: str, args: dict):
     from fla.ops.simple_gla import chunk_simple_gla
 
     a = args
-    sc = D**-0.5
     table = {
         "simple_gla": lambda: chunk_simple_gla(a["q"], a["k"], a["v"], g=a["g"], scale=sc),
         "gla": lambda: chunk_gla(a["q"], a["k"], a["v"], a["g"], scale=sc),
@@ -394,6 +396,85 @@ def bench_swa(ts, window, roof, meta, fh, rows):
         torch.cuda.empty_cache()
 
 
+# forward+backward shapes (B, T, H, D): B=1 H=16 D=128 at 2k / 8k / 32k and the 8M model's training shape
+TRAIN_SHAPES = [(1, 2048, 16, 128), (1, 8192, 16, 128), (1, 32768, 16, 128), (16, 1024, 6, 64)]
+
+
+def train_step(impl: str, op: str, args: dict, d: int):
+    """One forward+backward of `op` (impl ours / fla / torch) with a fixed output gradient, grads reset
+    each call (as an optimizer's zero_grad(set_to_none=True)); returns (step, leaves)."""
+    leaves = {n: x.detach().clone().requires_grad_(True) for n, x in args.items()}
+    sc = d**-0.5
+    if impl == "fla":
+        fwd = fla_fn(op, leaves, sc)
+    else:
+        backend = "torch" if impl == "torch" else None  # None: the dispatcher's CUDA choice under autograd
+
+        def fwd():
+            return DISPATCH[op](**leaves, scale=sc, backend=backend)
+    first = next(iter(leaves.values()))
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    do = torch.randn(*first.shape[:3], leaves["v"].shape[-1], device="cuda", generator=gen).to(first.dtype)
+
+    def step():
+        for x in leaves.values():
+            x.grad = None
+        fwd()[0].backward(do)
+    return step, leaves
+
+
+def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t):
+    b, t, h, d = shape
+    args = make_inputs(op, b, t, h, d, d, dtype=torch.bfloat16, device="cuda", seed=t + b)
+    impls = ["ours"] + (["fla"] if op in fla_ops else []) + (["torch"] if t <= torch_max_t else [])
+    grads = {}
+    for impl in impls:
+        try:
+            step, leaves = train_step(impl, op, args, d)
+            info = first_call_and_peak(step)
+            step()
+            grads[impl] = {n: x.grad.detach().clone() for n, x in leaves.items()}
+            rec = {**time_ms(step), **info, "host_us_per_call": host_us(step)}
+        except Exception as exc:  # noqa: BLE001 - OOM, a compile failure: keep the other rows
+            rec = {"error": repr(exc)[:300]}
+        rec.update(section="train", op=op, B=b, T=t, H=h, D=d, impl=impl)
+        emit(rec, meta, fh)
+        rows.append(rec)
+        torch.cuda.empty_cache()
+    if "ours" in grads and "fla" in grads:
+        errs = {n: rel_err(grads["ours"][n].float(), grads["fla"][n].float()) for n in grads["ours"]}
+        rec = {"section": "train_agreement", "op": op, "B": b, "T": t, "H": h, "D": d, "rel_err_ours_vs_fla": errs}
+        emit(rec, meta, fh)
+        rows.append(rec)
+
+
+def bench_train(ops, shapes, meta, fh, rows, fla_ops, torch_max_t):
+    for shape in shapes:
+        for op in ops:
+            _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t)
+
+
+def train_table(rows) -> str:
+    """Forward+backward rows: ms, peak MiB and first-call s per impl, and FLA's time / ours."""
+    lines = ["fwd+bwd  op                B  T      H  D    impl   ms        peakMiB  first_s  fla/ours"]
+    ours = {(r["op"], r["B"], r["T"]): r.get("ms") for r in rows if r.get("section") == "train" and r["impl"] == "ours"}
+    for r in rows:
+        if r.get("section") == "train_agreement":
+            worst = max(r["rel_err_ours_vs_fla"].values())
+            lines.append(f"agree    {r['op']:<17} {r['B']:<2} {r['T']:<6} grads rel err ours vs FLA, "
+                         f"worst = {worst:.2e} {r['rel_err_ours_vs_fla']}")
+        if r.get("section") != "train":
+            continue
+        head = f"fwd+bwd  {r['op']:<17} {r['B']:<2} {r['T']:<6} {r['H']:<2} {r['D']:<4} {r['impl']:<6}"
+        if "error" in r:
+            lines.append(f"{head} {r['error'][:80]}")
+            continue
+        mine = ours.get((r["op"], r["B"], r["T"]))
+        ratio = f"{r['ms'] / mine:6.2f}x" if r["impl"] == "fla" and mine else ""
+        lines.append(f"{head} {r['ms']:9.4f} {r['peak_extra_bytes'] / 2**20:8.1f} {r['first_call_s']:8.2f} {ratio}")
+    return "\n".join(lines)
+
+
 def table(rows) -> str:
     lines = ["section          op                T/B     impl                        ms      p20-p80        "
              "TF/s   GB/s  %roof  peakMiB  first_s  host_us"]
@@ -426,7 +507,13 @@ def main(argv=None) -> int:
                    help="ops to run FLA for (its first call autotunes: 45-100 s per op on an H100)")
     p.add_argument("--swa-T", type=int, nargs="+", default=[2048, 8192, 32768])
     p.add_argument("--window", type=int, default=1024)
-    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "sweep"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["prefill", "sdpa", "decode", "swa", "sweep", "train"])
+    p.add_argument("--train-ops", nargs="*", default=[], help="ops to time forward+backward (TRAIN_SHAPES)")
+    p.add_argument("--train-fla-ops", nargs="*", default=[],
+                   help="ops to time FLA's forward+backward for (first call autotunes: ~220 s per op on an H200)")
+    p.add_argument("--train-shapes", nargs="*", default=[], help="B,T,H,D items (default: TRAIN_SHAPES)")
+    p.add_argument("--train-torch-max-T", type=int, default=2048,
+                   help="time the chunked torch form too where T is at most this")
     p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
     p.add_argument("--sweep-T", type=int, nargs="*", default=[2048, 8192, 32768, 131072])
     p.add_argument("--sweep-configs", nargs="*", default=[], help="names from SWEEP (all when empty)")
@@ -439,6 +526,7 @@ def main(argv=None) -> int:
             "device": "cuda:0", "gpu": torch.cuda.get_device_name(0), "versions": versions(),
             "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"}, "git": git_commit(),
             "command": "python " + " ".join(sys.argv)}
+    shapes = [tuple(int(x) for x in s.split(",")) for s in a.train_shapes] or TRAIN_SHAPES
     rows: list[dict] = []
     with open(a.out, "a") as fh:
         roof = roofline()
@@ -449,7 +537,9 @@ def main(argv=None) -> int:
                     ("sdpa", lambda: bench_sdpa(a.T, roof, meta, fh, rows)),
                     ("swa", lambda: bench_swa(a.swa_T, a.window, roof, meta, fh, rows)),
                     ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows, a.sweep_configs)),
-                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops))]
+                    ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops)),
+                    ("train", lambda: bench_train(a.train_ops, shapes, meta, fh, rows, a.train_fla_ops,
+                                                  a.train_torch_max_T))]
         for name, run in sections:
             if name in a.skip:
                 continue
@@ -460,7 +550,8 @@ def main(argv=None) -> int:
                 emit({"section": name, "error": repr(exc)[:500]}, meta, fh)
                 print(f"section {name} failed: {exc!r}", flush=True)
             print(f"section {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
-    print(table(rows))
+    print(table([r for r in rows if not str(r.get("section", "")).startswith("train")]))
+    print(train_table(rows))
     return 0 if all(not math.isnan(r.get("ms", 0.0)) for r in rows) else 1
 
 

@@ -1,8 +1,10 @@
 """Dispatchers: one per operator, Triton on CUDA and the chunked torch form elsewhere.
 
-The Triton kernels are forward-only, so when autograd needs the graph (grad enabled and an input
-requires grad) the torch form runs on CUDA as well. `backend="torch"` / `"triton"` forces a path
-(the benchmark and the tests use it); "triton" on CPU runs only under TRITON_INTERPRET=1.
+The operators in TRAINABLE run a torch.autograd.Function (Triton forward + Triton backward,
+`kernels.triton.autograd`) on CUDA whether or not autograd is on; the others' Triton kernels are
+forward-only, so when autograd needs their graph (grad enabled and an input requires grad) their
+torch form runs on CUDA as well. `backend="torch"` / `"triton"` forces a path (the benchmark and
+the tests use it); "triton" on CPU runs only under TRITON_INTERPRET=1.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from .sliding_window import sliding_window_attention_torch
 Tensor = torch.Tensor
 
 BACKENDS = (None, "torch", "triton")
+TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6"})  # operators with a Triton backward
 
 
 def _triton(module: str, fn: str):
     return getattr(importlib.import_module(f"pytest_goni.kernels.triton.{module}"), fn)
 
 
-def _pick(backend: str | None, tensors) -> str:
+def _pick(backend: str | None, tensors, op: str | None = None) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend is not None:
@@ -31,7 +34,7 @@ def _pick(backend: str | None, tensors) -> str:
     ts = [x for x in tensors if isinstance(x, torch.Tensor)]
     if not ts[0].is_cuda:
         return "torch"
-    if torch.is_grad_enabled() and any(x.requires_grad for x in ts):
+    if op not in TRAINABLE and torch.is_grad_enabled() and any(x.requires_grad for x in ts):
         return "torch"
     return "triton"
 
@@ -52,8 +55,8 @@ def gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, ba
     _vector_gate("g", g, b, t, h, dk)
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (q, k, v, g, initial_state)) == "triton":
-        return _triton("gla", "gla_fwd")(q, k, v, g, sc, initial_state, output_final_state)
+    if _pick(backend, (q, k, v, g, initial_state), "gla") == "triton":
+        return _triton("autograd", "gla")(q, k, v, g, sc, initial_state, output_final_state)
     return chunked.gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
 
 
@@ -63,8 +66,8 @@ def simple_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fa
     _scalar_gate("g", g, b, t, h)
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (q, k, v, g, initial_state)) == "triton":
-        return _triton("simple_gla", "simple_gla_fwd")(q, k, v, g, sc, initial_state, output_final_state)
+    if _pick(backend, (q, k, v, g, initial_state), "simple_gla") == "triton":
+        return _triton("autograd", "simple_gla")(q, k, v, g, sc, initial_state, output_final_state)
     return chunked.simple_gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
 
 
@@ -105,8 +108,8 @@ def rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=Fals
     checks.same("u", u, (h, dk), "[H, Dk]")
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (r, k, v, w, u, initial_state)) == "triton":
-        return _triton("gla", "rwkv6_fwd")(r, k, v, w, u, sc, initial_state, output_final_state)
+    if _pick(backend, (r, k, v, w, u, initial_state), "rwkv6") == "triton":
+        return _triton("autograd", "rwkv6")(r, k, v, w, u, sc, initial_state, output_final_state)
     return chunked.rwkv6_chunked(r, k, v, w, u, sc, initial_state, output_final_state)
 
 

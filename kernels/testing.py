@@ -94,3 +94,25 @@ def rel_err(actual: Tensor, expected: Tensor) -> float:
     if not torch.isfinite(a).all():
         return float("inf")
     return ((a - e).norm() / e.norm().clamp_min(1e-30)).item()
+
+
+def grads(fn, args: dict[str, Tensor], initial_state: Tensor | None = None, seed: int = 0,
+          state_grad: bool = True) -> dict[str, Tensor]:
+    """Gradients of sum(o * Wo) + sum(S_T * Ws) (fixed random Wo, Ws from `seed`) for every input.
+
+    fn(**args, initial_state=...) -> (o, S_T). Returns {name: grad} with "initial_state" when one is
+    given and "o" (the output, detached); inputs are cloned, so `args` is left as it was.
+    """
+    leaves = {n: x.detach().clone().requires_grad_() for n, x in args.items()}
+    s0 = None if initial_state is None else initial_state.detach().clone().requires_grad_()
+    o, s = fn(**leaves, initial_state=s0)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    loss = (o * torch.randn(o.shape, generator=gen).to(o)).sum()
+    if state_grad:
+        loss = loss + (s * torch.randn(s.shape, generator=gen).to(s)).sum()
+    loss.backward()
+    out = {n: x.grad for n, x in leaves.items()}
+    if s0 is not None:
+        out["initial_state"] = s0.grad
+    out["o"] = o.detach()
+    return out

@@ -117,6 +117,17 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     [B, H, T', C] (`intra.pairwise`); shift_q: the query reads the state before its own token
     (RWKV-6).
     """
+    o, st, _, _ = diagonal_fwd_keep(q, k, v, g, scale, initial_state, output_final_state, scalar=scalar,
+                                    att=att, shift_q=shift_q, chunk=chunk, segment_chunks=segment_chunks,
+                                    bv=bv, num_warps=num_warps)
+    return o, st
+
+
+def diagonal_fwd_keep(q, k, v, g, scale, initial_state=None, output_final_state=False, *, scalar: bool,
+                      att=None, shift_q: bool = False, chunk: int = 64, segment_chunks: int | None = None,
+                      bv: int | None = None, num_warps: int | None = None):
+    """As `diagonal_fwd`, plus what the backward reuses: (o, final state, segment start states
+    [NSEG, B*H, Dk, Dv] float32 or None for one segment, chunks per segment L)."""
     b, t, h, dk = q.shape
     dv = v.shape[-1]
     scale = checks.scale(scale, dk)
@@ -139,7 +150,7 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
         _walk_kernel[(nv, 1, b * h)](q, k, v, g, att_, o, s0, st if st is not None else o, o, scale,
                                      t, tp, h, dk, dv, L, nt, OUTPUT=True, HAS_SIN=has_s0,
                                      STORE_S=st is not None, STORE_D=False, **common)
-        return o, st
+        return o, st, None, L
     summ = torch.empty(nseg, b * h, dk, dv, device=q.device, dtype=torch.float32)
     dsum = torch.empty((nseg, b * h) if scalar else (nseg, b * h, dk), device=q.device, dtype=torch.float32)
     grid = (nv, nseg, b * h)
@@ -148,4 +159,4 @@ def diagonal_fwd(q, k, v, g, scale, initial_state=None, output_final_state=False
     segments.carry_diagonal(summ, dsum, s0 if has_s0 else None, st)
     _walk_kernel[grid](q, k, v, g, att_, o, summ, o, o, scale, t, tp, h, dk, dv, L, nt,
                        OUTPUT=True, HAS_SIN=True, STORE_S=False, STORE_D=False, **common)
-    return o, st
+    return o, st, summ, L

@@ -1,0 +1,97 @@
+"""torch.autograd.Function wrappers: each Triton forward with its Triton backward.
+
+The dispatchers in `pytest_goni.kernels.ops` call these on CUDA whether or not autograd is on.
+Each forward keeps what its backward reuses (see the backward modules' docstrings for what is
+stored and what is recomputed); without autograd nothing is kept past the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import diagonal_bwd
+from .common import tiles
+from .diagonal import BV as SCALAR_BV
+from .diagonal import NUM_WARPS as SCALAR_WARPS
+from .diagonal import diagonal_fwd_keep
+from .gla import BV as VECTOR_BV
+from .gla import CHUNK as VECTOR_CHUNK
+from .gla import WARPS as VECTOR_WARPS
+from .intra import pairwise
+
+
+@dataclass(frozen=True)
+class _Diag:
+    """Static settings of one diagonal-operator call (not tensors: autograd gets no gradient)."""
+
+    scale: float
+    scalar: bool
+    shift_q: bool
+    chunk: int
+    output_final_state: bool
+    bv: int | None
+    num_warps: int | None
+    segment_chunks: int | None
+
+
+class _DiagonalFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, u, initial_state, cfg: _Diag):
+        q, k, v, g = (x.contiguous() for x in (q, k, v, g))
+        dk, dv = q.shape[-1], v.shape[-1]
+        if cfg.scalar:
+            att = None
+            bv = tiles(dk, dv, cfg.bv, SCALAR_BV)[1]
+            warps = cfg.num_warps or SCALAR_WARPS
+        else:
+            att = pairwise(q, k, g, cfg.chunk, strict=cfg.shift_q, u=u, shift_x=cfg.shift_q)
+            bv = tiles(dk, dv, cfg.bv, VECTOR_BV)[1]
+            warps = cfg.num_warps or VECTOR_WARPS
+        o, st, starts, seg_len = diagonal_fwd_keep(
+            q, k, v, g, cfg.scale, initial_state, cfg.output_final_state, scalar=cfg.scalar, att=att,
+            shift_q=cfg.shift_q, chunk=cfg.chunk, segment_chunks=cfg.segment_chunks, bv=bv, num_warps=warps)
+        s0 = initial_state.float().contiguous() if initial_state is not None else None
+        ctx.save_for_backward(q, k, v, g, u, s0, starts, att, st)
+        ctx.cfg, ctx.seg_len, ctx.bv, ctx.warps = cfg, seg_len, bv, warps
+        ctx.s0_dtype = initial_state.dtype if initial_state is not None else None
+        return o, st
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, g, u, s0, starts, att, st = ctx.saved_tensors
+        cfg = ctx.cfg
+        if do is None:
+            do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype)
+        need_dh0 = s0 is not None and ctx.needs_input_grad[5]
+        dq, dk, dv, dg, du, dh0 = diagonal_bwd.diagonal_bwd(
+            q, k, v, g, do, dht, cfg.scale, scalar=cfg.scalar, chunk=cfg.chunk, seg_len=ctx.seg_len, starts=starts,
+            initial_state=s0, final_state=st, att=att, shift_q=cfg.shift_q, u=u, bv=ctx.bv, num_warps=ctx.warps,
+            need_dh0=need_dh0)
+        if du is not None:
+            du = du.to(u.dtype)
+        if dh0 is not None:
+            dh0 = dh0.to(ctx.s0_dtype)
+        return dq, dk, dv, dg, du, dh0, None
+
+
+def simple_gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=64, bv=None,
+               segment_chunks=None, num_warps=None):
+    """Scalar decay with gradients: (o, final state or None). g: [B, T, H]."""
+    cfg = _Diag(scale, True, False, chunk, output_final_state, bv, num_warps, segment_chunks)
+    return _DiagonalFunction.apply(q, k, v, g, None, initial_state, cfg)
+
+
+def gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
+           segment_chunks=None, num_warps=None):
+    """GLA with gradients: (o, final state or None). g: log-decay [B, T, H, Dk]."""
+    cfg = _Diag(scale, False, False, chunk or VECTOR_CHUNK, output_final_state, bv, num_warps, segment_chunks)
+    return _DiagonalFunction.apply(q, k, v, g, None, initial_state, cfg)
+
+
+def rwkv6(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
+          segment_chunks=None, num_warps=None):
+    """RWKV-6 with gradients: (o, final state or None). w: log-decay [B, T, H, Dk], u: [H, Dk]."""
+    cfg = _Diag(scale, False, True, chunk or VECTOR_CHUNK, output_final_state, bv, num_warps, segment_chunks)
+    return _DiagonalFunction.apply(r, k, v, w, u.contiguous(), initial_state, cfg)

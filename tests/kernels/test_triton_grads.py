@@ -1,0 +1,148 @@
+"""Triton backward kernels: gradients of every input against autograd through the float64 reference.
+
+Without CUDA these run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
+small shapes, fp32 and fp16; marked `gpu` they run at model shapes in bf16 and against FLA 0.6.0's
+gradients. Cases: T not a multiple of the chunk, one and several segments, with and without an
+initial state, strong decays (the exact diagonal-block path of the vector-decay intra kernel).
+"""
+
+import os
+
+import pytest
+import torch
+from pytest_goni.kernels.testing import DISPATCH, REFERENCE, grads, make_inputs, random_state, rel_err
+
+pytest.importorskip("triton")
+CUDA = torch.cuda.is_available()
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+
+from pytest_goni.kernels.triton import autograd  # noqa: E402
+
+DEV = "cuda" if CUDA else "cpu"
+FP32_TOL = 5e-3 if CUDA else 1e-4  # tf32 dots on the GPU, exact fp32 in the interpreter
+DIAGONAL = ("simple_gla", "gla", "rwkv6")
+
+
+def _triton(op, **options):
+    """The autograd wrapper of `op` called with implementation options (chunk, segment_chunks, bv)."""
+    def fn(initial_state=None, **a):
+        if op == "rwkv6":
+            return autograd.rwkv6(a["r"], a["k"], a["v"], a["w"], a["u"], 0.3, initial_state, True, **options)
+        f = autograd.simple_gla if op == "simple_gla" else autograd.gla
+        return f(a["q"], a["k"], a["v"], a["g"], 0.3, initial_state, True, **options)
+    return fn
+
+
+def _reference(op):
+    def fn(initial_state=None, **a):
+        return REFERENCE[op](**{n: x.double() for n, x in a.items()}, scale=0.3,
+                             initial_state=None if initial_state is None else initial_state.double())
+    return fn
+
+
+def _check(ours, ref, tol):
+    assert ours.keys() == ref.keys()
+    for name in ours:
+        assert ours[name] is not None, name
+        err = rel_err(ours[name], ref[name])
+        assert err <= tol, f"{name}: rel err {err:.2e} > {tol}"
+
+
+@pytest.mark.parametrize("op", DIAGONAL)
+def test_dispatcher_grads_match_reference(op):
+    """Through kernels.<op>(backend="triton"): T = 70 (a short last chunk), initial state, dS_T."""
+    a = make_inputs(op, 1, 70, 2, 16, 16, device=DEV, seed=60)
+    s0 = random_state(1, 2, 16, 16, device=DEV)
+
+    def ours(initial_state=None, **x):
+        return DISPATCH[op](**x, scale=0.3, initial_state=initial_state, output_final_state=True, backend="triton")
+    _check(grads(ours, a, s0, seed=1), grads(_reference(op), a, s0, seed=1), FP32_TOL)
+
+
+@pytest.mark.parametrize("op", DIAGONAL)
+def test_segments_grads_no_state(op):
+    """Several segments (summary, carry and output walks forward and in reverse), no initial state."""
+    a = make_inputs(op, 1, 75, 2, 16, 16, device=DEV, seed=61)
+    ours = grads(_triton(op, chunk=16, segment_chunks=1), a, None, seed=2)
+    _check(ours, grads(_reference(op), a, None, seed=2), FP32_TOL)
+
+
+@pytest.mark.parametrize("op", DIAGONAL)
+def test_strong_decay_grads(op):
+    """Decays ~40x the layers' (diagonal 16-row blocks past the factorization limit: exact path)."""
+    a = make_inputs(op, 1, 40, 1, 16, 16, device=DEV, seed=62, decay_scale=40.0)
+    s0 = random_state(1, 1, 16, 16, device=DEV)
+    ours = grads(_triton(op, chunk=16, segment_chunks=1), a, s0, seed=3)
+    _check(ours, grads(_reference(op), a, s0, seed=3), FP32_TOL)
+
+
+@pytest.mark.parametrize("op", DIAGONAL)
+def test_fp16_and_split_value_blocks(op):
+    """fp16 inputs, Dv = 48 in value blocks of 16 (key-side sums as atomic adds)."""
+    a = make_inputs(op, 1, 33, 1, 16, 48, dtype=torch.float16, device=DEV, seed=63)
+    s0 = random_state(1, 1, 16, 48, device=DEV)
+    ours = grads(_triton(op, chunk=16, bv=16), a, s0, seed=4)
+    assert ours["v"].dtype == torch.float16
+    _check(ours, grads(_reference(op), a, s0, seed=4), 2e-2)
+
+
+def test_grad_of_output_only():
+    """No gradient reaches the final state (the usual training call): o only, state not returned."""
+    a = make_inputs("gla", 1, 20, 1, 16, 16, device=DEV, seed=64)
+
+    def ours(initial_state=None, **x):
+        return DISPATCH["gla"](**x, scale=0.3, backend="triton")[0], None
+
+    def ref(initial_state=None, **x):
+        return _reference("gla")(**x)[0], None
+    _check(grads(ours, a, state_grad=False, seed=5), grads(ref, a, state_grad=False, seed=5), FP32_TOL)
+
+
+# ---------------------------------------------------------------- GPU only: model shapes, bf16, FLA
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_grads_model_shapes(op, dtype):
+    a = make_inputs(op, 2, 1000, 4, 128, 128, dtype=dtype, device="cuda", seed=65)
+    s0 = random_state(2, 4, 128, 128, device="cuda")
+
+    def ours(initial_state=None, **x):
+        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True)
+
+    def ref(initial_state=None, **x):
+        return REFERENCE[op](**{n: y.double() for n, y in x.items()}, initial_state=initial_state.double())
+    _check(grads(ours, a, s0, seed=6), grads(ref, a, s0, seed=6), 2e-2 if dtype == torch.bfloat16 else 5e-3)
+
+
+FLA_CALL = {
+    "simple_gla": lambda a, s0: ("fla.ops.simple_gla", "chunk_simple_gla",
+                                 (a["q"], a["k"], a["v"]), dict(g=a["g"])),
+    "gla": lambda a, s0: ("fla.ops.gla", "chunk_gla", (a["q"], a["k"], a["v"], a["g"]), {}),
+    "rwkv6": lambda a, s0: ("fla.ops.rwkv6", "chunk_rwkv6", (a["r"], a["k"], a["v"], a["w"], a["u"]), {}),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("shape", [(16, 1024, 6, 64), (1, 4096, 16, 128)])
+def test_gpu_grads_match_fla(op, shape):
+    """bf16 at the 8M training shape and at B=1 H=16 D=128: our gradients against FLA 0.6.0's."""
+    import importlib
+
+    pytest.importorskip("fla")
+    b, t, h, d = shape
+    a = make_inputs(op, b, t, h, d, d, dtype=torch.bfloat16, device="cuda", seed=66)
+    s0 = random_state(b, h, d, d, device="cuda")
+    module, name, _, _ = FLA_CALL[op](a, s0)
+    fla_op = getattr(importlib.import_module(module), name)
+
+    def theirs(initial_state=None, **x):
+        _, _, pos, kw = FLA_CALL[op](x, initial_state)
+        return fla_op(*pos, **kw, scale=d**-0.5, initial_state=initial_state, output_final_state=True)
+
+    def ours(initial_state=None, **x):
+        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True)
+    _check(grads(ours, a, s0, seed=7), grads(theirs, a, s0, seed=7), 2e-2)
