@@ -54,7 +54,7 @@ class _DiagonalFunction(torch.autograd.Function):
             shift_q=cfg.shift_q, chunk=cfg.chunk, segment_chunks=cfg.segment_chunks, bv=bv, num_warps=warps)
         s0 = initial_state.float().contiguous() if initial_state is not None else None
         ctx.save_for_backward(q, k, v, g, u, s0, starts, att, st)
-        ctx.cfg, ctx.seg_len, ctx.bv, ctx.warps = cfg, seg_len, bv, warps
+        ctx.cfg, ctx.seg_len = cfg, seg_len
         ctx.s0_dtype = initial_state.dtype if initial_state is not None else None
         return o, st
 
@@ -67,8 +67,7 @@ class _DiagonalFunction(torch.autograd.Function):
         need_dh0 = s0 is not None and ctx.needs_input_grad[5]
         dq, dk, dv, dg, du, dh0 = diagonal_bwd.diagonal_bwd(
             q, k, v, g, do, dht, cfg.scale, scalar=cfg.scalar, chunk=cfg.chunk, seg_len=ctx.seg_len, starts=starts,
-            initial_state=s0, final_state=st, att=att, shift_q=cfg.shift_q, u=u, bv=ctx.bv, num_warps=ctx.warps,
-            need_dh0=need_dh0)
+            initial_state=s0, final_state=st, att=att, shift_q=cfg.shift_q, u=u, bv=cfg.bv, need_dh0=need_dh0)
         if du is not None:
             du = du.to(u.dtype)
         if dh0 is not None:
@@ -76,9 +75,12 @@ class _DiagonalFunction(torch.autograd.Function):
         return dq, dk, dv, dg, du, dh0, None
 
 
-def simple_gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=64, bv=None,
+def simple_gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
                segment_chunks=None, num_warps=None):
-    """Scalar decay with gradients: (o, final state or None). g: [B, T, H]."""
+    """Scalar decay with gradients: (o, final state or None). g: [B, T, H].
+
+    Chunk 64 (32 for float32 inputs: the backward's chunk kernel would not fit shared memory)."""
+    chunk = chunk or (32 if q.dtype == torch.float32 else 64)
     cfg = _Diag(scale, True, False, chunk, output_final_state, bv, num_warps, segment_chunks)
     return _DiagonalFunction.apply(q, k, v, g, None, initial_state, cfg)
 

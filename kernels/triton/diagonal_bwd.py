@@ -34,7 +34,39 @@ from . import segments
 from .common import chunk_log_decay, dot_precision, tiles
 
 SUB = 16  # row block of the vector-decay intra kernel (as `intra.pairwise`)
+# Walks: one value block of up to 128 (all of Dv for the models' heads: no atomics, the last walk
+# finishes every gradient) with 8 warps; ptxas (sm_90, Triton 3.9) reports 8-320 bytes of spill at
+# Dk = Dv = 128 (4 warps: 1.3-1.5 KB). Two pipeline stages (one for float32 inputs: shared memory).
+BV, WARPS = 128, 8
 DIAGONAL_LIMIT = 30.0  # largest decay sum in a 16-row block for the one-matmul diagonal block
+
+
+@triton.jit
+def _dot_split(a, b):
+    """a (float32) @ b (the inputs' dtype) to ~16 mantissa bits: a = hi + lo in b's dtype, two dots.
+
+    A float32 b (float32 inputs) takes one tf32x3 dot instead. dQ and dK feed dg's reverse cumsum,
+    whose early entries are small differences of large sums: one bf16 rounding of a is too coarse.
+    """
+    if b.dtype == tl.float32:
+        out = tl.dot(a, b, input_precision="tf32x3")
+    else:
+        hi = a.to(b.dtype)
+        lo = (a - hi.to(tl.float32)).to(b.dtype)
+        out = tl.dot(hi, b) + tl.dot(lo, b)
+    return out
+
+
+@triton.jit
+def _dot_split_right(a, b):
+    """a (the inputs' dtype) @ b (float32), b split as in `_dot_split`."""
+    if a.dtype == tl.float32:
+        out = tl.dot(a, b, input_precision="tf32x3")
+    else:
+        hi = b.to(a.dtype)
+        lo = (b - hi.to(tl.float32)).to(a.dtype)
+        out = tl.dot(a, hi) + tl.dot(a, lo)
+    return out
 
 
 @triton.jit
@@ -62,8 +94,8 @@ def _intra_scalar_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, dk_ptr, dv_
     dmat = tl.exp(tl.where(causal, bc[:, None] - bc[None, :], float("-inf"))) * scale
     dp = tl.dot(do, tl.trans(v)) * dmat
     att = tl.dot(q, tl.trans(k)) * dmat
-    dq = tl.dot(dp.to(k.dtype), k)
-    dk = tl.dot(tl.trans(dp).to(q.dtype), q)
+    dq = _dot_split(dp, k)
+    dk = _dot_split(tl.trans(dp), q)
     dv = tl.dot(tl.trans(att).to(do.dtype), do)
     tl.store(dq_ptr + row[:, None] * DK + ok[None, :], dq, mask=mtk)
     tl.store(dk_ptr + row[:, None] * DK + ok[None, :], dk, mask=mtk)
@@ -264,7 +296,7 @@ def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, scale, T, H, D
         v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
         do = tl.load(do_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
         bc, blast, graw = _chunk_decays(g_ptr, row, mt, mtk, ok, DK, lower, C, SCALAR, PREC)
-        dq = tl.dot(do, tl.trans(s.to(do.dtype))) * _query_decay(bc, graw, SCALAR, SHIFT_Q) * scale
+        dq = _dot_split_right(do, tl.trans(s)) * _query_decay(bc, graw, SCALAR, SHIFT_Q) * scale
         _add(dq_ptr + row[:, None] * DK + ok[None, :], dq, mtk, ATOMIC)
         kd = k.to(tl.float32) * _key_decay(bc, blast, SCALAR)
         if SCALAR:
@@ -275,14 +307,20 @@ def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, scale, T, H, D
 
 
 @triton.jit
-def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr, dout_ptr, dsum_ptr, scale,
+def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr, dout_ptr, dsum_ptr,
+                     dq_ptr, dqo_ptr, dko_ptr, dvo_ptr, db_ptr, qdq_ptr, u_ptr, du_ptr, scale,
                      T, H, DK, DV, L, NT, NSEG,
                      C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr,
                      SHIFT_Q: tl.constexpr, PREC: tl.constexpr, OUTPUT: tl.constexpr, HAS_DIN: tl.constexpr,
-                     STORE_DS: tl.constexpr, STORE_D: tl.constexpr, ATOMIC: tl.constexpr):
+                     STORE_DS: tl.constexpr, STORE_D: tl.constexpr, ATOMIC: tl.constexpr, FINISH: tl.constexpr,
+                     BONUS: tl.constexpr):
     """Reverse walk of one segment (last chunk first) and value block. dS starts from din[NSEG-1-seg]
     (the gradient at the segment's end) or zero; OUTPUT adds dK, dV; STORE_DS / STORE_D write the
-    gradient at the segment's start and its total log-decay, both at the reversed index."""
+    gradient at the segment's start and its total log-decay, both at the reversed index.
+
+    FINISH (one value block: the program sees all of Dv): this is the last writer, so it stores dQ,
+    dK, dV in the inputs' dtype, dL/dB = q dq - k dk (float32; per token for a scalar decay) and,
+    with SHIFT_Q, q dq apart; BONUS adds RWKV-6's current-token term (dQ, dK, and du per segment)."""
     iv = tl.program_id(0)
     seg = tl.program_id(1)
     bh = tl.program_id(2)
@@ -305,6 +343,7 @@ def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr
     else:
         dacc = tl.zeros([BK], dtype=tl.float32)
     lower = (oc[:, None] >= oc[None, :]).to(tl.float32)
+    du_acc = tl.zeros([BK], dtype=tl.float32)
     c_stop = tl.minimum(seg * L + L, NT)
     for i in range(0, c_stop - seg * L):
         c = c_stop - 1 - i
@@ -321,10 +360,36 @@ def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr
             v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
             ek = _key_decay(bc, blast, SCALAR)
             dsv = ds.to(v.dtype)
-            dk = tl.dot(v, tl.trans(dsv)) * ek
-            _add(dk_ptr + row[:, None] * DK + ok[None, :], dk, mtk, ATOMIC)
+            dk = _dot_split_right(v, tl.trans(ds)) * ek
             dv = tl.dot((k.to(tl.float32) * ek).to(v.dtype), dsv)
-            _add(dv_ptr + row[:, None] * DV + ov[None, :], dv, mtv, False)
+            rk = row[:, None] * DK + ok[None, :]
+            rv = row[:, None] * DV + ov[None, :]
+            if FINISH:
+                dk += tl.load(dk_ptr + rk, mask=mtk, other=0.0)
+                dv += tl.load(dv_ptr + rv, mask=mtv, other=0.0)
+                dq = tl.load(dq_ptr + rk, mask=mtk, other=0.0)
+                qf = q.to(tl.float32)
+                kf = k.to(tl.float32)
+                qdq = qf * dq
+                db = qdq - kf * dk
+                if SCALAR:
+                    tl.store(db_ptr + row, tl.sum(db, 1), mask=mt)
+                else:
+                    tl.store(db_ptr + rk, db, mask=mtk)
+                    if SHIFT_Q:
+                        tl.store(qdq_ptr + rk, qdq, mask=mtk)
+                if BONUS:
+                    dpd = tl.sum(do.to(tl.float32) * v.to(tl.float32), 1) * scale
+                    uu = tl.load(u_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+                    dq += dpd[:, None] * uu[None, :] * kf
+                    dk += dpd[:, None] * uu[None, :] * qf
+                    du_acc += tl.sum(dpd[:, None] * qf * kf, 0)
+                tl.store(dqo_ptr + rk, dq.to(dqo_ptr.dtype.element_ty), mask=mtk)
+                tl.store(dko_ptr + rk, dk.to(dko_ptr.dtype.element_ty), mask=mtk)
+                tl.store(dvo_ptr + rv, dv.to(dvo_ptr.dtype.element_ty), mask=mtv)
+            else:
+                _add(dk_ptr + rk, dk, mtk, ATOMIC)
+                _add(dv_ptr + rv, dv, mtv, False)
         qd = q.to(tl.float32) * _query_decay(bc, graw, SCALAR, SHIFT_Q) * scale
         if SCALAR:
             ds = ds * tl.exp(blast)
@@ -334,6 +399,8 @@ def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr
         dacc += blast
     if STORE_DS:
         tl.store(dout_ptr + sp, ds, mask=m2)
+    if BONUS:
+        tl.store(du_ptr + (seg * nbh + bh) * DK + ok, du_acc, mask=mk)
     if STORE_D:
         if iv == 0:
             if SCALAR:
@@ -347,20 +414,21 @@ def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_len: int, starts, initial_state,
-                 final_state, att=None, shift_q: bool = False, u=None, bv: int, num_warps: int,
-                 need_dh0: bool = False):
+                 final_state, att=None, shift_q: bool = False, u=None, bv: int | None = None,
+                 num_warps: int | None = None, need_dh0: bool = False):
     """(dq, dk, dv, dg, du, dh0) of the diagonal operators; dq/dk/dv/dg in the inputs' dtypes.
 
     q, k, v, g contiguous as the forward ran them; starts / seg_len: the forward's segment start
     states and chunks per segment (`diagonal_fwd_keep`); att: the forward's pairwise term (vector
-    decays); u: RWKV-6's bonus (its current-token term is added here, in torch).
+    decays); u: RWKV-6's bonus (its current-token term is added in the last walk).
     """
     b, t, h, dk_ = q.shape
     dv_ = v.shape[-1]
     do = do.to(v.dtype).contiguous()  # the dots pair dO with V
     dev = q.device
     nt = triton.cdiv(t, chunk)
-    bk, bv = tiles(dk_, dv_, bv, bv)
+    bk, bv = tiles(dk_, dv_, bv, BV)
+    stages = 1 if q.element_size() == 4 else 2
     nv = triton.cdiv(dv_, bv)
     nseg = triton.cdiv(nt, seg_len)
     prec = dot_precision(g.dtype)
@@ -370,12 +438,14 @@ def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_le
     bv_all = max(16, triton.next_power_of_2(dv_))
     if scalar:
         _intra_scalar_kernel[(nt, b * h)](q, k, v, g, do, dq, dk, dv, scale, t, h, dk_, dv_,
-                                          C=chunk, BK=bk, BV=bv_all, num_warps=8)
+                                          C=chunk, BK=bk, BV=bv_all, num_warps=8, num_stages=stages)
     else:
         _intra_vector_kernel[(nt * chunk // SUB, b * h)](
             q, k, v, g, do, att, dq, dk, dv, scale, t, nt * chunk, h, dk_, dv_, C=chunk, BK=bk, BV=bv_all,
-            SUB=SUB, STRICT=shift_q, SHIFT_X=shift_q, PREC=prec, LIMIT=DIAGONAL_LIMIT, num_warps=4)
-    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, PREC=prec, num_warps=num_warps)
+            SUB=SUB, STRICT=shift_q, SHIFT_X=shift_q, PREC=prec, LIMIT=DIAGONAL_LIMIT, num_warps=4,
+            num_stages=stages)
+    common = dict(C=chunk, BK=bk, BV=bv, SCALAR=scalar, SHIFT_Q=shift_q, PREC=prec, num_warps=num_warps or WARPS,
+                  num_stages=stages)
     if nseg > 1:
         sin, has_sin = starts, True
     elif initial_state is not None:
@@ -387,36 +457,54 @@ def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_le
                           ATOMIC=nv > 1, **common)
     dh0 = torch.empty(b, h, dk_, dv_, device=dev, dtype=torch.float32) if need_dh0 else None
     dht_ = dht.float().contiguous() if dht is not None else None
+    finish = nv == 1
+    if finish:
+        outs = (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
+        db = torch.empty((b, t, h) if scalar else (b, t, h, dk_), device=dev, dtype=torch.float32)
+        qdq = torch.empty_like(db) if shift_q else db
+        du_part = torch.empty(nseg, b * h, dk_, device=dev, dtype=torch.float32) if u is not None else db
+    else:
+        outs, db, qdq, du_part = (q, q, q), q, q, q
+    fin = dict(dq_ptr=dq, dqo_ptr=outs[0], dko_ptr=outs[1], dvo_ptr=outs[2], db_ptr=db, qdq_ptr=qdq,
+               u_ptr=u if u is not None else q, du_ptr=du_part, FINISH=finish, BONUS=finish and u is not None)
+    no_fin = dict(fin, FINISH=False, BONUS=False)
     if nseg == 1:
         _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, dht_ if dht_ is not None else q,
-                               dh0 if dh0 is not None else q, q, scale, t, h, dk_, dv_, seg_len, nt, 1,
-                               OUTPUT=True, HAS_DIN=dht_ is not None, STORE_DS=dh0 is not None, STORE_D=False,
-                               ATOMIC=nv > 1, **common)
+                               dh0 if dh0 is not None else q, q, scale=scale, T=t, H=h, DK=dk_, DV=dv_, L=seg_len,
+                               NT=nt, NSEG=1, OUTPUT=True, HAS_DIN=dht_ is not None, STORE_DS=dh0 is not None,
+                               STORE_D=False, ATOMIC=nv > 1, **fin, **common)
     else:
         summ = torch.empty(nseg, b * h, dk_, dv_, device=dev, dtype=torch.float32)
         dsum = torch.empty((nseg, b * h) if scalar else (nseg, b * h, dk_), device=dev, dtype=torch.float32)
-        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, q, summ, dsum, scale, t, h, dk_, dv_, seg_len, nt, nseg,
-                               OUTPUT=False, HAS_DIN=False, STORE_DS=True, STORE_D=True, ATOMIC=False, **common)
+        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, q, summ, dsum, scale=scale, T=t, H=h, DK=dk_, DV=dv_,
+                               L=seg_len, NT=nt, NSEG=nseg, OUTPUT=False, HAS_DIN=False, STORE_DS=True,
+                               STORE_D=True, ATOMIC=False, **no_fin, **common)
         segments.carry_diagonal(summ, dsum, dht_, dh0)
-        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, summ, q, q, scale, t, h, dk_, dv_, seg_len, nt, nseg,
-                               OUTPUT=True, HAS_DIN=True, STORE_DS=False, STORE_D=False, ATOMIC=nv > 1,
-                               **common)
+        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, summ, q, q, scale=scale, T=t, H=h, DK=dk_, DV=dv_,
+                               L=seg_len, NT=nt, NSEG=nseg, OUTPUT=True, HAS_DIN=True, STORE_DS=False,
+                               STORE_D=False, ATOMIC=nv > 1, **fin, **common)
+    du = None
+    if finish:
+        dq, dk, dv = outs
+        if u is not None:
+            du = du_part.view(nseg, b, h, dk_).sum((0, 1))
+    else:  # several value blocks: the key-side sums came by atomic adds; finish in torch
+        qdq = q.float() * dq
+        db = qdq - k.float() * dk
+        if scalar:
+            db, qdq = db.sum(-1), qdq.sum(-1)
+        if u is not None:  # RWKV-6's bonus o_t += scale (r_t u k_t) . v_t (dV's part came with A)
+            dpd = (do.float() * v.float()).sum(-1, keepdim=True) * scale
+            uf = u.float()[None, None]
+            du = (dpd * q.float() * k.float()).sum((0, 1))
+            dq += dpd * uf * k.float()
+            dk += dpd * uf * q.float()
+        dq, dk, dv = dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
     # dL/dB_t = q_t dq_t - k_t dk_t (the query term at t-1 when it reads S_{t-1}); dg = reverse cumsum
-    qdq = q.float() * dq
-    db = qdq - k.float() * dk
-    if scalar:
-        db, qdq = db.sum(-1), qdq.sum(-1)
     dg = _reverse_cumsum(db, 1)
     if shift_q:
         dg -= qdq
     if dht is not None and final_state is not None:
-        fin = (final_state * dht.float()).sum(-1)  # [B, H, Dk]
-        dg += (fin.sum(-1) if scalar else fin)[:, None]
-    du = None
-    if u is not None:  # RWKV-6's bonus o_t += scale (r_t u k_t) . v_t (dV's part came with A)
-        dpd = (do.float() * v.float()).sum(-1, keepdim=True) * scale
-        uf = u.float()[None, None]
-        du = (dpd * q.float() * k.float()).sum((0, 1))
-        dq += dpd * uf * k.float()
-        dk += dpd * uf * q.float()
-    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg.to(g.dtype), du, dh0
+        fs = (final_state * dht.float()).sum(-1)  # [B, H, Dk]
+        dg += (fs.sum(-1) if scalar else fs)[:, None]
+    return dq, dk, dv, dg.to(g.dtype), du, dh0
