@@ -2,10 +2,11 @@
 # One lent 2-GPU pass for issue 13's training items, inside one device call (about 5 minutes):
 #   source benchmarks/device_env.sh && bash benchmarks/training_pass.sh
 # GPU 0 runs the eager sweep and GPU 1 the compiled one, side by side; then the 1-GPU vs 2-GPU DDP
-# check; then the GPU loss-kernel tests. Seven files land in $OUT (the device returns at most 8).
+# check (spawned ranks), the same through torchrun (the multi-node launcher, here on one node); then
+# the GPU loss-kernel tests. Seven files land in $OUT (the device returns at most 8).
 set -u
 R=$OUT
-T_SWEEP=${T_SWEEP:-170}; T_DDP=${T_DDP:-70}; T_TEST=${T_TEST:-30}
+T_SWEEP=${T_SWEEP:-140}; T_DDP=${T_DDP:-60}; T_RUN=${T_RUN:-45}; T_TEST=${T_TEST:-25}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; nvidia-smi topo -m
   python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
@@ -21,6 +22,8 @@ bench "$T_SWEEP" --device cuda:1 --modes compiled --backends ${COMPILED:-gpt2 gl
 wait
 { echo "== ddp"; bench "$T_DDP" --ddp-check --device cuda:0 --backends gpt2 --sizes 125M --seqs 1024 --batch 32 \
       --warmup 5 --steps 20 --out "$R/ddp.jsonl"
+  echo "== torchrun"; timeout -s INT -k 10 "$T_RUN" python3 -m torch.distributed.run --standalone --nproc-per-node 2 \
+      benchmarks/training.py --backends gpt2 --points 8M:1024 --modes eager --warmup 3 --steps 10 --out "$R/ddp.jsonl"
   echo "== gpu tests"; timeout -s INT "$T_TEST" python3 -m pytest -p no:cacheprovider -q tests/training/test_losses.py \
       -k "triton or fused"
   echo "== table"; python3 benchmarks/training.py --render "$R"/training-*.jsonl "$R/ddp.jsonl"; } > "$R/other.log" 2>&1

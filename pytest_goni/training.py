@@ -178,11 +178,6 @@ class LossModule(nn.Module):
                                ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the model's logits against ``targets`` (IGNORE_INDEX skipped)."""
-    return LossModule(model)(inputs, targets) / (targets != IGNORE_INDEX).sum()
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -115,6 +115,8 @@ def test_train_lm_kind_metrics_learning_and_reproducibility(make_ctx, run_kind, 
         assert out[f"{m}.val_ppl"].samples == pytest.approx([math.exp(v) for v in out[f"{m}.val_loss"].samples])
         assert len(out[f"{m}.final_train_loss"].meta["loss_curves"][0]) == 46
         assert out[f"{m}.val_loss"].meta["config_hash"] == out["vocab_size"].meta["config_hash"]
+        assert out[f"{m}.train_tok_s"].meta["gpus"] == 1 and out[f"{m}.train_tok_s"].meta["compiled"] is False
+        assert out[f"{m}.first_step_s"].value("min") > 0  # compile / JIT / warm-up, timed apart
     # same seed and batch order for both models, different seeds differ
     assert out["toy.val_loss"].samples[0] != out["toy.val_loss"].samples[1]
     assert (tmp_path / "artifacts" / "sys02test.train.training-loss-per-step.png").read_bytes()[:4] == b"\x89PNG"
