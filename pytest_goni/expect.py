@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_goni.expr import Expr, ExprError, parse
 from pytest_goni.units import (
     PLAIN_UNITS,
+    TIME,
     Dim,
     UnitError,
     format_quantity,
@@ -58,6 +60,9 @@ class Expectation:
     tolerance_dim: Dim | None = None        # within, absolute tolerance
     ref_expr: Expr | None = None            # within ... of EXPR
     ref_is_baseline: bool = False           # within ... of baseline (the stored baseline)
+    side: str | None = None                 # one-sided within: "up" (only above the reference
+                                            # counts) or "down"; "slower"/"faster" until compiled
+
     literal: bool | str | None = None       # == true / == "scale"
     unit_text: str = ""
     value_dim: Dim | None = None            # the gated value's dimension, once compiled
@@ -150,11 +155,12 @@ class Expectation:
                 return f"below {show(self.low)}{_by(self.low - v, self.low)}"
             return f"above {show(self.high)}{_by(v - self.high, self.high)}"
         r = self._need_ref(ref)
+        away = "away from" if self.side is None else ("above" if self.side == "up" else "below")
         if self.relative:
             dev = abs(v - r) / abs(r) if r else math.inf
-            return (f"{_pct(dev)} away from the reference {self.show(r)}, "
+            return (f"{_pct(dev)} {away} the reference {self.show(r)}, "
                     f"allowed {_pct(self.tolerance)}")
-        return (f"{self.show(abs(v - r))} away from the reference {self.show(r)}, "
+        return (f"{self.show(abs(v - r))} {away} the reference {self.show(r)}, "
                 f"allowed {self.show(self.tolerance)}")
 
     def describe(self) -> str:
@@ -162,7 +168,7 @@ class Expectation:
         if self.op == "between":
             return f"between {self._rhs_text}"
         if self.op == "within":
-            return f"within {self._rhs_text}"
+            return f"no more than {self._rhs_text}" if self.side else f"within {self._rhs_text}"
         return f"{self.op} {self._rhs_text}"
 
     def show(self, value_base: float) -> str:
@@ -182,10 +188,33 @@ class Expectation:
     def _allowed(self, ref: float) -> float:
         return self.tolerance * abs(ref) if self.relative else self.tolerance
 
+    def deviation(self, v: Any, ref: Any) -> Any:
+        """How far ``v`` is from ``ref`` in the direction that counts (floats or numpy arrays):
+        both ways for ``within``, only upwards / downwards for the one-sided form."""
+        if self.side == "up":
+            return v - ref
+        if self.side == "down":
+            return ref - v
+        return abs(v - ref)
+
+    def resolve_side(self, value_dim: Dim) -> None:
+        """Turn "slower" / "faster" into up / down once the value's dimension is known: a slower
+        time is larger, a slower rate (tok/s, FLOP/s, B/s) is smaller."""
+        if self.side not in ("slower", "faster"):
+            return
+        if value_dim == TIME:
+            up = self.side == "slower"
+        elif value_dim.time < 0:
+            up = self.side == "faster"
+        else:
+            raise ExpectError(f"'{self.text}': '{self.side}' needs a time or a rate, but the value is "
+                              f"{value_dim.phrase()} (write 'above' or 'below')")
+        self.side = "up" if up else "down"
+
     def _within_slack(self, v: float, ref: float) -> float:
         allowed = self._allowed(ref)
         # One part in 10^12 of slack so that "within 5% of 100" admits 105 despite float rounding.
-        return allowed - abs(v - ref) + 1e-12 * max(abs(ref), abs(v))
+        return allowed - self.deviation(v, ref) + 1e-12 * max(abs(ref), abs(v))
 
 
 def _pct(x: float) -> str:
@@ -244,6 +273,8 @@ def parse_expect(text: str) -> Expectation:
         return _parse_between(raw, s, lead)
     if low.startswith("within") and (len(s) == 6 or s[6].isspace()):
         return _parse_within(raw, s, lead)
+    if low.startswith("no more than "):
+        return _parse_one_sided(raw, s, lead)
 
     m = _OP_LIKE.match(s)
     if not m:
@@ -314,6 +345,27 @@ def _parse_between(raw: str, s: str, lead: int) -> Expectation:
                           col=lead + m.start(1))
     return Expectation(text=raw, op="between", dim=hi_dim, low=lo, high=hi, unit_text=hi_unit,
                        _rhs_text=f"{m.group(1)} and {m.group(2)}")
+
+
+_UP_WORDS = ("above", "over", "higher than", "more than", "larger than", "bigger than")
+_DOWN_WORDS = ("below", "under", "lower than", "less than", "smaller than")
+_ONE_SIDED = re.compile(r"no\s+more\s+than\s+(.+?)\s+(above|over|below|under|(?:higher|more|larger|bigger|lower|"
+                        r"less|smaller|slower|faster)\s+than)\s+(.+)", flags=re.IGNORECASE)
+
+
+def _parse_one_sided(raw: str, s: str, lead: int) -> Expectation:
+    """``no more than 5% slower than baseline``, ``no more than 2 ms above other.metric``: a
+    ``within`` that only counts deviations in one direction (a regression, not an improvement)."""
+    m = _ONE_SIDED.fullmatch(s)
+    if not m:
+        raise ExpectError(f"'{s}' is not a one-sided tolerance (write 'no more than 5% slower than baseline', "
+                          "'no more than 10% above other.metric' or 'no more than 2% below baseline')", col=lead)
+    word = " ".join(m.group(2).lower().split())
+    rebuilt = f"within {m.group(1)} of {m.group(3)}"
+    exp = _parse_within(raw, rebuilt, lead)
+    exp.side = ("up" if word in _UP_WORDS else "down" if word in _DOWN_WORDS else word.split()[0])
+    exp._rhs_text = f"{m.group(1)} {word} {m.group(3).strip()}"
+    return exp
 
 
 def _parse_within(raw: str, s: str, lead: int) -> Expectation:

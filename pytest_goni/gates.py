@@ -20,8 +20,16 @@ class GateFailed(Exception):
         self.result = result
 
 
-def skip_reason(spec: Spec, gate: GateSpec, device: str) -> str | None:
+def compares_with_baseline(gate: GateSpec) -> bool:
+    expect = getattr(gate.compiled, "expect", None)
+    return bool(getattr(expect, "ref_is_baseline", False))
+
+
+def skip_reason(spec: Spec, gate: GateSpec, device: str, baseline_given: bool = True) -> str | None:
     """Why this gate cannot run here, or None."""
+    if not baseline_given and compares_with_baseline(gate):
+        return (f"gate {gate.id!r} compares with a stored baseline: run with --goni-compare NAME "
+                "(store one with --goni-save NAME)")
     if gate.profiles and spec.profile not in gate.profiles:
         return f"gate {gate.id!r} applies to profiles {', '.join(gate.profiles)}; running profile {spec.profile!r}"
     if not device.startswith("cuda"):
@@ -61,7 +69,8 @@ class GateRun:
         return cached
 
     def _judge(self, gate: GateSpec) -> dict[str, Any]:
-        reason = skip_reason(self.spec, gate, self.runner.device)
+        given = self.runner.baseline is not None or self.runner.saving
+        reason = skip_reason(self.spec, gate, self.runner.device, given)
         if reason:
             return self.skipped(gate, reason)
         if gate.is_checklist:
@@ -69,13 +78,32 @@ class GateRun:
         metrics, failures = self.runner.gate_metrics(self.spec, gate)
         if failures:
             return {**self.base(gate), "status": "ERROR", "reason": "; ".join(failures)}
-        verdict = gate.compiled.judge(metrics, baseline=self.runner.baselines.get((self.spec.id, gate.id)))
-        return {
+        entry = self.runner.baseline.get((self.spec.id, gate.id)) if self.runner.baseline else None
+        verdict = gate.compiled.judge(metrics, baseline=entry.value if entry else None)
+        out = {
             **self.base(gate), "status": verdict.status, "value": verdict.value, "display": verdict.display,
             "expect": verdict.expect, "margin": verdict.margin,
             "interval": list(verdict.interval) if verdict.interval else None, "reason": verdict.reason,
             "evidence": verdict.evidence,
         }
+        if compares_with_baseline(gate) and self.runner.baseline is None:  # measured for --goni-save only
+            return {**out, "status": "SKIP", "reason": "no baseline to compare with yet (--goni-compare NAME); "
+                                                       "this run's value is saved"}
+        problem = self._baseline_problem(gate, entry, verdict.evidence) if compares_with_baseline(gate) else None
+        return {**out, "status": "INVALID", "reason": problem} if problem else out
+
+    def _baseline_problem(self, gate: GateSpec, entry: Any, evidence: dict[str, Any]) -> str | None:
+        """Why the stored baseline cannot be compared with this gate's value (or None)."""
+        from .baselines import device_name, incompatible, measurement_hash
+
+        base = self.runner.baseline
+        if entry is None:
+            return (f"baseline {base.name!r} ({base.path}) has no value for gate {self.spec.id}::{gate.id}; "
+                    f"save one with --goni-save")
+        measured = {m: (self.spec.measurements[m].kind, self.spec.measurements[m].params) for m in gate.measurements}
+        units = {p: ev["unit"] for p, ev in evidence.items() if isinstance(ev, dict) and "unit" in ev}
+        return incompatible(entry, profile=self.spec.profile, config_hash=measurement_hash(measured), units=units,
+                            device=device_name(self.runner.device), name=base.name)
 
     def _checklist(self, gate: GateSpec) -> dict[str, Any]:
         parts = {ref: self.judge(self.by_id[ref]) for ref in gate.of}

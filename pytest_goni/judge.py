@@ -358,6 +358,10 @@ class ThresholdGate(CompiledGate):
                 raise GateSpecError("expect", f"'{text}' compares with true/false but {where}")
             return
         if exp.op == "within":
+            try:
+                exp.resolve_side(vdim)
+            except ExpectError as e:
+                raise GateSpecError("expect", e.message) from None
             if exp.ref_expr is not None:
                 offset = exp.text.index(exp.ref_expr.text) if exp.ref_expr.text in exp.text else 0
                 _check_paths(exp.ref_expr, "expect", metric_units, offset)
@@ -439,7 +443,7 @@ class ThresholdGate(CompiledGate):
                 interval = tuple(float(x) for x in np.quantile(reps, q))
                 if exp.op == "within":
                     allowed = exp.tolerance * np.abs(ref_reps) if exp.relative else exp.tolerance
-                    s = allowed - np.abs(reps - ref_reps) + 1e-12 * np.maximum(np.abs(ref_reps), np.abs(reps))
+                    s = allowed - exp.deviation(reps, ref_reps) + 1e-12 * np.maximum(np.abs(ref_reps), np.abs(reps))
                     slack = tuple(float(x) for x in np.quantile(s, q))
             elif self.confidence is not None:
                 return verdict(INVALID, f"{bad} of {N_BOOT} bootstrap resamples have no finite value "

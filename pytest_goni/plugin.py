@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--goni-list", action="store_true", default=False, dest="goni_list",
                     help="list the gates and measurements of the specs, run nothing")
     group.addoption("--goni-save", default=None, metavar="NAME", dest="goni_save",
-                    help="store every gate's measured value as baseline NAME (.goni/baselines/NAME.json)")
+                    help="store every gate's value, samples, units, profile and config as a new save of "
+                         "baseline NAME (.goni/baselines/NAME/)")
     group.addoption("--goni-compare", default=None, metavar="NAME", dest="goni_compare",
-                    help="judge 'within X%% of baseline' gates against stored baseline NAME")
+                    help="judge '... of baseline' gates against the latest save of NAME (NAME~1: the one "
+                         "before)")
+    group.addoption("--goni-baselines", nargs="?", const="", default=None, metavar="NAME[,OTHER]",
+                    dest="goni_baselines",
+                    help="list stored baselines; NAME: its history gate by gate; A,B: compare two saves "
+                         "(NAME~K: K saves back); runs nothing")
     group.addoption("--goni-dist", default="auto", choices=DIST_CHOICES, dest="goni_dist",
                     help="under xdist, a work unit is the gates sharing a measurement ('measurement') or a "
                          "whole spec ('spec'); auto: measurement when every worker has its own GPU")
     parser.addini("goni_specs", type="args", default=[],
                   help="specs run in addition to the tests when no --goni-spec is given")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--goni-baselines: list or compare stored baselines, run nothing."""
+    ref = config.getoption("goni_baselines")
+    if ref is None:
+        return None
+    from .baselines import BaselineError, baseline_report
+
+    try:
+        print("\n".join(baseline_report(config.rootpath, ref)))
+    except BaselineError as exc:
+        print(f"--goni-baselines: {exc}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    return 0
 
 
 class GoniState:
@@ -57,7 +79,7 @@ class GoniState:
         report = config.getoption("goni_report")
         self.report_dir = Path(report).resolve() if report else None
         self._runner: Runner | None = None
-        self.baselines: dict[tuple[str, str], float] = {}
+        self.baseline: Any = None  # baselines.Baseline (--goni-compare)
         self.results: list[dict[str, Any]] = []          # one per gate report (controller)
         self.measurements: dict[str, dict[str, Any]] = {}  # spec id -> name -> result json
         self.specs: dict[str, dict[str, Any]] = {}        # spec id -> header info
@@ -66,7 +88,8 @@ class GoniState:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.report_dir, self.baselines)
+            self._runner = Runner(self.report_dir, self.baseline)
+            self._runner.saving = bool(self.config.getoption("goni_save"))
         return self._runner
 
 
@@ -101,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from .baselines import BaselineError, load_baseline
 
         try:
-            state.baselines = load_baseline(config.rootpath, compare)
+            state.baseline = load_baseline(config.rootpath, compare)
         except BaselineError as exc:
             raise pytest.UsageError(f"--goni-compare: {exc}") from None
     config.stash[STATE_KEY] = state
@@ -229,7 +252,8 @@ class GateItem(pytest.Item):
             self.add_marker("gpu")
 
     def setup(self) -> None:
-        reason = skip_reason(self.spec, self.gate, _run_state(self.config).runner.device)
+        runner = _run_state(self.config).runner
+        reason = skip_reason(self.spec, self.gate, runner.device, runner.baseline is not None or runner.saving)
         if reason:
             self.goni_result = GateRun(_run_state(self.config).runner, self.spec).skipped(self.gate, reason)
             pytest.skip(reason)
@@ -244,6 +268,8 @@ class GateItem(pytest.Item):
                 self.user_properties.append((f"goni_{key}", r[key]))
         if r.get("value") is not None:
             self.user_properties.append(("goni_value", r["value"]))
+        if r["status"] == "SKIP":  # measured for a --goni-save, with nothing to compare with yet
+            pytest.skip(r["reason"])
         if r["status"] != "PASS":
             if self.gate.severity == "info":  # informational: shown in the report, never fails the run
                 pytest.xfail(f"info gate {r['status']}: {r.get('reason', '')}")
@@ -322,8 +348,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     save = session.config.getoption("goni_save")
     if save:
         from .baselines import save_baseline
+        from .report.results import build_results, clean_json
 
-        written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, state.results, env)}")
+        results = clean_json(build_results(state, env))
+        written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, results)}")
     for line in written:
         if tr is not None:
             tr.write_line(f"goni: {line}")

@@ -105,9 +105,10 @@ def deadline_alarm(seconds: float) -> Iterator[None]:
 class Runner:
     """Measurement cache and gate judging for one process."""
 
-    def __init__(self, artifact_dir: Path | None = None, baselines: dict[tuple[str, str], float] | None = None):
+    def __init__(self, artifact_dir: Path | None = None, baseline: Any = None):
         self.device = worker_device()
-        self.baselines = baselines or {}
+        self.baseline = baseline  # baselines.Baseline given by --goni-compare, or None
+        self.saving = False       # --goni-save: baseline gates are measured even with nothing to compare
         self.artifact_dir = artifact_dir or Path(tempfile.mkdtemp(prefix="goni-artifacts-"))
         self.results: dict[tuple[str, str], MeasurementResult] = {}
         self.verdicts: dict[tuple[str, str], dict[str, Any]] = {}

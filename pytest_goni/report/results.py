@@ -61,14 +61,14 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _clean(x: Any) -> Any:
+def clean_json(x: Any) -> Any:
     """JSON has no NaN/inf: write them as strings so the file stays standard."""
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): clean_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [clean_json(v) for v in x]
     return x
 
 
@@ -110,7 +110,7 @@ def _relative_artifacts(results: dict[str, Any], folder: Path) -> None:
 def write_results(state: Any, env: dict[str, Any]) -> Path:
     """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
     state.report_dir.mkdir(parents=True, exist_ok=True)
-    results = _clean(build_results(state, env))
+    results = clean_json(build_results(state, env))
     _relative_artifacts(results, state.report_dir)
     path = state.report_dir / "results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
@@ -136,6 +136,6 @@ def write_reports(state: Any, env: dict[str, Any]) -> list[str]:
     else:
         if not os.environ.get("GITHUB_STEP_SUMMARY") or not state.results:
             return lines
-        md = write_markdown(_clean(build_results(state, env)), None)
+        md = write_markdown(clean_json(build_results(state, env)), None)
     lines += [f"summary appended to {p}" for p in md if str(p) == os.environ.get("GITHUB_STEP_SUMMARY")]
     return lines

@@ -55,6 +55,16 @@ def pytest_goni_register(registries):
         return {"x": Metric.scalar(0.5, "s")}
 
     @registries.measurement_kind(
+        "drifting", schema={"type": "object", "properties": {"value": {"type": "number"}, "unit": {"type": "string"}}},
+        metrics=lambda p: {"x": p.get("unit", "s")},
+    )
+    def drifting(ctx, params):
+        # the same config measuring a different machine state: GONI_TEST_SCALE scales the value
+        import os
+        v = params["value"] * float(os.environ.get("GONI_TEST_SCALE", "1"))
+        return {"x": Metric.of([v * (1 + 0.002 * (i % 3 - 1)) for i in range(9)], params.get("unit", "s"))}
+
+    @registries.measurement_kind(
         "steps", schema={"type": "object", "properties": {"n": {"type": "integer"}}},
         metrics=lambda p: {"loss": ""},
     )

@@ -38,6 +38,7 @@ gates:
 @pytest.fixture
 def report(goni: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(goni.path / "step-summary.md"))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this suite may itself run under xdist
     goni.path.joinpath("rep.yaml").write_text(textwrap.dedent(SPEC))
     res = goni.runpytest("--goni-spec", "rep.yaml", "--goni-report", "out", "-p", "no:randomly")
     res.assert_outcomes(passed=3, failed=1)

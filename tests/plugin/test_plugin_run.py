@@ -241,31 +241,6 @@ def test_xdist_gives_the_same_verdicts_and_one_table(goni: pytest.Pytester) -> N
     assert set(data["specs"][0]["measurements"]) == {"m"}
 
 
-def test_saved_baseline_gates_a_regression(goni: pytest.Pytester) -> None:
-    spec = """\
-        goni: 1
-        id: reg
-        profiles:
-          cpu: {lat: 0.010}
-          slow: {lat: 0.012}
-        measurements:
-          m: {kind: fake, unit: s, values: {lat: "${profile.lat}"}}
-        gates:
-          - {id: no-regression, value: m.lat, expect: "within 5% of baseline"}
-        """
-    write(goni, "reg.yaml", spec)
-    first = goni.runpytest("--goni-spec", "reg.yaml", "--goni-profile", "cpu")
-    first.assert_outcomes(failed=1)  # nothing stored yet: INVALID, says how to store one
-    assert "--goni-save" in first.stdout.str() or "--goni-compare" in first.stdout.str()
-    goni.runpytest("--goni-spec", "reg.yaml", "--goni-profile", "cpu", "--goni-save", "main")
-    assert (goni.path / ".goni" / "baselines" / "main.json").is_file()
-    goni.runpytest("--goni-spec", "reg.yaml", "--goni-profile", "cpu", "--goni-compare", "main").assert_outcomes(
-        passed=1)
-    slower = goni.runpytest("--goni-spec", "reg.yaml", "--goni-profile", "slow", "--goni-compare", "main")
-    slower.assert_outcomes(failed=1)
-    assert "FAIL" in slower.stdout.str()
-
-
 def test_compare_with_unknown_baseline_is_a_usage_error(goni: pytest.Pytester) -> None:
     write(goni, "basic.yaml", PASSING)
     res = goni.runpytest("--goni-spec", "basic.yaml", "--goni-compare", "nope")
