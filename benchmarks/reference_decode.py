@@ -49,7 +49,8 @@ class Reference(nn.Module):
 
 def graphed_step(context: int, room: int = 1024, device: str = "cuda", dtype=torch.bfloat16):
     """(replay, eager step, model) at ``context`` cached tokens; each call advances one token."""
-    model = Reference(context + room).to(device, dtype).eval()
+    with torch.device(device):  # random weights and cache made on the device (GBs at 128k)
+        model = Reference(context + room).to(dtype).eval()
     token = torch.zeros(1, 1, dtype=torch.long, device=device)
     pos = torch.full((1,), context, dtype=torch.long, device=device)
 

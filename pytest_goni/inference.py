@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -165,31 +165,12 @@ def tensor_peak_bytes(fn: Callable[[], Any], device: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------- decode state
 
 
-def _flatten(state: Any) -> list[Any] | None:
-    """The leaves of a state made of dicts/lists/tuples of tensors and Python scalars; ``None`` when
-    it holds anything else (a KV-cache object), which rules out CUDA-graph replay."""
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if state is None or isinstance(state, (int, float, bool, str)):
-        return []
-    if isinstance(state, dict):
-        items: Any = state.values()
-    elif isinstance(state, (list, tuple)):
-        items = state
-    else:
-        return None
-    out: list[Any] = []
-    for v in items:
-        sub = _flatten(v)
-        if sub is None:
-            return None
-        out.extend(sub)
-    return out
-
-
 def fixed_shape_state(before: Any, after: Any) -> bool:
-    """True when a step maps a state to one of identical tensor structure (recurrent state)."""
-    a, b = _flatten(before), _flatten(after)
+    """True when a step maps a state to one of identical tensor structure (recurrent state, static
+    KV cache), so it can be replayed from a CUDA graph."""
+    from pytest_goni.models.decoding import state_tensors
+
+    a, b = state_tensors(before), state_tensors(after)
     if a is None or b is None or len(a) != len(b):
         return False
     return all(x.shape == y.shape and x.dtype == y.dtype and x.device == y.device for x, y in zip(a, b))
@@ -197,11 +178,11 @@ def fixed_shape_state(before: Any, after: Any) -> bool:
 
 @dataclass
 class Decoder:
-    """A steady-state decoder: ``advance()`` runs one real decode step and feeds the state back.
+    """A steady-state decoder: ``advance()`` runs one real decode step and keeps the state.
 
-    Eager by default; :meth:`try_cuda_graph` captures the step (and the copy of the new state into
-    the old state's buffers) into a CUDA graph when the state has a fixed shape, after checking that
-    a replay gives the eager step's logits.
+    Eager by default; :meth:`try_cuda_graph` captures the step into a CUDA graph on fixed buffers
+    (`pytest_goni.models.decoding.StepRunner`: recurrent states and the static KV cache alike) after
+    checking that a replay gives the eager step's logits; on any obstacle it stays eager and says why.
     """
 
     model: torch.nn.Module
@@ -209,67 +190,39 @@ class Decoder:
     state: Any
     graph: Any = None
     note: str = ""
-    _static_out: list[Any] = field(default_factory=list)
 
     def advance(self) -> None:
         if self.graph is not None:
-            self.graph.replay()
+            self.graph.step()
             return
         _, self.state = self.model.step(self.token, self.state)
 
-    def try_cuda_graph(self, run_ctx: Callable[[], contextlib.AbstractContextManager]) -> bool:
-        """Capture one step into a CUDA graph; on any obstacle keep eager and say why in ``note``."""
+    def try_cuda_graph(self, run_ctx: Callable[[], contextlib.AbstractContextManager], max_steps: int = 256
+                       ) -> bool:
+        from pytest_goni.models.decoding import NotGraphable, StepRunner, clone_state
+
         try:
             with run_ctx():
-                _, probe = self.model.step(self.token, self.state)
-            if not fixed_shape_state(self.state, probe):
-                self.note = "eager: the state changes shape per step (KV cache)"
-                return False
-            self.state = probe
-            leaves_in = _flatten(self.state)
-            with run_ctx():
-                ref_logits, _ = self.model.step(self.token, _clone(self.state))
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), run_ctx():
-                for _ in range(2):  # warm-up on a side stream, as torch's recipe asks
-                    self.model.step(self.token, _clone(self.state))
-            torch.cuda.current_stream().wait_stream(side)
-            saved = [t.clone() for t in leaves_in]
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), run_ctx():
-                logits, new_state = self.model.step(self.token, self.state)
-                for dst, src in zip(leaves_in, _flatten(new_state)):
-                    dst.copy_(src)
-            for dst, src in zip(leaves_in, saved):  # capture does not run; restore anyway
-                dst.copy_(src)
-            graph.replay()
+                ref_logits, _ = self.model.step(self.token, clone_state(self.state))
+            runner = StepRunner(self.model, self.token, self.state, max_steps=max_steps + 1, graph=True,
+                                context=run_ctx)
+            logits = runner.step()
             torch.cuda.synchronize()
             if not torch.allclose(logits.float(), ref_logits.float(), rtol=2e-2, atol=2e-2):
                 self.note = "eager: CUDA-graph replay disagreed with the eager step"
                 return False
-            self.graph = graph
-            self._static_out = [logits]
-            self.note = "cuda graph"
+            self.graph = runner
+            self.note = "cuda graph (static state)"
             return True
+        except NotGraphable as exc:
+            self.note = f"eager: {exc}"
+            return False
         except Exception as exc:  # noqa: BLE001 - any capture failure means: time it eagerly
             if is_oom(exc):
                 raise
             self.graph = None
             self.note = f"eager: CUDA-graph capture failed ({type(exc).__name__}: {str(exc)[:120]})"
             return False
-
-
-def _clone(state: Any) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.clone()
-    if isinstance(state, dict):
-        return {k: _clone(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_clone(v) for v in state]
-    if isinstance(state, tuple):
-        return tuple(_clone(v) for v in state)
-    return state
 
 
 def state_nbytes(model: torch.nn.Module, state: Any) -> int:

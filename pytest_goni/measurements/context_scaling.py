@@ -104,12 +104,16 @@ class _Pair:
             def call() -> None:
                 with run_ctx():
                     model.prefill(tokens)
+            if ctx.is_cuda:  # as the prefill kind times it: replayed from a CUDA graph
+                from pytest_goni.measurements.prefill import graphed_prefill
+
+                return graphed_prefill(ctx, model, entry.sdpa, self.precision, tokens, call)[0]
             return call
         with run_ctx():
             _, state = model.prefill(tokens)
         decoder = Decoder(model, tokens[:, -1], state)
         if ctx.is_cuda:
-            decoder.try_cuda_graph(run_ctx)
+            decoder.try_cuda_graph(run_ctx, max_steps=self.params.get("warmup", 1) + self.params.get("reps", 5) + 8)
 
         def step() -> None:
             with run_ctx():

@@ -4,9 +4,9 @@ size of the state (KV cache or recurrent state) at that context (SYS-02 runtime/
 For each context T the same prompt of T tokens is prefilled into every model, then the models'
 ``model.step`` calls are timed interleaved (DESIGN principle 3), each with its state fed back, one
 real decode step per sample (the context grows by the few steps timed,
-negligible next to T). On CUDA the step is replayed from a CUDA graph when the state has a fixed
-shape (recurrent models) and a replay reproduces the eager step; a KV cache that grows is timed
-eagerly. Which of the two ran is in each metric's meta (``step_mode``).
+negligible next to T). On CUDA the step is replayed from a CUDA graph on fixed buffers (recurrent
+states, and the attention backends' static KV cache) when a replay reproduces the eager step
+(``models.decoding.StepRunner``). Which ran is in each metric's meta (``step_mode``).
 
 Keys: ``<label>.<T>.latency`` (s per step), ``<label>.<T>.tok_s`` (batch / latency),
 ``<label>.<T>.state_bytes`` (B); batch sizes other than 1 add a ``b<B>`` segment.
@@ -146,7 +146,8 @@ def _filled_decoder(ctx: Any, model: Any, sdpa: str | None, precision: str, prom
     nbytes = state_nbytes(model, state)
     decoder = Decoder(model, token, state)
     if ctx.is_cuda and params.get("cuda_graph", True):
-        decoder.try_cuda_graph(run_ctx)
+        steps = params.get("warmup", 3) + params.get("reps", 20) * params.get("inner", 1) + 8
+        decoder.try_cuda_graph(run_ctx, max_steps=steps)
     else:
         decoder.note = "eager (CPU)" if not ctx.is_cuda else "eager (cuda_graph: false)"
     return decoder, nbytes

@@ -9,6 +9,11 @@ Metric keys: ``<label>.<T>.latency`` (s, one sample per repetition), ``<label>.<
 ``OOM at T tokens`` (and larger contexts of that model are not tried). Metadata records the SDPA
 backends PyTorch actually ran for each point.
 
+On CUDA each prefill is captured once per point and replayed from a CUDA graph (``cuda_graph``,
+default true: a fixed prompt shape, as a serving engine's buckets; ``models.decoding.PrefillRunner``)
+after one eager call under the profiler (the SDPA backends it ran); the peak memory is an eager
+call's. Built-in models return the last position's logits (what serving computes).
+
 ``best_of: {baseline_best: [baseline, baseline_flash, baseline_cudnn]}`` adds a label that, at each
 point, is the listed label with the lowest median latency (its own samples, and ``chosen`` in the
 meta): "the optimized baseline" is the fastest SDPA backend measured, whichever that is here.
@@ -46,6 +51,7 @@ SCHEMA: dict[str, Any] = context_sweep_schema(
     },
     options={
         "memory": {"type": "boolean", "description": "also measure peak memory (one extra call)"},
+        "cuda_graph": {"type": "boolean", "description": "time prefill replayed from a CUDA graph (CUDA only)"},
         "best_of": {"type": "object", "propertyNames": {"pattern": IDENT},
                     "additionalProperties": {"type": "array", "minItems": 1,
                                              "items": {"type": "string", "pattern": IDENT}}},
@@ -104,7 +110,14 @@ def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             calls = {e.label: _prefill_call(ctx, models[e.model], e.sdpa, precision, tokens) for e in live}
             backends, ooms = probe_each(ctx, calls, t)
             calls = {k: v for k, v in calls.items() if k not in ooms}
-            samples, more = time_side_by_side(ctx, calls, t, warmup=warmup, reps=reps) if calls else ({}, {})
+            timed, modes = dict(calls), {k: "eager" for k in calls}
+            if on_cuda and params.get("cuda_graph", True):
+                for e in live:
+                    if e.label in calls:
+                        timed[e.label], modes[e.label] = graphed_prefill(
+                            ctx, models[e.model], e.sdpa, precision, tokens, calls[e.label])
+            samples, more = time_side_by_side(ctx, timed, t, warmup=warmup, reps=reps) if calls else ({}, {})
+            del timed
             ooms.update(more)
             for e in live:
                 k = point_key(e.label, t, b)
@@ -115,6 +128,7 @@ def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                              bytes_at_failure=rec.bytes_at_failure)
                     continue
                 meta = {"sdpa_backends": backends[e.label], "sdpa_forced": e.sdpa, "precision": precision,
+                        "mode": modes[e.label],
                         "batch": b, "context": t, "device": ctx.device, "interleaved_with": sorted(calls)}
                 out[f"{k}.latency"] = Metric.of(samples[e.label], "s", **meta)
                 out[f"{k}.tok_s"] = Metric.of([b * t / x for x in samples[e.label]], "tok/s", **meta)
@@ -145,6 +159,21 @@ def _prefill_call(ctx: Any, model: Any, sdpa: str | None, precision: str, tokens
         with run_context(ctx.device, precision, sdpa):
             model.prefill(tokens)
     return call
+
+
+def graphed_prefill(ctx: Any, model: Any, sdpa: str | None, precision: str, tokens: Any, eager: Any) -> tuple[Any, str]:
+    """The prefill replayed from a CUDA graph, or the eager call with the reason it stays eager."""
+    from pytest_goni.models.decoding import PrefillRunner
+
+    try:
+        runner = PrefillRunner(model, tokens, context=lambda: run_context(ctx.device, precision, sdpa))
+    except Exception as exc:  # noqa: BLE001 - a capture failure (an OOM too) leaves the eager call
+        note = f"eager: graph capture failed ({type(exc).__name__}: {str(exc)[:100]})"
+        runner = None
+    if runner is None:
+        release(ctx.device)
+        return eager, note
+    return runner, "cuda graph"
 
 
 def _peak(ctx: Any, out: dict[str, Metric], failed: dict[str, str], key: str, label: str, call: Any,

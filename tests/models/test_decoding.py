@@ -125,8 +125,13 @@ def test_floors_follow_the_state():
 # --------------------------------------------------------------------------- on the GPU
 
 
+#: mincut-gated's step reads its position as a host int (rotary phases, window bookkeeping), so a
+#: replay would reuse the captured position: it is decoded eagerly, not graphed.
+GRAPHED = [b for b in BACKENDS if b != "mincut-gated"]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", GRAPHED)
 def test_graphed_runner_reproduces_forward_on_cuda(name):
     model = make(name, d_model=64).to("cuda")
     x = tokens(2, 40, device="cuda")
