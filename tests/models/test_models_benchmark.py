@@ -33,7 +33,7 @@ def test_cpu_smoke_writes_every_measurement(bench, tmp_path, capsys):
     assert rc == 0
     recs = read(out)
     assert [(r["backend"], r["phase"], r["context"]) for r in recs] == [
-        (b, p, t) for b in ("gpt2", "gla", "lstm") for p, t in (("prefill", 16), ("prefill", 40), ("decode", 40))]
+        (b, p, t) for b in ("gpt2", "gla", "lstm") for p, t in (("decode", 40), ("prefill", 16), ("prefill", 40))]
     for r in recs:
         assert r["status"] == "ok", r
         assert {"date", "device", "versions", "config", "command", "dtype", "params"} <= set(r)
@@ -73,10 +73,11 @@ def test_oom_is_a_data_point_and_skips_longer_contexts(bench, tmp_path, monkeypa
     assert bench.main(["--cpu-smoke", "--out", str(out), "--backends", "gla",
                        "--prefill", "16", "32", "64", "--decode", "16", "64"]) == 0
     status = {(r["phase"], r["context"]): (r["status"], r.get("note", "")) for r in read(out)}
+    # decode runs first (its prefill of 64 tokens fails), then prefill: 16 runs, 32 fails, 64 is skipped
     assert status[("prefill", 16)][0] == "ok" and status[("decode", 16)][0] == "ok"
+    assert status[("decode", 64)] == ("oom", "CUDA out of memory. Tried to allocate 64.00 GiB")
     assert status[("prefill", 32)] == ("oom", "CUDA out of memory. Tried to allocate 64.00 GiB")
     assert status[("prefill", 64)] == ("skipped", "OOM at 32 tokens")
-    assert status[("decode", 64)] == ("skipped", "OOM at 32 tokens")
     table = bench.render([out])
     assert "OOM" in table and "skipped" in table
 
