@@ -35,6 +35,7 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -64,6 +65,9 @@ def versions() -> dict[str, str]:
             out[mod] = __import__(mod).__version__
         except Exception as exc:  # noqa: BLE001 - report what is missing instead of failing
             out[mod] = f"unavailable: {type(exc).__name__}"
+    if os.environ.get("GONI_GIT_COMMIT"):  # the device's copy of the tree carries a stale .git
+        out["git"] = os.environ["GONI_GIT_COMMIT"]
+        return out
     try:
         out["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                     timeout=5, cwd=Path(__file__).parent).stdout.strip() or "unknown"

@@ -19,7 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-NEG = -1.0e30  # the running max before any key: finite, so exp(NEG - m) is 0 and never NaN
+# the running max before any key: finite, so exp(NEG - m) is 0 and never NaN (a constexpr: compiled
+# Triton refuses plain Python globals inside a kernel; the interpreter does not check)
+NEG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
