@@ -64,6 +64,10 @@ _HINTS = {
 }
 
 
+def _is_digit(c: str) -> bool:
+    return "0" <= c <= "9"  # not str.isdigit: '²' and other Unicode digits are no numbers here
+
+
 def _is_ident_start(c: str) -> bool:
     return c.isascii() and (c.isalpha() or c == "_")
 
@@ -79,20 +83,20 @@ def _tokenize(text: str) -> list[_Tok]:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif _is_digit(c) or (c == "." and i + 1 < n and _is_digit(text[i + 1])):
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and _is_digit(text[j]):
                 j += 1
             if j < n and text[j] == ".":
                 j += 1
-                while j < n and text[j].isdigit():
+                while j < n and _is_digit(text[j]):
                     j += 1
             if j < n and text[j] in "eE":
                 k = j + 1
                 if k < n and text[k] in "+-":
                     k += 1
-                if k < n and text[k].isdigit():
-                    while k < n and text[k].isdigit():
+                if k < n and _is_digit(text[k]):
+                    while k < n and _is_digit(text[k]):
                         k += 1
                     j = k
             if j < n and _is_ident_start(text[j]):
@@ -109,8 +113,8 @@ def _tokenize(text: str) -> list[_Tok]:
                 if k < n and _is_ident_start(text[k]):
                     while k < n and _is_ident_char(text[k]):
                         k += 1
-                elif k < n and text[k].isdigit():
-                    while k < n and text[k].isdigit():
+                elif k < n and _is_digit(text[k]):
+                    while k < n and _is_digit(text[k]):
                         k += 1
                     if k < n and _is_ident_start(text[k]):
                         raise ExprError("a path segment is a name or all digits, not "
@@ -179,11 +183,16 @@ class Call(Node):
     args: tuple[Node, ...]
 
 
+#: Nesting limit (parentheses, unary signs, powers): deeper input is an error, not a RecursionError.
+MAX_NESTING = 50
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> _Tok:
@@ -231,11 +240,18 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
-        if self.at_op("-", "+"):
-            t = self.advance()
-            operand = self.unary()
-            return Unary(t.col, operand.end, t.text, operand)
-        return self.power()
+        # Every recursion of the grammar passes through here, so this bounds the parse depth.
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExprError(f"expression nested more than {MAX_NESTING} levels deep", self.tok.col)
+        try:
+            if self.at_op("-", "+"):
+                t = self.advance()
+                operand = self.unary()
+                return Unary(t.col, operand.end, t.text, operand)
+            return self.power()
+        finally:
+            self.depth -= 1
 
     def power(self) -> Node:
         base = self.primary()
@@ -249,7 +265,10 @@ class _Parser:
         t = self.tok
         if t.kind == "num":
             self.advance()
-            return Num(t.col, t.col + len(t.text), float(t.text), t.text)
+            value = float(t.text)
+            if not math.isfinite(value):
+                raise ExprError(f"number {t.text} is out of range (a double holds up to ~1.8e308)", t.col)
+            return Num(t.col, t.col + len(t.text), value, t.text)
         if t.kind == "path":
             self.advance()
             if self.at_op("("):

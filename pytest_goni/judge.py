@@ -29,7 +29,7 @@ from pytest_goni import stats
 from pytest_goni.expect import Expectation, ExpectError, parse_expect
 from pytest_goni.expr import EvalError, Expr, ExprError, parse
 from pytest_goni.stats import MIN_SAMPLES_FOR_INTERVAL, STATISTICS, Metric
-from pytest_goni.units import Dim, UnitError, format_quantity, unit_exact
+from pytest_goni.units import Dim, UnitError, format_quantity, unit_exact, unit_for
 
 PASS, FAIL, INVALID = "PASS", "FAIL", "INVALID"
 N_BOOT = 2000
@@ -191,11 +191,17 @@ def _expect(gate: Mapping[str, Any]) -> Expectation:
         raise GateSpecError("expect", e.message, e.col) from None
 
 
-def _unit_hint(expr: Expr, dim: Dim, metric_units: Mapping[str, str]) -> str:
+def _unit_hint(expr: Expr, dim: Dim, metric_units: Mapping[str, str]) -> str | None:
+    """A unit the author can write for the value's dimension: the metric's own unit when the
+    value is one metric, else the base unit (``s``, ``B``, ``tok/s``); None if none exists."""
     path = expr.single_path
     if path is not None and metric_units.get(path):
-        return metric_units[path]
-    return str(dim)
+        try:
+            if unit_exact(metric_units[path])[1] == dim:
+                return metric_units[path]
+        except UnitError:
+            pass
+    return unit_for(dim)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +355,8 @@ class ThresholdGate(CompiledGate):
     def _check_expect_units(self, metric_units: Mapping[str, str]) -> None:
         exp, vdim = self.expect, self.dim
         text = exp.text.strip()
-        where = f"the value is {vdim.phrase()} ({_unit_hint(self.expr, vdim, metric_units)})"
+        hint = _unit_hint(self.expr, vdim, metric_units)
+        where = f"the value is {vdim.phrase()}" + (f" ({hint})" if hint else "")
         if exp.literal is not None:
             if isinstance(exp.literal, str):
                 raise GateSpecError("expect", f"'{text}' compares with text, but a threshold gate's "
@@ -378,6 +385,9 @@ class ThresholdGate(CompiledGate):
             return
         if edim.is_none:
             suggestion = _unit_hint(self.expr, vdim, metric_units)
+            if suggestion is None:
+                raise GateSpecError("expect", f"'{text}' is a plain number but {where}, which no unit "
+                                              "spells; compare a ratio of like quantities instead")
             raise GateSpecError("expect", f"'{text}' is a plain number but {where}; write the unit, "
                                           f"e.g. '{exp.describe()} {suggestion}'")
         if vdim.is_none:

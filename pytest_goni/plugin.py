@@ -15,7 +15,7 @@ from .gates import GateFailed, GateRun, skip_reason
 from .registry import REGISTRIES, load_builtins
 from .runner import Runner, cuda_usable
 from .scheduling import DIST_CHOICES
-from .spec import GateSpec, Spec, SpecError, load_spec
+from .spec import GateSpec, Problem, Spec, SpecError, load_spec
 
 STATE_KEY = pytest.StashKey["GoniState"]()
 
@@ -84,6 +84,8 @@ class GoniState:
         self.measurements: dict[str, dict[str, Any]] = {}  # spec id -> name -> result json
         self.specs: dict[str, dict[str, Any]] = {}        # spec id -> header info
         self.spec_errors: list[tuple[str, str]] = []      # (file, message)
+        self.spec_ids: dict[str, str] = {}                # spec id -> the file that has it
+        self.own_spec_markers: set[str] = set()           # spec ids registered as markers by us
 
     @property
     def runner(self) -> Runner:
@@ -104,7 +106,13 @@ def _expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:
     missing: list[str] = []
     for pattern in raw:
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
-        matches = sorted(glob.glob(full)) if glob.has_magic(pattern) else ([full] if os.path.isfile(full) else [])
+        if os.path.isdir(full):  # a directory: its *.yaml / *.yml specs (not recursive)
+            matches = sorted(glob.glob(os.path.join(glob.escape(full), "*.yaml"))
+                             + glob.glob(os.path.join(glob.escape(full), "*.yml")))
+        elif glob.has_magic(pattern):
+            matches = sorted(m for m in glob.glob(full) if not os.path.isdir(m))
+        else:
+            matches = [full] if os.path.isfile(full) else []
         if not matches:
             missing.append(pattern)
         found.extend(Path(m) for m in matches if Path(m) not in found)
@@ -200,10 +208,13 @@ def pytest_collection(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is None or _is_xdist_controller(session.config):
         return
+    base = session.config.invocation_params.dir
     for pattern in state.missing:
-        rep = pytest.CollectReport(pattern, "failed", f"{pattern}: spec file not found (no file matches "
-                                                      f"{pattern!r} from {session.config.invocation_params.dir})",
-                                   [])
+        if (base / pattern).is_dir():
+            why = f"{pattern}: directory has no spec files (*.yaml, *.yml)"
+        else:
+            why = f"{pattern}: spec file not found (no file matches {pattern!r} from {base})"
+        rep = pytest.CollectReport(pattern, "failed", why, [])
         session.ihook.pytest_collectreport(report=rep)
 
 
@@ -226,7 +237,7 @@ class SpecFile(pytest.File):
         state = _state(self.config)
         assert state is not None
         spec = load_spec(self.path, _display(self.config, self.path), state.profile, cuda_usable())
-        self.config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
+        _claim_spec_id(self.config, state, spec)
         for gate in spec.gates:
             yield GateItem.from_parent(self, name=gate.id, spec=spec, gate=gate)
 
@@ -234,6 +245,35 @@ class SpecFile(pytest.File):
         if isinstance(excinfo.value, SpecError):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
+
+
+#: Markers the plugin registers for selection only (no hook acts on them): a spec may share one.
+SELECTION_MARKERS = frozenset({"goni", "red-line", "info"})
+
+
+def _registered_markers(config: pytest.Config) -> set[str]:
+    return {line.split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")}
+
+
+def _claim_spec_id(config: pytest.Config, state: GoniState, spec: Spec) -> None:
+    """A spec id becomes a marker (``-m ID`` selects its gates), so it must not be one pytest or
+    a plugin acts on (``xfail``, ``skip``, ``usefixtures``...: they would change outcomes), and
+    two files must not share one (their results would merge)."""
+    other = state.spec_ids.setdefault(spec.id, spec.display_path)
+    if other != spec.display_path:
+        raise SpecError(spec.display_path, [Problem(spec.id_mark.line, spec.id_mark.col, "id",
+                                                    f"duplicate spec id {spec.id!r}: {other} has it too "
+                                                    "(spec ids must be unique across the run)")])
+    if spec.id in state.own_spec_markers:
+        return
+    if spec.id in _registered_markers(config) - SELECTION_MARKERS:
+        del state.spec_ids[spec.id]
+        raise SpecError(spec.display_path, [Problem(spec.id_mark.line, spec.id_mark.col, "id",
+                                                    f"spec id {spec.id!r} is the name of a pytest marker; a "
+                                                    "spec id becomes its gates' marker (-m ID), so pick "
+                                                    "another id")])
+    state.own_spec_markers.add(spec.id)
+    config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
 
 
 class GateItem(pytest.Item):

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -19,7 +20,16 @@ from typing import Any
 import jsonschema
 
 from .registry import REGISTRIES, UnknownName, explain_unknown
-from .yaml_positions import KeyPath, Mark, YamlLoadError, format_path, load_with_marks, nearest_mark
+from .yaml_positions import (
+    KeyPath,
+    Mark,
+    YamlLoadError,
+    format_path,
+    load_with_marks,
+    nearest_mark,
+    printable,
+    read_spec_text,
+)
 
 #: Keys a measurement's YAML mapping holds besides the kind's own params.
 MEASUREMENT_RESERVED = ("kind", "timeout")
@@ -37,7 +47,8 @@ class Problem:
 
     def render(self, file: str) -> str:
         where = f"{file}:{self.line}:{self.col}" if self.line else file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return printable(text).replace("\n", "\\n").replace("\r", "\\r")
 
 
 class SpecError(Exception):
@@ -90,6 +101,7 @@ class Spec:
     metric_units: dict[str, str]
     config_hash: str
     lines: list[str]
+    id_mark: Mark = field(default_factory=lambda: Mark(1, 1, 1))
 
     def gate_yaml(self, gate: GateSpec) -> str:
         """The YAML lines of one gate, numbered, for failure panels (up to its next sibling)."""
@@ -156,12 +168,16 @@ class _Loader:
 
     # -- stages ----------------------------------------------------------------------------------
     def load(self, requested_profile: str, cuda: bool) -> Spec:
+        if self.path.is_dir():
+            raise SpecError(self.display, [Problem(0, 0, "", "is a directory, not a spec file")])
         if not self.path.is_file():
             raise SpecError(self.display, [Problem(0, 0, "", "spec file not found")])
-        text = self.path.read_text(encoding="utf-8", errors="replace")
-        self.lines = text.splitlines()
         try:
+            text = read_spec_text(self.path)
+            self.lines = text.splitlines()
             data, self.marks = load_with_marks(text)
+        except OSError as exc:
+            raise SpecError(self.display, [Problem(0, 0, "", f"cannot read: {exc.strerror or exc}")]) from None
         except YamlLoadError as exc:
             raise SpecError(self.display, [Problem(exc.line, exc.col, "", exc.message)]) from None
         if data is None or data == {}:
@@ -172,6 +188,8 @@ class _Loader:
 
         profile, profile_vars = self.pick_profile(data, requested_profile, cuda)
         self.profile = profile
+        self.fail_if_problems()
+        profile_vars = self.resolve_profile_vars(profile, profile_vars)
         self.fail_if_problems()
         resolved = {k: (v if k == "profiles" else self.substitute(v, (k,), profile, profile_vars))
                     for k, v in data.items()}
@@ -192,7 +210,7 @@ class _Loader:
             source=resolved.get("source", ""), profile=profile, profile_vars=profile_vars, models=models,
             measurements=measurements, gates=gates, metric_units=metric_units,
             config_hash=hashlib.sha256(f"{profile}\n{canonical}".encode()).hexdigest()[:16],
-            lines=self.lines,
+            lines=self.lines, id_mark=nearest_mark(self.marks, ("id",)),
         )
 
     def pick_profile(self, data: dict, requested: str, cuda: bool) -> tuple[str, dict[str, Any]]:
@@ -207,22 +225,53 @@ class _Loader:
         if profiles and name not in profiles:
             self.problem(("profiles",), f"profile {name!r} is not defined here; defined: {', '.join(profiles)}")
             return name, {}
-        return name, dict(profiles.get(name) or {})
+        values = profiles.get(name)
+        return name, dict(values) if isinstance(values, dict) else {}
 
-    def substitute(self, value: Any, path: KeyPath, profile: str, pvars: dict[str, Any]) -> Any:
-        """Replace ``${profile.x}``: a whole-string reference keeps the value's type."""
+    def resolve_profile_vars(self, profile: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """The profile's values with their own ``${profile.x}`` references resolved; a value that
+        reaches itself is reported as a cycle (``a -> b -> a``), not as a type error later."""
+        done: dict[str, Any] = {}
+        active: list[str] = []
+
+        def top(var: str) -> Any:
+            if var in done:
+                return done[var]
+            if var in active:
+                raise _ProfileCycle(active[active.index(var):] + [var])
+            active.append(var)
+            try:
+                done[var] = self.substitute(raw[var], ("profiles", profile, var), profile, raw, top)
+            finally:
+                active.pop()
+            return done[var]
+
+        for var in raw:
+            try:
+                top(var)
+            except _ProfileCycle as cycle:
+                chain = " -> ".join(f"${{profile.{v}}}" for v in cycle.chain)
+                self.problem(("profiles", profile, cycle.chain[0]), f"cycle in profile references: {chain}")
+                done.update({v: None for v in cycle.chain})
+        return done
+
+    def substitute(self, value: Any, path: KeyPath, profile: str, pvars: dict[str, Any],
+                   top: Callable[[str], Any] | None = None) -> Any:
+        """Replace ``${profile.x}``: a whole-string reference keeps the value's type. ``top``
+        resolves a profile variable on first use (while the profile's own values are resolved)."""
         if isinstance(value, dict):
-            return {k: self.substitute(v, path + (k,), profile, pvars) for k, v in value.items()}
+            return {k: self.substitute(v, path + (k,), profile, pvars, top) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.substitute(v, path + (i,), profile, pvars) for i, v in enumerate(value)]
+            return [self.substitute(v, path + (i,), profile, pvars, top) for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
             return value
         whole = _REF.fullmatch(value.strip())
         if whole:
-            return self.lookup_ref(whole.group(1), path, profile, pvars)
-        return _REF.sub(lambda m: str(self.lookup_ref(m.group(1), path, profile, pvars)), value)
+            return self.lookup_ref(whole.group(1), path, profile, pvars, top)
+        return _REF.sub(lambda m: str(self.lookup_ref(m.group(1), path, profile, pvars, top)), value)
 
-    def lookup_ref(self, ref: str, path: KeyPath, profile: str, pvars: dict[str, Any]) -> Any:
+    def lookup_ref(self, ref: str, path: KeyPath, profile: str, pvars: dict[str, Any],
+                   top: Callable[[str], Any] | None = None) -> Any:
         parts = ref.strip().split(".")
         if parts[0] != "profile" or len(parts) < 2:
             self.problem(path, f"unresolvable ${{{ref}}}: only ${{profile.NAME}} references are supported")
@@ -230,13 +279,13 @@ class _Loader:
         cur: Any = pvars
         for i, part in enumerate(parts[1:], 1):
             if not isinstance(cur, dict) or part not in cur:
-                known = ", ".join(sorted(cur)) if isinstance(cur, dict) else "nothing"
-                close = difflib.get_close_matches(part, list(cur) if isinstance(cur, dict) else [], n=1)
+                known = ", ".join(sorted(map(str, cur))) if isinstance(cur, dict) else "nothing"
+                close = difflib.get_close_matches(part, list(map(str, cur)) if isinstance(cur, dict) else [], n=1)
                 hint = f" (did you mean {'.'.join(parts[:i] + [close[0]])!r}?)" if close else ""
                 self.problem(path, f"unresolvable ${{{ref}}}: profile {profile!r} has no "
                                    f"{'.'.join(parts[1:i + 1])!r}{hint}; it has: {known}")
                 return None
-            cur = cur[part]
+            cur = top(part) if i == 1 and top is not None else cur[part]
         return cur
 
     def validate_schema(self, data: dict) -> None:
@@ -244,13 +293,20 @@ class _Loader:
 
     def report_schema_errors(self, schema: dict, data: Any, prefix: KeyPath) -> None:
         validator = jsonschema.Draft202012Validator(schema)
-        seen: set[tuple[KeyPath, str]] = set()
+        found: list[tuple[KeyPath, str, str | None]] = []
         for err in sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.message))):
-            for path, msg in _explain(err):
-                full = prefix + path
-                if (full, msg) not in seen:
-                    seen.add((full, msg))
-                    self.problem(full, msg)
+            for path, msg, meant in _explain(err):
+                if (prefix + path, msg) not in {(p, m) for p, m, _ in found}:
+                    found.append((prefix + path, msg, meant))
+        # A misspelt key is also a missing one: say "unknown key 'expcet' (did you mean 'expect'?)"
+        # first and drop "missing required key 'expect'" for the key it was meant to be.
+        meant_here = {(path[:-1], meant) for path, _, meant in found if meant}
+        unknown_first = sorted(found, key=lambda f: not f[1].startswith("unknown key"))
+        for path, msg, _ in unknown_first:
+            missing = _MISSING.fullmatch(msg)
+            if missing and (path, missing.group(1)) in meant_here:
+                continue
+            self.problem(path, msg)
 
     def check_models(self, models: dict) -> None:
         for name, cfg in models.items():
@@ -379,6 +435,12 @@ class _Loader:
                                                            "its evidence gates")
 
 
+class _ProfileCycle(Exception):
+    def __init__(self, chain: list[str]):
+        super().__init__(" -> ".join(chain))
+        self.chain = chain
+
+
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
@@ -392,20 +454,30 @@ _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "
                "integer": "an integer", "boolean": "true/false", "null": "nothing"}
 
 
-def _explain(err: jsonschema.ValidationError) -> list[tuple[KeyPath, str]]:
-    """Turn one jsonschema error into plain-words problems at the right key paths."""
+_MISSING = re.compile(r"missing required key '(.*)'")
+
+
+def _explain(err: jsonschema.ValidationError) -> list[tuple[KeyPath, str, str | None]]:
+    """Turn one jsonschema error into plain-words problems at the right key paths; the third
+    item is the key a misspelt one was probably meant to be."""
     path = tuple(err.absolute_path)
     v, inst, sch = err.validator, err.instance, err.schema
     if v == "additionalProperties" and isinstance(inst, dict):
         allowed = list(sch.get("properties", {}))
-        out = []
+        out: list[tuple[KeyPath, str, str | None]] = []
         for key in inst:
             if key in allowed or any(re.search(p, str(key)) for p in sch.get("patternProperties", {})):
                 continue
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            out.append((path + (key,), f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"))
+            out.append((path + (key,), f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}",
+                        close[0] if close else None))
         return out
+    return [(p, m, None) for p, m in _explain_one(path, err)]
+
+
+def _explain_one(path: KeyPath, err: jsonschema.ValidationError) -> list[tuple[KeyPath, str]]:
+    v, inst, sch = err.validator, err.instance, err.schema
     if v == "required":
         missing = [k for k in sch.get("required", []) if k not in inst] if isinstance(inst, dict) else []
         return [(path, f"missing required key {k!r}") for k in missing] or [(path, err.message)]

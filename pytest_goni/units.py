@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
@@ -209,17 +210,35 @@ def parse_quantity_exact(text: str) -> tuple[Fraction, Dim, str]:
     if not m:
         raise UnitError(f"'{text.strip()}' is not a number with an optional unit "
                         "(e.g. '100 ms', '5K tok/s', '1.2x', '5%')")
-    number = Fraction(m.group(1))
+    number = _bounded_fraction(m.group(1))
     rest = text[m.end():]
     try:
         scale, dim = unit_exact(rest)
-        return number * scale, dim, rest.strip()
+        return _finite(number * scale, m.group(1)), dim, rest.strip()
     except UnitError:
         # "5K tok/s", "3.5M": a multiplier glued to the number, then the unit.
         if rest[:1] in _NUMBER_SUFFIX and (len(rest) == 1 or rest[1].isspace()):
             scale, dim = unit_exact(rest[1:])
-            return number * _NUMBER_SUFFIX[rest[0]] * scale, dim, rest[1:].strip()
+            return _finite(number * _NUMBER_SUFFIX[rest[0]] * scale, m.group(1)), dim, rest[1:].strip()
         raise
+
+
+_MAX_FLOAT = Fraction(sys.float_info.max)
+
+
+def _bounded_fraction(number: str) -> Fraction:
+    """``Fraction(number)``, refusing exponents so large that the exact value alone would cost
+    memory and time (``1e999999999`` is a billion-digit integer) before any range check."""
+    mantissa, _, exponent = number.lower().partition("e")
+    if len(mantissa) > 400 or (exponent and abs(int(exponent)) > 400):
+        raise UnitError(f"{number} is out of range (a threshold must be a finite double, up to ~1.8e308)")
+    return Fraction(number)
+
+
+def _finite(value: Fraction, number: str) -> Fraction:
+    if abs(value) > _MAX_FLOAT:
+        raise UnitError(f"{number} is out of range (a threshold must be a finite double, up to ~1.8e308)")
+    return value
 
 
 def parse_quantity(text: str) -> tuple[float, Dim]:
@@ -286,6 +305,16 @@ def _base_unit_text(dim: Dim) -> str:
     num = [term(n, e) for n, e in zip(_BASE_DIMS, dim.exponents()) if e > 0]
     den = [term(n, -e) for n, e in zip(_BASE_DIMS, dim.exponents()) if e < 0]
     return ("*".join(num) if num else "1") + ("/" + "*".join(den) if den else "")
+
+
+def unit_for(dim: Dim) -> str | None:
+    """A unit a spec can write for ``dim`` (``s``, ``B``, ``tok/s``, ``B/s``), or None when no
+    unit spelling has that dimension (a product like time^2)."""
+    text = "" if dim.is_none else _base_unit_text(dim)
+    try:
+        return text if unit_exact(text)[1] == dim else None
+    except UnitError:
+        return None
 
 
 def format_quantity(value_base: float, dim: Dim | None, unit_text: str | None = None) -> str:
