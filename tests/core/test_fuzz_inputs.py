@@ -20,11 +20,12 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from pytest_goni.expect import ExpectError, parse_expect  # noqa: E402
 from pytest_goni.expr import ExprError, parse  # noqa: E402
 from pytest_goni.registry import REGISTRIES, load_builtins  # noqa: E402
 from pytest_goni.spec import SpecError, load_spec  # noqa: E402
 from pytest_goni.stats import Metric  # noqa: E402
-from pytest_goni.units import ExpectError, UnitError, parse_expect  # noqa: E402
+from pytest_goni.units import UnitError  # noqa: E402
 
 SCALE = int(os.environ.get("GONI_FUZZ_EXAMPLES", "0") or 0)
 
