@@ -40,7 +40,7 @@ def markdown(results: list[Path]) -> str:
     heads = []
     for rows in runs:
         any_row = next(iter(rows.values()))
-        heads.append(f"{any_row['device'].split(':')[0]} ({any_row['profile']}, {any_row['date'][:10]})")
+        heads.append(f"{any_row['device']} ({any_row['profile']} profile, {any_row['date'][:10]})")
     lines = ["| gate | seed | claim | " + " | ".join(heads) + " |",
              "|---|---|---|" + "---|" * len(heads)]
     for gate in spec["gates"]:

@@ -41,3 +41,21 @@ def test_quick_profile_gives_every_gate_a_verdict(pytester):
     assert by_id["gate-hits-the-mix"]["status"] == "PASS"
     assert by_id["seed-arith-micro-mix-mean"]["status"] == "FAIL"  # 302.8, not 368
     assert by_id["kv-tier2-no-writes"]["status"] == "PASS"
+
+
+def test_readme_claims_table_is_generated_from_the_committed_results():
+    import importlib.util
+
+    root = SPEC.parents[1]
+    spec = importlib.util.spec_from_file_location("tiers_table", root / "benchmarks" / "tiers_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    readme = (root / "benchmarks" / "README.md").read_text()
+    block = readme.split(table.START, 1)[1].split(table.END, 1)[0]
+    header = block.strip().splitlines()[0]
+    results = sorted((root / "benchmarks" / "results").glob("tiers-*/gates.jsonl"),  # CPU column first
+                     key=lambda p: json.loads(p.read_text().splitlines()[0])["device"].startswith("cuda"))
+    assert results and "cpu" in header
+    assert block.strip() == table.markdown(results).strip(), (
+        "benchmarks/README.md's tiers table is stale: python benchmarks/tiers_table.py "
+        "benchmarks/results/tiers-*/gates.jsonl --write benchmarks/README.md")
