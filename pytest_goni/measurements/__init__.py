@@ -12,4 +12,7 @@ from . import (  # noqa: F401,E402  (registration happens on import)
     tiers,
     tokenizer,
     train_lm,
+    v5_compare,
+    v5_params,
+    v5_state,
 )

@@ -1,0 +1,423 @@
+"""Measurement kind ``v5_compare``: the V5 seed's candidate-vs-GPT-2 comparison at each size rung.
+
+For every rung (a shape for the candidate; the baseline GPT-2 matched to its parameter count) and
+every seed, both models are trained by the shared loop (pytest_goni.training) on the same stream:
+corpus windows mixed with the statefulness dialogues, the same batches in the same order (their
+SHA-256 recorded per run), the same steps, batch and schedule (the seed's matching recipe, lines
+137-170; AdamW, cosine, warm-up, betas 0.9/0.95, clip 1.0 are the loop's defaults). Then each
+trained model is evaluated on:
+
+- validation loss on held-out corpus windows, and perplexity as lm-evaluation-harness pins it (token,
+  word and byte perplexity, bits per byte; disjoint windows, EOT prefix) plus the rolling variant
+  (a recurrent model carries its state across windows; an attention model reads a sliding window);
+- the statefulness family (pytest_goni.v5.dialogue): the seed's six tests and fact recall at the
+  given distances, multiple choice with chance known, the oracle and alignment check first — a task
+  that fails its check marks every accuracy metric INVALID (``meta["invalid"]``);
+- loss by position up to ``16 C`` (C the training context) and the useful context window;
+- compute: 6 N D FLOPs, training seconds, tokens/s and peak memory.
+
+Keys (``R`` a rung label, ``M`` ``candidate`` or ``baseline``): ``R.M.params``,
+``R.M.params_non_embedding``, ``R.M.val_loss``, ``R.M.val_ppl``, ``R.M.token_ppl``, ``R.M.word_ppl``,
+``R.M.byte_ppl``, ``R.M.bits_per_byte``, ``R.M.rolling_token_ppl``, ``R.M.rolling_bits_per_byte``,
+``R.M.train_tok_s``, ``R.M.train_seconds``, ``R.M.flops``, ``R.M.peak_mem``, ``R.M.max_spike``,
+``R.M.grad_norm``, ``R.M.state.<item>``, ``R.M.state_score``, ``R.M.persistence_turns``,
+``R.M.ctx_loss.<k>``, ``R.M.useful_context``; per rung ``R.task.<item>.chance``,
+``R.task.<item>.oracle``, ``R.task_valid``, ``R.same_batches``, ``R.same_tokenizer``,
+``R.same_steps``, ``R.same_val_set``; one sample per seed where a quantity is per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from pytest_goni.lm_data import eval_batches, get_tokenizer, load_text, tokenize_corpus
+from pytest_goni.measurements.schemas import params_schema
+from pytest_goni.model_runs import COUNT, CPU_THREADS, as_count, config_hash, cpu_threads, release
+from pytest_goni.registry import measurement_kind
+from pytest_goni.stats import Metric
+from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, max_loss_spike, seed_everything, train
+from pytest_goni.v5 import dialogue
+from pytest_goni.v5.evaluate import (
+    blind_sheet,
+    bucket_losses,
+    continue_text,
+    is_recurrent,
+    item_accuracy,
+    position_losses,
+    useful_context,
+)
+from pytest_goni.v5.perplexity import disjoint_loglik, rolling_loglik, split_documents
+from pytest_goni.v5.rungs import RungPair, rung_pair
+from pytest_goni.v5.stream import CompactVocab, MixedBatches, train_flops
+from pytest_goni.v5 import broken  # noqa: F401  (registers the groundthink-reset backend)
+
+ROLES = ("candidate", "baseline")
+MODEL_REF = {"type": "string", "x-goni-ref": "model"}
+RUNG_LABEL = "^[A-Za-z_][A-Za-z0-9_]*$"
+
+SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs", "corpus", "tokenizer", "tokens"], {
+    "cpu_threads": CPU_THREADS,
+    "candidate": MODEL_REF,
+    "baseline": MODEL_REF,
+    "rungs": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": RUNG_LABEL},
+              "additionalProperties": {"type": "object"},
+              "description": "rung label -> candidate config overrides ({size: 8M} or widths)"},
+    "match": {"enum": ["total", "non_embedding"]},
+    "corpus": {"type": "string"},
+    "corpus_chars": COUNT,
+    "tokenizer": {"type": "string"},
+    "compact_vocab": {"type": "boolean"},
+    "tokens": COUNT,
+    "seq_len": {"type": "integer", "minimum": 8},
+    "batch_size": {"type": "integer", "minimum": 1},
+    "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    "lr": {"type": "number", "exclusiveMinimum": 0},
+    "warmup": {"type": "number", "minimum": 0},
+    "weight_decay": {"type": "number", "minimum": 0},
+    "task_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+    "max_train_distance": {"type": "integer", "minimum": 0},
+    "eval_tokens": COUNT,
+    "ppl_docs": {"type": "integer", "minimum": 1},
+    "ppl_doc_chars": {"type": "integer", "minimum": 50},
+    "episodes": {"type": "integer", "minimum": 2},
+    "tiers": {"type": "array", "items": {"enum": list(dialogue.TIERS)}},
+    "tier_distance": {"type": "integer", "minimum": 0},
+    "recall_distances": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+    "context_multiples": {"type": "array", "items": {"type": "integer", "minimum": 2}},
+    "context_sequences": {"type": "integer", "minimum": 1},
+    "misalign": {"type": "integer", "description": "shift the scored position (tests the task check)"},
+    "samples": {"type": "integer", "minimum": 0, "description": "blind-sheet prompts"},
+    "sample_tokens": {"type": "integer", "minimum": 1},
+})
+
+PER_RUN = {"params": "", "params_non_embedding": "", "val_loss": "", "val_ppl": "", "token_ppl": "",
+           "word_ppl": "", "byte_ppl": "", "bits_per_byte": "", "rolling_token_ppl": "",
+           "rolling_bits_per_byte": "", "train_tok_s": "tok/s", "train_seconds": "s", "flops": "",
+           "peak_mem": "B", "max_spike": "", "grad_norm": "", "state_score": "", "persistence_turns": "",
+           "useful_context": "", "final_train_loss": ""}
+
+
+def _items(params: dict[str, Any]) -> list[str]:
+    tiers = params.get("tiers", list(dialogue.TIERS))
+    return [*tiers, *(f"recall_{d}" for d in params.get("recall_distances", [5, 10, 20, 50]))]
+
+
+def _multiples(params: dict[str, Any]) -> list[int]:
+    return sorted({1, *params.get("context_multiples", [4, 8, 16])})
+
+
+def metric_units(params: dict[str, Any]) -> dict[str, str]:
+    units: dict[str, str] = {}
+    items = _items(params)
+    for r in params["rungs"]:
+        for m in ROLES:
+            units.update({f"{r}.{m}.{k}": u for k, u in PER_RUN.items()})
+            units.update({f"{r}.{m}.state.{i}": "" for i in items})
+            units.update({f"{r}.{m}.ctx_loss.{k}": "" for k in _multiples(params)})
+        for i in items:
+            units[f"{r}.task.{i}.chance"] = ""
+            units[f"{r}.task.{i}.oracle"] = ""
+        units.update({f"{r}.{k}": "" for k in ("task_valid", "same_batches", "same_tokenizer", "same_steps",
+                                               "same_val_set", "task_chance")})
+    return units
+
+
+@measurement_kind("v5_compare", schema=SCHEMA, metrics=metric_units, default_timeout_s=1800)
+def measure_v5_compare(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
+    """Train the candidate and its parameter-matched GPT-2 per rung and seed; evaluate both."""
+    with cpu_threads(params.get("cpu_threads"), ctx.device):
+        return _V5Run(ctx, params).run()
+
+
+class _V5Run:
+    def __init__(self, ctx: Any, params: dict[str, Any]):
+        self.ctx, self.p = ctx, params
+        self.seq_len = int(params.get("seq_len", 128))
+        self.batch = int(params.get("batch_size", 8))
+        self.seeds = [int(s) for s in params.get("seeds", [0])]
+        self.steps = max(1, as_count(params["tokens"]) // (self.seq_len * self.batch))
+        self.cfg = OptimConfig(lr=float(params.get("lr", 3e-4)), warmup=float(params.get("warmup", 0.1)),
+                               weight_decay=float(params.get("weight_decay", 0.1)))
+        self.items = _items(params)
+        self.multiples = _multiples(params)
+        self._data()
+
+    # ------------------------------------------------------------------------------ data
+    def _data(self) -> None:
+        p = self.p
+        max_chars = as_count(p["corpus_chars"]) if "corpus_chars" in p else None
+        text = load_text(p["corpus"], max_chars, self.ctx.resolve_path)
+        tok = get_tokenizer(p["tokenizer"], text)
+        self.tok = tok
+        split = tokenize_corpus(text, tok, p["corpus"], 0.1)
+        cut = split.train_chars
+        self.train_text, self.val_text = text[:cut], text[cut:]
+        self.train_lines = dialogue.distractor_lines(self.train_text)
+        self.val_lines = dialogue.distractor_lines(self.val_text)
+        eot_raw = self._eot_id(tok)
+        encode = tok.encode
+        vocab = tok.vocab_size
+        if p.get("compact_vocab", False):
+            task_text = self._task_text()
+            compact = CompactVocab([split.train_ids.tolist(), split.val_ids.tolist(), tok.encode(task_text)],
+                                   always=[eot_raw])
+            encode, vocab = compact.encode(tok.encode), compact.size
+            self.train_ids = torch.tensor([compact.index[int(t)] for t in split.train_ids])
+            self.val_ids = torch.tensor([compact.index[int(t)] for t in split.val_ids])
+            self.eot = compact.index[eot_raw]
+            self.raw_id = compact.ids
+        else:
+            self.train_ids, self.val_ids, self.eot, self.raw_id = split.train_ids, split.val_ids, eot_raw, None
+        self.encode, self.vocab = encode, vocab
+        self.val = eval_batches(self.val_ids, self.seq_len, self.batch,
+                                as_count(p["eval_tokens"]) if "eval_tokens" in p else None)
+        self.val_hash = hashlib.sha256(self.val_ids.numpy().tobytes()).hexdigest()[:16]
+        self.docs = split_documents(self.val_text, min_chars=int(p.get("ppl_doc_chars", 400)),
+                                    max_docs=int(p.get("ppl_docs", 8)),
+                                    max_chars=4 * int(p.get("ppl_doc_chars", 400)))
+        n = int(p.get("episodes", 32))
+        suite = dialogue.suite(p.get("tiers", list(dialogue.TIERS)), int(p.get("tier_distance", 10)),
+                               p.get("recall_distances", [5, 10, 20, 50]), n, 1234, self.val_lines)
+        self.task = {name: dialogue.tokenize_item(name, eps, self.encode, int(p.get("misalign", 0)))
+                     for name, eps in suite.items()}
+        self.checks = {name: dialogue.check_task(item) for name, item in self.task.items()}
+        self.ctx_seqs = self._context_sequences()
+
+    def _eot_id(self, tok: Any) -> int:
+        if tok.name == "byte":
+            return 0
+        ids = tok.encode("<|endoftext|>")
+        return ids[0] if len(ids) == 1 else 0
+
+    def _task_text(self) -> str:
+        """Every word the templates can produce, so a compact vocabulary holds them all."""
+        rng = np.random.default_rng(0)
+        eps = [dialogue.make_episode(t, 2, rng, self.train_lines + self.val_lines)
+               for t in dialogue.TIERS for _ in range(40)]
+        words = " ".join(" " + w for pool in (dialogue.COLOURS, dialogue.CITIES, dialogue.FRUITS, dialogue.NAMES,
+                                              dialogue.ROLES, dialogue.TOPICS) for w in pool)
+        return "\n".join(e.prompt + " " + e.answer for e in eps) + words + " " + " ".join(
+            str(i) for i in range(20, 60)) + "\n" + "\n".join(
+            f"{s}: {line}" for s in dialogue.OTHERS for line in self.train_lines + self.val_lines)
+
+    def _context_sequences(self) -> torch.Tensor | None:
+        length = max(self.multiples) * self.seq_len + 1
+        n = min(int(self.p.get("context_sequences", 4)), len(self.val_ids) // length)
+        if n < 1:
+            return None
+        return self.val_ids[:n * length].reshape(n, length)
+
+    # ------------------------------------------------------------------------------ runs
+    def run(self) -> dict[str, Metric]:
+        out: dict[str, Metric] = {}
+        match = self.p.get("match", "non_embedding")
+        chash = config_hash({"params": self.p, "optim": describe_config(self.cfg), "steps": self.steps,
+                             "vocab": self.vocab, "val": self.val_hash})
+        self.curves: dict[str, list[list[float]]] = {}
+        self.samples: dict[str, list[tuple[str, str]]] = {}
+        matrix_rows = {}
+        for rung, overrides in self.p["rungs"].items():
+            pair = rung_pair(self.ctx.models, self.p["candidate"], self.p["baseline"], rung, dict(overrides),
+                             self.vocab, self.seq_len, match)
+            per: dict[str, dict[str, list[float]]] = {m: {} for m in ROLES}
+            hashes: dict[str, list[str]] = {m: [] for m in ROLES}
+            steps_run: dict[str, list[int]] = {m: [] for m in ROLES}
+            for i, seed in enumerate(self.seeds):
+                for role in ROLES:
+                    rec, digest, nsteps = self._one_run(pair, role, seed, sample=(i == 0))
+                    for k, v in rec.items():
+                        per[role].setdefault(k, []).append(v)
+                    hashes[role].append(digest)
+                    steps_run[role].append(nsteps)
+            out.update(self._rung_metrics(rung, pair, per, hashes, steps_run, chash))
+            matrix_rows[rung] = {m: {k: float(np.mean(v)) for k, v in per[m].items()} for m in ROLES}
+        self._artifacts(matrix_rows, out)
+        return out
+
+    def _one_run(self, pair: RungPair, role: str, seed: int, sample: bool) -> tuple[dict[str, float], str, int]:
+        ctx = self.ctx
+        batches = MixedBatches(self.train_ids, self.seq_len, self.batch, seed,
+                               float(self.p.get("task_fraction", 0.5)), self.encode, self.train_lines,
+                               self.eot, int(self.p.get("max_train_distance", 4)))
+        seed_everything(seed)
+        model = pair.build(role, seed, ctx.device)
+        if ctx.is_cuda:
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        t0 = time.perf_counter()
+        res = train(model, batches, self.steps, self.cfg, device=ctx.device, check=ctx.check_deadline)
+        wall = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(ctx.device) if ctx.is_cuda else math.nan
+        total, non_emb = pair.counts[role]
+        rec: dict[str, float] = {
+            "params": total, "params_non_embedding": non_emb,
+            "final_train_loss": res.final_loss, "train_tok_s": res.tokens_per_second,
+            "train_seconds": wall, "flops": train_flops(total, res.tokens), "peak_mem": float(peak),
+            "max_spike": max_loss_spike(res.losses, 20),
+            "grad_norm": float(np.median(res.grad_norms)) if res.grad_norms else math.nan,
+        }
+        rec["val_loss"] = evaluate_loss(model, self.val, device=ctx.device)
+        rec["val_ppl"] = math.exp(min(rec["val_loss"], 700.0))
+        ll = disjoint_loglik(model, self.docs, self.encode, self.seq_len, self.eot, ctx.device).metrics()
+        rec.update({k: ll[k] for k in ("token_ppl", "word_ppl", "byte_ppl", "bits_per_byte")})
+        rolling, _how = rolling_loglik(model, self.docs, self.encode, self.seq_len, self.eot, ctx.device)
+        rm = rolling.metrics()
+        rec["rolling_token_ppl"], rec["rolling_bits_per_byte"] = rm["token_ppl"], rm["bits_per_byte"]
+        accs = {}
+        for name, item in self.task.items():
+            ctx.check_deadline()
+            accs[name], _ = item_accuracy(model, item, self.seq_len, ctx.device)
+            rec[f"state.{name}"] = accs[name]
+        rec["state_score"] = float(np.mean(list(accs.values())))
+        recall = {int(k.split("_")[1]): v for k, v in accs.items() if k.startswith("recall_")}
+        chance = float(np.mean([self.task[k].chance for k in self.task if k.startswith("recall_")] or [0.0]))
+        rec["persistence_turns"] = dialogue.persistence_score(recall, chance) if recall else math.nan
+        if self.ctx_seqs is not None:
+            losses = position_losses(model, self.ctx_seqs, self.seq_len, ctx.device)
+            buckets = bucket_losses(losses, self.seq_len, self.multiples)
+            rec.update({f"ctx_loss.{k}": v for k, v in buckets.items()})
+            rec["useful_context"] = useful_context(buckets)
+        else:
+            rec.update({f"ctx_loss.{k}": math.nan for k in self.multiples})
+            rec["useful_context"] = math.nan
+        label = f"{pair.rung}.{role}"
+        self.curves.setdefault(label, []).append(res.losses)
+        if sample and int(self.p.get("samples", 3)) > 0:
+            self.samples[f"{label} ({'recurrent' if is_recurrent(model) else 'attention'})"] = \
+                self._continuations(model, seed)
+        del model
+        release(ctx.device)
+        return rec, batches.digest(), res.steps
+
+    def _decode(self, ids: list[int]) -> str:
+        raw = [self.raw_id[i] for i in ids] if self.raw_id is not None else ids
+        if self.tok.name == "byte":
+            return bytes(raw).decode("utf-8", errors="replace")
+        from pytest_goni.tokenizers import load_tokenizer
+
+        return load_tokenizer(self.tok.name).tokenizer.decode(raw)
+
+    def _continuations(self, model: torch.nn.Module, seed: int) -> list[tuple[str, str]]:
+        n = int(self.p.get("samples", 3))
+        prompts = [self.task["interrupted_dialogue"].episodes[0].prompt]
+        prompts += [d[:160] for d in self.docs[:max(0, n - 1)]]
+        out = []
+        for k, prompt in enumerate(prompts[:n]):
+            ids = self.encode(prompt)
+            cont = continue_text(model, ids, int(self.p.get("sample_tokens", 24)), self.seq_len,
+                                 self.ctx.device, np.random.default_rng([seed, k]))
+            out.append((prompt, self._decode(cont)))
+        return out
+
+    # ------------------------------------------------------------------------------ metrics
+    def _rung_metrics(self, rung: str, pair: RungPair, per: dict, hashes: dict, steps_run: dict,
+                      chash: str) -> dict[str, Metric]:
+        out: dict[str, Metric] = {}
+        meta = {"config_hash": chash, "seeds": self.seeds, "steps": self.steps, "match": pair.match,
+                "configs": {"candidate": pair.candidate, "baseline": pair.baseline}}
+        broken = [why for _, why in self.checks.values() if why]
+        invalid = {"invalid": "statefulness task failed its known-answer check: " + "; ".join(broken)} \
+            if broken else {}
+        for role in ROLES:
+            for k, vals in per[role].items():
+                unit = PER_RUN.get(k, "")
+                extra = invalid if (k.startswith("state") or k == "persistence_turns") else {}
+                exact = {"exact": True} if k in ("params", "params_non_embedding") else {}
+                m = Metric.of(vals if not exact else vals[:1], unit, **meta, **extra, **exact)
+                if k == "peak_mem" and not self.ctx.is_cuda:
+                    m.note = "training peak memory is measured on CUDA only (max_memory_allocated)"
+                out[f"{rung}.{role}.{k}"] = m
+        for name, item in self.task.items():
+            acc, why = self.checks[name]
+            out[f"{rung}.task.{name}.chance"] = Metric.scalar(item.chance, "", exact=True)
+            out[f"{rung}.task.{name}.oracle"] = Metric.scalar(acc, "", exact=True, note=why or "")
+        out[f"{rung}.task_chance"] = Metric.scalar(float(np.mean([i.chance for i in self.task.values()])), "",
+                                                   exact=True)
+        out[f"{rung}.task_valid"] = Metric.scalar(0.0 if broken else 1.0, "", exact=True,
+                                                  note="; ".join(broken))
+        same = hashes["candidate"] == hashes["baseline"]
+        out[f"{rung}.same_batches"] = Metric.scalar(float(same), "", exact=True, batch_hashes=hashes,
+                                                    note="SHA-256 of every batch served, per seed")
+        out[f"{rung}.same_tokenizer"] = Metric.scalar(1.0, "", exact=True, tokenizer=self.tok.name,
+                                                      vocab_size=self.vocab,
+                                                      note="both models read one tokenized stream")
+        out[f"{rung}.same_steps"] = Metric.scalar(float(steps_run["candidate"] == steps_run["baseline"]), "",
+                                                  exact=True, steps=steps_run, optim=describe_config(self.cfg))
+        out[f"{rung}.same_val_set"] = Metric.scalar(1.0, "", exact=True, val_hash=self.val_hash)
+        return out
+
+    def _artifacts(self, rows: dict[str, dict[str, dict[str, float]]], out: dict[str, Metric]) -> None:
+        text = matrix_markdown(rows, self.multiples)
+        self.ctx.artifact("matrix.md").write_text(text)
+        self.ctx.log(text)
+        first = next(iter(out.values()))
+        first.meta["matrix"] = rows
+        if self.samples:
+            sheet, key = blind_sheet(self.samples, self.seeds[0])
+            self.ctx.artifact("blind_samples.md").write_text(sheet)
+            first.meta["blind_key"] = key
+        try:
+            _plots(self.ctx, self.curves, rows, self.multiples, self.seeds)
+        except Exception as exc:  # a plot must never cost the measurement
+            self.ctx.log(f"plots failed: {exc}")
+
+
+def matrix_markdown(rows: dict[str, dict[str, dict[str, float]]], multiples: list[int]) -> str:
+    """The seed's 4-way comparison matrix (lines 606-616), one table per rung (means over seeds)."""
+    kmax = max(multiples)
+    spec = [("Perplexity (validation)", "val_ppl", "{:.2f}", "Ours <= GPT-2"),
+            ("Training speed (tokens/s)", "train_tok_s", "{:,.0f}", "Ours > GPT-2 (efficiency claim)"),
+            ("Memory usage (training peak, MiB)", "peak_mem", "{:.1f}", "Ours < GPT-2 (state-space advantage)"),
+            (f"Context scaling (loss at {kmax}C / at C)", "ctx_ratio", "{:.3f}", "Ours degrades slower"),
+            ("Stateful task accuracy", "state_score", "{:.3f}", "Ours >>> GPT-2 (our specialty)")]
+    lines = []
+    for rung, per in rows.items():
+        lines += [f"### Rung {rung}", "", "| Metric | Our model | GPT-2 (custom) | Ideal outcome |",
+                  "|---|---:|---:|---|"]
+        for title, key, fmt, ideal in spec:
+            vals = []
+            for role in ROLES:
+                r = per[role]
+                if key == "ctx_ratio":
+                    v = r.get(f"ctx_loss.{kmax}", math.nan) / r.get("ctx_loss.1", math.nan)
+                elif key == "peak_mem":
+                    v = r.get(key, math.nan) / 2**20
+                else:
+                    v = r.get(key, math.nan)
+                vals.append(fmt.format(v) if math.isfinite(v) else "n/a")
+            lines.append(f"| {title} | {vals[0]} | {vals[1]} | {ideal} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plots(ctx: Any, curves: dict, rows: dict, multiples: list[int], seeds: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pytest_goni.plots import plot_loss_curves
+
+    plot_loss_curves(curves, seeds, ctx.artifact("loss.png"), title=f"{ctx.spec_id}: training loss")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for rung, per in rows.items():
+        for role in ROLES:
+            r = per[role]
+            axes[0].plot(multiples, [r.get(f"ctx_loss.{k}", math.nan) for k in multiples], marker="o",
+                         label=f"{rung} {role}")
+            dists = sorted(int(k.split("_")[1]) for k in r if k.startswith("state.recall_"))
+            axes[1].plot(dists, [r[f"state.recall_{d}"] for d in dists], marker="o", label=f"{rung} {role}")
+    axes[0].set(xscale="log", xlabel="position (multiples of the training context)", ylabel="loss",
+                title="context degradation")
+    axes[1].set(xlabel="distractor turns", ylabel="recall accuracy", title="retention vs turns")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.artifact("context_retention.png"), dpi=110)
+    plt.close(fig)

@@ -1,0 +1,117 @@
+"""GroundThink's state checks S0-S4 and state persistence across processes.
+
+From the GroundThink project's CANARY_TESTS.md (../shared/REFERENCES.md section 3): S0 the state
+tensors exist with their declared shapes; S1 state norm in (0.01, 100) with no NaN; S2 different
+inputs give states that differ by more than 0.1; S3 the same input gives states within 1e-5; S4 for
+the hybrid, the Mamba/RWKV state-variance ratio in 0.01-100. The seed's "weird science" list adds
+"State persistence across sessions — can we resume conversations?" (v5-gpt2-gates.md line 918):
+the state is saved, a fresh Python process loads it with the weights and continues, and its
+logits must equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def state_tensors(state: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(path, tensor) for every tensor in a nested state (dicts, lists, tuples; KV caches skipped)."""
+    if isinstance(state, torch.Tensor):
+        yield path, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            yield from state_tensors(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from state_tensors(v, f"{path}.{i}" if path else str(i))
+
+
+def _flat(state: Any) -> torch.Tensor:
+    ts = [t.detach().float().reshape(-1) for _, t in state_tensors(state)]
+    return torch.cat(ts) if ts else torch.zeros(0)
+
+
+@torch.no_grad()
+def s_checks(model: torch.nn.Module, vocab: int, length: int, seed: int = 0) -> dict[str, float]:
+    """S0-S4 on states after ``length`` random tokens (two lengths for S0's shape check)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, vocab, (1, length), generator=g)
+    b = torch.randint(0, vocab, (1, length), generator=g)
+    model.eval()
+    _, sa = model.prefill(a)
+    _, sa2 = model.prefill(a)
+    _, sb = model.prefill(b)
+    _, s_short = model.prefill(a[:, :max(1, length // 2)])
+    shapes = [tuple(t.shape) for _, t in state_tensors(sa)]
+    shapes_short = [tuple(t.shape) for _, t in state_tensors(s_short)]
+    flat_a, flat_b, flat_a2 = _flat(sa), _flat(sb), _flat(sa2)
+    norms = [float(t.float().norm()) for _, t in state_tensors(sa)]
+    out = {
+        "s0_tensors": float(len(shapes)),
+        "s0_shapes_fixed": float(bool(shapes) and shapes == shapes_short),
+        "s1_norm_min": min(norms) if norms else math.nan,
+        "s1_norm_max": max(norms) if norms else math.nan,
+        "s1_finite": float(bool(torch.isfinite(flat_a).all())) if flat_a.numel() else 0.0,
+        "s2_diff": float((flat_a - flat_b).norm()) if flat_a.numel() else math.nan,
+        "s3_diff": float((flat_a - flat_a2).norm()) if flat_a.numel() else math.nan,
+    }
+    mamba = [t.float().reshape(-1) for p, t in state_tensors(sa) if "mamba" in p]
+    rwkv = [t.float().reshape(-1) for p, t in state_tensors(sa) if "rwkv" in p]
+    if mamba and rwkv:
+        out["s4_variance_ratio"] = float(torch.cat(mamba).var() / torch.cat(rwkv).var())
+    else:
+        out["s4_variance_ratio"] = math.nan
+    return out
+
+
+_CHILD = r"""
+import json, sys, torch
+from pytest_goni.registry import load_builtins, resolve_backend
+load_builtins()
+spec = json.loads(open(sys.argv[1]).read())
+cfg = dict(spec["config"]); backend = cfg.pop("backend")
+model = resolve_backend(backend)(**cfg)
+model.load_state_dict(torch.load(spec["weights"], weights_only=True))
+model.eval()
+state = torch.load(spec["state"], weights_only=False)
+rest = torch.tensor(spec["rest"])
+logits = []
+with torch.no_grad():
+    for t in range(rest.shape[1]):
+        lg, state = model.step(rest[:, t], state)
+        logits.append(lg)
+torch.save(torch.stack(logits, 1), spec["out"])
+"""
+
+
+@torch.no_grad()
+def persistence_diff(model: torch.nn.Module, config: dict[str, Any], vocab: int, first: int, rest: int,
+                     workdir: Path, seed: int = 0, timeout: float = 120.0) -> float:
+    """Max |logit difference| between an uninterrupted run (forward over first + rest tokens) and
+    a run whose state after ``first`` tokens was saved, loaded in a fresh process and continued."""
+    g = torch.Generator().manual_seed(seed + 1)
+    tokens = torch.randint(0, vocab, (1, first + rest), generator=g)
+    model.eval()
+    full = model(tokens).float()[:, first:]
+    _, state = model.prefill(tokens[:, :first])
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = {k: str(workdir / f"{k}.pt") for k in ("weights", "state", "out")}
+    torch.save(model.state_dict(), files["weights"])
+    torch.save(state, files["state"])
+    spec = {**files, "config": config, "rest": tokens[:, first:].tolist()}
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(workdir / "spec.json")], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the resumed process failed: {tail}")
+    resumed = torch.load(files["out"], weights_only=True).float()
+    return float((resumed - full).abs().max())
