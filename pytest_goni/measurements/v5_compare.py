@@ -42,6 +42,7 @@ from pytest_goni.model_runs import COUNT, CPU_THREADS, as_count, config_hash, cp
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, max_loss_spike, seed_everything, train
+from pytest_goni.v5 import broken as _registers_groundthink_reset  # noqa: F401
 from pytest_goni.v5 import dialogue
 from pytest_goni.v5.evaluate import (
     blind_sheet,
@@ -55,7 +56,6 @@ from pytest_goni.v5.evaluate import (
 from pytest_goni.v5.perplexity import disjoint_loglik, rolling_loglik, split_documents
 from pytest_goni.v5.rungs import RungPair, rung_pair
 from pytest_goni.v5.stream import CompactVocab, MixedBatches, train_flops
-from pytest_goni.v5 import broken  # noqa: F401  (registers the groundthink-reset backend)
 
 ROLES = ("candidate", "baseline")
 MODEL_REF = {"type": "string", "x-goni-ref": "model"}
@@ -320,9 +320,9 @@ class _V5Run:
         out: dict[str, Metric] = {}
         meta = {"config_hash": chash, "seeds": self.seeds, "steps": self.steps, "match": pair.match,
                 "configs": {"candidate": pair.candidate, "baseline": pair.baseline}}
-        broken = [why for _, why in self.checks.values() if why]
-        invalid = {"invalid": "statefulness task failed its known-answer check: " + "; ".join(broken)} \
-            if broken else {}
+        failed = [why for _, why in self.checks.values() if why]
+        invalid = {"invalid": "statefulness task failed its known-answer check: " + "; ".join(failed)} \
+            if failed else {}
         for role in ROLES:
             for k, vals in per[role].items():
                 unit = PER_RUN.get(k, "")
@@ -338,8 +338,8 @@ class _V5Run:
             out[f"{rung}.task.{name}.oracle"] = Metric.scalar(acc, "", exact=True, note=why or "")
         out[f"{rung}.task_chance"] = Metric.scalar(float(np.mean([i.chance for i in self.task.values()])), "",
                                                    exact=True)
-        out[f"{rung}.task_valid"] = Metric.scalar(0.0 if broken else 1.0, "", exact=True,
-                                                  note="; ".join(broken))
+        out[f"{rung}.task_valid"] = Metric.scalar(0.0 if failed else 1.0, "", exact=True,
+                                                  note="; ".join(failed))
         same = hashes["candidate"] == hashes["baseline"]
         out[f"{rung}.same_batches"] = Metric.scalar(float(same), "", exact=True, batch_hashes=hashes,
                                                     note="SHA-256 of every batch served, per seed")

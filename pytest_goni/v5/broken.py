@@ -14,10 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_goni.registry import backend
-
 from pytest_goni.models.base import ModelContract, check_tokens
 from pytest_goni.models.groundthink import build_groundthink
+from pytest_goni.registry import backend
 
 
 class ResetEveryToken(ModelContract, nn.Module):
