@@ -263,9 +263,15 @@ class CompiledGate:
 
     def _not_judgeable(self, metrics: Mapping[str, Metric], arrays: Mapping[str, np.ndarray],
                        missing: str | None) -> tuple[str, str] | None:
-        """(FAIL, why) when a metric is missing, (INVALID, why) below ``min_samples``; else None."""
+        """(FAIL, why) when a metric is missing, (INVALID, why) when a metric is marked invalid
+        (``meta["invalid"]``: a synthetic task that failed its known-answer check) or below
+        ``min_samples``; else None."""
         if missing:
             return FAIL, missing
+        for p in sorted(arrays):
+            why = metrics[p].meta.get("invalid")
+            if why:
+                return INVALID, f"{p}: {why}"
         few = self._too_few(metrics, arrays, self.min_samples, "(min_samples)")
         return (INVALID, few) if few else None
 
@@ -704,6 +710,8 @@ def compile_gate(gate: Mapping[str, Any], metric_units: Mapping[str, str]) -> Co
     """
     if not isinstance(gate, Mapping):
         raise GateSpecError("gates", f"a gate is a mapping with id, value, expect; got {gate!r}")
+    from pytest_goni import gate_kinds  # noqa: F401  (registers decision, grade, fit, paired significance)
+
     kind = gate.get("kind") or "threshold"
     if kind not in GATE_KINDS:
         raise GateSpecError("kind", f"unknown gate kind {kind!r}; known: {', '.join(sorted(GATE_KINDS))}")

@@ -100,7 +100,7 @@ PER_RUN = {"params": "", "params_non_embedding": "", "val_loss": "", "val_ppl": 
            "word_ppl": "", "byte_ppl": "", "bits_per_byte": "", "rolling_token_ppl": "",
            "rolling_bits_per_byte": "", "train_tok_s": "tok/s", "train_seconds": "s", "flops": "",
            "peak_mem": "B", "max_spike": "", "grad_norm": "", "state_score": "", "persistence_turns": "",
-           "useful_context": "", "final_train_loss": ""}
+           "useful_context": "", "final_train_loss": "", "loss_drop": ""}
 
 
 def _items(params: dict[str, Any]) -> list[str]:
@@ -257,6 +257,7 @@ class _V5Run:
         rec: dict[str, float] = {
             "params": total, "params_non_embedding": non_emb,
             "final_train_loss": res.final_loss, "train_tok_s": res.tokens_per_second,
+            "loss_drop": res.losses[0] - res.final_loss,
             "train_seconds": wall, "flops": train_flops(total, res.tokens), "peak_mem": float(peak),
             "max_spike": max_loss_spike(res.losses, 20),
             "grad_norm": float(np.median(res.grad_norms)) if res.grad_norms else math.nan,
