@@ -84,7 +84,7 @@ class GateRun:
             **self.base(gate), "status": verdict.status, "value": verdict.value, "display": verdict.display,
             "expect": verdict.expect, "margin": verdict.margin,
             "interval": list(verdict.interval) if verdict.interval else None, "reason": verdict.reason,
-            "evidence": verdict.evidence,
+            "evidence": verdict.evidence, "details": verdict.to_json()["details"],
         }
         if compares_with_baseline(gate) and self.runner.baseline is None:  # measured for --goni-save only
             return {**out, "status": "SKIP", "reason": "no baseline to compare with yet (--goni-compare NAME); "

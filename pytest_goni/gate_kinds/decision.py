@@ -95,12 +95,14 @@ class DecisionGate(CompiledGate):
             if decision is not None:
                 outcomes.append({"rule": i, "when": text, "outcome": "not reached"})
                 continue
-            unknown = [n for n, v in read.items() if not math.isfinite(v)]
+            unknown = [n if n not in self.counts else
+                       f"{n} (counts {', '.join(m for m in self.counts[n][0] if not math.isfinite(values[m]))})"
+                       for n, v in read.items() if not math.isfinite(v)]
             if unknown:
                 outcomes.append({"rule": i, "when": text, "outcome": "unknown", "values": read})
                 lines = _lines(outcomes)
                 return Verdict(INVALID, None, "undecided", expect_text, None, None,
-                               f"rule {i} ({text}) reads {', '.join(unknown)}, which has no value; " + lines,
+                               f"rule {i} ({text}) reads {', '.join(unknown)}, with no value; " + lines,
                                evidence, {"rules": outcomes, "values": values})
             met = all(c.check(values[n]) for n, c in conds.items())
             outcomes.append({"rule": i, "when": text, "outcome": "met" if met else "not met", "values": read,

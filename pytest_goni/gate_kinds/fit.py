@@ -4,8 +4,8 @@ b: more parameter-efficient", "Curves should be parallel"; lines 881-889: projec
 
 The fit is Chinchilla's approach 3 in one variable (../shared/REFERENCES.md, "Scaling-law fit"):
 minimise the Huber loss (delta 1e-3) between log L and LSE(alpha - b log N, e), a = exp(alpha),
-c = exp(e), with L-BFGS from a grid of starts (alpha 0..25 by 5, b 0..2 by 0.5, e -1..1 by 0.5), every
-seed's loss an observation. Intervals are a bootstrap over seeds (each rung's losses resampled,
+c = exp(e), with L-BFGS from a grid of starts (alpha 0..25 by 5, b 0..2 by 0.5, e -1..1 by 0.5; the
+eight grid points of lowest loss are refined), every seed's loss an observation. Intervals are a bootstrap over seeds (each rung's losses resampled,
 refitted from the point fit).
 
 ```yaml
@@ -15,7 +15,7 @@ series:
          y: [cmp.r3_5M.candidate.val_loss, cmp.r8M.candidate.val_loss]}
   gpt2: {x: [...], y: [...]}
 fix: {c: 0}                # optional: fewer rungs than free parameters cannot be fitted
-predict: {at_125M: 125e6}  # named N where each series' law is read (series.at_125M)
+predict: {at_125M: 85e6}   # named N (a number or a metric path) where each law is read (series.at_125M)
 value: cand.b - gpt2.b     # series.a / .b / .c / .<prediction>, and metric paths
 expect: ">= -0.1"
 ```
@@ -48,30 +48,39 @@ def _huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
 
 
 def fit_law(n: np.ndarray, loss: np.ndarray, fix_c: float | None = None,
-            start: np.ndarray | None = None) -> dict[str, float]:
-    """(a, b, c) of L = a N^-b + c by approach 3; ``fix_c`` holds c (0: a pure power law);
-    ``start`` skips the grid (bootstrap refits)."""
+            start: np.ndarray | None = None, n_starts: int = 8) -> dict[str, float]:
+    """(a, b, c) of L = a N^-b + c by approach 3; ``fix_c`` holds c (0: a pure power law).
+
+    The Huber objective is evaluated on the whole grid first and L-BFGS (analytic gradient) runs
+    from its ``n_starts`` best points; ``start`` skips the grid (bootstrap refits)."""
     from scipy.optimize import minimize
 
     ln_n, ln_l = np.log(n), np.log(loss)
     fixed_e = None if fix_c is None else (-np.inf if fix_c == 0 else math.log(fix_c))
 
-    def pred(theta: np.ndarray) -> np.ndarray:
-        alpha, b = theta[0], theta[1]
+    def parts(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = theta[0] - theta[1] * ln_n
         e = theta[2] if fixed_e is None else fixed_e
-        return np.logaddexp(alpha - b * ln_n, e)
+        pred = np.logaddexp(u, e)
+        return ln_l - pred, np.exp(u - pred), pred
 
-    def objective(theta: np.ndarray) -> float:
-        return float(_huber(ln_l - pred(theta)).sum())
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        r, sig, _ = parts(theta)
+        g = -np.clip(r, -HUBER_DELTA, HUBER_DELTA)          # d huber / d pred
+        grad = [float((g * sig).sum()), float((g * -ln_n * sig).sum())]
+        if fixed_e is None:
+            grad.append(float((g * (1 - sig)).sum()))
+        return float(_huber(r).sum()), np.array(grad)
 
     if start is not None:
-        starts = [start]
+        starts = [np.asarray(start, float)]
     else:
         grid = [GRID["alpha"], GRID["b"]] + ([GRID["e"]] if fixed_e is None else [])
-        starts = [np.array(s) for s in itertools.product(*grid)]
+        points = [np.array(s) for s in itertools.product(*grid)]
+        starts = sorted(points, key=lambda t: objective(t)[0])[:n_starts]
     best = None
     for s in starts:
-        res = minimize(objective, s, method="L-BFGS-B")
+        res = minimize(objective, s, jac=True, method="L-BFGS-B")
         if best is None or res.fun < best.fun:
             best = res
     theta = best.x
@@ -105,7 +114,16 @@ class FitGate(CompiledGate):
         if set(fix) - {"c"}:
             raise GateSpecError("fix", "only 'c' can be fixed (c: 0 fits a pure power law)")
         self.fix_c = None if "c" not in fix else float(fix["c"])
-        self.predict = {str(k): float(v) for k, v in (gate.get("predict") or {}).items()}
+        self.predict: dict[str, float | str] = {}
+        for k, v in (gate.get("predict") or {}).items():
+            if isinstance(v, str) and v in metric_units:
+                self.predict[str(k)] = v          # a metric path: N read from the measurement
+            else:
+                try:
+                    self.predict[str(k)] = float(v)
+                except (TypeError, ValueError):
+                    raise GateSpecError("predict", f"{k!r}: a number of parameters or a metric path, "
+                                                   f"got {v!r}") from None
         self.expr = _expression(gate, "value")
         names = set(PARAMS) | set(self.predict)
         for p in self.expr.paths():
@@ -118,7 +136,8 @@ class FitGate(CompiledGate):
         self.expect = _expect(gate)
         self.n_boot = int(gate.get("n_boot", 200))
         self.metric_paths = {p for p in self.expr.paths() if p.split(".", 1)[0] not in self.series}
-        self.paths = {p for x, y in self.series.values() for p in x + y} | self.metric_paths
+        self.paths = ({p for x, y in self.series.values() for p in x + y} | self.metric_paths
+                      | {v for v in self.predict.values() if isinstance(v, str)})
         self.scales = {p: 1.0 for p in self.paths}
 
     def _fit_all(self, data: dict[str, tuple[np.ndarray, list[np.ndarray]]], starts: dict | None = None
@@ -134,7 +153,7 @@ class FitGate(CompiledGate):
         def lookup(p: str) -> float:
             head, _, rest = p.partition(".")
             if head in fits:
-                return law(fits[head], self.predict[rest]) if rest in self.predict else fits[head][rest]
+                return law(fits[head], self.at[rest]) if rest in self.at else fits[head][rest]
             return point[p]
         return self.expr.evaluate(lookup)
 
@@ -162,9 +181,11 @@ class FitGate(CompiledGate):
                                f"series {name!r} has non-finite or non-positive values", evidence)
             data[name] = (x, y)
         point = {p: stats.summarize(metrics[p].samples, self.stat) for p in self.metric_paths}
+        self.at = {k: (stats.summarize(metrics[v].samples, "median") if isinstance(v, str) else v)
+                   for k, v in self.predict.items()}
         fits = self._fit_all(data)
         details: dict[str, Any] = {"fits": {k: {q: v[q] for q in ("a", "b", "c", "loss")} for k, v in fits.items()},
-                                   "predictions": {k: {q: law(f, n) for q, n in self.predict.items()}
+                                   "predictions": {k: {q: law(f, n) for q, n in self.at.items()}
                                                    for k, f in fits.items()}}
         try:
             value = self._value(fits, point)
