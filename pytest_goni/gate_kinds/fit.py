@@ -5,8 +5,8 @@ b: more parameter-efficient", "Curves should be parallel"; lines 881-889: projec
 The fit is Chinchilla's approach 3 in one variable (../shared/REFERENCES.md, "Scaling-law fit"):
 minimise the Huber loss (delta 1e-3) between log L and LSE(alpha - b log N, e), a = exp(alpha),
 c = exp(e), with L-BFGS from a grid of starts (alpha 0..25 by 5, b 0..2 by 0.5, e -1..1 by 0.5; the
-eight grid points of lowest loss are refined), every seed's loss an observation. Intervals are a bootstrap over seeds (each rung's losses resampled,
-refitted from the point fit).
+eight grid points of lowest loss are refined), every seed's loss an observation. Intervals are a
+bootstrap over seeds (each rung's losses resampled, refitted from the point fit).
 
 ```yaml
 kind: fit
