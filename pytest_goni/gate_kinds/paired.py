@@ -77,6 +77,8 @@ class PairedSignificanceGate(SignificanceGate):
             raise GateSpecError("min_effect", f"write '10%' (relative to b) or a number, got {raw!r}") from None
 
     def _describe(self) -> str:
+        if self.main not in PAIRED:
+            return super()._describe()
         return f"{self.a.text} {self.direction} {self.b.text} ({self.main}, alpha {self.alpha:g})"
 
     def judge(self, metrics: Mapping[str, Any], baseline: float | None = None) -> Verdict:

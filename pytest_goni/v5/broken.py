@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_goni.models.base import ModelContract, check_tokens
+from pytest_goni.models.base import ModelContract, check_tokens, prefill_positions
 from pytest_goni.models.groundthink import build_groundthink
 from pytest_goni.registry import backend
 
@@ -38,15 +38,15 @@ class ResetEveryToken(ModelContract, nn.Module):
         b, t = tokens.shape
         return self.inner(tokens.reshape(b * t, 1)).reshape(b, t, -1)  # [B*T, 1, V] -> [B, T, V]
 
-    def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        logits = self(tokens)
+    def prefill(self, tokens: torch.Tensor, logits: str = "last") -> tuple[torch.Tensor, Any]:
+        out = prefill_positions(self(tokens), logits)  # [B, 1, V] (last) or [B, T, V] (all)
         _, state = self.inner.prefill(tokens[:, -1:])  # the state after the last token only
-        return logits, state
+        return out, state
 
     def step(self, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         token = check_tokens(token, self.vocab_size, ndim=1, name="token")
         logits, state = self.inner.prefill(token[:, None])  # the incoming state is dropped
-        return logits[:, 0], state
+        return logits[:, -1], state
 
 
 @backend("groundthink-reset")

@@ -106,7 +106,7 @@ def carried_state_loglik(model: torch.nn.Module, docs: Sequence[str], encode: Ca
             continue
         stream = [eot, *ids]
         first = min(max_length, len(ids))
-        logits, state = model.prefill(torch.tensor([stream[:first]], device=device))
+        logits, state = model.prefill(torch.tensor([stream[:first]], device=device), logits="all")
         ll = -float(F.cross_entropy(logits[0].float(), torch.tensor(ids[:first], device=device),
                                     reduction="sum"))
         for t in range(first, len(ids)):

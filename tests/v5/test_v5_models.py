@@ -23,7 +23,7 @@ def test_reset_candidate_keeps_the_contract_and_forgets() -> None:
     m = resolve_backend("groundthink-reset")(**CFG)
     x = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
     full = m(x)
-    logits, state = m.prefill(x[:, :6])
+    logits, state = m.prefill(x[:, :6], logits="all")
     steps = [logits]
     for t in range(6, 12):
         lg, state = m.step(x[:, t], state)
