@@ -9,8 +9,9 @@ sync and no shape that changes per token, so the step can be captured in a CUDA 
 [B, H, C, Dv] with capacity C > length.
 
 Two paths, one definition: the torch path (CPU, or ``backend="torch"``) is a masked SDPA over the
-whole capacity; the Triton path (CUDA) is a split-K flash-decoding kernel that reads only the valid
-keys, split along the cache so one query at 128k of context fills the GPU.
+whole capacity; the Triton path (CUDA) fuses rotary and the cache write into one kernel, then
+attends with the same masked SDPA (default) or a split-K flash-decoding kernel that reads only the
+valid keys (``attention="split"``; slower at long context on the H200, see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ def kv_decode_torch(q: Tensor, k: Tensor, v: Tensor, cache_k: Tensor, cache_v: T
 
 
 def kv_decode(q: Tensor, k: Tensor, v: Tensor, cache_k: Tensor, cache_v: Tensor, length: Tensor,
-              inv_freq: Tensor | None = None, scale: float | None = None, backend: str | None = None
-              ) -> Tensor:
+              inv_freq: Tensor | None = None, scale: float | None = None, backend: str | None = None,
+              attention: str = "sdpa") -> Tensor:
     """One token of attention over a static KV cache (see the module docstring); returns o [B, H, Dv].
 
     The caller guarantees ``length < C`` (the cache object tracks it on the host); the kernels
-    cannot check it without a host sync.
+    cannot check it without a host sync. On the Triton path, ``attention`` picks who attends after
+    the fused rotary + append kernel: "sdpa" (torch SDPA with a validity mask) or "split" (the
+    split-K flash-decoding kernels).
     """
     b, h, d, dv = checks.step_qkv(q, k, v)
     checks.tensor("cache_k", cache_k, 4)
@@ -74,10 +77,12 @@ def kv_decode(q: Tensor, k: Tensor, v: Tensor, cache_k: Tensor, cache_v: Tensor,
     if inv_freq is not None and tuple(inv_freq.shape) != (d // 2,):
         raise ValueError(f"inv_freq must have shape ({d // 2},) for head size {d}, got {tuple(inv_freq.shape)}")
     sc = checks.scale(scale, d)
+    if attention not in ("sdpa", "split"):
+        raise ValueError(f"attention must be 'sdpa' or 'split', got {attention!r}")
     if backend not in (None, "torch", "triton"):
         raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
     use = backend or ("triton" if q.is_cuda else "torch")
     if use == "triton":
         fn = importlib.import_module("pytest_goni.kernels.triton.kv_attention").kv_decode
-        return fn(q, k, v, cache_k, cache_v, length, inv_freq, sc)
+        return fn(q, k, v, cache_k, cache_v, length, inv_freq, sc, attention=attention)
     return kv_decode_torch(q, k, v, cache_k, cache_v, length, inv_freq, sc)

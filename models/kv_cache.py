@@ -19,6 +19,11 @@ Tensor = torch.Tensor
 RESERVE = 256
 
 
+def _round_up(n: int, to: int = 64) -> int:
+    """Capacities in multiples of 64: SDPA's mask rows stay aligned (no padded copy per call)."""
+    return -(-n // to) * to
+
+
 class KVCache:
     """Keys [B, H, C, D] and values [B, H, C, Dv] preallocated to capacity C; tokens 0..n-1 valid.
 
@@ -30,9 +35,10 @@ class KVCache:
     def __init__(self, k: Tensor, v: Tensor, reserve: int | None = None):
         b, h, t, d = k.shape
         reserve = RESERVE if reserve is None else reserve
+        cap = _round_up(t + reserve)
         # zeros, not empty: the torch path masks scores, and 0 * (a NaN bit pattern) would be NaN
-        self.k = k.new_zeros(b, h, t + reserve, d)
-        self.v = v.new_zeros(b, h, t + reserve, v.shape[-1])
+        self.k = k.new_zeros(b, h, cap, d)
+        self.v = v.new_zeros(b, h, cap, v.shape[-1])
         self.k[:, :, :t] = k
         self.v[:, :, :t] = v
         self.n = t
@@ -48,7 +54,7 @@ class KVCache:
         if need <= self.capacity:
             return
         b, h, _, d = self.k.shape
-        cap = max(need, self.capacity + self.capacity // 4)
+        cap = _round_up(max(need, self.capacity + self.capacity // 4))
         k, v = self.k.new_zeros(b, h, cap, d), self.v.new_zeros(b, h, cap, self.v.shape[-1])
         k[:, :, : self.n] = self.k[:, :, : self.n]
         v[:, :, : self.n] = self.v[:, :, : self.n]

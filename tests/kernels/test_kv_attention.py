@@ -17,7 +17,9 @@ from pytest_goni.kernels.testing import rel_err
 
 CUDA = torch.cuda.is_available()
 DEV = "cuda" if CUDA else "cpu"
-BACKENDS = ["torch"] + (["triton"] if CUDA or os.environ.get("TRITON_INTERPRET") == "1" else [])
+#: (backend, attention): the torch path, and the Triton path with either attention after its append
+BACKENDS = [("torch", "sdpa")] + ([("triton", "sdpa"), ("triton", "split")]
+                                  if CUDA or os.environ.get("TRITON_INTERPRET") == "1" else [])
 
 
 def reference(q, k, v, ck, cv, length, inv_freq, scale):
@@ -51,7 +53,7 @@ def test_kv_decode_matches_float64(backend, rope, length):
     o_ref, k_ref, v_ref = reference(q, k, v, ck, cv, length, inv, 0.37)
     before = ck.clone()
     n = torch.tensor(length, device=DEV)
-    o = kv_decode(q, k, v, ck, cv, n, inv_freq=inv, scale=0.37, backend=backend)
+    o = kv_decode(q, k, v, ck, cv, n, inv_freq=inv, scale=0.37, backend=backend[0], attention=backend[1])
     assert o.shape == (b, h, dv) and o.dtype == q.dtype
     assert rel_err(o, o_ref) <= 1e-5
     assert int(n) == length + 1
@@ -70,7 +72,8 @@ def test_kv_decode_fp16_and_strided_inputs(backend):
     ck, cv = (torch.randn(b, h, cap, d, generator=g).to(DEV, torch.float16) for _ in range(2))
     inv = rotary_inv_freq(d, device=DEV)
     o_ref, _, _ = reference(q, k, v, ck, cv, 129, inv, d ** -0.5)
-    o = kv_decode(q, k, v, ck, cv, torch.tensor(129, device=DEV), inv_freq=inv, backend=backend)
+    o = kv_decode(q, k, v, ck, cv, torch.tensor(129, device=DEV), inv_freq=inv, backend=backend[0],
+                  attention=backend[1])
     assert rel_err(o, o_ref) <= 2e-3
 
 
@@ -82,7 +85,8 @@ def test_kv_decode_steps_equal_causal_attention(backend):
     q, k, v = (torch.randn(b, h, t, d, generator=g).to(DEV) for _ in range(3))
     ck, cv = torch.zeros(b, h, 64, d, device=DEV), torch.zeros(b, h, 64, d, device=DEV)
     n = torch.tensor(0, device=DEV)
-    outs = [kv_decode(q[:, :, i], k[:, :, i], v[:, :, i], ck, cv, n, backend=backend) for i in range(t)]
+    outs = [kv_decode(q[:, :, i], k[:, :, i], v[:, :, i], ck, cv, n, backend=backend[0], attention=backend[1])
+            for i in range(t)]
     ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
     assert rel_err(torch.stack(outs, 2), ref) <= 1e-5
 
@@ -93,20 +97,24 @@ def test_kv_decode_rejects_bad_inputs():
         kv_decode(q, k, v, ck, cv, 3)
     with pytest.raises(ValueError, match="cache_v must have shape"):
         kv_decode(q, k, v, ck, cv[:, :, :4], torch.tensor(3))
+    with pytest.raises(ValueError, match="attention must be 'sdpa' or 'split'"):
+        kv_decode(q, k, v, ck, cv, torch.tensor(3), attention="flash")
     with pytest.raises(ValueError, match="inv_freq must have shape"):
         kv_decode(q, k, v, ck, cv, torch.tensor(3), inv_freq=torch.ones(3))
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("attention", ["sdpa", "split"])
 @pytest.mark.parametrize("length", [8191, 131071])
-def test_kv_decode_long_cache_bf16_on_cuda(length):
+def test_kv_decode_long_cache_bf16_on_cuda(length, attention):
     """A 128k cache at the 125M shape (12 heads of 64): bf16 against float64."""
     b, h, d = 1, 12, 64
     q, k, v, ck, cv = inputs(b, h, length + 64, d, d, torch.bfloat16, seed=11)
     inv = rotary_inv_freq(d, device=DEV)
     o_ref, _, _ = reference(q, k, v, ck, cv, length, inv, 1 / math.sqrt(d))
-    o = kv_decode(q, k, v, ck, cv, torch.tensor(length, device=DEV), inv_freq=inv)
-    assert rel_err(o, o_ref) <= 1e-2
+    n = torch.tensor(length, device=DEV)
+    o = kv_decode(q, k, v, ck, cv, n, inv_freq=inv, attention=attention)
+    assert rel_err(o, o_ref) <= 1e-2 and int(n) == length + 1
 
 
 _COMPILE = """
