@@ -3,7 +3,7 @@
 
 Prefill attention runs through torch's scaled_dot_product_attention (flash / cuDNN kernels on a
 GPU). Decoding writes into a static, preallocated KV cache (models/kv_cache.py) and attends one
-query over it with `kernels.kv_decode` (split-K flash decoding on the GPU): no copy per token, no
+query over it with `kernels.kv_decode` (fused rotary + append, masked SDPA): no copy per token, no
 host sync, fixed shapes, so the whole step can be replayed from a CUDA graph.
 """
 
