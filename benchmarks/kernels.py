@@ -423,10 +423,11 @@ def train_step(impl: str, op: str, args: dict, d: int):
     return step, leaves
 
 
-def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t):
+def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
     b, t, h, d = shape
     args = make_inputs(op, b, t, h, d, d, dtype=torch.bfloat16, device="cuda", seed=t + b)
-    impls = ["ours"] + (["fla"] if op in fla_ops else []) + (["torch"] if t <= torch_max_t else [])
+    with_fla = op in fla_ops and (not fla_shapes or shape in fla_shapes)
+    impls = ["ours"] + (["fla"] if with_fla else []) + (["torch"] if t <= torch_max_t else [])
     grads = {}
     for impl in impls:
         try:
@@ -448,10 +449,10 @@ def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t):
         rows.append(rec)
 
 
-def bench_train(ops, shapes, meta, fh, rows, fla_ops, torch_max_t):
+def bench_train(ops, shapes, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
     for shape in shapes:
         for op in ops:
-            _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t)
+            _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes)
 
 
 def train_table(rows) -> str:
@@ -512,6 +513,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-fla-ops", nargs="*", default=[],
                    help="ops to time FLA's forward+backward for (first call autotunes: ~220 s per op on an H200)")
     p.add_argument("--train-shapes", nargs="*", default=[], help="B,T,H,D items (default: TRAIN_SHAPES)")
+    p.add_argument("--train-fla-shapes", nargs="*", default=[],
+                   help="B,T,H,D items to run FLA at (default: every train shape); its autotune is per D and H")
     p.add_argument("--train-torch-max-T", type=int, default=2048,
                    help="time the chunked torch form too where T is at most this")
     p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
@@ -527,6 +530,7 @@ def main(argv=None) -> int:
             "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"}, "git": git_commit(),
             "command": "python " + " ".join(sys.argv)}
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.train_shapes] or TRAIN_SHAPES
+    fla_shapes = [tuple(int(x) for x in s.split(",")) for s in a.train_fla_shapes]
     rows: list[dict] = []
     with open(a.out, "a") as fh:
         roof = roofline()
@@ -539,7 +543,7 @@ def main(argv=None) -> int:
                     ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows, a.sweep_configs)),
                     ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops)),
                     ("train", lambda: bench_train(a.train_ops, shapes, meta, fh, rows, a.train_fla_ops,
-                                                  a.train_torch_max_T))]
+                                                  a.train_torch_max_T, fla_shapes))]
         for name, run in sections:
             if name in a.skip:
                 continue
