@@ -82,8 +82,8 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     _scalar_gate("beta", beta, b, t, h)
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (q, k, v, g, beta, initial_state)) == "triton":
-        fn = _triton("delta_rule", "gated_delta_rule_fwd")
+    if _pick(backend, (q, k, v, g, beta, initial_state), "gated_delta_rule") == "triton":
+        fn = _triton("autograd", "gated_delta_rule")
         return fn(q, k, v, g, beta, sc, initial_state, output_final_state)
     return chunked.gated_delta_rule_chunked(q, k, v, g, beta, sc, initial_state, output_final_state)
 
@@ -94,8 +94,8 @@ def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state
     _scalar_gate("beta", beta, b, t, h)
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (q, k, v, beta, initial_state)) == "triton":
-        fn = _triton("delta_rule", "gated_delta_rule_fwd")
+    if _pick(backend, (q, k, v, beta, initial_state), "delta_rule") == "triton":
+        fn = _triton("autograd", "gated_delta_rule")
         return fn(q, k, v, None, beta, sc, initial_state, output_final_state)
     return chunked.delta_rule_chunked(q, k, v, beta, sc, initial_state, output_final_state)
 

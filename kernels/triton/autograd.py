@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import diagonal_bwd
+from . import delta_bwd, delta_rule, diagonal_bwd
 from .common import tiles
 from .diagonal import BV as SCALAR_BV
 from .diagonal import NUM_WARPS as SCALAR_WARPS
@@ -97,3 +97,38 @@ def rwkv6(r, k, v, w, u, scale, initial_state=None, output_final_state=False, ch
     """RWKV-6 with gradients: (o, final state or None). w: log-decay [B, T, H, Dk], u: [H, Dk]."""
     cfg = _Diag(scale, False, True, chunk or VECTOR_CHUNK, output_final_state, bv, num_warps, segment_chunks)
     return _DiagonalFunction.apply(r, k, v, w, u.contiguous(), initial_state, cfg)
+
+
+class _DeltaFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, initial_state, scale: float, output_final_state: bool, options: tuple):
+        q, k, v = (x.contiguous() for x in (q, k, v))
+        opts = dict(options)
+        o, st = delta_rule.gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                                **opts)
+        s0 = initial_state.float().contiguous() if initial_state is not None else None
+        ctx.save_for_backward(q, k, v, g, beta, s0)
+        ctx.scale = scale
+        ctx.s0_dtype = initial_state.dtype if initial_state is not None else None
+        return o, st
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, g, beta, s0 = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype)
+        need_dh0 = s0 is not None and ctx.needs_input_grad[5]
+        dq, dk, dv, dg, dbeta, dh0 = delta_bwd.delta_bwd(q, k, v, g, beta, do, dht, ctx.scale, initial_state=s0,
+                                                          need_dh0=need_dh0)
+        if dh0 is not None:
+            dh0 = dh0.to(ctx.s0_dtype)
+        return dq, dk, dv, dg, dbeta, dh0, None, None, None
+
+
+def gated_delta_rule(q, k, v, g, beta, scale, initial_state=None, output_final_state=False, **options):
+    """(Gated) delta rule with gradients: (o, final state or None); g None: the plain delta rule.
+
+    options: chunk, segment_chunks, bv, num_warps of the forward (the backward picks its own).
+    """
+    return _DeltaFunction.apply(q, k, v, g, beta, initial_state, scale, output_final_state,
+                                tuple(sorted(options.items())))

@@ -1,6 +1,7 @@
 """Triton backward kernels: gradients of every input against autograd through the float64 reference.
 
-Without CUDA these run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
+Operators: the diagonal family (simple_gla, gla, rwkv6) and the delta rules. Without CUDA these
+run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
 small shapes, fp32 and fp16; marked `gpu` they run at model shapes in bf16 and against FLA 0.6.0's
 gradients. Cases: T not a multiple of the chunk, one and several segments, with and without an
 initial state, strong decays (the exact diagonal-block path of the vector-decay intra kernel).
@@ -17,16 +18,20 @@ CUDA = torch.cuda.is_available()
 if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-from pytest_goni.kernels.triton import autograd  # noqa: E402
+from pytest_goni.kernels.triton import autograd, delta_bwd  # noqa: E402
 
 DEV = "cuda" if CUDA else "cpu"
 FP32_TOL = 5e-3 if CUDA else 1e-4  # tf32 dots on the GPU, exact fp32 in the interpreter
 DIAGONAL = ("simple_gla", "gla", "rwkv6")
+DELTA = ("gated_delta_rule", "delta_rule")
 
 
 def _triton(op, **options):
     """The autograd wrapper of `op` called with implementation options (chunk, segment_chunks, bv)."""
     def fn(initial_state=None, **a):
+        if op in DELTA:
+            return autograd.gated_delta_rule(a["q"], a["k"], a["v"], a.get("g"), a["beta"], 0.3, initial_state, True,
+                                             **options)
         if op == "rwkv6":
             return autograd.rwkv6(a["r"], a["k"], a["v"], a["w"], a["u"], 0.3, initial_state, True, **options)
         f = autograd.simple_gla if op == "simple_gla" else autograd.gla
@@ -49,7 +54,7 @@ def _check(ours, ref, tol):
         assert err <= tol, f"{name}: rel err {err:.2e} > {tol}"
 
 
-@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("op", DIAGONAL + DELTA)
 def test_dispatcher_grads_match_reference(op):
     """Through kernels.<op>(backend="triton"): T = 70 (a short last chunk), initial state, dS_T."""
     a = make_inputs(op, 1, 70, 2, 16, 16, device=DEV, seed=60)
@@ -68,21 +73,25 @@ def test_segments_grads_no_state(op):
     _check(ours, grads(_reference(op), a, None, seed=2), FP32_TOL)
 
 
-@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule",))
 def test_strong_decay_grads(op):
     """Decays ~40x the layers' (diagonal 16-row blocks past the factorization limit: exact path)."""
     a = make_inputs(op, 1, 40, 1, 16, 16, device=DEV, seed=62, decay_scale=40.0)
     s0 = random_state(1, 1, 16, 16, device=DEV)
-    ours = grads(_triton(op, chunk=16, segment_chunks=1), a, s0, seed=3)
+    ours = grads(_triton(op, chunk=16, segment_chunks=1 if op in DIAGONAL else 0), a, s0, seed=3)
     _check(ours, grads(_reference(op), a, s0, seed=3), FP32_TOL)
 
 
-@pytest.mark.parametrize("op", DIAGONAL)
-def test_fp16_and_split_value_blocks(op):
+@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule",))
+def test_fp16_and_split_value_blocks(op, monkeypatch):
     """fp16 inputs, Dv = 48 in value blocks of 16 (key-side sums as atomic adds)."""
     a = make_inputs(op, 1, 33, 1, 16, 48, dtype=torch.float16, device=DEV, seed=63)
     s0 = random_state(1, 1, 16, 48, device=DEV)
-    ours = grads(_triton(op, chunk=16, bv=16), a, s0, seed=4)
+    if op in DELTA:
+        monkeypatch.setattr(delta_bwd, "BV", 16)
+        ours = grads(_triton(op, chunk=16), a, s0, seed=4)
+    else:
+        ours = grads(_triton(op, chunk=16, bv=16), a, s0, seed=4)
     assert ours["v"].dtype == torch.float16
     _check(ours, grads(_reference(op), a, s0, seed=4), 2e-2)
 
@@ -103,14 +112,14 @@ def test_grad_of_output_only():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("op", DIAGONAL + DELTA)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_grads_model_shapes(op, dtype):
     a = make_inputs(op, 2, 1000, 4, 128, 128, dtype=dtype, device="cuda", seed=65)
     s0 = random_state(2, 4, 128, 128, device="cuda")
 
     def ours(initial_state=None, **x):
-        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True)
+        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True, backend="triton")
 
     def ref(initial_state=None, **x):
         return REFERENCE[op](**{n: y.double() for n, y in x.items()}, initial_state=initial_state.double())
@@ -122,11 +131,14 @@ FLA_CALL = {
                                  (a["q"], a["k"], a["v"]), dict(g=a["g"])),
     "gla": lambda a, s0: ("fla.ops.gla", "chunk_gla", (a["q"], a["k"], a["v"], a["g"]), {}),
     "rwkv6": lambda a, s0: ("fla.ops.rwkv6", "chunk_rwkv6", (a["r"], a["k"], a["v"], a["w"], a["u"]), {}),
+    "gated_delta_rule": lambda a, s0: ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule",
+                                       (a["q"], a["k"], a["v"], a["g"], a["beta"]), {}),
+    "delta_rule": lambda a, s0: ("fla.ops.delta_rule", "chunk_delta_rule", (a["q"], a["k"], a["v"], a["beta"]), {}),
 }
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", DIAGONAL)
+@pytest.mark.parametrize("op", DIAGONAL + DELTA)
 @pytest.mark.parametrize("shape", [(16, 1024, 6, 64), (1, 4096, 16, 128)])
 def test_gpu_grads_match_fla(op, shape):
     """bf16 at the 8M training shape and at B=1 H=16 D=128: our gradients against FLA 0.6.0's."""
@@ -144,5 +156,5 @@ def test_gpu_grads_match_fla(op, shape):
         return fla_op(*pos, **kw, scale=d**-0.5, initial_state=initial_state, output_final_state=True)
 
     def ours(initial_state=None, **x):
-        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True)
+        return DISPATCH[op](**x, initial_state=initial_state, output_final_state=True, backend="triton")
     _check(grads(ours, a, s0, seed=7), grads(theirs, a, s0, seed=7), 2e-2)
