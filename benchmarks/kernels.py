@@ -408,7 +408,7 @@ def train_step(impl: str, op: str, args: dict, d: int):
     if impl == "fla":
         fwd = fla_fn(op, leaves, sc)
     else:
-        backend = "torch" if impl == "torch" else None  # None: the dispatcher's CUDA choice under autograd
+        backend = "torch" if impl == "torch" else "triton"
 
         def fwd():
             return DISPATCH[op](**leaves, scale=sc, backend=backend)
