@@ -19,7 +19,8 @@ from .sliding_window import sliding_window_attention_torch
 Tensor = torch.Tensor
 
 BACKENDS = (None, "torch", "triton")
-TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6"})  # operators with a Triton backward
+# operators with a Triton backward (RWKV-7's is not written yet: its torch form trains)
+TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6", "gated_delta_rule", "delta_rule"})
 
 
 def _triton(module: str, fn: str):
