@@ -34,9 +34,10 @@ tier1_dense; ``speedup.<tier>``; ``sparse.tier0`` / ``sparse.tier1`` (dense / wi
 ``quality.tier0.accuracy``, ``quality.<tier>.agreement|kl|accuracy|retention``,
 ``quality.cache_hit_exact``; ``mix.<name>.latency`` / ``.tier0_latency`` (s), ``.speedup``, ``.speedup_vs_dense``,
 ``.formula_measured``, ``.formula_sparse_measured``, ``.kv_reduction``, ``.p99_over_tier0``,
-``.p99_weighted_formula``, ``.share_tier<i>``, ``.gated_as_intended``; ``live.lambda_text``,
-``live.lambda_disrupted``, ``live.lambda_latency`` (s), ``live.disrupted_moved``,
-``live.text_tier0_share``; ``scaling.<windowed|full>.exponent``, ``scaling.<windowed|full>.<n>.latency``,
+``.p99_weighted_formula``, ``.share_tier<i>``, ``.gated_as_intended``; ``policy.<name>.<mix>.*``
+(the same, under each of ``also_policies``); ``live.lambda_text``, ``live.lambda_disrupted``,
+``live.lambda_latency`` (s), ``live.disrupted_moved``, ``live.text_tier0_share``;
+``scaling.<windowed|blocked|full>.exponent``, ``scaling.<form>.<n>.latency``,
 ``scaling.speedup_at_max``, ``scaling.score_ratio_at_max``.
 """
 
@@ -58,6 +59,7 @@ from pytest_goni.measurements.schemas import params_schema
 from pytest_goni.model_runs import COUNT, CPU_THREADS, IDENT, as_count, build_on_device, config_hash, cpu_threads
 from pytest_goni.models.gate_policy import (
     FLAG_FORCE_SAFE,
+    POLICIES,
     TIER_NORMAL,
     TIER_REDUCED,
     TIER_SAFE,
@@ -73,6 +75,7 @@ from pytest_goni.stats import Metric, fit_power_law, ratio_samples
 from pytest_goni.tier_workload import SEED_MIXES, generate, parse_mix
 from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, seed_everything, train
 
+POLICY_NAMES = tuple(POLICIES)
 TIMED = ("tier0", "tier1", "tier2", "tier3", "tier3_miss", "tier0_dense", "tier1_dense")
 COMPARED = ("tier1", "tier2", "tier3_miss")
 #: Attention forms of the scaling sweep: the banded O(nW) torch form, the kernels dispatcher (what
@@ -93,7 +96,9 @@ SCHEMA: dict[str, Any] = params_schema(["model"], {
     "requests": {"type": "integer", "minimum": 5},
     "warmup": {"type": "integer", "minimum": 0},
     "quality_requests": {"type": "integer", "minimum": 1},
-    "policy": {"enum": ["code-default", "documented", "conservative", "permissive"]},
+    "policy": {"enum": list(POLICY_NAMES)},
+    "also_policies": {"type": "array", "items": {"enum": list(POLICY_NAMES)},
+                      "description": "run the mixes again under these gate policies (keys policy.<name>.<mix>...)"},
     "mixes": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}},
     "mix_requests": {"type": "integer", "minimum": 10},
@@ -131,12 +136,14 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
             units[f"speedup.{t}"] = ""
     for t in COMPARED:
         units.update({f"quality.{t}.{k}": "" for k in ("agreement", "kl", "accuracy", "retention")})
-    for name in _mixes(params):
-        units.update({f"mix.{name}.latency": "s", f"mix.{name}.tier0_latency": "s"})
-        units.update({f"mix.{name}.{k}": "" for k in (
-            "speedup", "speedup_vs_dense", "formula_measured", "formula_sparse_measured", "kv_reduction",
-            "p99_over_tier0", "p99_weighted_formula", "gated_as_intended",
-            "share_tier0", "share_tier1", "share_tier2", "share_tier3")})
+    prefixes = ["mix"] + [_policy_prefix(p) for p in params.get("also_policies", [])]
+    for pre in prefixes:
+        for name in _mixes(params):
+            units.update({f"{pre}.{name}.latency": "s", f"{pre}.{name}.tier0_latency": "s"})
+            units.update({f"{pre}.{name}.{k}": "" for k in (
+                "speedup", "speedup_vs_dense", "formula_measured", "formula_sparse_measured", "kv_reduction",
+                "p99_over_tier0", "p99_weighted_formula", "gated_as_intended",
+                "share_tier0", "share_tier1", "share_tier2", "share_tier3")})
     if params.get("live_requests", 0):
         units.update({"live.lambda_text": "", "live.lambda_disrupted": "", "live.lambda_latency": "s",
                       "live.disrupted_moved": "", "live.text_tier0_share": ""})
@@ -178,7 +185,11 @@ def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     out.update(_quality(ctx, model, inputs, targets, int(params.get("quality_requests", 512))))
     policy = get_policy(params.get("policy", "code-default"))
     for name, mix in _mixes(params).items():
-        out.update(_mix(ctx, model, inputs, name, mix, policy, per, params, seed))
+        out.update(_mix(ctx, model, inputs, name, mix, policy, per, params, seed, "mix"))
+    for other in params.get("also_policies", []):
+        for name, mix in _mixes(params).items():
+            out.update(_mix(ctx, model, inputs, name, mix, get_policy(other), per, params, seed,
+                            _policy_prefix(other)))
     if params.get("live_requests", 0):
         out.update(_live(ctx, model, inputs, policy, int(params["live_requests"]),
                          int(params.get("disrupt_every", 5)), seed))
@@ -344,8 +355,14 @@ def _quality(ctx: Any, model: MincutGatedLM, inputs: torch.Tensor, targets: torc
 # ---------------------------------------------------------------- workload mixes
 
 
+def _policy_prefix(name: str) -> str:
+    """Metric-key prefix of the mixes run under another policy: ``policy.<name, _ for ->``."""
+    return "policy." + name.replace("-", "_")
+
+
 def _mix(ctx: Any, model: MincutGatedLM, inputs: torch.Tensor, name: str, mix: dict[int, float], policy: Any,
-         per: dict[str, dict[str, list[float]]], params: dict[str, Any], seed: int) -> dict[str, Metric]:
+         per: dict[str, dict[str, list[float]]], params: dict[str, Any], seed: int, prefix: str
+         ) -> dict[str, Metric]:
     n = int(params.get("mix_requests", 1000))
     reqs = list(generate(inputs, mix, n, seed=seed, lambda_min=policy.lambda_min,
                          repeat=float(params.get("repeat", 1.0))))
@@ -384,7 +401,7 @@ def _mix(ctx: Any, model: MincutGatedLM, inputs: torch.Tensor, name: str, mix: d
     weighted_p99 = sum(share[t] * p99[t] for t in range(4)) / p99[0]
     counts = np.bincount(np.asarray(tiers), minlength=4) / len(tiers)
     meta = {"requests": n, "mix": {f"tier{t}": s for t, s in sorted(mix.items())}}
-    pre = f"mix.{name}"
+    pre = f"{prefix}.{name}"
     out = {
         f"{pre}.latency": Metric.of(lat, "s", note="per request through the gate; mean and p99 of the mixed stream",
                                     **meta),
