@@ -19,7 +19,8 @@ from .sliding_window import sliding_window_attention_torch
 Tensor = torch.Tensor
 
 BACKENDS = (None, "torch", "triton")
-# operators with a Triton backward (RWKV-7's is not written yet: its torch form trains)
+# operators whose Triton backward trains by default on CUDA; RWKV-7's (kernels/triton/rwkv7_bwd.py) runs
+# with backend="triton" only until it has passed the GPU gradient tests (tests/kernels/test_triton_grads.py)
 TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6", "gated_delta_rule", "delta_rule"})
 
 
@@ -124,8 +125,8 @@ def rwkv7(r, w, k, v, a, b, scale=None, initial_state=None, output_final_state=F
         _vector_gate(name, x, bs, t, h, dk)
     checks.state(initial_state, bs, h, dk, dv)
     sc = checks.scale(scale, dk)
-    if _pick(backend, (r, w, k, v, a, b, initial_state)) == "triton":
-        return _triton("rwkv7", "rwkv7_fwd")(r, w, k, v, a, b, sc, initial_state, output_final_state)
+    if _pick(backend, (r, w, k, v, a, b, initial_state), "rwkv7") == "triton":
+        return _triton("autograd", "rwkv7_op")(r, w, k, v, a, b, sc, initial_state, output_final_state)
     return chunked.rwkv7_chunked(r, w, k, v, a, b, sc, initial_state, output_final_state)
 
 

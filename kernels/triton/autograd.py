@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import delta_bwd, delta_rule, diagonal_bwd
+from . import delta_bwd, delta_rule, diagonal_bwd, rwkv7, rwkv7_bwd
 from .common import tiles
 from .diagonal import BV as SCALAR_BV
 from .diagonal import NUM_WARPS as SCALAR_WARPS
@@ -131,4 +131,35 @@ def gated_delta_rule(q, k, v, g, beta, scale, initial_state=None, output_final_s
     options: chunk, segment_chunks, bv, num_warps of the forward (the backward picks its own).
     """
     return _DeltaFunction.apply(q, k, v, g, beta, initial_state, scale, output_final_state,
+                                tuple(sorted(options.items())))
+
+
+class _Rwkv7Function(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, w, k, v, a, b, initial_state, scale: float, output_final_state: bool, options: tuple):
+        r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
+        opts = dict(options)
+        o, st = rwkv7.rwkv7_fwd(r, w, k, v, a, b, scale, initial_state, output_final_state, **opts)
+        s0 = initial_state.float().contiguous() if initial_state is not None else None
+        ctx.save_for_backward(r, w, k, v, a, b, s0)
+        ctx.scale = scale
+        ctx.s0_dtype = initial_state.dtype if initial_state is not None else None
+        return o, st
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        r, w, k, v, a, b, s0 = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros(*r.shape[:3], v.shape[-1], device=r.device, dtype=r.dtype)
+        need_dh0 = s0 is not None and ctx.needs_input_grad[6]
+        dr, dw, dk, dv, da, db, dh0 = rwkv7_bwd.rwkv7_bwd(r, w, k, v, a, b, do, dht, ctx.scale, initial_state=s0,
+                                                           need_dh0=need_dh0)
+        if dh0 is not None:
+            dh0 = dh0.to(ctx.s0_dtype)
+        return dr, dw, dk, dv, da, db, dh0, None, None, None
+
+
+def rwkv7_op(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False, **options):
+    """RWKV-7 with gradients: (o, final state or None). options: those of `rwkv7.rwkv7_fwd`."""
+    return _Rwkv7Function.apply(r, w, k, v, a, b, initial_state, scale, output_final_state,
                                 tuple(sorted(options.items())))

@@ -1,6 +1,6 @@
 """Triton backward kernels: gradients of every input against autograd through the float64 reference.
 
-Operators: the diagonal family (simple_gla, gla, rwkv6) and the delta rules. Without CUDA these
+Operators: the diagonal family (simple_gla, gla, rwkv6), the delta rules and RWKV-7. Without CUDA these
 run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
 small shapes, fp32 and fp16; marked `gpu` they run at model shapes in bf16 and against FLA 0.6.0's
 gradients. Cases: T not a multiple of the chunk, one and several segments, with and without an
@@ -18,17 +18,21 @@ CUDA = torch.cuda.is_available()
 if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-from pytest_goni.kernels.triton import autograd, delta_bwd  # noqa: E402
+from pytest_goni.kernels.triton import autograd, delta_bwd, rwkv7_bwd  # noqa: E402
 
 DEV = "cuda" if CUDA else "cpu"
 FP32_TOL = 5e-3 if CUDA else 1e-4  # tf32 dots on the GPU, exact fp32 in the interpreter
 DIAGONAL = ("simple_gla", "gla", "rwkv6")
 DELTA = ("gated_delta_rule", "delta_rule")
+ALL = DIAGONAL + DELTA + ("rwkv7",)
 
 
 def _triton(op, **options):
     """The autograd wrapper of `op` called with implementation options (chunk, segment_chunks, bv)."""
     def fn(initial_state=None, **a):
+        if op == "rwkv7":
+            return autograd.rwkv7_op(a["r"], a["w"], a["k"], a["v"], a["a"], a["b"], 0.3, initial_state, True,
+                                     **options)
         if op in DELTA:
             return autograd.gated_delta_rule(a["q"], a["k"], a["v"], a.get("g"), a["beta"], 0.3, initial_state, True,
                                              **options)
@@ -54,7 +58,7 @@ def _check(ours, ref, tol):
         assert err <= tol, f"{name}: rel err {err:.2e} > {tol}"
 
 
-@pytest.mark.parametrize("op", DIAGONAL + DELTA)
+@pytest.mark.parametrize("op", ALL)
 def test_dispatcher_grads_match_reference(op):
     """Through kernels.<op>(backend="triton"): T = 70 (a short last chunk), initial state, dS_T."""
     a = make_inputs(op, 1, 70, 2, 16, 16, device=DEV, seed=60)
@@ -73,21 +77,29 @@ def test_segments_grads_no_state(op):
     _check(ours, grads(_reference(op), a, None, seed=2), FP32_TOL)
 
 
-@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule",))
+@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule", "rwkv7"))
 def test_strong_decay_grads(op):
-    """Decays ~40x the layers' (diagonal 16-row blocks past the factorization limit: exact path)."""
-    a = make_inputs(op, 1, 40, 1, 16, 16, device=DEV, seed=62, decay_scale=40.0)
+    """Strong decays: 40x the layers' (diagonal 16-row blocks past the factorization limit: the exact
+    path); RWKV-7 at 20x its largest log-decay per step (-0.61), so every 16-token chunk passes
+    FACTOR_LIMIT (its exact path). At 40x, RWKV-7's dw carries 1.4e-4 relative error in float32: the
+    reverse cumsum of r dr - b db - k dk + a da cancels to a tiny sum there."""
+    big = op == "rwkv7"
+    a = make_inputs(op, 1, 20 if big else 40, 1, 16, 16, device=DEV, seed=62, decay_scale=20.0 if big else 40.0)
     s0 = random_state(1, 1, 16, 16, device=DEV)
-    ours = grads(_triton(op, chunk=16, segment_chunks=1 if op in DIAGONAL else 0), a, s0, seed=3)
+    options = dict(segment_chunks=1 if op in DIAGONAL else 0, **({} if op == "rwkv7" else dict(chunk=16)))
+    ours = grads(_triton(op, **options), a, s0, seed=3)
     _check(ours, grads(_reference(op), a, s0, seed=3), FP32_TOL)
 
 
-@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule",))
+@pytest.mark.parametrize("op", DIAGONAL + ("gated_delta_rule", "rwkv7"))
 def test_fp16_and_split_value_blocks(op, monkeypatch):
     """fp16 inputs, Dv = 48 in value blocks of 16 (key-side sums as atomic adds)."""
-    a = make_inputs(op, 1, 33, 1, 16, 48, dtype=torch.float16, device=DEV, seed=63)
+    a = make_inputs(op, 1, 20 if op == "rwkv7" else 33, 1, 16, 48, dtype=torch.float16, device=DEV, seed=63)
     s0 = random_state(1, 1, 16, 48, device=DEV)
-    if op in DELTA:
+    if op == "rwkv7":
+        monkeypatch.setattr(rwkv7_bwd, "BV", 16)
+        ours = grads(_triton(op), a, s0, seed=4)
+    elif op in DELTA:
         monkeypatch.setattr(delta_bwd, "BV", 16)
         ours = grads(_triton(op, chunk=16), a, s0, seed=4)
     else:
@@ -112,7 +124,7 @@ def test_grad_of_output_only():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", DIAGONAL + DELTA)
+@pytest.mark.parametrize("op", ALL)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_grads_model_shapes(op, dtype):
     a = make_inputs(op, 2, 1000, 4, 128, 128, dtype=dtype, device="cuda", seed=65)
@@ -134,11 +146,12 @@ FLA_CALL = {
     "gated_delta_rule": lambda a, s0: ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule",
                                        (a["q"], a["k"], a["v"], a["g"], a["beta"]), {}),
     "delta_rule": lambda a, s0: ("fla.ops.delta_rule", "chunk_delta_rule", (a["q"], a["k"], a["v"], a["beta"]), {}),
+    "rwkv7": lambda a, s0: ("fla.ops.rwkv7", "chunk_rwkv7", (a["r"], a["w"], a["k"], a["v"], a["a"], a["b"]), {}),
 }
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", DIAGONAL + DELTA)
+@pytest.mark.parametrize("op", ALL)
 @pytest.mark.parametrize("shape", [(16, 1024, 6, 64), (1, 4096, 16, 128)])
 def test_gpu_grads_match_fla(op, shape):
     """bf16 at the 8M training shape and at B=1 H=16 D=128: our gradients against FLA 0.6.0's."""
