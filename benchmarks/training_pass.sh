@@ -6,12 +6,12 @@
 # the GPU loss-kernel tests. Seven files land in $OUT (the device returns at most 8).
 set -u
 R=$OUT
-T_SWEEP=${T_SWEEP:-140}; T_DDP=${T_DDP:-60}; T_RUN=${T_RUN:-45}; T_TEST=${T_TEST:-25}
+T_SWEEP=${T_SWEEP:-150}; T_DDP=${T_DDP:-60}; T_RUN=${T_RUN:-45}; T_TEST=${T_TEST:-25}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; nvidia-smi topo -m
   python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
   echo "commit ${GONI_GIT_COMMIT:-unknown}"; } > "$R/env.txt" 2>&1
-BACKENDS="gpt2 transformer-rope gla retnet gated-deltanet deltanet rwkv6 rwkv7 mamba2 groundthink lstm gru"
+BACKENDS=${BACKENDS:-gpt2 gla retnet gated-deltanet deltanet rwkv6 rwkv7 mamba2 groundthink lstm gru}
 bench() { timeout -s INT -k 10 "$1" python3 benchmarks/training.py "${@:2}"; }
 bench "$T_SWEEP" --device cuda:0 --modes eager --backends $BACKENDS \
     --points 8M:1024 8M:4096 125M:1024 30M:1024 30M:4096 --warmup 2 --steps 8 --budget-s $((T_SWEEP - 40)) \
