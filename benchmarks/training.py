@@ -30,6 +30,7 @@ import argparse
 import datetime as dt
 import gc
 import json
+import math
 import os
 import platform
 import subprocess
@@ -132,6 +133,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.device = "cpu" if args.cpu_smoke else args.device
+        if self.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.device))  # the kernels launch on the current device
         self.deadline = time.monotonic() + args.budget_s if args.budget_s else float("inf")
         self.rank0 = int(os.environ.get("RANK", "0")) == 0
         self.meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -197,6 +200,7 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
                 "compile_s_estimate": max(0.0, res.first_step_seconds - args.warmup * step_s),
                 "compiled": res.compiled, "compile_error": res.compile_error,
                 "loss_first": res.losses[0], "loss_last": res.losses[-1], "losses": res.losses,
+                "diverged_at": next((i for i, v in enumerate(res.losses) if not math.isfinite(v)), None),
                 "peak_mem_bytes": torch.cuda.max_memory_allocated(b.device) if b.device.startswith("cuda") else 0,
                 "world_size": res.world_size})
     except Exception as exc:  # noqa: BLE001 - a failure is a row; the run goes on
@@ -259,6 +263,8 @@ def render(paths: list[Path]) -> str:
         ref = best.get(("gpt2", r["size"], r["seq"]))
         ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}" if ref else "-"
         mode = r["mode"] if r["mode"] != "compiled" or r.get("compiled") else "compiled, fell back to eager"
+        if r.get("diverged_at") is not None:
+            mode += f" (loss NaN at step {r['diverged_at']})"
         lines.append(f"| {r['backend']} | {r['size']} | {r['seq']} | {mode} | {r['tokens_per_s']:,.0f} | "
                      f"{100 * r['mfu']:.1f}% | {ratio} | {r['first_steps_s']:.1f} | "
                      f"{r['peak_mem_bytes'] / 2**30:.1f} |")

@@ -223,11 +223,21 @@ class _Readback:
 
 
 def run_loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, device: torch.device,
-             rank: int = 0, world: int = 1, tokens_per_step: int | None = None,
-             check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
-             eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
-             log_every: int = 16, untimed_steps: int = 1) -> TrainResult:
-    """The loop itself, for one process of ``world`` (see :func:`train` for the arguments).
+             **kw: Any) -> TrainResult:
+    """The loop for one process of ``world``, with ``device`` as the current CUDA device: Triton
+    launches on the current device, so a run on cuda:1 from a process whose current device is
+    cuda:0 would fail (or read across NVLink). See :func:`_loop`."""
+    guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with guard:
+        return _loop(model, batch_fn, steps, cfg, device=device, **kw)
+
+
+def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, device: torch.device,
+          rank: int = 0, world: int = 1, tokens_per_step: int | None = None,
+          check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
+          eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
+          log_every: int = 16, untimed_steps: int = 1) -> TrainResult:
+    """The loop itself (see :func:`train` for the arguments).
 
     Rank ``r`` of ``world`` trains on rows ``[r*B/world, (r+1)*B/world)`` of each global batch; the
     summed loss is scaled by ``world / scored targets of the global batch`` so that DDP's gradient
@@ -395,6 +405,12 @@ def evaluate_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tens
     """Token-weighted mean cross-entropy over ``batches`` (IGNORE_INDEX targets skipped).
     ``device`` defaults to the model's."""
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        return _evaluate(model, batches, dev, autocast)
+
+
+def _evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], dev: torch.device,
+              autocast: bool | None) -> float:
     model.eval()
     scorer = LossModule(model)
     total = torch.zeros((), dtype=torch.float64, device=dev)

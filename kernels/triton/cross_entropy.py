@@ -10,6 +10,8 @@ six float32 passes in torch. Reference: ``pytest_goni.losses._chunk_loss_and_gra
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -53,6 +55,9 @@ def ce_rows_(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, wri
         raise ValueError("ce_rows_ needs logits whose rows are contiguous")
     losses = torch.empty(n, device=logits.device, dtype=torch.float32)
     blk = min(block, triton.next_power_of_2(vocab))
-    _ce_rows[(n,)](logits, logits.stride(0), targets, losses, vocab, ignore_index, BLOCK=blk,
-                   WRITE_GRAD=write_grad, num_warps=8 if blk >= 2048 else 4)
+    with torch.cuda.device(logits.device) if logits.is_cuda else contextlib.nullcontext():
+        # Triton launches on the current device: make it the logits' (a run on cuda:1 from a
+        # process whose current device is cuda:0 failed with "cannot be accessed from Triton")
+        _ce_rows[(n,)](logits, logits.stride(0), targets, losses, vocab, ignore_index, BLOCK=blk,
+                       WRITE_GRAD=write_grad, num_warps=8 if blk >= 2048 else 4)
     return losses
