@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .status import JUDGED, SKIP
+
 BASELINE_DIR = Path(".goni") / "baselines"
 BASELINE_VERSION = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -167,7 +169,7 @@ def save_baseline(root: Path, name: str, results: dict[str, Any]) -> Path:
     for spec in results.get("specs", []):
         meas = spec.get("measurements", {})
         for r in spec.get("gates", []):
-            if not _finite(r.get("value")) or r.get("status") not in ("PASS", "FAIL", "INVALID", "SKIP"):
+            if not _finite(r.get("value")) or r.get("status") not in (*JUDGED, SKIP):
                 continue
             evidence = {p: ev for p, ev in (r.get("evidence") or {}).items() if isinstance(ev, dict) and "unit" in ev}
             behind = sorted({p.split(".", 1)[0] for p in evidence})

@@ -1,22 +1,21 @@
-"""Judging one gate of a spec into a result record: thresholds and significance through
+"""Judging one gate of a spec into a :class:`GateResult`: thresholds and significance through
 judge.py, checklists from their evidence gates, skips and measurement failures with reasons."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .gate_result import GateResult
 from .runner import Runner
 from .spec import GateSpec, Spec
-
-#: Statuses a gate result may have. ERROR: a measurement behind it failed (no verdict possible).
-STATUSES = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
+from .status import ERROR, FAIL, INVALID, PASS, SKIP
 
 
 class GateFailed(Exception):
-    """Raised by a gate item whose result is not PASS; carries the result record."""
+    """Raised by a gate item whose result is not PASS; carries the result."""
 
-    def __init__(self, result: dict[str, Any]):
-        super().__init__(f"{result['status']}: {result.get('reason', '')}")
+    def __init__(self, result: GateResult):
+        super().__init__(f"{result.status}: {result.reason}")
         self.result = result
 
 
@@ -43,32 +42,30 @@ def skip_reason(spec: Spec, gate: GateSpec, device: str, baseline_given: bool = 
 
 
 class GateRun:
-    """Judges gates of one spec on one runner, caching results so checklists reuse them."""
+    """Judges the gates of one spec on one runner, keeping each result so checklists (and the
+    report hooks) reuse it. The session holds one per spec."""
 
     def __init__(self, runner: Runner, spec: Spec):
         self.runner, self.spec = runner, spec
         self.by_id = {g.id: g for g in spec.gates}
+        self.results: dict[str, GateResult] = {}
 
-    def base(self, gate: GateSpec) -> dict[str, Any]:
-        return {
-            "spec": self.spec.id, "gate": gate.id, "file": self.spec.display_path, "line": gate.mark.line,
-            "severity": gate.severity, "why": gate.raw.get("why", ""), "kind": gate.raw.get("kind", "threshold"),
-            "value": None, "display": "", "expect": str(gate.raw.get("expect", "")), "margin": None,
-            "interval": None, "reason": "", "evidence": {}, "yaml": self.spec.gate_yaml(gate),
-        }
+    def base(self, gate: GateSpec) -> GateResult:
+        """The gate's record before a verdict: where it is, what it expects."""
+        return GateResult(
+            spec=self.spec.id, gate=gate.id, file=self.spec.display_path, line=gate.mark.line, status=SKIP,
+            severity=gate.severity, why=gate.raw.get("why", ""), kind=gate.raw.get("kind", "threshold"),
+            expect=str(gate.raw.get("expect", "")), yaml=self.spec.gate_yaml(gate))
 
-    def skipped(self, gate: GateSpec, reason: str) -> dict[str, Any]:
-        return {**self.base(gate), "status": "SKIP", "reason": reason}
+    def skipped(self, gate: GateSpec, reason: str) -> GateResult:
+        return self.base(gate).with_status(SKIP, reason)
 
-    def judge(self, gate: GateSpec) -> dict[str, Any]:
-        key = (str(self.spec.path), gate.id)
-        cached = self.runner.verdicts.get(key)
-        if cached is None:
-            cached = self._judge(gate)
-            self.runner.verdicts[key] = cached
-        return cached
+    def judge(self, gate: GateSpec) -> GateResult:
+        if gate.id not in self.results:
+            self.results[gate.id] = self._judge(gate)
+        return self.results[gate.id]
 
-    def _judge(self, gate: GateSpec) -> dict[str, Any]:
+    def _judge(self, gate: GateSpec) -> GateResult:
         given = self.runner.baseline is not None or self.runner.saving
         reason = skip_reason(self.spec, gate, self.runner.device, given)
         if reason:
@@ -77,20 +74,15 @@ class GateRun:
             return self._checklist(gate)
         metrics, failures = self.runner.gate_metrics(self.spec, gate)
         if failures:
-            return {**self.base(gate), "status": "ERROR", "reason": "; ".join(failures)}
+            return self.base(gate).with_status(ERROR, "; ".join(failures))
         entry = self.runner.baseline.get((self.spec.id, gate.id)) if self.runner.baseline else None
         verdict = gate.compiled.judge(metrics, baseline=entry.value if entry else None)
-        out = {
-            **self.base(gate), "status": verdict.status, "value": verdict.value, "display": verdict.display,
-            "expect": verdict.expect, "margin": verdict.margin,
-            "interval": list(verdict.interval) if verdict.interval else None, "reason": verdict.reason,
-            "evidence": verdict.evidence, "details": verdict.to_json()["details"],
-        }
+        out = self.base(gate).with_verdict(verdict)
         if compares_with_baseline(gate) and self.runner.baseline is None:  # measured for --goni-save only
-            return {**out, "status": "SKIP", "reason": "no baseline to compare with yet (--goni-compare NAME); "
-                                                       "this run's value is saved"}
+            return out.with_status(SKIP, "no baseline to compare with yet (--goni-compare NAME); "
+                                         "this run's value is saved")
         problem = self._baseline_problem(gate, entry, verdict.evidence) if compares_with_baseline(gate) else None
-        return {**out, "status": "INVALID", "reason": problem} if problem else out
+        return out.with_status(INVALID, problem) if problem else out
 
     def _baseline_problem(self, gate: GateSpec, entry: Any, evidence: dict[str, Any]) -> str | None:
         """Why the stored baseline cannot be compared with this gate's value (or None)."""
@@ -105,23 +97,24 @@ class GateRun:
         return incompatible(entry, profile=self.spec.profile, config_hash=measurement_hash(measured), units=units,
                             device=device_name(self.runner.device), name=base.name)
 
-    def _checklist(self, gate: GateSpec) -> dict[str, Any]:
+    def _checklist(self, gate: GateSpec) -> GateResult:
         parts = {ref: self.judge(self.by_id[ref]) for ref in gate.of}
-        ran = {ref: r for ref, r in parts.items() if r["status"] != "SKIP"}
-        passed = [ref for ref, r in ran.items() if r["status"] == "PASS"]
-        lines = [f"{ref}: {r['status']}" + (f" ({r['reason']})" if r["status"] != "PASS" and r["reason"] else "")
+        ran = {ref: r for ref, r in parts.items() if r.status != SKIP}
+        passed = [ref for ref, r in ran.items() if r.passed]
+        lines = [f"{ref}: {r.status}" + (f" ({r.reason})" if not r.passed and r.reason else "")
                  for ref, r in parts.items()]
-        out = {**self.base(gate), "expect": f"all of {', '.join(gate.of)} pass",
-               "display": f"{len(passed)}/{len(ran)} evidence gates pass"
-                          + (f", {len(parts) - len(ran)} skipped" if len(ran) < len(parts) else ""),
-               "evidence": {ref: {"status": r["status"], "display": r["display"]} for ref, r in parts.items()},
-               "value": float(len(passed)), "reason": "; ".join(lines)}
+        out = self.base(gate).with_status(
+            SKIP, "; ".join(lines), expect=f"all of {', '.join(gate.of)} pass",
+            display=f"{len(passed)}/{len(ran)} evidence gates pass"
+                    + (f", {len(parts) - len(ran)} skipped" if len(ran) < len(parts) else ""),
+            evidence={ref: {"status": r.status, "display": r.display} for ref, r in parts.items()},
+            value=float(len(passed)))
         if not ran:
-            return {**out, "status": "SKIP", "reason": "every evidence gate was skipped: " + "; ".join(lines)}
-        statuses = {r["status"] for r in ran.values()}
-        if statuses == {"PASS"}:
-            return {**out, "status": "PASS"}
-        return {**out, "status": "FAIL" if statuses & {"FAIL", "ERROR"} else "INVALID"}
+            return out.with_status(SKIP, "every evidence gate was skipped: " + "; ".join(lines))
+        statuses = {r.status for r in ran.values()}
+        if statuses == {PASS}:
+            return out.with_status(PASS, out.reason)
+        return out.with_status(FAIL if statuses & {FAIL, ERROR} else INVALID, out.reason)
 
     def measurements_behind(self, gate: GateSpec) -> set[str]:
         """Measurements a gate reads, through its checklist evidence too."""

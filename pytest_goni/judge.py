@@ -29,9 +29,9 @@ from pytest_goni import stats
 from pytest_goni.expect import Expectation, ExpectError, parse_expect
 from pytest_goni.expr import EvalError, Expr, ExprError, parse
 from pytest_goni.stats import MIN_SAMPLES_FOR_INTERVAL, STATISTICS, Metric
+from pytest_goni.status import FAIL, INVALID, PASS
 from pytest_goni.units import Dim, UnitError, format_quantity, unit_exact, unit_for
 
-PASS, FAIL, INVALID = "PASS", "FAIL", "INVALID"
 N_BOOT = 2000
 DISPLAY_CONFIDENCE = 0.95  # the interval shown when a gate does not ask for one
 _BOOT_BLOCK = 2_000_000    # resampled values held at once per metric
@@ -65,28 +65,6 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return self.status == PASS
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-safe copy (non-finite floats become strings, as in Metric.to_json)."""
-        return _json_safe({
-            "status": self.status, "value": self.value, "display": self.display,
-            "expect": self.expect, "margin": self.margin,
-            "interval": list(self.interval) if self.interval is not None else None,
-            "reason": self.reason, "evidence": self.evidence, "details": self.details,
-        })
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (bool, str, int)) or x is None:
-        return x
-    if isinstance(x, (float, np.floating, np.integer)):
-        f = float(x)
-        return f if math.isfinite(f) else str(f)
-    return str(x)
 
 
 # --------------------------------------------------------------------------------------------

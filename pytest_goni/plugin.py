@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from .gate_result import GateResult
 from .gates import GateFailed, GateRun, skip_reason
-from .registry import REGISTRIES, load_builtins
+from .registry import REGISTRIES, RegistryClash, load_builtins
 from .runner import Runner, cuda_usable
 from .scheduling import DIST_CHOICES
 from .spec import GateSpec, Problem, Spec, SpecError, load_spec
+from .status import SKIP
 
 STATE_KEY = pytest.StashKey["GoniState"]()
 
@@ -80,12 +82,14 @@ class GoniState:
         self.report_dir = Path(report).resolve() if report else None
         self._runner: Runner | None = None
         self.baseline: Any = None  # baselines.Baseline (--goni-compare)
-        self.results: list[dict[str, Any]] = []          # one per gate report (controller)
+        self.gate_runs: dict[str, GateRun] = {}          # spec path -> its gates' results (this process)
+        self.results: list[GateResult] = []              # one per gate report (controller)
         self.measurements: dict[str, dict[str, Any]] = {}  # spec id -> name -> result json
         self.specs: dict[str, dict[str, Any]] = {}        # spec id -> header info
         self.spec_errors: list[tuple[str, str]] = []      # (file, message)
         self.spec_ids: dict[str, str] = {}                # spec id -> the file that has it
         self.own_spec_markers: set[str] = set()           # spec ids registered as markers by us
+        self.builtins: tuple[dict[str, Any], ...] | None = None  # registries before this session's plugins
 
     @property
     def runner(self) -> Runner:
@@ -93,6 +97,13 @@ class GoniState:
             self._runner = Runner(self.report_dir, self.baseline)
             self._runner.saving = bool(self.config.getoption("goni_save"))
         return self._runner
+
+    def gates(self, spec: Spec) -> GateRun:
+        """The judge of this spec's gates, one per spec, holding each gate's result once judged."""
+        key = str(spec.path)
+        if key not in self.gate_runs:
+            self.gate_runs[key] = GateRun(self.runner, spec)
+        return self.gate_runs[key]
 
 
 def _expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:
@@ -140,7 +151,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(ResultCollector(state), "goni-results")
     load_builtins()
-    config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
+    state.builtins = REGISTRIES.snapshot()
+    try:
+        config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
+    except RegistryClash as exc:
+        raise pytest.UsageError(f"pytest_goni_register: {exc}") from None
     # A bad spec is a collection error of that spec only: every other spec still runs.
     config.option.continue_on_collection_errors = True
     if config.pluginmanager.hasplugin("html"):
@@ -190,6 +205,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from .progress import uninstall
 
     uninstall()
+    state = _state(config)
+    if state is not None and state.builtins is not None:
+        REGISTRIES.restore(state.builtins)  # this session's plugin registrations end with it
 
 
 def _state(config: pytest.Config) -> GoniState | None:
@@ -282,7 +300,7 @@ class GateItem(pytest.Item):
     def __init__(self, *, spec: Spec, gate: GateSpec, **kwargs: Any):
         super().__init__(**kwargs)
         self.spec, self.gate = spec, gate
-        self.goni_result: dict[str, Any] | None = None
+        self.goni_result: GateResult | None = None
         self.goni_measurements: dict[str, Any] = {}
         self.add_marker("goni")
         self.add_marker(spec.id)
@@ -292,27 +310,27 @@ class GateItem(pytest.Item):
             self.add_marker("gpu")
 
     def setup(self) -> None:
-        runner = _run_state(self.config).runner
+        gates = _run_state(self.config).gates(self.spec)
+        runner = gates.runner
         reason = skip_reason(self.spec, self.gate, runner.device, runner.baseline is not None or runner.saving)
         if reason:
-            self.goni_result = GateRun(_run_state(self.config).runner, self.spec).skipped(self.gate, reason)
+            self.goni_result = gates.skipped(self.gate, reason)
             pytest.skip(reason)
 
     def runtest(self) -> None:
-        run = GateRun(_run_state(self.config).runner, self.spec)
-        self.goni_result = run.judge(self.gate)
-        self.goni_measurements = run.runner.ship(self.spec, run.measurements_behind(self.gate))
-        r = self.goni_result
+        gates = _run_state(self.config).gates(self.spec)
+        r = self.goni_result = gates.judge(self.gate)
+        self.goni_measurements = gates.runner.ship(self.spec, gates.measurements_behind(self.gate))
         for key in ("status", "display", "expect", "margin", "reason"):
-            if r.get(key) not in (None, ""):
-                self.user_properties.append((f"goni_{key}", r[key]))
-        if r.get("value") is not None:
-            self.user_properties.append(("goni_value", r["value"]))
-        if r["status"] == "SKIP":  # measured for a --goni-save, with nothing to compare with yet
-            pytest.skip(r["reason"])
-        if r["status"] != "PASS":
+            if getattr(r, key) not in (None, ""):
+                self.user_properties.append((f"goni_{key}", getattr(r, key)))
+        if r.value is not None:
+            self.user_properties.append(("goni_value", r.value))
+        if r.status == SKIP:  # measured for a --goni-save, with nothing to compare with yet
+            pytest.skip(r.reason)
+        if not r.passed:
             if self.gate.severity == "info":  # informational: shown in the report, never fails the run
-                pytest.xfail(f"info gate {r['status']}: {r.get('reason', '')}")
+                pytest.xfail(f"info gate {r.status}: {r.reason}")
             raise GateFailed(r)
 
     def repr_failure(self, excinfo, style=None):  # type: ignore[no-untyped-def]
@@ -339,10 +357,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         return report
     if report.skipped and item.goni_result is None:  # skipped by a marker or another plugin
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.goni_result = GateRun(_run_state(item.config).runner, item.spec).skipped(
-            item.gate, reason.removeprefix("Skipped: "))
+        item.goni_result = _run_state(item.config).gates(item.spec).skipped(item.gate,
+                                                                            reason.removeprefix("Skipped: "))
     if item.goni_result is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
-        report.goni = item.goni_result
+        report.goni = item.goni_result.to_dict()
         report.goni_measurements = item.goni_measurements
         report.goni_spec = _spec_header(item.spec)
     return report
@@ -388,9 +406,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     save = session.config.getoption("goni_save")
     if save:
         from .baselines import save_baseline
-        from .report.results import build_results, clean_json
+        from .jsonsafe import json_safe
+        from .report.results import build_results
 
-        results = clean_json(build_results(state, env))
+        results = json_safe(build_results(state, env))
         written.append(f"baseline saved to {save_baseline(session.config.rootpath, save, results)}")
     for line in written:
         if tr is not None:

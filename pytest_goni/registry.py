@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -29,6 +31,30 @@ class UnknownName(LookupError):
     """A spec named something no registry holds; the message lists what is known."""
 
 
+class RegistryClash(ValueError):
+    """Two pieces of code register the same name; the message names both places (file:line)."""
+
+
+def origin_of(obj: Any) -> str:
+    """``file:line`` where ``obj`` (a function, class or callable) is defined, for messages."""
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        path, line = code.co_filename, code.co_firstlineno
+    else:
+        try:
+            path = inspect.getsourcefile(obj) or "?"
+            line = inspect.getsourcelines(obj)[1]
+        except (TypeError, OSError):
+            return getattr(obj, "__module__", None) or repr(obj)
+    try:
+        rel = os.path.relpath(path)
+        path = path if rel.startswith("..") else rel
+    except ValueError:
+        pass
+    return f"{path}:{line}"
+
+
 @dataclass
 class MeasurementKind:
     """A measurement kind: code that turns validated params into named metrics.
@@ -46,6 +72,7 @@ class MeasurementKind:
     requires_cuda: bool = False
     default_timeout_s: float = 900.0
     doc: str = ""
+    origin: str = ""         # file:line of func
 
 
 @dataclass
@@ -55,6 +82,7 @@ class Backend:
     name: str
     factory: Callable[..., Any]
     doc: str = ""
+    origin: str = ""         # file:line of factory
 
 
 @dataclass
@@ -73,6 +101,7 @@ class Op:
     bytes: Callable[[dict[str, Any]], float]
     requires_cuda: bool = False
     doc: str = ""
+    origin: str = ""         # file:line of fn
 
 
 class Registry(dict):
@@ -83,10 +112,19 @@ class Registry(dict):
         self.what = what
 
     def add(self, entry: Any, *, replace: bool = False) -> Any:
-        if entry.name in self and not replace and self[entry.name] is not entry:
-            raise ValueError(f"{self.what} {entry.name!r} is already registered")
+        """Register ``entry`` under its name. Another entry of that name is a
+        :class:`RegistryClash` naming both origins, unless ``replace`` is asked; the same code
+        registering again (a module or conftest.py imported anew) replaces it silently."""
+        old = self.get(entry.name)
+        if old is not None and not replace and old is not entry and old.origin != entry.origin:
+            raise RegistryClash(f"{self.what} {entry.name!r} is registered twice: at {old.origin} and at "
+                                f"{entry.origin} (rename one, or pass replace=True to replace it)")
         self[entry.name] = entry
         return entry
+
+    def origin(self, name: str) -> str:
+        """Where this name's code is: ``file:line``."""
+        return self.get_or_explain(name).origin
 
     def get_or_explain(self, name: str) -> Any:
         if name in self:
@@ -117,38 +155,51 @@ class Registries:
         metrics: Callable[[dict[str, Any]], dict[str, str]],
         requires_cuda: bool = False,
         default_timeout_s: float = 900.0,
+        replace: bool = False,
     ) -> Callable:
-        """Decorator registering ``func(ctx, params) -> dict[str, Metric]`` as a kind."""
+        """Decorator registering ``func(ctx, params) -> dict[str, Metric]`` as a kind.
+        ``replace=True`` replaces a kind of that name (else a clash is an error)."""
 
         def deco(func: Callable) -> Callable:
             self.kinds.add(
                 MeasurementKind(name, func, schema, metrics, requires_cuda, default_timeout_s,
-                                (func.__doc__ or "").strip()),
-                replace=True,
+                                (func.__doc__ or "").strip(), origin_of(func)),
+                replace=replace,
             )
             return func
 
         return deco
 
-    def backend(self, name: str) -> Callable:
+    def backend(self, name: str, *, replace: bool = False) -> Callable:
         """Decorator registering ``factory(**config) -> nn.Module`` as a model backend."""
 
         def deco(factory: Callable) -> Callable:
-            self.backends.add(Backend(name, factory, (factory.__doc__ or "").strip()), replace=True)
+            self.backends.add(Backend(name, factory, (factory.__doc__ or "").strip(), origin_of(factory)),
+                              replace=replace)
             return factory
 
         return deco
 
     def op(self, name: str, *, make_inputs: Callable, flops: Callable, bytes: Callable,
-           requires_cuda: bool = False) -> Callable:
+           requires_cuda: bool = False, replace: bool = False) -> Callable:
         """Decorator registering ``fn(*inputs)`` as a benchmarkable op."""
 
         def deco(fn: Callable) -> Callable:
             self.ops.add(Op(name, fn, make_inputs, flops, bytes, requires_cuda,
-                            (fn.__doc__ or "").strip()), replace=True)
+                            (fn.__doc__ or "").strip(), origin_of(fn)), replace=replace)
             return fn
 
         return deco
+
+    def snapshot(self) -> tuple[dict[str, Any], ...]:
+        """The current entries, to :meth:`restore` when a pytest session ends (its plugins'
+        registrations go with it, so an in-process run does not see the previous one's)."""
+        return tuple(dict(r) for r in (self.kinds, self.backends, self.ops))
+
+    def restore(self, snapshot: tuple[dict[str, Any], ...]) -> None:
+        for registry, entries in zip((self.kinds, self.backends, self.ops), snapshot):
+            registry.clear()
+            registry.update(entries)
 
 
 #: The process-wide registries. Built-ins and plugins all register here.

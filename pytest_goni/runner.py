@@ -103,7 +103,7 @@ def deadline_alarm(seconds: float) -> Iterator[None]:
 
 
 class Runner:
-    """Measurement cache and gate judging for one process."""
+    """Measurement cache for one process: each measurement of a spec runs once."""
 
     def __init__(self, artifact_dir: Path | None = None, baseline: Any = None):
         self.device = worker_device()
@@ -111,7 +111,6 @@ class Runner:
         self.saving = False       # --goni-save: baseline gates are measured even with nothing to compare
         self.artifact_dir = artifact_dir or Path(tempfile.mkdtemp(prefix="goni-artifacts-"))
         self.results: dict[tuple[str, str], MeasurementResult] = {}
-        self.verdicts: dict[tuple[str, str], dict[str, Any]] = {}
         self.shipped: set[tuple[str, str]] = set()
         if self.device.startswith("cuda"):
             import torch

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .jsonsafe import json_safe
+
 STATISTICS = ("median", "mean", "min", "max", "p50", "p90", "p99", "std", "iqr", "last", "count")
 
 #: The fewest samples a confidence interval is computed from; fewer makes the verdict INVALID.
@@ -52,17 +54,9 @@ class Metric:
         return describe(self.samples)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit,
-            "samples": [_json_float(s) for s in self.samples],
-            "summary": {k: _json_float(v) for k, v in self.summary().items()},
-            "note": self.note,
-            "meta": self.meta,
-        }
-
-
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)
+        """Every sample and the summary, as standard JSON (non-finite floats as text)."""
+        return json_safe({"unit": self.unit, "samples": self.samples, "summary": self.summary(),
+                          "note": self.note, "meta": self.meta})
 
 
 def summarize(samples: Sequence[float], stat: str = "median") -> float:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from ..gate_result import GateResult
+
 
 class ResultCollector:
     """Gathers gate results from test reports, so the controller sees every worker's results."""
@@ -19,7 +21,7 @@ class ResultCollector:
             return
         spec = report.goni_spec
         self.state.specs.setdefault(spec["id"], spec)
-        self.state.results.append(goni)
+        self.state.results.append(GateResult.from_dict(goni))
         self.state.measurements.setdefault(spec["id"], {}).update(report.goni_measurements or {})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:

@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..status import STATUSES
 from .reading import readable, threshold_of
 
 STATUS_COLOR = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INVALID": "#9a6700", "ERROR": "#cf222e", "SKIP": "#6e7781"}
-ORDER = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#1f2328;
@@ -200,7 +200,7 @@ def _measurement_table(spec: dict[str, Any]) -> str:
 
 
 def _counts(gates: list[dict[str, Any]]) -> str:
-    n = {s: sum(g.get("status") == s for g in gates) for s in ORDER}
+    n = {s: sum(g.get("status") == s for g in gates) for s in STATUSES}
     return "".join(f"<span style='color:{STATUS_COLOR[s]}'>{c} {s}</span>" for s, c in n.items() if c)
 
 

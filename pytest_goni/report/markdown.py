@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..status import STATUSES
 from .reading import direction, readable
 
-ORDER = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INVALID": "⚠️ INVALID", "ERROR": "💥 ERROR", "SKIP": "⏭️ SKIP"}
 
 
@@ -46,7 +46,7 @@ def _unit_of(gate: dict[str, Any]) -> str | None:
 def render_markdown(results: dict[str, Any]) -> str:
     env = results.get("environment", {})
     gates = [g for s in results.get("specs", []) for g in s.get("gates", [])]
-    counts = ", ".join(f"{sum(g['status'] == s for g in gates)} {s}" for s in ORDER
+    counts = ", ".join(f"{sum(g['status'] == s for g in gates)} {s}" for s in STATUSES
                        if any(g["status"] == s for g in gates))
     lines = ["## pytest-goni", "",
              f"{counts or 'no gates'} · {env.get('device', '')} · commit `{(env.get('git_commit') or '?')[:12]}`", ""]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ..gate_result import GateResult
 from .html import gate_chart
 from .terminal import failure_text
 
@@ -37,7 +38,7 @@ class PytestHtmlFeed:
         chart = gate_chart(goni)
         if chart:
             out.append(extras.html(chart))
-        out.append(extras.text(failure_text(goni), name=f"gate {goni['gate']}"))
+        out.append(extras.text(failure_text(GateResult.from_dict(goni)), name=f"gate {goni['gate']}"))
         for meas in (getattr(report, "goni_measurements", None) or {}).values():
             for art in meas.get("artifacts", []):
                 p = Path(art)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import platform
 import socket
@@ -12,6 +11,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import json_safe
+from ..status import STATUSES
 
 GONI_RESULTS_VERSION = 1
 
@@ -61,24 +63,13 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def clean_json(x: Any) -> Any:
-    """JSON has no NaN/inf: write them as strings so the file stays standard."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {str(k): clean_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean_json(v) for v in x]
-    return x
-
-
 def build_results(state: Any, env: dict[str, Any]) -> dict[str, Any]:
     specs = []
     for spec_id, header in state.specs.items():
-        gates = sorted((r for r in state.results if r["spec"] == spec_id), key=lambda r: r["line"])
-        specs.append({**header, "gates": gates, "measurements": state.measurements.get(spec_id, {}),
-                      "counts": {s: sum(g["status"] == s for g in gates)
-                                 for s in ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")}})
+        gates = sorted((r for r in state.results if r.spec == spec_id), key=lambda r: r.line)
+        specs.append({**header, "gates": [g.to_json() for g in gates],
+                      "measurements": state.measurements.get(spec_id, {}),
+                      "counts": {s: sum(g.status == s for g in gates) for s in STATUSES}})
     return {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
             "spec_errors": [{"file": f, "message": m} for f, m in state.spec_errors]}
 
@@ -87,7 +78,7 @@ def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat record per gate (date, device, versions, config hash): the jsonl committed
     under benchmarks/results/ for results quoted elsewhere."""
     env = results["environment"]
-    keep = ("spec", "gate", "status", "value", "display", "expect", "margin", "interval", "reason")
+    keep = ("spec", "gate", "status", "value", "display", "expect", "margin", "interval", "reason", "details")
     return [{"date": env["date"], "device": env["device"], "versions": env["versions"], "cuda": env.get("cuda"),
              "git_commit": env.get("git_commit"), "profile": spec["profile"], "config_hash": spec["config_hash"],
              "file": spec["file"], **{k: g.get(k) for k in keep}}
@@ -110,7 +101,7 @@ def _relative_artifacts(results: dict[str, Any], folder: Path) -> None:
 def write_results(state: Any, env: dict[str, Any]) -> Path:
     """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
     state.report_dir.mkdir(parents=True, exist_ok=True)
-    results = clean_json(build_results(state, env))
+    results = json_safe(build_results(state, env))
     _relative_artifacts(results, state.report_dir)
     path = state.report_dir / "results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
@@ -136,6 +127,6 @@ def write_reports(state: Any, env: dict[str, Any]) -> list[str]:
     else:
         if not os.environ.get("GITHUB_STEP_SUMMARY") or not state.results:
             return lines
-        md = write_markdown(clean_json(build_results(state, env)), None)
+        md = write_markdown(json_safe(build_results(state, env)), None)
     lines += [f"summary appended to {p}" for p in md if str(p) == os.environ.get("GITHUB_STEP_SUMMARY")]
     return lines

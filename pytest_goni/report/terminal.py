@@ -11,9 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-STYLE = {"PASS": "bold green", "FAIL": "bold red", "INVALID": "bold yellow", "ERROR": "bold red",
-         "SKIP": "dim"}
-ORDER = ("PASS", "FAIL", "INVALID", "ERROR", "SKIP")
+from ..gate_result import GateResult
+from ..status import ERROR, FAIL, INVALID, NOT_PASSED, PASS, SKIP, STATUSES
+
+STYLE = {PASS: "bold green", FAIL: "bold red", INVALID: "bold yellow", ERROR: "bold red", SKIP: "dim"}
 
 
 def _console(tr: Any) -> tuple[Console, io.StringIO]:
@@ -33,8 +34,8 @@ def _margin(m: float | None) -> str:
     return "" if m is None else f"{m:+.1%}"
 
 
-def spec_table(spec: dict[str, Any], results: list[dict[str, Any]]) -> Table:
-    counts = {s: sum(r["status"] == s for r in results) for s in ORDER}
+def spec_table(results: list[GateResult]) -> Table:
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     caption = "  ".join(f"{n} {s}" for s, n in counts.items() if n)
     table = Table(caption=caption, box=box.SIMPLE_HEAVY, expand=False)
     table.add_column("gate", no_wrap=True)
@@ -42,35 +43,35 @@ def spec_table(spec: dict[str, Any], results: list[dict[str, Any]]) -> Table:
     table.add_column("expect", overflow="fold")
     table.add_column("margin", justify="right")
     table.add_column("verdict")
-    for r in sorted(results, key=lambda r: r["line"]):
-        gate = r["gate"] + (" (red-line)" if r.get("severity") == "red-line" else "")
-        value = r["display"] or ("—" if r["status"] in ("ERROR", "SKIP") else "")
-        table.add_row(gate, value, r["expect"], _margin(r.get("margin")), Text(r["status"], style=STYLE[r["status"]]))
+    for r in sorted(results, key=lambda r: r.line):
+        gate = r.gate + (" (red-line)" if r.severity == "red-line" else "")
+        value = r.display or ("—" if r.status in (ERROR, SKIP) else "")
+        table.add_row(gate, value, r.expect, _margin(r.margin), Text(r.status, style=STYLE[r.status]))
     return table
 
 
-def failure_text(r: dict[str, Any]) -> str:
+def failure_text(r: GateResult) -> str:
     """What a failed gate says: what, where, by how much, and why (plain text, for FAILURES)."""
-    lines = [f"{r['status']}: gate {r['spec']}::{r['gate']} at {r['file']}:{r['line']}"
-             + (f"  [severity {r['severity']}]" if r.get("severity") != "normal" else "")]
-    if r.get("display"):
-        lines.append(f"  measured  {r['display']}")
-    lines.append(f"  expected  {r['expect']}")
-    if r.get("margin") is not None:
-        lines.append(f"  margin    {_margin(r['margin'])}")
-    if r.get("reason"):
-        lines.append(f"  reason    {r['reason']}")
-    if r.get("why"):
-        lines.append(f"  why       {r['why']}")
-    for path, ev in (r.get("evidence") or {}).items():
+    lines = [f"{r.status}: gate {r.spec}::{r.gate} at {r.file}:{r.line}"
+             + (f"  [severity {r.severity}]" if r.severity != "normal" else "")]
+    if r.display:
+        lines.append(f"  measured  {r.display}")
+    lines.append(f"  expected  {r.expect}")
+    if r.margin is not None:
+        lines.append(f"  margin    {_margin(r.margin)}")
+    if r.reason:
+        lines.append(f"  reason    {r.reason}")
+    if r.why:
+        lines.append(f"  why       {r.why}")
+    for path, ev in r.evidence.items():
         if isinstance(ev, dict) and "summary" in ev:
             s = ev["summary"]
             lines.append(f"  evidence  {path}: {ev.get('display', ev.get('value'))} "
                          f"(n={int(s.get('count', 0))}, median {s.get('median'):.4g}, "
                          f"p90 {s.get('p90'):.4g}, iqr {s.get('iqr'):.3g})")
-    if r.get("yaml"):
+    if r.yaml:
         lines.append("  gate:")
-        lines.extend("    " + y for y in r["yaml"].splitlines())
+        lines.extend("    " + y for y in r.yaml.splitlines())
     return "\n".join(lines)
 
 
@@ -80,20 +81,20 @@ def print_summary(tr: Any, state: Any) -> None:
         return
     console, buf = _console(tr)
     console.rule("[bold]pytest-goni gates")
-    by_spec: dict[str, list[dict[str, Any]]] = {}
+    by_spec: dict[str, list[GateResult]] = {}
     for r in state.results:
-        by_spec.setdefault(r["spec"], []).append(r)
+        by_spec.setdefault(r.spec, []).append(r)
     for spec_id, results in by_spec.items():
         spec = state.specs[spec_id]
         console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}"))
         console.print(Text(f"{spec['file']}  profile {spec['profile']}  config {spec['config_hash']}"
                            + (f"  source {_short(spec['source'])}" if spec.get("source") else ""), style="dim"))
-        console.print(spec_table(spec, results))
-    for r in sorted(state.results, key=lambda r: (r["spec"], r["line"])):
-        if r["status"] in ("FAIL", "INVALID", "ERROR"):
+        console.print(spec_table(results))
+    for r in sorted(state.results, key=lambda r: (r.spec, r.line)):
+        if r.status in NOT_PASSED:
             body = Text(failure_text(r).partition("\n")[2])
-            console.print(Panel(body, title=f"{r['status']} {r['spec']}::{r['gate']}  ({r['file']}:{r['line']})",
-                                title_align="left", border_style=STYLE[r["status"]].split()[-1]))
+            console.print(Panel(body, title=f"{r.status} {r.spec}::{r.gate}  ({r.file}:{r.line})",
+                                title_align="left", border_style=STYLE[r.status].split()[-1]))
     for file, message in state.spec_errors:
         console.print(Panel(Text(message), title=f"spec error: {file}", title_align="left", border_style="red"))
     tr.write(buf.getvalue())

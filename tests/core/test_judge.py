@@ -7,18 +7,17 @@ import pytest
 from scipy import stats as sst
 
 from pytest_goni import stats
+from pytest_goni.gate_result import GateResult
 from pytest_goni.judge import (
-    FAIL,
     GATE_KINDS,
-    INVALID,
     N_BOOT,
-    PASS,
     GateSpecError,
     SignificanceGate,
     ThresholdGate,
     compile_gate,
 )
 from pytest_goni.stats import Metric
+from pytest_goni.status import FAIL, INVALID, PASS
 
 UNITS = {
     "speed.gla.latency": "ms",
@@ -498,12 +497,15 @@ def test_significance_with_units_displays_them():
     assert v.value == pytest.approx(-0.010)
 
 
-def test_verdicts_serialize_to_json():
+def test_gate_results_carry_the_whole_verdict_to_json():
     import json
 
+    where = GateResult(spec="s", gate="g", file="s.yaml", line=3, status="SKIP")
     v = gate(value="speed.gla.latency", expect="< 1 ms").judge(lat([math.nan], note="OOM at 65536"))
-    out = json.loads(json.dumps(v.to_json()))
+    out = json.loads(json.dumps(where.with_verdict(v).to_json(), allow_nan=False))
     assert out["status"] == FAIL and out["evidence"]["speed.gla.latency"]["value"] == "nan"
     v = sig(expect="a < b").judge(losses(A, B))
-    out = json.loads(json.dumps(v.to_json()))
+    out = json.loads(json.dumps(where.with_verdict(v).to_json(), allow_nan=False))
     assert out["details"]["test"] == "welch" and isinstance(out["interval"], list)
+    assert out["details"]["p"] == v.details["p"] and out["details"]["t"] == v.details["t"]
+    assert GateResult.from_dict(where.with_verdict(v).to_dict()) == where.with_verdict(v)

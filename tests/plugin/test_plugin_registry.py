@@ -44,3 +44,65 @@ def test_unknown_names_suggest_the_closest_known_one() -> None:
     registry.load_builtins()
     with pytest.raises(UnknownName, match=r"unknown model backend 'gpt3' \(did you mean 'gpt2'\?\)"):
         resolve_backend("gpt3")
+
+
+def test_a_clash_is_an_error_naming_both_origins() -> None:
+    regs = registry.Registries()
+
+    @regs.backend("twin")
+    def first(**config):
+        return "first"
+
+    with pytest.raises(registry.RegistryClash) as info:
+        @regs.backend("twin")
+        def second(**config):
+            return "second"
+
+    here = "tests/plugin/test_plugin_registry.py"
+    first_line, second_line = first.__code__.co_firstlineno, first.__code__.co_firstlineno + 5
+    msg = str(info.value)
+    assert f"{here}:{first_line}" in msg and f"{here}:{second_line}" in msg and "replace=True" in msg
+    assert regs.backends.origin("twin") == f"{here}:{first_line}"
+
+    @regs.backend("twin", replace=True)
+    def third(**config):
+        return "third"
+
+    assert regs.backends["twin"].factory is third
+
+
+def test_the_same_code_registering_again_replaces_silently() -> None:
+    regs = registry.Registries()
+    for _ in range(2):  # a module or conftest.py imported anew
+        regs.op("same", make_inputs=lambda *a: (), flops=lambda s: 0, bytes=lambda s: 0)(lambda: None)
+    assert regs.ops.origin("same").startswith("tests/plugin/test_plugin_registry.py:")
+
+
+def test_builtin_kinds_know_where_their_code_is() -> None:
+    registry.load_builtins()
+    assert REGISTRIES.kinds.origin("op_bench").startswith("pytest_goni/measurements/op_bench.py:")
+
+
+CLASHING_CONFTEST = '''
+def pytest_goni_register(registries):
+    @registries.measurement_kind("op_bench", schema={"type": "object"}, metrics=lambda p: {"x": ""})
+    def my_op_bench(ctx, params):
+        return {}
+'''
+
+
+def test_a_plugin_clashing_with_a_builtin_kind_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CLASHING_CONFTEST)
+    pytester.path.joinpath("s.yaml").write_text("goni: 1\nid: s\nmeasurements: {}\ngates: []\n")
+    res = pytester.runpytest("--goni-spec", "s.yaml")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    err = res.stderr.str()
+    assert "measurement kind 'op_bench' is registered twice" in err
+    assert "op_bench.py:" in err and "conftest.py:2" in err  # the decorator line
+    assert "Traceback" not in err
+    pytester.makeconftest(CLASHING_CONFTEST.replace('metrics=lambda p: {"x": ""})', 'metrics=lambda p: {"x": ""}, '
+                                                    'replace=True)'))
+    res = pytester.runpytest("--goni-spec", "s.yaml")
+    assert res.ret != pytest.ExitCode.USAGE_ERROR, res.stderr.str()
+    registry.load_builtins()
+    assert REGISTRIES.kinds.origin("op_bench").startswith("pytest_goni/measurements/op_bench.py:")

@@ -296,3 +296,28 @@ def test_profile_only_gates_are_checked_only_in_their_profile(goni: pytest.Pytes
     bad = goni.runpytest("--goni-spec", "prof.yaml", "--goni-profile", "gpu")
     bad.assert_outcomes(errors=1)
     assert "m.gpu_label" in bad.stdout.str() or "gpu_label" in bad.stdout.str()
+
+
+SIGNIFICANCE = """\
+goni: 1
+id: sig
+measurements:
+  loss: {kind: fake, values: {a: 1.0, b: 2.0}}
+gates:
+  - {id: a-below-b, kind: significance, a: loss.a, b: loss.b, expect: "a < b", test: welch}
+  - {id: a-below-b-2sigma, kind: significance, a: loss.a, b: loss.b, expect: "a < b", test: two-sigma}
+"""
+
+
+def test_significance_statistics_reach_results_json(goni: pytest.Pytester) -> None:
+    write(goni, "sig.yaml", SIGNIFICANCE)
+    goni.runpytest("--goni-spec", "sig.yaml", "--goni-report", "out").assert_outcomes(passed=2)
+    data = json.loads((goni.path / "out" / "results.json").read_text())
+    gates = {g["gate"]: g for g in data["specs"][0]["gates"]}
+    welch = gates["a-below-b"]["details"]
+    assert welch["test"] == "welch" and welch["alpha"] == 0.05 and welch["n_a"] == welch["n_b"] == 9
+    assert welch["t"] < 0 and 0 <= welch["p"] < 0.05 and welch["mean_a"] < welch["mean_b"]
+    sigma = gates["a-below-b-2sigma"]["details"]
+    assert sigma["test"] == "two-sigma" and sigma["threshold"] > 0
+    lines = [json.loads(x) for x in (goni.path / "out" / "gates.jsonl").read_text().splitlines()]
+    assert {x["gate"]: x["details"]["test"] for x in lines} == {"a-below-b": "welch", "a-below-b-2sigma": "two-sigma"}
