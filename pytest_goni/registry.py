@@ -36,23 +36,27 @@ class RegistryClash(ValueError):
 
 
 def origin_of(obj: Any) -> str:
-    """``file:line`` where ``obj`` (a function, class or callable) is defined, for messages."""
+    """``/abs/file.py:line`` where ``obj`` (a function, class or callable) is defined."""
     obj = inspect.unwrap(obj) if callable(obj) else obj
     code = getattr(obj, "__code__", None)
     if code is not None:
-        path, line = code.co_filename, code.co_firstlineno
-    else:
-        try:
-            path = inspect.getsourcefile(obj) or "?"
-            line = inspect.getsourcelines(obj)[1]
-        except (TypeError, OSError):
-            return getattr(obj, "__module__", None) or repr(obj)
+        return f"{os.path.abspath(code.co_filename)}:{code.co_firstlineno}"
+    try:
+        return f"{os.path.abspath(inspect.getsourcefile(obj) or '?')}:{inspect.getsourcelines(obj)[1]}"
+    except (TypeError, OSError):
+        return getattr(obj, "__module__", None) or repr(obj)
+
+
+def shown(origin: str) -> str:
+    """An origin as people read it: relative to the working directory when inside it."""
+    path, sep, line = origin.rpartition(":")
+    if not sep or not os.path.isabs(path):
+        return origin
     try:
         rel = os.path.relpath(path)
-        path = path if rel.startswith("..") else rel
     except ValueError:
-        pass
-    return f"{path}:{line}"
+        return origin
+    return f"{path if rel.startswith('..') else rel}:{line}"
 
 
 @dataclass
@@ -117,14 +121,14 @@ class Registry(dict):
         registering again (a module or conftest.py imported anew) replaces it silently."""
         old = self.get(entry.name)
         if old is not None and not replace and old is not entry and old.origin != entry.origin:
-            raise RegistryClash(f"{self.what} {entry.name!r} is registered twice: at {old.origin} and at "
-                                f"{entry.origin} (rename one, or pass replace=True to replace it)")
+            raise RegistryClash(f"{self.what} {entry.name!r} is registered twice: at {shown(old.origin)} and "
+                                f"at {shown(entry.origin)} (rename one, or pass replace=True to replace it)")
         self[entry.name] = entry
         return entry
 
     def origin(self, name: str) -> str:
-        """Where this name's code is: ``file:line``."""
-        return self.get_or_explain(name).origin
+        """Where this name's code is: ``file:line`` (relative to the working directory when inside it)."""
+        return shown(self.get_or_explain(name).origin)
 
     def get_or_explain(self, name: str) -> Any:
         if name in self:

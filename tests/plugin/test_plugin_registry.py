@@ -80,7 +80,7 @@ def test_the_same_code_registering_again_replaces_silently() -> None:
 
 def test_builtin_kinds_know_where_their_code_is() -> None:
     registry.load_builtins()
-    assert REGISTRIES.kinds.origin("op_bench").startswith("pytest_goni/measurements/op_bench.py:")
+    assert "pytest_goni/measurements/op_bench.py:" in REGISTRIES.kinds.origin("op_bench")  # restored
 
 
 CLASHING_CONFTEST = '''
@@ -105,4 +105,4 @@ def test_a_plugin_clashing_with_a_builtin_kind_is_a_usage_error(pytester: pytest
     res = pytester.runpytest("--goni-spec", "s.yaml")
     assert res.ret != pytest.ExitCode.USAGE_ERROR, res.stderr.str()
     registry.load_builtins()
-    assert REGISTRIES.kinds.origin("op_bench").startswith("pytest_goni/measurements/op_bench.py:")
+    assert "pytest_goni/measurements/op_bench.py:" in REGISTRIES.kinds.origin("op_bench")  # restored
