@@ -17,8 +17,13 @@ if not _HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+import scipy.optimize  # noqa: E402,F401
+import scipy.stats  # noqa: E402,F401
 
 pytest_plugins = ["pytester"]
+# scipy is imported above, in this process, so that it is never first imported inside an
+# in-process pytester run: that run's module snapshot would drop numpy's C extensions with it,
+# and their re-import fails ("cannot load module more than once per process").
 
 
 def pytest_collection_modifyitems(config, items):
