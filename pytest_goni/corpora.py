@@ -28,12 +28,12 @@ class CorpusError(LookupError):
 
 def _package_file(dist_name: str, rel: str) -> Path:
     """The path of file ``rel`` (``module/sub/file``) inside installed distribution ``dist_name``."""
-    from pytest_goni.tokenizers.packaged import PackageMissing, locate
+    from pytest_goni.optional import PackageMissing, locate
 
     try:
         return locate(dist_name, rel)
     except PackageMissing as exc:
-        raise CorpusError(f"corpus {exc}") from None
+        raise CorpusError(f"corpus {exc}") from exc  # a missing package (the cause) skips its gates
 
 
 _MD_HEADING = re.compile(r"^#{1,6}\s*", re.MULTILINE)

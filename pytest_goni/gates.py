@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gate_result import GateResult
+from .optional import missing_from
 from .runner import Runner
 from .spec import GateSpec, Spec
 from .status import ERROR, FAIL, INVALID, PASS, SKIP
@@ -73,10 +74,18 @@ class GateRun:
         if gate.is_checklist:
             return self._checklist(gate)
         metrics, failures = self.runner.gate_metrics(self.spec, gate)
+        if failures and failures[0].startswith("SKIP: "):
+            return self.skipped(gate, failures[0].removeprefix("SKIP: "))
         if failures:
             return self.base(gate).with_status(ERROR, "; ".join(failures))
         entry = self.runner.baseline.get((self.spec.id, gate.id)) if self.runner.baseline else None
-        verdict = gate.compiled.judge(metrics, baseline=entry.value if entry else None)
+        try:
+            verdict = gate.compiled.judge(metrics, baseline=entry.value if entry else None)
+        except ImportError as exc:  # a significance test without scipy, ...
+            missing = missing_from(exc)
+            if missing is None:
+                raise
+            return self.skipped(gate, f"gate {gate.id!r} skipped: {missing}")
         out = self.base(gate).with_verdict(verdict)
         if compares_with_baseline(gate) and self.runner.baseline is None:  # measured for --goni-save only
             return out.with_status(SKIP, "no baseline to compare with yet (--goni-compare NAME); "

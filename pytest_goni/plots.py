@@ -5,14 +5,27 @@ Each function takes plain data and a path, so a report page can redraw them from
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+from .optional import extra_line
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or None when the ``plots`` extra is not installed
+    (a plot is a report's extra: its measurement still runs and its gates are still judged)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        logging.getLogger("goni").warning("plot not drawn: matplotlib is not installed (%s)", extra_line("plots"))
+        return None
+    return plt
 
 
 def _finite(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -20,12 +33,12 @@ def _finite(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -39,12 +52,15 @@ def plot_latency_vs_context(
     title: str = "",
     ylabel: str = "latency (s)",
     crossover_label: str | None = None,
-) -> Path:
+) -> Path | None:
     """Log-log latency against context per model; the crossover is a vertical line, an OOM a cross.
 
     ``series`` maps a model label to (contexts, latencies in seconds); ``exponents`` (fitted
     power-law slopes) go into the legend; ``oom`` maps a label to the context where it failed.
     """
+    plt = _pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label, (xs, ys) in series.items():
         fx, fy = _finite(xs, ys)
@@ -78,9 +94,12 @@ def plot_memory_vs_context(
     oom: Mapping[str, tuple[float, float]] | None = None,
     cap_bytes: float | None = None,
     title: str = "",
-) -> Path:
+) -> Path | None:
     """Peak memory (MiB) against context per model; an OOM point (context, bytes at failure) is
     marked with a cross, a configured memory cap with a horizontal line."""
+    plt = _pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     mib = 2.0 ** 20
     for label, (xs, ys) in series.items():
@@ -107,8 +126,11 @@ def plot_memory_vs_context(
 
 
 def plot_loss_curves(curves: Mapping[str, Sequence[Sequence[float]]], seeds: Sequence[int], path: Path,
-                     *, title: str = "") -> Path:
+                     *, title: str = "") -> Path | None:
     """Training loss per step, one line per (model, seed)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label, runs in curves.items():
         for seed, losses in zip(seeds, runs):

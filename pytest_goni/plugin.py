@@ -94,7 +94,7 @@ class GoniState:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.report_dir, self.baseline)
+            self._runner = Runner(self.report_dir or _artifact_folder(self.config), self.baseline)
             self._runner.saving = bool(self.config.getoption("goni_save"))
         return self._runner
 
@@ -104,6 +104,13 @@ class GoniState:
         if key not in self.gate_runs:
             self.gate_runs[key] = GateRun(self.runner, spec)
         return self.gate_runs[key]
+
+
+def _artifact_folder(config: pytest.Config) -> Path | None:
+    """Where plots go without --goni-report: pytest's numbered temporary folder (the last few runs
+    are kept, older ones removed by pytest), not a new /tmp folder per run."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    return factory.mktemp("goni-artifacts") if factory is not None else None
 
 
 def _expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:

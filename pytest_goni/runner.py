@@ -20,6 +20,7 @@ from typing import Any
 
 from . import progress
 from .context import MeasureContext, MeasurementTimeout
+from .optional import missing_from
 from .registry import REGISTRIES
 from .spec import GateSpec, Spec
 from .stats import Metric
@@ -29,6 +30,7 @@ from .stats import Metric
 class MeasurementFailure:
     reason: str
     traceback: str = ""
+    missing: bool = False  # an optional dependency is not installed: its gates SKIP
 
 
 @dataclass
@@ -50,7 +52,8 @@ class MeasurementResult:
             "seconds": self.seconds,
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "error": None if self.failure is None else {"reason": self.failure.reason,
-                                                        "traceback": self.failure.traceback},
+                                                        "traceback": self.failure.traceback,
+                                                        "missing": self.failure.missing},
             "log": self.log, "artifacts": [str(p) for p in self.artifacts if Path(p).exists()],
         }
 
@@ -147,18 +150,25 @@ class Runner:
             result.failure = MeasurementFailure(f"timeout: {exc} (measurement {name!r}, limit "
                                                 f"{mspec.timeout_s:g} s)")
         except Exception as exc:  # any failure of a measurement fails only the gates that read it
-            result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
+            missing = missing_from(exc)
+            if missing is not None:
+                result.failure = MeasurementFailure(str(missing), missing=True)
+            else:
+                result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
             _release_device_memory()
         result.seconds = time.perf_counter() - t0
         progress.finished(spec.id, name, result.seconds, result.failure.reason if result.failure else None)
         return result
 
     def gate_metrics(self, spec: Spec, gate: GateSpec) -> tuple[dict[str, Metric], list[str]]:
-        """All metrics a gate reads, and the failure reasons of the measurements behind it."""
+        """All metrics a gate reads, and the failure reasons of the measurements behind it (a
+        missing optional dependency comes first, alone: the gate is skipped, not failed)."""
         metrics: dict[str, Metric] = {}
         failures: list[str] = []
         for name in sorted(gate.measurements):
             res = self.measure(spec, name)
+            if res.failure and res.failure.missing:
+                return {}, [f"SKIP: measurement {name!r} ({res.kind}) skipped: {res.failure.reason}"]
             if res.failure:
                 failures.append(f"measurement {name!r} ({res.kind}) failed: {res.failure.reason}")
             metrics.update({f"{name}.{k}": m for k, m in res.metrics.items()})

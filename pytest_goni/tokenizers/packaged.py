@@ -9,10 +9,11 @@ import and scan cost tens of milliseconds, a third of a cached discovery's budge
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..optional import PackageMissing, PackageNotInstalled, locate  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -86,35 +87,6 @@ def canonical(name: str) -> str | None:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     return key if key in PACKAGED else None
-
-
-class PackageMissing(LookupError):
-    """The distribution that ships the tokenizer is not installed, or lacks the file."""
-
-
-def locate(dist_name: str, rel: str) -> Path:
-    """The path of ``rel`` (``module/sub/file``) inside installed distribution ``dist_name``.
-
-    The first segment of ``rel`` is the distribution's top-level module (a namespace package
-    such as ``tiktoken_ext`` may span several folders: each is searched).
-    """
-    top, _, rest = rel.partition("/")
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        raise PackageMissing(f"package {dist_name!r} is not installed: no module {top!r} "
-                             f"(pip install {dist_name})")
-    roots = list(spec.submodule_search_locations or [])
-    if not roots and spec.origin:
-        roots = [str(Path(spec.origin).parent)]
-    for root in roots:
-        path = Path(root) / rest
-        if path.is_file():
-            return path
-    raise PackageMissing(f"package {dist_name!r} is installed but has no {rel} "
-                         f"(looked in {', '.join(roots) or 'nowhere'})")
 
 
 def reference_for(entry: Packaged) -> Reference | None:
