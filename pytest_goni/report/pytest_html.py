@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from ..gate_result import GateResult
-from ..gate_result import GateResult
 from .html import gate_chart
 from .terminal import failure_text
 
