@@ -87,15 +87,22 @@ def deadline_alarm(seconds: float) -> Iterator[None]:
     """Raise :class:`MeasurementTimeout` in the main thread after ``seconds`` (SIGALRM timer).
 
     Off the main thread, or without SIGALRM, the measurement relies on ``ctx.check_deadline()``.
+    A timer already running (pytest-timeout's signal method) is kept: when it would fire first it
+    is left alone, otherwise it is set again, less the time taken, when the measurement ends.
     """
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable or seconds == float("inf"):
         yield
         return
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if 0 < outer_left <= seconds:
+        yield  # the outer timer fires first; ctx.check_deadline() still watches this deadline
+        return
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise MeasurementTimeout(f"timed out after {seconds:g} s")
 
+    start = time.monotonic()
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -103,6 +110,8 @@ def deadline_alarm(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left > 0:  # give the outer timer back what it had left
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-3), outer_interval)
 
 
 class Runner:

@@ -323,7 +323,8 @@ def format_quantity(value_base: float, dim: Dim | None, unit_text: str | None = 
     Rule: four significant digits in the largest unit of the dimension's ladder in which the value
     is at least 1 (binary units for bytes, decimal for bandwidth and FLOP/s, a K/M/G suffix on
     counts and token rates at 10^4 and above). Given ``unit_text`` of the same dimension (the
-    threshold's unit), the value is written in that unit instead, so value and threshold read alike.
+    threshold's unit), the value is written in that unit instead, so value and threshold read alike,
+    as long as it reads as a number between 0.01 and 10^4 there (else the ladder's unit).
     """
     dim = Dim.NONE if dim is None else dim
     if unit_text is not None:
@@ -336,7 +337,10 @@ def format_quantity(value_base: float, dim: Dim | None, unit_text: str | None = 
                 return f"{_num(value_base / float(scale))}{unit_text.strip()}"
             if unit_text.strip() == "":
                 return _with_suffix(value_base, "")
-            return f"{_num(value_base / float(scale))} {unit_text.strip()}"
+            shown = value_base / float(scale)
+            # ...unless that reads badly ("0.002811 TB/s", "25000 ms"): then the dimension's ladder
+            if not (dim in _LADDERS and math.isfinite(shown) and shown != 0 and not 0.01 <= abs(shown) < 1e4):
+                return f"{_num(shown)} {unit_text.strip()}"
     if not math.isfinite(value_base):
         return f"{value_base} {_base_unit_text(dim)}" if not dim.is_none else str(value_base)
     if dim in _LADDERS:

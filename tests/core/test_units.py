@@ -182,6 +182,9 @@ def test_bad_quantities(bad):
     (0.034, Dim.NONE, "%", "3.4%"),
     (1.234, Dim.NONE, "x", "1.234x"),
     (0.123, TIME, "MB", "123 ms"),            # a unit of another dimension is ignored
+    (2.811e9, BYTES * PER_S, "TB/s", "2.811 GB/s"),   # not "0.002811 TB/s": a readable unit instead
+    (25.0, TIME, "ms", "25 s"),                        # not "25000 ms"
+    (0.5, TIME, "ms", "500 ms"),
     (math.nan, Dim.NONE, None, "nan"),
 ])
 def test_format_quantity(value, dim, unit_text, text):
