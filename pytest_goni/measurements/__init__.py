@@ -9,6 +9,7 @@ from . import (  # noqa: F401,E402  (registration happens on import)
     prefill,
     recall,
     roofline,
+    synthetic_task,
     tiers,
     tokenizer,
     train_lm,
