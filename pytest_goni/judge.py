@@ -16,6 +16,7 @@ each ran back to back and pairing keeps that correlation). A metric whose ``meta
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import warnings
 import zlib
@@ -688,7 +689,10 @@ def compile_gate(gate: Mapping[str, Any], metric_units: Mapping[str, str]) -> Co
     """
     if not isinstance(gate, Mapping):
         raise GateSpecError("gates", f"a gate is a mapping with id, value, expect; got {gate!r}")
-    from pytest_goni import gate_kinds  # noqa: F401  (registers decision, grade, fit, paired significance)
+    # Registers decision, grade, fit, paired significance. import_module, not `from pytest_goni import
+    # gate_kinds`: after an in-process pytester run drops the module from sys.modules, the package
+    # attribute would hand back the stale module and a re-imported judge would miss the kinds.
+    importlib.import_module("pytest_goni.gate_kinds")
 
     kind = gate.get("kind") or "threshold"
     if kind not in GATE_KINDS:

@@ -1,0 +1,91 @@
+"""The ``synthetic_task`` kind end to end on tiny models (one subprocess run, three measurements):
+a well-formed task passes its known-answer checks and its models are judged; a deliberately
+mislabelled task (targets shifted by one, the public repository's flip-flop bug) is INVALID with
+every model verdict on it; a strong baseline below its published level invalidates the other models.
+Bad task params are one-line spec errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import gates, run_spec
+
+SPEC = """
+goni: 1
+id: tiny
+profiles: {cpu: {}}
+models:
+  lstm: {backend: lstm, d_model: 8, n_layers: 1}
+  rope: {backend: transformer-rope, d_model: 8, n_layers: 1, n_heads: 1}
+measurements:
+  ok: &ff
+    kind: synthetic_task
+    task: flip_flop
+    task_params: {seq_len: 16}
+    models: [lstm, rope]
+    steps: 2
+    batch_size: 8
+    train_examples: 32
+    val_examples: 16
+    test_examples: 64
+    lrs: [0.01, 0.001]
+    seeds: [0, 1]
+    length_factors: [2]
+    cpu_threads: 1
+    baseline: {model: lstm, accuracy: 0.0}
+    expected_ranking: [[rope], [lstm]]
+  shifted:
+    <<: *ff
+    label_shift: 1
+  high:
+    <<: *ff
+    lrs: [0.01]
+    baseline: {model: lstm, accuracy: 1.5}
+gates:
+  - {id: ok-oracle, value: ok.task.oracle_accuracy, expect: "== 1"}
+  - {id: ok-aligned, value: ok.task.aligned, expect: "== 1"}
+  - {id: ok-baseline, value: ok.task.baseline_accuracy, expect: ">= 0", stat: mean}
+  - {id: ok-rope, value: ok.rope.accuracy, expect: ">= 0"}
+  - {id: ok-ranking, value: ok.ranking.kendall_tau, expect: "> -2", severity: info}
+  - {id: shifted-oracle, value: shifted.task.oracle_accuracy, expect: "== 1"}
+  - {id: shifted-aligned, value: shifted.task.aligned, expect: "== 1"}
+  - {id: shifted-rope, value: shifted.rope.accuracy, expect: ">= 0"}
+  - {id: shifted-ranking, value: shifted.ranking.kendall_tau, expect: "> -2", severity: info}
+  - {id: shifted-sig, kind: significance, a: shifted.rope.accuracy, b: shifted.lstm.accuracy, expect: a != b,
+     test: paired-t}
+  - {id: high-oracle, value: high.task.oracle_accuracy, expect: "== 1"}
+  - {id: high-baseline, value: high.task.baseline_accuracy, expect: ">= 1.5", stat: mean}
+  - {id: high-rope, value: high.rope.accuracy, expect: ">= 0"}
+  - {id: high-sig, kind: significance, a: high.rope.accuracy, b: high.lstm.accuracy, expect: a != b,
+     test: paired-t}
+"""
+
+
+def test_tasks_are_checked_before_models_are_judged(pytester: pytest.Pytester) -> None:
+    run_spec(pytester, SPEC, subprocess=True)
+    g = gates(pytester)
+    # well formed: checks pass, models judged on a real accuracy
+    assert g["ok-oracle"]["status"] == "PASS" and g["ok-aligned"]["status"] == "PASS"
+    assert g["ok-baseline"]["status"] == "PASS" and g["ok-rope"]["status"] == "PASS"
+    assert 0 <= g["ok-rope"]["value"] <= 1
+    assert g["ok-ranking"]["status"] in ("PASS", "FAIL")
+    assert list(pytester.path.joinpath("rep").glob("tiny.ok.accuracy-vs-training-time.png"))
+    # targets shifted by one: the task fails its checks, every verdict on it is INVALID
+    assert g["shifted-oracle"]["status"] == "FAIL" and g["shifted-aligned"]["status"] == "FAIL"
+    for gid in ("shifted-rope", "shifted-ranking", "shifted-sig"):
+        assert g[gid]["status"] == "INVALID", gid
+        assert "task failed its known-answer check" in g[gid]["reason"], gid
+    assert "not where the definition scores" in g["shifted-rope"]["reason"]
+    # the strong baseline below its published level: its own gate FAILs, the others are INVALID
+    assert g["high-oracle"]["status"] == "PASS" and g["high-baseline"]["status"] == "FAIL"
+    assert g["high-rope"]["status"] == "INVALID" and "strong baseline lstm reached" in g["high-rope"]["reason"]
+    assert g["high-sig"]["status"] == "INVALID"
+
+
+def test_mqar_vocab_below_the_pairs_is_a_one_line_spec_error(pytester: pytest.Pytester) -> None:
+    text = SPEC.replace("task: flip_flop", "task: mqar").replace(
+        "task_params: {seq_len: 16}", "task_params: {vocab_size: 8, seq_len: 32, num_kv_pairs: 8}")
+    result = run_spec(pytester, text)
+    out = result.stdout.str()
+    assert "s.yaml:9:7: measurements.ok: synthetic_task: task_params.vocab_size: 8 gives 3 distinct keys" in out
+    assert "vocab_size must exceed the pairs" in out and "Traceback" not in out
