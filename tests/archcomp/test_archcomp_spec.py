@@ -1,0 +1,49 @@
+"""specs/archcomp.yaml loads in every profile with every gate citing its source, and its smoke
+profile runs the knapsack gates end to end with a verdict for each (no ERROR)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_goni.registry import load_builtins
+from pytest_goni.spec import load_spec
+
+SPEC = Path(__file__).resolve().parents[2] / "specs" / "archcomp.yaml"
+MODELS = ["lstm", "gru", "rope", "vanilla", "deltanet", "gated_deltanet", "rwkv7", "retnet", "gla", "mamba2",
+          "groundthink"]
+
+
+@pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu"])
+def test_archcomp_loads_in_each_profile(profile: str) -> None:
+    load_builtins()
+    spec = load_spec(SPEC, "specs/archcomp.yaml", profile=profile, cuda=profile == "gpu")
+    for g in spec.gates:
+        why = g.raw.get("why", "")
+        assert any(w in why for w in ("line", "REFERENCES", "Issue 17", "Zoology", "Liu")), g.id
+    units = spec.metric_units
+    for task in ("mqar", "flip_flop", "knapsack"):
+        assert units[f"{task}.task.oracle_accuracy"] == "" and units[f"{task}.ranking.kendall_tau"] == ""
+        for m in MODELS:
+            assert units[f"{task}.{m}.train_seconds"] == "s" and f"{task}.{m}.accuracy_len2" in units
+    assert "flip_flop.rwkv7.accuracy_sparse" in units and "flip_flop.rwkv7.accuracy_dense" in units
+    # no gate reads two task measurements: each is its own xdist unit, so the gpu profile spreads
+    for g in spec.gates:
+        assert len(g.measurements) <= 1, g.id
+
+
+def test_smoke_profile_gives_the_knapsack_gates_verdicts(pytester: pytest.Pytester) -> None:
+    out = pytester.path / "report"
+    spec = pytester.path / "archcomp.yaml"
+    spec.write_text(SPEC.read_text())
+    res = pytester.runpytest_subprocess("--goni-spec", str(spec), "--goni-profile", "smoke", "-k", "knapsack",
+                                        "--goni-report", str(out), "-q", "-p", "no:randomly", timeout=300)
+    rows = {r["gate"]: r for r in map(json.loads, (out / "gates.jsonl").read_text().splitlines())}
+    assert rows, res.stdout.str()[-3000:]
+    for gid in ("knapsack-oracle-solves", "knapsack-labels-aligned", "knapsack-chance", "knapsack-valid"):
+        assert rows[gid]["status"] == "PASS", (gid, rows[gid].get("reason"))
+    assert not [g for g, r in rows.items() if r["status"] == "ERROR"], rows
+    assert rows["publication-complete-knapsack"]["status"] == "PASS"      # 11 models measured
+    assert rows["knapsack-small-best"]["status"] == "SKIP"                 # gpu-only gate
