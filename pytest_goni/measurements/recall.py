@@ -8,6 +8,9 @@ key-value pairs (keys from the lower half of the vocabulary, values from the upp
 ``vocab_size > 2 * num_kv_pairs`` as the seed warns); later, every key appears again as a query
 at a random position of the remaining sequence, followed by its value. The model is scored only
 on predicting the value at each query (other positions hold filler token 0 and are unscored).
+Not Zoology's MQAR in three ways (the faithful generator is :mod:`pytest_goni.tasks.mqar`, used by
+the ``synthetic_task`` kind): values are drawn with replacement, queries are placed uniformly (no
+power-law gaps), and the value is also written after each query key; filler is always 0.
 Training batches are drawn fresh from a generator seeded by (seed, step), so every model sees the
 same examples in the same order; the test set is fixed per seed and disjoint in seed stream.
 """

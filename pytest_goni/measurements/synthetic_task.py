@@ -88,6 +88,8 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "expected_ranking": {"type": "array", "minItems": 2, "items": MODEL_LIST},
     "label_shift": {"type": "integer", "minimum": 0,
                     "description": "a deliberate fault: every label moved this many positions later"},
+    "compile": {"type": "boolean", "description": "torch.compile each run (default off: hundreds of short "
+                                                  "runs would spend more time compiling than training)"},
     "plot": {"type": "boolean"},
 }, required=("task",))
 
@@ -318,7 +320,7 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
             model = build_on_device(ctx, name, vocab_size=task.vocab_size(), max_seq_len=max_len, **rung)
             batches = EpochBatches(sets.train[seed], batch, seed)
             t0 = time.perf_counter()
-            res = train(model, batches, steps, cfg, device=ctx.device,
+            res = train(model, batches, steps, cfg, device=ctx.device, compile=bool(params.get("compile", False)),
                         check=step_check(ctx, f"{name} lr {lr:g} seed {seed}", steps, times=2))
             seconds = time.perf_counter() - t0
             run = {"lr": lr, "seed": seed, "seconds": seconds, "final_loss": res.final_loss,

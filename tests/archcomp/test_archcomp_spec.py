@@ -16,10 +16,10 @@ MODELS = ["lstm", "gru", "rope", "vanilla", "deltanet", "gated_deltanet", "rwkv7
           "groundthink"]
 
 
-@pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu"])
+@pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu", "gpu-quick"])
 def test_archcomp_loads_in_each_profile(profile: str) -> None:
     load_builtins()
-    spec = load_spec(SPEC, "specs/archcomp.yaml", profile=profile, cuda=profile == "gpu")
+    spec = load_spec(SPEC, "specs/archcomp.yaml", profile=profile, cuda=profile.startswith("gpu"))
     for g in spec.gates:
         why = g.raw.get("why", "")
         assert any(w in why for w in ("line", "REFERENCES", "Issue 17", "Zoology", "Liu")), g.id
