@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,14 @@ def baseline_report(root: Path, ref: str) -> list[str]:
     if len(parts) == 2:
         return compare(root, parts[0], parts[1])
     raise BaselineError(f"{ref!r}: give NAME or NAME,OTHER")
+
+
+def print_report(root: Path, ref: str) -> bool:
+    """``--goni-baselines``: print the listing, history or comparison; False (the reason on
+    stderr) when ``ref`` names no stored baseline."""
+    try:
+        print("\n".join(baseline_report(root, ref)))
+    except BaselineError as exc:
+        print(f"--goni-baselines: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -1,30 +1,24 @@
-"""Reports: gathering gate results (also from xdist workers), terminal tables, results JSON."""
+"""Reports: terminal tables, results JSON, HTML and Markdown, all read from :class:`Collected`,
+what the controller gathered from every gate's test report (also from xdist workers)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-
-import pytest
 
 from ..gate_result import GateResult
 
 
-class ResultCollector:
-    """Gathers gate results from test reports, so the controller sees every worker's results."""
+@dataclass
+class Collected:
+    """Every gate result of the run, the measurements behind them, the specs' headers, spec errors."""
 
-    def __init__(self, state: Any):
-        self.state = state
+    results: list[GateResult] = field(default_factory=list)
+    measurements: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec id -> name -> result json
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)         # spec id -> header
+    spec_errors: list[tuple[str, str]] = field(default_factory=list)        # (file, message)
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        goni = getattr(report, "goni", None)
-        if goni is None:
-            return
-        spec = report.goni_spec
-        self.state.specs.setdefault(spec["id"], spec)
-        self.state.results.append(GateResult.from_dict(goni))
-        self.state.measurements.setdefault(spec["id"], {}).update(report.goni_measurements or {})
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            text = str(report.longrepr)
-            self.state.spec_errors.append((report.nodeid, text))
+    def add(self, result: GateResult, spec: dict[str, Any], measurements: dict[str, Any]) -> None:
+        self.specs.setdefault(spec["id"], spec)
+        self.results.append(result)
+        self.measurements.setdefault(spec["id"], {}).update(measurements)

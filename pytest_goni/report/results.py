@@ -14,6 +14,7 @@ from typing import Any
 
 from ..jsonsafe import json_safe
 from ..status import STATUSES
+from . import Collected
 
 GONI_RESULTS_VERSION = 1
 
@@ -63,15 +64,16 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def build_results(state: Any, env: dict[str, Any]) -> dict[str, Any]:
+def build_results(run: Collected, env: dict[str, Any]) -> dict[str, Any]:
+    """results.json's content (before JSON cleaning)."""
     specs = []
-    for spec_id, header in state.specs.items():
-        gates = sorted((r for r in state.results if r.spec == spec_id), key=lambda r: r.line)
+    for spec_id, header in run.specs.items():
+        gates = sorted((r for r in run.results if r.spec == spec_id), key=lambda r: r.line)
         specs.append({**header, "gates": [g.to_json() for g in gates],
-                      "measurements": state.measurements.get(spec_id, {}),
+                      "measurements": run.measurements.get(spec_id, {}),
                       "counts": {s: sum(g.status == s for g in gates) for s in STATUSES}})
     return {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
-            "spec_errors": [{"file": f, "message": m} for f, m in state.spec_errors]}
+            "spec_errors": [{"file": f, "message": m} for f, m in run.spec_errors]}
 
 
 def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -98,19 +100,19 @@ def _relative_artifacts(results: dict[str, Any], folder: Path) -> None:
             m["artifacts"] = out
 
 
-def write_results(state: Any, env: dict[str, Any]) -> Path:
+def write_results(run: Collected, report_dir: Path, env: dict[str, Any]) -> Path:
     """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
-    state.report_dir.mkdir(parents=True, exist_ok=True)
-    results = json_safe(build_results(state, env))
-    _relative_artifacts(results, state.report_dir)
-    path = state.report_dir / "results.json"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    results = json_safe(build_results(run, env))
+    _relative_artifacts(results, report_dir)
+    path = report_dir / "results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     lines = [json.dumps(line, default=str) for line in gate_lines(results)]
-    (state.report_dir / "gates.jsonl").write_text("\n".join(lines) + "\n")
+    (report_dir / "gates.jsonl").write_text("\n".join(lines) + "\n")
     return path
 
 
-def write_reports(state: Any, env: dict[str, Any]) -> list[str]:
+def write_reports(run: Collected, report_dir: Path | None, env: dict[str, Any]) -> list[str]:
     """Everything a run leaves for people, as lines to print: with a report folder, results.json,
     gates.jsonl, report.html and summary.md in it; the Markdown summary also goes to
     ``$GITHUB_STEP_SUMMARY`` when that is set."""
@@ -118,15 +120,15 @@ def write_reports(state: Any, env: dict[str, Any]) -> list[str]:
     from .markdown import write_markdown
 
     lines = []
-    if state.report_dir is not None:
-        path = write_results(state, env)
+    if report_dir is not None:
+        path = write_results(run, report_dir, env)
         results = json.loads(path.read_text())
-        html = write_html(results, state.report_dir / "report.html", state.report_dir)
+        html = write_html(results, report_dir / "report.html", report_dir)
         lines += [f"results written to {path}", f"report: {html}"]
-        md = write_markdown(results, state.report_dir / "summary.md")
+        md = write_markdown(results, report_dir / "summary.md")
     else:
-        if not os.environ.get("GITHUB_STEP_SUMMARY") or not state.results:
+        if not os.environ.get("GITHUB_STEP_SUMMARY") or not run.results:
             return lines
-        md = write_markdown(json_safe(build_results(state, env)), None)
+        md = write_markdown(json_safe(build_results(run, env)), None)
     lines += [f"summary appended to {p}" for p in md if str(p) == os.environ.get("GITHUB_STEP_SUMMARY")]
     return lines

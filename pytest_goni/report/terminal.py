@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..gate_result import GateResult
+from ..spec import GateSpec, Spec
 from ..status import ERROR, FAIL, INVALID, NOT_PASSED, PASS, SKIP, STATUSES
+from . import Collected
 
 STYLE = {PASS: "bold green", FAIL: "bold red", INVALID: "bold yellow", ERROR: "bold red", SKIP: "dim"}
 
@@ -75,42 +77,36 @@ def failure_text(r: GateResult) -> str:
     return "\n".join(lines)
 
 
-def print_summary(tr: Any, state: Any) -> None:
+def print_summary(tr: Any, run: Collected) -> None:
     """One table per spec (controller only, also under xdist), then failure panels and errors."""
-    if not state.results and not state.spec_errors:
+    if not run.results and not run.spec_errors:
         return
     console, buf = _console(tr)
     console.rule("[bold]pytest-goni gates")
     by_spec: dict[str, list[GateResult]] = {}
-    for r in state.results:
+    for r in run.results:
         by_spec.setdefault(r.spec, []).append(r)
     for spec_id, results in by_spec.items():
-        spec = state.specs[spec_id]
+        spec = run.specs[spec_id]
         console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}"))
         console.print(Text(f"{spec['file']}  profile {spec['profile']}  config {spec['config_hash']}"
                            + (f"  source {_short(spec['source'])}" if spec.get("source") else ""), style="dim"))
         console.print(spec_table(results))
-    for r in sorted(state.results, key=lambda r: (r.spec, r.line)):
+    for r in sorted(run.results, key=lambda r: (r.spec, r.line)):
         if r.status in NOT_PASSED:
             body = Text(failure_text(r).partition("\n")[2])
             console.print(Panel(body, title=f"{r.status} {r.spec}::{r.gate}  ({r.file}:{r.line})",
                                 title_align="left", border_style=STYLE[r.status].split()[-1]))
-    for file, message in state.spec_errors:
+    for file, message in run.spec_errors:
         console.print(Panel(Text(message), title=f"spec error: {file}", title_align="left", border_style="red"))
     tr.write(buf.getvalue())
 
 
-def print_listing(session: Any) -> None:
-    """--goni-list: every spec's measurements and gates, nothing run."""
-    from ..plugin import GateItem
-
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+def print_listing(tr: Any, gates: list[tuple[str, Spec, GateSpec]]) -> None:
+    """--goni-list: every spec's measurements and gates (node id, spec, gate), nothing run."""
     console, buf = _console(tr)
     seen: set[str] = set()
-    for item in session.items:
-        if not isinstance(item, GateItem):
-            continue
-        spec = item.spec
+    for nodeid, spec, gate in gates:
         if spec.id not in seen:
             seen.add(spec.id)
             table = Table(title=f"{spec.id} [{spec.display_path}, profile {spec.profile}] measurements",
@@ -121,8 +117,7 @@ def print_listing(session: Any) -> None:
                 keys = [k.split(".", 1)[1] for k in spec.metric_units if k.startswith(m.name + ".")]
                 table.add_row(m.name, m.kind, f"{m.timeout_s:g} s", ", ".join(keys))
             console.print(table)
-        gate = item.gate
         what = f"checklist of {', '.join(gate.of)}" if gate.is_checklist else \
             f"{gate.raw.get('value', gate.raw.get('a'))}  {gate.raw.get('expect')}"
-        console.print(f"  {item.nodeid}  (line {gate.mark.line})  {what}")
+        console.print(f"  {nodeid}  (line {gate.mark.line})  {what}")
     tr.write(buf.getvalue())

@@ -1,0 +1,257 @@
+"""One pytest-goni run in one process: the specs asked for, the runner and each spec's gate
+judge, and (on the controller) every gate result collected for the reports.
+
+:class:`GoniSession` is registered as a plugin object, so its ``pytest_runtest_logreport`` and
+``pytest_collectreport`` methods gather results from every xdist worker's test reports.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .gate_result import GateResult
+from .gates import GateRun
+from .registry import REGISTRIES, RegistryClash, load_builtins
+from .report import Collected
+from .runner import Runner, cuda_usable
+from .spec import Problem, Spec, SpecError, load_spec
+
+SESSION_KEY = pytest.StashKey["GoniSession"]()
+
+#: Markers the plugin registers for selection only (no hook acts on them): a spec may share one.
+SELECTION_MARKERS = frozenset({"goni", "red-line", "info"})
+
+
+def expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:
+    """Spec paths from --goni-spec (globs expanded) or, failing that, the goni_specs ini list."""
+    raw = list(config.getoption("goni_spec") or [])
+    from_cli = bool(raw)
+    if not raw:
+        raw = list(config.getini("goni_specs") or [])
+    base = config.invocation_params.dir
+    found: list[Path] = []
+    missing: list[str] = []
+    for pattern in raw:
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        if os.path.isdir(full):  # a directory: its *.yaml / *.yml specs (not recursive)
+            matches = sorted(glob.glob(os.path.join(glob.escape(full), "*.yaml"))
+                             + glob.glob(os.path.join(glob.escape(full), "*.yml")))
+        elif glob.has_magic(pattern):
+            matches = sorted(m for m in glob.glob(full) if not os.path.isdir(m))
+        else:
+            matches = [full] if os.path.isfile(full) else []
+        if not matches:
+            missing.append(pattern)
+        found.extend(Path(m) for m in matches if Path(m) not in found)
+    return found, missing, from_cli
+
+
+def display_path(config: pytest.Config, path: Path) -> str:
+    """A spec's path as the user wrote it: relative to where pytest was started."""
+    try:
+        return os.path.relpath(path, config.invocation_params.dir)
+    except ValueError:
+        return str(path)
+
+
+def gpu_count() -> int:
+    if not cuda_usable():
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+class GoniSession:
+    """Per-process state of a run with specs, and the collector of its gate results."""
+
+    def __init__(self, config: pytest.Config, spec_paths: list[Path], missing: list[str]):
+        self.config = config
+        self.spec_paths = {p.resolve() for p in spec_paths}
+        self.missing = missing
+        self.profile = config.getoption("goni_profile")
+        report = config.getoption("goni_report")
+        self.report_dir = Path(report).resolve() if report else None
+        self._runner: Runner | None = None
+        self.baseline: Any = None  # baselines.Baseline (--goni-compare)
+        self.gate_runs: dict[str, GateRun] = {}          # spec path -> its gates' results (this process)
+        self.collected = Collected()                     # every gate report (controller)
+        self.spec_ids: dict[str, str] = {}                # spec id -> the file that has it
+        self.own_spec_markers: set[str] = set()           # spec ids registered as markers by us
+        self.builtins: tuple[dict[str, Any], ...] | None = None  # registries before this session's plugins
+
+    # ---- life cycle ----------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: pytest.Config) -> GoniSession | None:
+        """pytest_configure: a session when specs were asked for (registered as a plugin), else None."""
+        specs, missing, from_cli = expand_specs(config)
+        if not specs and not missing:
+            return None
+        session = cls(config, specs, missing)
+        compare = config.getoption("goni_compare")
+        if compare:
+            from .baselines import BaselineError, load_baseline
+
+            try:
+                session.baseline = load_baseline(config.rootpath, compare)
+            except BaselineError as exc:
+                raise pytest.UsageError(f"--goni-compare: {exc}") from None
+        config.stash[SESSION_KEY] = session
+        config.pluginmanager.register(session, "goni-session")
+        load_builtins()
+        session.builtins = REGISTRIES.snapshot()
+        try:
+            config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
+        except RegistryClash as exc:
+            raise pytest.UsageError(f"pytest_goni_register: {exc}") from None
+        # A bad spec is a collection error of that spec only: every other spec still runs.
+        config.option.continue_on_collection_errors = True
+        if config.pluginmanager.hasplugin("html"):
+            from .report.pytest_html import PytestHtmlFeed
+
+            config.pluginmanager.register(PytestHtmlFeed(), "goni-pytest-html")
+        if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+            config.pluginmanager.register(session.xdist_scheduling(), "goni-xdist-scheduling")
+        spec_args = [str(p) for p in specs]
+        if from_cli and config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args = spec_args
+        else:
+            config.args = list(config.args) + spec_args
+        return session
+
+    @staticmethod
+    def of(config: pytest.Config) -> GoniSession | None:
+        return config.stash.get(SESSION_KEY, None)
+
+    def stop(self) -> None:
+        """pytest_unconfigure: this session's plugin registrations end with it."""
+        if self.builtins is not None:
+            REGISTRIES.restore(self.builtins)
+
+    def xdist_scheduling(self) -> Any:
+        """The controller's scheduler plugin: a measurement's gates form one work unit."""
+        from .scheduling import SpecUnits, XdistScheduling, spreads_measurements
+
+        config = self.config
+
+        def units() -> SpecUnits:
+            workers = len(config.getvalue("tx") or []) or int(config.getvalue("numprocesses") or 1)
+            gpus = gpu_count()
+            roots = [config.rootpath, config.invocation_params.dir]
+            return SpecUnits(roots, self.spec_paths,
+                             lambda p: load_spec(p, display_path(config, p), self.profile, gpus > 0),
+                             spreads_measurements(config.getoption("goni_dist"), workers, gpus))
+
+        return XdistScheduling(units)
+
+    # ---- collection ----------------------------------------------------------------------------
+    def is_xdist_controller(self) -> bool:
+        option = self.config.option
+        return getattr(option, "dist", "no") != "no" and not hasattr(self.config, "workerinput") and bool(
+            getattr(option, "numprocesses", None))
+
+    def report_missing(self, session: pytest.Session) -> None:
+        """A spec argument that matches no file is a collection error of its own."""
+        if self.is_xdist_controller():
+            return
+        base = self.config.invocation_params.dir
+        for pattern in self.missing:
+            if (base / pattern).is_dir():
+                why = f"{pattern}: directory has no spec files (*.yaml, *.yml)"
+            else:
+                why = f"{pattern}: spec file not found (no file matches {pattern!r} from {base})"
+            session.ihook.pytest_collectreport(report=pytest.CollectReport(pattern, "failed", why, []))
+
+    def is_spec(self, path: Path) -> bool:
+        return path.resolve() in self.spec_paths
+
+    def load(self, path: Path) -> Spec:
+        """Load a spec file and claim its id (a marker, unique across the run)."""
+        spec = load_spec(path, display_path(self.config, path), self.profile, cuda_usable())
+        self._claim_spec_id(spec)
+        return spec
+
+    def _claim_spec_id(self, spec: Spec) -> None:
+        """A spec id becomes a marker (``-m ID`` selects its gates), so it must not be one pytest or
+        a plugin acts on (``xfail``, ``skip``, ``usefixtures``...: they would change outcomes), and
+        two files must not share one (their results would merge)."""
+        other = self.spec_ids.setdefault(spec.id, spec.display_path)
+        if other != spec.display_path:
+            raise SpecError(spec.display_path, [Problem(spec.id_mark.line, spec.id_mark.col, "id",
+                                                        f"duplicate spec id {spec.id!r}: {other} has it too "
+                                                        "(spec ids must be unique across the run)")])
+        if spec.id in self.own_spec_markers:
+            return
+        registered = {line.split(":", 1)[0].split("(", 1)[0].strip() for line in self.config.getini("markers")}
+        if spec.id in registered - SELECTION_MARKERS:
+            del self.spec_ids[spec.id]
+            raise SpecError(spec.display_path, [Problem(spec.id_mark.line, spec.id_mark.col, "id",
+                                                        f"spec id {spec.id!r} is the name of a pytest marker; "
+                                                        "a spec id becomes its gates' marker (-m ID), so pick "
+                                                        "another id")])
+        self.own_spec_markers.add(spec.id)
+        self.config.addinivalue_line("markers", f"{spec.id}: gates of spec {spec.id}")
+
+    # ---- running -------------------------------------------------------------------------------
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self.report_dir or self._artifact_folder(), self.baseline)
+            self._runner.saving = bool(self.config.getoption("goni_save"))
+        return self._runner
+
+    def _artifact_folder(self) -> Path | None:
+        """Where plots go without --goni-report: pytest's numbered temporary folder (the last few runs
+        are kept, older ones removed by pytest), not a new /tmp folder per run."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        return factory.mktemp("goni-artifacts") if factory is not None else None
+
+    def gates(self, spec: Spec) -> GateRun:
+        """The judge of this spec's gates, one per spec, holding each gate's result once judged."""
+        key = str(spec.path)
+        if key not in self.gate_runs:
+            self.gate_runs[key] = GateRun(self.runner, spec)
+        return self.gate_runs[key]
+
+    # ---- collecting results (hooks of this plugin object) -----------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        goni = getattr(report, "goni", None)
+        if goni is not None:
+            self.collected.add(GateResult.from_dict(goni), report.goni_spec, report.goni_measurements or {})
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collected.spec_errors.append((report.nodeid, str(report.longrepr)))
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def summary(self, terminalreporter: Any) -> None:
+        if self.config.getoption("goni_list"):
+            return
+        from .report.terminal import print_summary
+
+        print_summary(terminalreporter, self.collected)
+
+    def finish(self) -> None:
+        """Write results.json and the other reports, and the baseline asked for (controller only)."""
+        if hasattr(self.config, "workerinput"):
+            return
+        from .report.results import build_results, environment, write_reports
+
+        env = environment()  # read once: git and device queries are not free
+        written = write_reports(self.collected, self.report_dir, env)
+        save = self.config.getoption("goni_save")
+        if save:
+            from .baselines import save_baseline
+            from .jsonsafe import json_safe
+
+            results = json_safe(build_results(self.collected, env))
+            written.append(f"baseline saved to {save_baseline(self.config.rootpath, save, results)}")
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        for line in written:
+            if tr is not None:
+                tr.write_line(f"goni: {line}")
