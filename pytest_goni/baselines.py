@@ -80,9 +80,9 @@ def device_name(device: str) -> str:
             return torch.cuda.get_device_name(int(device.split(":")[1]) if ":" in device else 0)
         except Exception:
             return device
-    from .report.results import _cpu_name
+    from .device import cpu_name
 
-    return f"cpu: {_cpu_name()}"
+    return f"cpu: {cpu_name()}"
 
 
 def incompatible(entry: BaselineEntry, *, profile: str, config_hash: str, units: dict[str, str],

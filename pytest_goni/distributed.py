@@ -76,11 +76,9 @@ def _init_group(rank: int, world: int, device: torch.device) -> None:
 
 
 def _rank_main(rank: int, world: int, devices: list[torch.device], blob: bytes, batch_fn: Callable,
-               steps: int, cfg: Any, kw: dict[str, Any], out: str) -> None:
+               steps: int, cfg: Any, kw: dict[str, Any], out: str, run_loop: Callable[..., Any]) -> None:
     """One spawned rank: join the group, train, rank 0 saves the result and the weights."""
     import torch.distributed as dist
-
-    from pytest_goni.training import run_loop
 
     model = torch.load(io.BytesIO(blob), weights_only=False)  # this rank's own copy of the weights
     device = devices[rank]
@@ -100,8 +98,10 @@ def _rank_main(rank: int, world: int, devices: list[torch.device], blob: bytes, 
 
 
 def train_spawned(model: nn.Module, batch_fn: Callable, steps: int, cfg: Any, *, device: torch.device,
-                  gpus: int, check: Callable[[], None] | None = None, **kw: Any) -> Any:
+                  gpus: int, run_loop: Callable[..., Any], check: Callable[[], None] | None = None,
+                  **kw: Any) -> Any:
     """Train ``model`` in place over ``gpus`` spawned ranks; returns rank 0's TrainResult.
+    ``run_loop`` is :func:`pytest_goni.training.run_loop` (passed in: training imports this module).
 
     ``model``, ``batch_fn``, ``cfg`` and ``kw['evaluate']`` travel to the ranks by pickling
     (a WindowBatches and a HeldOut do; a closure does not). ``check`` runs here, in the parent,
@@ -124,7 +124,8 @@ def train_spawned(model: nn.Module, batch_fn: Callable, steps: int, cfg: Any, *,
     with tempfile.TemporaryDirectory(prefix="goni-ddp-") as tmp:
         out = str(Path(tmp) / "rank0.pt")
         try:
-            ctx = mp.start_processes(_rank_main, args=(gpus, devices, buf.getvalue(), batch_fn, steps, cfg, kw, out),
+            ctx = mp.start_processes(_rank_main, args=(gpus, devices, buf.getvalue(), batch_fn, steps, cfg, kw, out,
+                                                           run_loop),
                                      nprocs=gpus, join=False, start_method="spawn")
             try:
                 while not ctx.join(timeout=0.5):
@@ -147,12 +148,10 @@ def train_spawned(model: nn.Module, batch_fn: Callable, steps: int, cfg: Any, *,
     return blob["result"]
 
 
-def train_in_group(model: nn.Module, batch_fn: Callable, steps: int, cfg: Any, *,
+def train_in_group(model: nn.Module, batch_fn: Callable, steps: int, cfg: Any, *, run_loop: Callable[..., Any],
                    check: Callable[[], None] | None = None, **kw: Any) -> Any:
     """Train as one rank of a torchrun launch (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_* from torchrun)."""
     import torch.distributed as dist
-
-    from pytest_goni.training import run_loop
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))

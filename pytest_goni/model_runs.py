@@ -3,15 +3,14 @@ config hashes, devices, OOM detection."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from pytest_goni.device import cpu_threads, is_oom, release  # noqa: F401  (moved to device.py)
 
 #: A metric-key segment: spec model names become segments, so they must be identifiers.
 IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
@@ -26,25 +25,6 @@ POSITIVE_INTS = {"type": "array", "minItems": 1, "items": {"type": "integer", "m
 
 CPU_THREADS = {"type": "integer", "minimum": 1,
                "description": "torch intra-op threads while this measurement runs on the CPU (restored after)"}
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None, device: str) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads on the CPU, restoring the previous count after.
-
-    On a small shared host, OpenMP threads that spin at barriers while a core is taken by another
-    process turn millisecond ops into tenths of a second; one thread per measurement keeps CPU
-    timings about the work measured. No effect on CUDA or when ``n`` is None.
-    """
-    if n is None or device.startswith("cuda"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def as_count(v: Any) -> int:
@@ -82,20 +62,3 @@ def param_counts(model: torch.nn.Module) -> tuple[int, int]:
         return int(model.num_params(embedding=True)), int(model.num_params(embedding=False))
     total = sum(p.numel() for p in model.parameters())
     return total, total
-
-
-def release(device: str) -> None:
-    """Leave the device clean for the next measurement: collect garbage, empty the CUDA cache."""
-    gc.collect()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def is_oom(exc: BaseException) -> bool:
-    """True for an out-of-memory error (CUDA, CPU allocator, or a simulated cap)."""
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    msg = str(exc).lower()
-    return "out of memory" in msg or "cudnn_status_alloc_failed" in msg or "can't allocate memory" in msg

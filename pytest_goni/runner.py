@@ -13,13 +13,14 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import progress
 from .context import MeasureContext, MeasurementTimeout
+from .device import release, worker_device
 from .optional import missing_from
 from .registry import REGISTRIES
 from .spec import GateSpec, Spec
@@ -56,30 +57,6 @@ class MeasurementResult:
                                                         "missing": self.failure.missing},
             "log": self.log, "artifacts": [str(p) for p in self.artifacts if Path(p).exists()],
         }
-
-
-def worker_device() -> str:
-    """``cuda:i`` for xdist worker ``gw<i>`` (i % device count) when CUDA is usable, else ``cpu``."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "cpu"
-        n = torch.cuda.device_count()
-    except Exception:
-        return "cpu"
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return f"cuda:{index % n}"
-
-
-def cuda_usable() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
 
 
 @contextmanager
@@ -164,7 +141,8 @@ class Runner:
                 result.failure = MeasurementFailure(str(missing), missing=True)
             else:
                 result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
-            _release_device_memory()
+            with suppress(Exception):  # a broken CUDA context must not hide the failure
+                release(self.device)
         result.seconds = time.perf_counter() - t0
         progress.finished(spec.id, name, result.seconds, result.failure.reason if result.failure else None)
         return result
@@ -200,16 +178,3 @@ def _describe(exc: BaseException) -> str:
         return f"out of memory: {str(exc).splitlines()[0] if str(exc) else name}"
     msg = str(exc).strip().splitlines()
     return f"{name}: {msg[0]}" if msg else name
-
-
-def _release_device_memory() -> None:
-    try:
-        import gc
-
-        import torch
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass

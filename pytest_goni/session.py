@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from .device import cuda_usable
 from .gate_result import GateResult
 from .gates import GateRun
 from .registry import REGISTRIES, RegistryClash, load_builtins
 from .report import Collected
-from .runner import Runner, cuda_usable
+from .runner import Runner
 from .spec import Problem, Spec, SpecError, load_spec
 
 SESSION_KEY = pytest.StashKey["GoniSession"]()

@@ -379,7 +379,8 @@ class _Loader:
 
     def compile_gates(self, raw_gates: list, metric_units: dict[str, str],
                       measurements: dict[str, MeasurementSpec]) -> list[GateSpec]:
-        from .judge import GateSpecError, compile_gate
+        from .gate_kinds import compile_gate
+        from .judge import GateSpecError
 
         ids = [g["id"] for g in raw_gates]
         gates: list[GateSpec] = []

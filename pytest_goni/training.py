@@ -391,9 +391,10 @@ def train(
     from pytest_goni import distributed
 
     if distributed.launched_by_torchrun():
-        return distributed.train_in_group(model, batch_fn, steps, cfg, check=check, **kw)
+        return distributed.train_in_group(model, batch_fn, steps, cfg, run_loop=run_loop, check=check, **kw)
     if gpus > 1:
-        return distributed.train_spawned(model, batch_fn, steps, cfg, device=dev, gpus=gpus, check=check, **kw)
+        return distributed.train_spawned(model, batch_fn, steps, cfg, device=dev, gpus=gpus, run_loop=run_loop,
+                                         check=check, **kw)
     if gpus < 1:
         raise ValueError(f"gpus must be >= 1 (got {gpus})")
     return run_loop(model, batch_fn, steps, cfg, device=dev, check=check, **kw)

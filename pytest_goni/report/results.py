@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..device import cpu_name
 from ..jsonsafe import json_safe
 from ..status import STATUSES
 from . import Collected
@@ -26,22 +27,12 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment() -> dict[str, Any]:
     """Device, library versions, git commit: what a reader needs to trust or redo a number."""
     env: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "versions": {d: _version(d) for d in ("pytest-goni", "torch", "triton", "transformers", "tokenizers",
                                                "pytest", "pytest-xdist", "numpy", "cupy-cuda13x", "cupy-cuda12x")},
     }

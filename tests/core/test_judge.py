@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sst
 
 from pytest_goni import stats
+from pytest_goni.gate_kinds import compile_gate
 from pytest_goni.gate_result import GateResult
 from pytest_goni.judge import (
     GATE_KINDS,
@@ -14,7 +15,6 @@ from pytest_goni.judge import (
     GateSpecError,
     SignificanceGate,
     ThresholdGate,
-    compile_gate,
 )
 from pytest_goni.stats import Metric
 from pytest_goni.status import FAIL, INVALID, PASS

@@ -1,0 +1,88 @@
+"""Where measurements run and how they leave the device: the worker's device, CUDA present or
+not, the CPU's name, intra-op threads on the CPU, out-of-memory errors and cleaning up after."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def cuda_usable() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def worker_device() -> str:
+    """``cuda:i`` for xdist worker ``gw<i>`` (i % device count) when CUDA is usable, else ``cpu``."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "cpu"
+        n = torch.cuda.device_count()
+    except Exception:
+        return "cpu"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return f"cuda:{index % n}"
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: str) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads on the CPU, restoring the previous count after.
+
+    On a small shared host, OpenMP threads that spin at barriers while a core is taken by another
+    process turn millisecond ops into tenths of a second; one thread per measurement keeps CPU
+    timings about the work measured. No effect on CUDA or when ``n`` is None.
+    """
+    if n is None or device.startswith("cuda"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def release(device: str) -> None:
+    """Leave the device clean for the next measurement: collect garbage, empty the CUDA cache."""
+    gc.collect()
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for an out-of-memory error (CUDA, CPU allocator, or a simulated cap)."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    msg = str(exc).lower()
+    return "out of memory" in msg or "cudnn_status_alloc_failed" in msg or "can't allocate memory" in msg
