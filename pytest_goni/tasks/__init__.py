@@ -10,6 +10,22 @@ t reads inputs[:t+1] only) and ``vocab_size`` covers every length factor asked f
 
 from __future__ import annotations
 
-from .base import IGNORE_INDEX, Task, TaskData, TaskError, make_task
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["IGNORE_INDEX", "Task", "TaskData", "TaskError", "make_task"]
+from .base import IGNORE_INDEX, Task, TaskData, TaskError, _int
+from .flip_flop import FlipFlop
+from .knapsack import Knapsack
+from .mqar import MQAR
+
+TASKS = {"mqar": MQAR, "flip_flop": FlipFlop, "knapsack": Knapsack}
+
+
+def make_task(name: str, params: Mapping[str, Any], max_length_factor: int = 1) -> Task:
+    """The task ``name`` (mqar | flip_flop | knapsack) with its params checked; raises TaskError."""
+    if name not in TASKS:
+        raise TaskError(f"task: unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[name].from_params(dict(params), max_length_factor, _int)
+
+
+__all__ = ["IGNORE_INDEX", "TASKS", "Task", "TaskData", "TaskError", "make_task"]

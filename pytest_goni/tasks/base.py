@@ -10,7 +10,7 @@ import numpy as np
 
 from pytest_goni.training import IGNORE_INDEX
 
-__all__ = ["IGNORE_INDEX", "Task", "TaskData", "TaskError", "make_task", "TASKS"]
+__all__ = ["IGNORE_INDEX", "Task", "TaskData", "TaskError"]
 
 
 class TaskError(ValueError):
@@ -70,31 +70,3 @@ def _int(params: Mapping[str, Any], key: str, default: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise TaskError(f"{key}: must be a whole number, got {v!r}")
     return v
-
-
-def make_task(name: str, params: Mapping[str, Any], max_length_factor: int = 1) -> Task:
-    """The task ``name`` (mqar | flip_flop | knapsack) with its params checked; raises TaskError."""
-    if name not in TASKS:
-        raise TaskError(f"task: unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
-    return TASKS[name](dict(params), max_length_factor)
-
-
-def _build_mqar(p: dict[str, Any], f: int) -> Task:
-    from .mqar import MQAR
-
-    return MQAR.from_params(p, f, _int)
-
-
-def _build_flip_flop(p: dict[str, Any], f: int) -> Task:
-    from .flip_flop import FlipFlop
-
-    return FlipFlop.from_params(p, f, _int)
-
-
-def _build_knapsack(p: dict[str, Any], f: int) -> Task:
-    from .knapsack import Knapsack
-
-    return Knapsack.from_params(p, f, _int)
-
-
-TASKS = {"mqar": _build_mqar, "flip_flop": _build_flip_flop, "knapsack": _build_knapsack}

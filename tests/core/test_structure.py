@@ -7,7 +7,8 @@ module may import from its own floor and the floors below it:
 1. base: statuses, JSON cleaning, units, YAML positions, registries, statistics, timing, devices,
    progress lines, plots, scheduling rules, the hook specs, the JSON schemas, optional extras.
 2. machinery: kernels, models, training, tokenizers and corpora, the inference drivers, the
-   benchmarkable ops, the measurement context, the V5 helpers: the code measurements run.
+   benchmarkable ops, the measurement context, the V5 helpers, the synthetic tasks: the code
+   measurements run.
 3. language: expressions, expect:, the judge and its gate kinds, gate results, spec loading.
 4. measurements: one module per measurement kind.
 5. running: the runner (measurement cache), gates (judging into results), baselines.
@@ -30,7 +31,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("pytest_goni", "status", "jsonsafe", "units", "yaml_positions", "registry", "stats", "timing", "device",
      "progress", "plots", "scheduling", "hookspecs", "schema", "optional"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
-     "inference", "model_runs", "ops", "bench_ops", "context", "tier_workload", "v5"),
+     "inference", "model_runs", "ops", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec"),
     ("measurements",),
     ("runner", "gates", "baselines"),
