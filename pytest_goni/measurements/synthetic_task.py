@@ -23,7 +23,8 @@ Order of work:
    the gate on it FAILs.
 4. ``expected_ranking`` (tiers, best first): Kendall's tau-b (scipy) between the tiers and the
    measured mean accuracies, with every disagreeing pair named in the note. ``pareto_size``: how
-   many models lie on the accuracy / training-time Pareto front (more than one: a trade-off).
+   many models above chance lie on the accuracy / training-time Pareto front (more than one: a
+   trade-off).
 
 ``label_shift: k`` moves every label k positions later: the public repository's flip-flop bug, on
 purpose, for the tests that a mislabelled task is reported INVALID.
@@ -286,7 +287,7 @@ def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     for name in models:
         why = invalid or (base_why if base is None or name != base["model"] else None)
         out.update(_model_metrics(name, per_model[name], task, params, meta, why))
-    out.update(_comparison(ctx, params, models, per_model, meta, invalid or base_why))
+    out.update(_comparison(ctx, params, models, per_model, meta, invalid or base_why, check.chance))
     return out
 
 
@@ -364,17 +365,18 @@ def _model_metrics(name: str, r: dict[str, Any], task: Task, params: dict[str, A
 
 
 def _comparison(ctx: Any, params: dict[str, Any], models: list[str], per_model: dict[str, dict[str, Any]],
-                meta: dict[str, Any], invalid: str | None) -> dict[str, Metric]:
-    """Ranking against the expected tiers, the Pareto front, the plots."""
+                meta: dict[str, Any], invalid: str | None, chance: float) -> dict[str, Metric]:
+    """Ranking against the expected tiers, the Pareto front (of the models above chance: a fast model
+    that learnt nothing is no trade-off), the plots."""
     flag = {"invalid": invalid} if invalid else {}
     acc = {m: float(np.mean(per_model[m]["accuracy"])) for m in models if per_model[m]}
     secs = {m: float(np.mean(per_model[m]["seconds"])) for m in acc}
     valid = [m for m in acc if math.isfinite(acc[m])]
-    front = pareto_front({m: (acc[m], secs[m]) for m in valid})
+    front = pareto_front({m: (acc[m], secs[m]) for m in valid if acc[m] > chance})
     out = {
         "models_valid": Metric.scalar(len(valid), "", note=f"{len(valid)} of {len(models)} models measured",
                                       exact=True, **meta, **flag),
-        "pareto_size": Metric.scalar(len(front), "", note="accuracy vs training time Pareto front: "
+        "pareto_size": Metric.scalar(len(front), "", note="accuracy vs training time Pareto front above chance: "
                                      + (", ".join(front) or "none"), exact=True, front=front, **meta, **flag),
     }
     if "expected_ranking" in params:
