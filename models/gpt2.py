@@ -185,8 +185,12 @@ class GPT2Backend(ModelContract, nn.Module):
 @backend("gpt2")
 def build_gpt2(**config: Any) -> nn.Module:
     """GPT-2 (transformers), no download. Keys: the common ones (``size`` = seed preset) or
-    ``match_params`` (a count) with ``match`` = "total" | "non_embedding" for the nearest shape."""
+    ``match_params`` (a count) with ``match`` = "total" | "non_embedding" for the nearest shape, or
+    ``pretrained`` (a local transformers directory: its shape and weights, e.g. GPT-2 Small)."""
     config = dict(config)
+    pretrained = config.pop("pretrained", None)
+    if pretrained is not None:
+        return _from_pretrained(str(pretrained), config)
     target = config.pop("match_params", None)
     match = config.pop("match", "total")
     if match not in ("total", "non_embedding"):
@@ -200,3 +204,25 @@ def build_gpt2(**config: Any) -> nn.Module:
                                   non_embedding=match == "non_embedding")
         config.update({k: shape[k] for k in ("n_layers", "n_heads", "d_model", "d_ff")})
     return build("gpt2", config, None, lambda cfg, own: GPT2Backend(cfg))
+
+
+def _from_pretrained(path: str, config: dict[str, Any]) -> nn.Module:
+    """A GPT2Backend holding the weights of the transformers directory ``path`` (no download)."""
+    from pathlib import Path
+
+    from transformers import GPT2LMHeadModel
+
+    if not (Path(path) / "config.json").is_file():
+        raise ConfigError(f"gpt2: pretrained={path!r} is not a transformers model directory (no config.json)")
+    for key in ("size", "d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "match_params", "match"):
+        if key in config:
+            raise ConfigError(f"gpt2: pretrained gives the shape; drop {key!r}")
+    hf = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+    c = hf.config
+    shape = {"vocab_size": c.vocab_size, "d_model": c.n_embd, "n_layers": c.n_layer, "n_heads": c.n_head,
+             "d_ff": c.n_inner or 4 * c.n_embd, "max_seq_len": c.n_positions,
+             "norm_eps": c.layer_norm_epsilon, "tie_embeddings": bool(c.tie_word_embeddings)}
+    model = build("gpt2", {**config, **shape}, None, lambda cfg, own: GPT2Backend(cfg))
+    model.hf.load_state_dict(hf.state_dict())
+    model.pretrained = path
+    return model

@@ -78,6 +78,10 @@ class GateRun:
             return self.skipped(gate, failures[0].removeprefix("SKIP: "))
         if failures:
             return self.base(gate).with_status(ERROR, "; ".join(failures))
+        absent = sorted({metrics[p].meta["skip"] for p in gate.compiled.paths
+                         if p in metrics and metrics[p].meta.get("skip")})
+        if absent:  # a measurement that had nothing to measure here (an eval set without a path)
+            return self.skipped(gate, "; ".join(absent))
         entry = self.runner.baseline.get((self.spec.id, gate.id)) if self.runner.baseline else None
         try:
             verdict = gate.compiled.judge(metrics, baseline=entry.value if entry else None)

@@ -15,5 +15,6 @@ from . import (  # noqa: F401,E402  (registration happens on import)
     train_lm,
     v5_compare,
     v5_params,
+    v5_pretrained,
     v5_state,
 )

@@ -44,6 +44,7 @@ from pytest_goni.stats import Metric
 from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, max_loss_spike, seed_everything, train
 from pytest_goni.v5 import broken as _registers_groundthink_reset  # noqa: F401
 from pytest_goni.v5 import dialogue
+from pytest_goni.v5.datasets import FORMATS, read_eval_set, resolve_path
 from pytest_goni.v5.evaluate import (
     blind_sheet,
     bucket_losses,
@@ -93,6 +94,12 @@ SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs", "corpu
     "context_sequences": {"type": "integer", "minimum": 1},
     "misalign": {"type": "integer", "description": "shift the scored position (tests the task check)"},
     "samples": {"type": "integer", "minimum": 0, "description": "blind-sheet prompts"},
+    "eval_sets": {"type": "object", "propertyNames": {"pattern": RUNG_LABEL},
+                  "additionalProperties": {"type": "object", "required": ["format", "path"],
+                                           "properties": {"format": {"enum": list(FORMATS)},
+                                                          "path": {"type": "string"},
+                                                          "max_docs": {"type": "integer", "minimum": 1}}},
+                  "description": "name -> {format, path ($VARS expanded; empty: its gates SKIP)}"},
     "sample_tokens": {"type": "integer", "minimum": 1},
 })
 
@@ -101,6 +108,9 @@ PER_RUN = {"params": "", "params_non_embedding": "", "val_loss": "", "val_ppl": 
            "rolling_bits_per_byte": "", "train_tok_s": "tok/s", "train_seconds": "s", "flops": "",
            "peak_mem": "B", "max_spike": "", "grad_norm": "", "state_score": "", "persistence_turns": "",
            "useful_context": "", "final_train_loss": "", "loss_drop": ""}
+
+
+PPL_KEYS = ("token_ppl", "word_ppl", "byte_ppl", "bits_per_byte")
 
 
 def _items(params: dict[str, Any]) -> list[str]:
@@ -120,6 +130,8 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
             units.update({f"{r}.{m}.{k}": u for k, u in PER_RUN.items()})
             units.update({f"{r}.{m}.state.{i}": "" for i in items})
             units.update({f"{r}.{m}.ctx_loss.{k}": "" for k in _multiples(params)})
+            for e in params.get("eval_sets", {}):
+                units.update({f"{r}.{m}.{e}.{k}": "" for k in PPL_KEYS})
         for i in items:
             units[f"{r}.task.{i}.chance"] = ""
             units[f"{r}.task.{i}.oracle"] = ""
@@ -160,12 +172,21 @@ class _V5Run:
         self.train_text, self.val_text = text[:cut], text[cut:]
         self.train_lines = dialogue.distractor_lines(self.train_text)
         self.val_lines = dialogue.distractor_lines(self.val_text)
+        self.eval_docs: dict[str, list[str]] = {}
+        self.eval_skip: dict[str, str] = {}
+        for name, es in p.get("eval_sets", {}).items():
+            path, why = resolve_path(es["path"], self.ctx.resolve_path)
+            if path is None:
+                self.eval_skip[name] = f"eval set {name!r} ({es['format']}): {why}"
+            else:
+                self.eval_docs[name] = read_eval_set(es["format"], path, es.get("max_docs", 200))
         eot_raw = self._eot_id(tok)
         encode = tok.encode
         vocab = tok.vocab_size
         if p.get("compact_vocab", False):
             task_text = self._task_text()
-            compact = CompactVocab([split.train_ids.tolist(), split.val_ids.tolist(), tok.encode(task_text)],
+            extra = [tok.encode(d) for docs in self.eval_docs.values() for d in docs]
+            compact = CompactVocab([split.train_ids.tolist(), split.val_ids.tolist(), tok.encode(task_text), *extra],
                                    always=[eot_raw])
             encode, vocab = compact.encode(tok.encode), compact.size
             self.train_ids = torch.tensor([compact.index[int(t)] for t in split.train_ids])
@@ -266,6 +287,11 @@ class _V5Run:
         rec["val_ppl"] = math.exp(min(rec["val_loss"], 700.0))
         ll = disjoint_loglik(model, self.docs, self.encode, self.seq_len, self.eot, ctx.device).metrics()
         rec.update({k: ll[k] for k in ("token_ppl", "word_ppl", "byte_ppl", "bits_per_byte")})
+        for name, docs in self.eval_docs.items():
+            em = disjoint_loglik(model, docs, self.encode, self.seq_len, self.eot, ctx.device).metrics()
+            rec.update({f"{name}.{k}": em[k] for k in PPL_KEYS})
+        for name in self.eval_skip:
+            rec.update({f"{name}.{k}": math.nan for k in PPL_KEYS})
         rolling, _how = rolling_loglik(model, self.docs, self.encode, self.seq_len, self.eot, ctx.device)
         rm = rolling.metrics()
         rec["rolling_token_ppl"], rec["rolling_bits_per_byte"] = rm["token_ppl"], rm["bits_per_byte"]
@@ -328,6 +354,8 @@ class _V5Run:
             for k, vals in per[role].items():
                 unit = PER_RUN.get(k, "")
                 extra = invalid if (k.startswith("state") or k == "persistence_turns") else {}
+                if k.split(".")[0] in self.eval_skip:
+                    extra = {"skip": self.eval_skip[k.split(".")[0]]}
                 exact = {"exact": True} if k in ("params", "params_non_embedding") else {}
                 m = Metric.of(vals if not exact else vals[:1], unit, **meta, **extra, **exact)
                 if k == "peak_mem" and not self.ctx.is_cuda:
@@ -358,6 +386,7 @@ class _V5Run:
         self.ctx.log(text)
         first = next(iter(out.values()))
         first.meta["matrix"] = rows
+        first.meta["report"] = "The seed's 4-way comparison matrix (means over seeds)\n\n" + text
         if self.samples:
             sheet, key = blind_sheet(self.samples, self.seeds[0])
             self.ctx.artifact("blind_samples.md").write_text(sheet)

@@ -77,6 +77,19 @@ def failure_text(r: GateResult) -> str:
     return "\n".join(lines)
 
 
+def measurement_reports(measurements: dict[str, Any]) -> list[tuple[str, str]]:
+    """Text a measurement attaches for people (``meta["report"]`` on one of its metrics: the V5
+    comparison matrix), in measurement order."""
+    out = []
+    for name, res in measurements.items():
+        for metric in (res.get("metrics") or {}).values():
+            text = (metric.get("meta") or {}).get("report")
+            if text:
+                out.append((name, str(text)))
+                break
+    return out
+
+
 def print_summary(tr: Any, run: Collected) -> None:
     """One table per spec (controller only, also under xdist), then failure panels and errors."""
     if not run.results and not run.spec_errors:
@@ -92,6 +105,8 @@ def print_summary(tr: Any, run: Collected) -> None:
         console.print(Text(f"{spec['file']}  profile {spec['profile']}  config {spec['config_hash']}"
                            + (f"  source {_short(spec['source'])}" if spec.get("source") else ""), style="dim"))
         console.print(spec_table(results))
+        for name, text in measurement_reports(run.measurements.get(spec_id, {})):
+            console.print(Panel(Text(text), title=f"{spec_id}: {name}", title_align="left", border_style="cyan"))
     for r in sorted(run.results, key=lambda r: (r.spec, r.line)):
         if r.status in NOT_PASSED:
             body = Text(failure_text(r).partition("\n")[2])

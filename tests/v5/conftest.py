@@ -10,7 +10,8 @@ def pytest_goni_register(registries):
     @registries.measurement_kind(
         "given",
         schema={"type": "object", "additionalProperties": False,
-                "properties": {"samples": {"type": "object"}, "invalid": {"type": "object"}}},
+                "properties": {"samples": {"type": "object"}, "invalid": {"type": "object"},
+                               "skip": {"type": "object"}}},
         metrics=lambda p: {k: "" for k in p["samples"]},
     )
     def given(ctx, params):
@@ -20,6 +21,8 @@ def pytest_goni_register(registries):
             out[key] = Metric.of(vals, "")
             if key in params.get("invalid", {}):
                 out[key].meta["invalid"] = params["invalid"][key]
+            if key in params.get("skip", {}):
+                out[key].meta["skip"] = params["skip"][key]
         return out
 '''
 

@@ -56,6 +56,7 @@ def test_fair_protocol_holds_for_the_broken_run_too(broken_run) -> None:
     for gid in ("same-batch-order", "same-tokenizer", "same-steps-and-schedule", "same-validation-set",
                 "match-non-embedding-top"):
         assert g[gid]["status"] == "PASS", (gid, g[gid]["reason"])
+    assert "4-way comparison matrix" in broken_run["out"]          # printed in the terminal report
     matrix = (broken_run["dir"] / "v5.cmp.matrix.md").read_text()
     assert "Stateful task accuracy" in matrix and "Ideal outcome" in matrix
     key = next(m for m in broken_run["measurements"]["cmp"]["metrics"].values() if "blind_key" in m["meta"])
