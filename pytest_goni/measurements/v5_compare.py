@@ -93,6 +93,8 @@ SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs", "corpu
     "context_multiples": {"type": "array", "items": {"type": "integer", "minimum": 2}},
     "context_sequences": {"type": "integer", "minimum": 1},
     "misalign": {"type": "integer", "description": "shift the scored position (tests the task check)"},
+    "compile": {"type": "boolean", "description": "torch.compile the training step (default: the loop's "
+                                                "choice, on for long CUDA runs)"},
     "samples": {"type": "integer", "minimum": 0, "description": "blind-sheet prompts"},
     "eval_sets": {"type": "object", "propertyNames": {"pattern": RUNG_LABEL},
                   "additionalProperties": {"type": "object", "required": ["format", "path"],
@@ -271,7 +273,8 @@ class _V5Run:
         if ctx.is_cuda:
             torch.cuda.reset_peak_memory_stats(ctx.device)
         t0 = time.perf_counter()
-        res = train(model, batches, self.steps, self.cfg, device=ctx.device, check=ctx.check_deadline)
+        res = train(model, batches, self.steps, self.cfg, device=ctx.device, check=ctx.check_deadline,
+                    compile=self.p.get("compile"))
         wall = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(ctx.device) if ctx.is_cuda else math.nan
         total, non_emb = pair.counts[role]
