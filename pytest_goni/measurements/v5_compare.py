@@ -454,3 +454,29 @@ def _plots(ctx: Any, curves: dict, rows: dict, multiples: list[int], seeds: list
     fig.tight_layout()
     fig.savefig(ctx.artifact("context_retention.png"), dpi=110)
     plt.close(fig)
+    _plot_scaling(ctx, rows, plt)
+
+
+def _plot_scaling(ctx: Any, rows: dict, plt: Any) -> None:
+    """Validation loss against non-embedding parameters per model, log-log, with the fitted law
+    L = a N^-b + c (c held at 0 below three rungs), as the seed asks (lines 502: 'Plot loss vs
+    params for both models on log-log scale. Curves should be parallel')."""
+    from pytest_goni.gate_kinds.fit import fit_law, law
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for role in ROLES:
+        n = np.array([per[role]["params_non_embedding"] for per in rows.values()])
+        y = np.array([per[role]["val_loss"] for per in rows.values()])
+        (line,) = ax.plot(n, y, "o", label=role)
+        if len(set(n.tolist())) >= 2 and np.isfinite(y).all():
+            f = fit_law(n, y, fix_c=None if len(set(n.tolist())) >= 3 else 0.0)
+            grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 50)
+            ax.plot(grid, [law(f, g) for g in grid], "-", color=line.get_color(),
+                    label=f"{role}: {f['a']:.3g} N^-{f['b']:.3f} + {f['c']:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters", ylabel="validation loss",
+           title="scaling (means over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.artifact("scaling.png"), dpi=110)
+    plt.close(fig)

@@ -35,8 +35,9 @@ class ResetEveryToken(ModelContract, nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = check_tokens(tokens, self.vocab_size)
-        b, t = tokens.shape
-        return self.inner(tokens.reshape(b * t, 1)).reshape(b, t, -1)  # [B*T, 1, V] -> [B, T, V]
+        ids, where = torch.unique(tokens, return_inverse=True)  # each distinct token once: [U]
+        table = self.inner(ids[:, None])[:, 0]                   # [U, V]: a sequence of one token each
+        return table[where]                                      # [B, T, V]
 
     def prefill(self, tokens: torch.Tensor, logits: str = "last") -> tuple[torch.Tensor, Any]:
         out = prefill_positions(self(tokens), logits)  # [B, 1, V] (last) or [B, T, V] (all)

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLOURS = ["red", "blue", "green", "yellow", "white", "black", "purple", "orange"]
-CITIES = ["Paris", "Rome", "London", "Madrid", "Berlin", "Vienna", "Lisbon", "Athens"]
-FRUITS = ["apples", "oranges", "pears", "grapes", "plums", "cherries", "lemons", "melons"]
+# Every pool's words start with distinct letters, so a byte-level tokenizer can score them too.
+COLOURS = ["red", "blue", "green", "yellow", "white", "orange", "purple", "cyan"]
+CITIES = ["Paris", "Rome", "London", "Madrid", "Berlin", "Vienna", "Athens", "Oslo"]
+FRUITS = ["apples", "oranges", "pears", "grapes", "melons", "cherries", "lemons", "bananas"]
 NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry"]
-ROLES = ["chef", "doctor", "pilot", "farmer", "teacher", "sailor", "baker", "painter"]
-TOPICS = ["dogs", "cats", "horses", "birds", "ships", "rivers", "castles", "gardens"]
+ROLES = ["chef", "doctor", "pilot", "farmer", "teacher", "sailor", "baker", "nurse"]
+TOPICS = ["dogs", "cats", "horses", "birds", "ships", "rivers", "gardens", "mountains"]
 
 #: The six prompt tests of the seed, in its order (tier 1: lines 271-282, tier 2: 286-296,
 #: tier 3: 300-310).
@@ -167,12 +168,16 @@ def tokenize_item(name: str, episodes: list[Episode], encode: Callable[[str], li
     for ep in episodes:
         p = encode(ep.prompt)
         a = encode(" " + ep.answer)
-        firsts = [encode(" " + c)[0] for c in ep.choices]
+        options = [encode(" " + c) for c in ep.choices]
+        common = 0  # tokens every choice shares (a byte tokenizer's leading space): scored as prompt
+        while all(len(o) > common + 1 and o[common] == options[0][common] for o in options):
+            common += 1
+        firsts = [o[common] for o in options]
         if len(set(firsts)) != len(firsts):
-            raise ValueError(f"{name}: the choices {ep.choices} do not start with distinct tokens under "
-                             "this tokenizer; the multiple-choice score needs distinct first tokens")
+            raise ValueError(f"{name}: the choices {ep.choices} do not differ in their first distinct token "
+                             "under this tokenizer; the multiple-choice score needs that")
         ids.append(p + a)
-        pos.append(len(p) - 1 + misalign)
+        pos.append(len(p) - 1 + common + misalign)
         choices.append(firsts)
         labels.append(ep.choices.index(ep.answer))
     return TokenizedItem(name, ids, pos, choices, labels, episodes)

@@ -36,7 +36,7 @@ def test_every_measurement_runs_and_every_gate_kind_judges(broken_run) -> None:
     kinds = {g["kind"] for g in broken_run["gates"].values()}
     assert {"threshold", "significance", "fit", "grade", "decision"} <= kinds
     assert all(g["status"] in ("PASS", "FAIL", "INVALID") for g in broken_run["gates"].values())
-    for name in ("matrix.md", "blind_samples.md", "loss.png", "context_retention.png"):
+    for name in ("matrix.md", "blind_samples.md", "loss.png", "context_retention.png", "scaling.png"):
         assert (broken_run["dir"] / f"v5.cmp.{name}").exists()
 
 
