@@ -2,7 +2,8 @@
 for every named recurrent model (pytest_goni.v5.state_checks has the definitions).
 
 Keys (``M`` a model name): ``M.s0_tensors``, ``M.s0_shapes_fixed``, ``M.s1_norm_min``,
-``M.s1_norm_max``, ``M.s1_finite``, ``M.s2_diff``, ``M.s3_diff``, ``M.s4_variance_ratio`` (NaN with a
+``M.s1_norm_max``, ``M.s1_finite``, ``M.s2_diff``, ``M.s2_context_diff`` (inputs equal in their last
+token only), ``M.context_logit_diff`` (max |last-position logit change| for those inputs), ``M.s3_diff``, ``M.s4_variance_ratio`` (NaN with a
 note for a model that is not a Mamba/RWKV hybrid), ``M.persistence_max_diff`` (max |logit
 difference| of a run resumed in a fresh process from a saved state, against an uninterrupted run).
 """
@@ -28,8 +29,8 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "overrides": {"type": "object", "description": "config overrides for every model (a rung's shape)"},
 })
 
-KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_finite", "s2_diff", "s3_diff",
-        "s4_variance_ratio", "persistence_max_diff")
+KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_finite", "s2_diff", "s2_context_diff",
+        "context_logit_diff", "s3_diff", "s4_variance_ratio", "persistence_max_diff")
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:

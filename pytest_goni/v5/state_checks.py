@@ -3,7 +3,9 @@
 From the GroundThink project's CANARY_TESTS.md (../shared/REFERENCES.md section 3): S0 the state
 tensors exist with their declared shapes; S1 state norm in (0.01, 100) with no NaN; S2 different
 inputs give states that differ by more than 0.1; S3 the same input gives states within 1e-5; S4 for
-the hybrid, the Mamba/RWKV state-variance ratio in 0.01-100. The seed's "weird science" list adds
+the hybrid, the Mamba/RWKV state-variance ratio in 0.01-100 (GroundThink: "S0-S4 must be 100% at
+every scale"). S2 is also read on inputs that differ only before their last token: a state that
+holds only the current token (reset every token) fails it. The seed's "weird science" list adds
 "State persistence across sessions — can we resume conversations?" (v5-gpt2-gates.md line 918):
 the state is saved, a fresh Python process loads it with the weights and continues, and its
 logits must equal those of an uninterrupted run.
@@ -63,6 +65,15 @@ def s_checks(model: torch.nn.Module, vocab: int, length: int, seed: int = 0) -> 
         "s2_diff": float((flat_a - flat_b).norm()) if flat_a.numel() else math.nan,
         "s3_diff": float((flat_a - flat_a2).norm()) if flat_a.numel() else math.nan,
     }
+    # S2 asks that different inputs give different states; inputs that differ only *before* the last
+    # token must too, or the state holds nothing but the current token (a state reset every token).
+    c = b.clone()
+    c[:, -1] = a[:, -1]
+    logits_a, _ = model.prefill(a)
+    logits_c, sc = model.prefill(c)
+    flat_c = _flat(sc)
+    out["s2_context_diff"] = float((flat_a - flat_c).norm()) if flat_a.numel() else math.nan
+    out["context_logit_diff"] = float((logits_a[:, -1].float() - logits_c[:, -1].float()).abs().max())
     mamba = [t.float().reshape(-1) for p, t in state_tensors(sa) if "mamba" in p]
     rwkv = [t.float().reshape(-1) for p, t in state_tensors(sa) if "rwkv" in p]
     if mamba and rwkv:

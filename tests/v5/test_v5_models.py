@@ -42,6 +42,9 @@ def test_s_checks_on_the_candidate() -> None:
     assert r["s0_tensors"] > 0 and r["s0_shapes_fixed"] == 1.0
     assert r["s1_finite"] == 1.0 and r["s3_diff"] < 1e-5 and r["s2_diff"] > 0.1
     assert 0 < r["s4_variance_ratio"] < float("inf")
+    assert r["s2_context_diff"] > 0.1 and r["context_logit_diff"] > 0
+    broken = s_checks(resolve_backend("groundthink-reset")(**CFG), 50, 32)
+    assert broken["s2_context_diff"] == 0.0 and broken["context_logit_diff"] == 0.0
     t = resolve_backend("transformer-vanilla")(**CFG, max_seq_len=64)
     assert s_checks(t, 50, 16)["s0_tensors"] == 0  # a KV cache is not a recurrent state
 
