@@ -4,8 +4,9 @@ for every named recurrent model (pytest_goni.v5.state_checks has the definitions
 Keys (``M`` a model name): ``M.s0_tensors``, ``M.s0_shapes_fixed``, ``M.s1_norm_min``,
 ``M.s1_norm_max``, ``M.s1_finite``, ``M.s2_diff``, ``M.s2_context_diff`` (inputs equal in their last
 token only), ``M.context_logit_diff`` (max |last-position logit change| for those inputs),
-``M.s3_diff``, ``M.s4_variance_ratio`` (NaN with a note for a model that is not a Mamba/RWKV hybrid), ``M.persistence_max_diff`` (max |logit
-difference| of a run resumed in a fresh process from a saved state, against an uninterrupted run).
+``M.s3_diff``, ``M.s4_variance_ratio`` (NaN with a note for a model that is not a Mamba/RWKV
+hybrid), ``M.persistence_max_diff`` (max |logit difference| of a run resumed in a fresh process from
+a saved state, against an uninterrupted run).
 """
 
 from __future__ import annotations
