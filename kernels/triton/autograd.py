@@ -2,7 +2,9 @@
 
 The dispatchers in `pytest_goni.kernels.ops` call these on CUDA whether or not autograd is on.
 Each forward keeps what its backward reuses (see the backward modules' docstrings for what is
-stored and what is recomputed); without autograd nothing is kept past the call.
+stored and what is recomputed); without autograd nothing is kept past the call. The entry points are
+`torch.compiler.disable`d: inside a torch.compile'd model they run eagerly (a graph break) rather
+than being traced (their host code plans launches; the kernels are Triton's either way).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class _DiagonalFunction(torch.autograd.Function):
         return dq, dk, dv, dg, du, dh0, None
 
 
+@torch.compiler.disable
 def simple_gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
                segment_chunks=None, num_warps=None):
     """Scalar decay with gradients: (o, final state or None). g: [B, T, H].
@@ -85,6 +88,7 @@ def simple_gla(q, k, v, g, scale, initial_state=None, output_final_state=False, 
     return _DiagonalFunction.apply(q, k, v, g, None, initial_state, cfg)
 
 
+@torch.compiler.disable
 def gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
            segment_chunks=None, num_warps=None):
     """GLA with gradients: (o, final state or None). g: log-decay [B, T, H, Dk]."""
@@ -92,6 +96,7 @@ def gla(q, k, v, g, scale, initial_state=None, output_final_state=False, chunk=N
     return _DiagonalFunction.apply(q, k, v, g, None, initial_state, cfg)
 
 
+@torch.compiler.disable
 def rwkv6(r, k, v, w, u, scale, initial_state=None, output_final_state=False, chunk=None, bv=None,
           segment_chunks=None, num_warps=None):
     """RWKV-6 with gradients: (o, final state or None). w: log-decay [B, T, H, Dk], u: [H, Dk]."""
@@ -125,6 +130,7 @@ class _DeltaFunction(torch.autograd.Function):
         return dq, dk, dv, dg, dbeta, dh0, None, None, None
 
 
+@torch.compiler.disable
 def gated_delta_rule(q, k, v, g, beta, scale, initial_state=None, output_final_state=False, **options):
     """(Gated) delta rule with gradients: (o, final state or None); g None: the plain delta rule.
 
@@ -159,6 +165,7 @@ class _Rwkv7Function(torch.autograd.Function):
         return dr, dw, dk, dv, da, db, dh0, None, None, None
 
 
+@torch.compiler.disable
 def rwkv7_op(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False, **options):
     """RWKV-7 with gradients: (o, final state or None). options: those of `rwkv7.rwkv7_fwd`."""
     return _Rwkv7Function.apply(r, w, k, v, a, b, initial_state, scale, output_final_state,

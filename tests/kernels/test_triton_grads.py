@@ -154,9 +154,15 @@ FLA_CALL = {
 @pytest.mark.parametrize("op", ALL)
 @pytest.mark.parametrize("shape", [(16, 1024, 6, 64), (1, 4096, 16, 128)])
 def test_gpu_grads_match_fla(op, shape):
-    """bf16 at the 8M training shape and at B=1 H=16 D=128: our gradients against FLA 0.6.0's."""
+    """bf16 at the 8M training shape and at B=1 H=16 D=128: our gradients against FLA 0.6.0's.
+
+    Opt-in (GONI_FLA_TESTS=1): FLA's first forward+backward call autotunes for 160-220 s per operator and
+    head shape on a fresh machine (`benchmarks/kernels.py --train-fla-ops` compares the same way, gla at
+    the 8M shape in the committed results)."""
     import importlib
 
+    if os.environ.get("GONI_FLA_TESTS") != "1":
+        pytest.skip("set GONI_FLA_TESTS=1: FLA autotunes 160-220 s per op and head shape on first call")
     pytest.importorskip("fla")
     b, t, h, d = shape
     a = make_inputs(op, b, t, h, d, d, dtype=torch.bfloat16, device="cuda", seed=66)
