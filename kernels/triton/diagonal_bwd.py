@@ -20,8 +20,11 @@ recomputes the states before every chunk in a forward walk from the segment star
 term); the state gradients run as the forward does in reverse: a summary walk per segment from
 zero (last chunk first), the diagonal carry across segments in reverse order (its last value is
 the initial state's gradient), then the reverse output walk of every segment in parallel. Nothing
-of size T x Dk x Dv is stored. dQ, dK, dV accumulate in float32 buffers (intra kernel writes,
-walks add; with several value blocks the key-side sums are atomic adds).
+of size T x Dk x Dv is stored. dQ, dK, dV accumulate in float32 buffers (the intra kernel writes,
+the walks add); when one value block holds all of Dv the last reverse walk finishes them (inputs'
+dtype, dL/dB, RWKV-6's bonus terms), else the key-side sums are atomic adds and torch finishes.
+Launches: intra, dQ walk, then the reverse walk alone (one segment) or summary, carry, output; then
+the reverse cumsum of dL/dB over T in torch.
 """
 
 from __future__ import annotations
