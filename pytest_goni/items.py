@@ -81,8 +81,21 @@ class GateItem(pytest.Item):
         if isinstance(excinfo.value, GateFailed):
             from .report.terminal import failure_text
 
-            return failure_text(excinfo.value.result)
+            return failure_text(excinfo.value.result) + self._measurement_tracebacks()
         return super().repr_failure(excinfo)
+
+    def _measurement_tracebacks(self) -> str:
+        """Under -v: the own frames of each failed measurement behind this gate (its kind's code)."""
+        if self.config.getoption("verbose") <= 0:
+            return ""
+        gates = _session(self.config).gates(self.spec)
+        text = ""
+        for name in sorted(gates.measurements_behind(self.gate)):
+            res = gates.runner.results.get((str(self.spec.path), name))
+            if res is not None and res.failure is not None and res.failure.traceback:
+                text += f"\n  traceback of measurement {name!r} ({res.kind}), its own frames:\n"
+                text += "\n".join("    " + line for line in res.failure.traceback.rstrip().splitlines())
+        return text
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.gate.mark.line - 1, f"{self.spec.id}::{self.gate.id}"

@@ -31,5 +31,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--goni-dist", default="auto", choices=DIST_CHOICES, dest="goni_dist",
                     help="under xdist, a work unit is the gates sharing a measurement ('measurement') or a "
                          "whole spec ('spec'); auto: measurement when every worker has its own GPU")
+    group.addoption("--goni-isolation", default="auto", choices=("auto", "fork", "none"), dest="goni_isolation",
+                    help="where measurements run: fork (a child process per measurement: a crash fails "
+                         "only its gates), none (in the test process), auto (fork on CPU, none on CUDA)")
     parser.addini("goni_specs", type="args", default=[],
                   help="specs run in addition to the tests when no --goni-spec is given")

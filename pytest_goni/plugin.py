@@ -97,4 +97,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     goni = GoniSession.of(session.config)
     if goni is not None:
-        goni.finish()
+        goni.finish(session, exitstatus)

@@ -11,20 +11,20 @@ import signal
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import progress
+from . import isolation, progress
 from .context import MeasureContext, MeasurementTimeout
+from .contract import ContractError, check_metrics
 from .device import release, worker_device
-from .optional import missing_from
 from .registry import REGISTRIES
 from .spec import GateSpec, Spec
 from .stats import Metric
+from .yaml_positions import printable
 
 
 @dataclass
@@ -32,6 +32,7 @@ class MeasurementFailure:
     reason: str
     traceback: str = ""
     missing: bool = False  # an optional dependency is not installed: its gates SKIP
+    location: str = ""     # file:line in the kind's code where it failed
 
 
 @dataclass
@@ -44,6 +45,8 @@ class MeasurementResult:
     metrics: dict[str, Metric] = field(default_factory=dict)
     failure: MeasurementFailure | None = None
     log: list[str] = field(default_factory=list)
+    memory: dict[str, int] = field(default_factory=dict)  # RSS before / after / peak / growth, bytes
+    isolation: str = ""
     worker: str = field(default_factory=lambda: os.environ.get("PYTEST_XDIST_WORKER", "main"))
     artifacts: list[Path] = field(default_factory=list)
 
@@ -54,7 +57,9 @@ class MeasurementResult:
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "error": None if self.failure is None else {"reason": self.failure.reason,
                                                         "traceback": self.failure.traceback,
+                                                        "location": self.failure.location,
                                                         "missing": self.failure.missing},
+            "memory": self.memory, "isolation": self.isolation,
             "log": self.log, "artifacts": [str(p) for p in self.artifacts if Path(p).exists()],
         }
 
@@ -101,6 +106,7 @@ class Runner:
         self.artifact_dir = artifact_dir or Path(tempfile.mkdtemp(prefix="goni-artifacts-"))
         self.results: dict[tuple[str, str], MeasurementResult] = {}
         self.shipped: set[tuple[str, str]] = set()
+        self.isolation = "auto"   # --goni-isolation: auto | fork | none (see isolation.py)
         if self.device.startswith("cuda"):
             import torch
 
@@ -122,30 +128,76 @@ class Runner:
         )
         result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines,
                                    artifacts=ctx.artifacts)
-        t0 = time.perf_counter()
-        progress.started(spec.id, name, mspec.kind, self.device)
-        try:
+        declared = {k[len(name) + 1:]: u for k, u in spec.metric_units.items() if k.startswith(name + ".")}
+
+        def work() -> tuple[Any, list[str], list[Path]]:
             with deadline_alarm(mspec.timeout_s):
                 metrics = kind.func(ctx, dict(mspec.params))
-            declared = spec.metric_units
-            missing = [k for k in declared if k.startswith(name + ".") and k[len(name) + 1:] not in metrics]
-            if missing:
-                raise RuntimeError(f"measurement kind {mspec.kind!r} did not produce {', '.join(missing)}")
-            result.metrics = {k: v if isinstance(v, Metric) else Metric.scalar(float(v)) for k, v in metrics.items()}
-        except MeasurementTimeout as exc:
-            result.failure = MeasurementFailure(f"timeout: {exc} (measurement {name!r}, limit "
-                                                f"{mspec.timeout_s:g} s)")
-        except Exception as exc:  # any failure of a measurement fails only the gates that read it
-            missing = missing_from(exc)
-            if missing is not None:
-                result.failure = MeasurementFailure(str(missing), missing=True)
+            return metrics, list(ctx.log_lines), list(ctx.artifacts)
+
+        mode = isolation.choose_mode(self.isolation, self.device)
+        kind_file = getattr(getattr(kind.func, "__code__", None), "co_filename", None)
+        t0 = time.perf_counter()
+        progress.started(spec.id, name, mspec.kind, self.device)
+        with self._crash_marker(spec, name, mode) as previous_crash:
+            if previous_crash:
+                outcome = isolation.Outcome(error=f"process died: {previous_crash}")
+            elif mode == "fork":
+                outcome = isolation.run_forked(work, mspec.timeout_s, kind_file)
             else:
-                result.failure = MeasurementFailure(_describe(exc), traceback.format_exc(limit=12))
+                outcome = isolation.run_here(work, kind_file)
+        result.memory, result.isolation = outcome.memory, mode
+        if outcome.notes:
+            result.isolation += f" ({'; '.join(outcome.notes)})"
+        if outcome.error is None:
+            metrics, log, artifacts = outcome.value
+            if mode == "fork":  # the child's log and artifacts, into this process's lists
+                result.log[:0] = [line for line in log if line not in result.log]
+                result.artifacts.extend(Path(a) for a in artifacts if Path(a) not in result.artifacts)
+            try:
+                result.metrics = check_metrics(mspec.kind, metrics, declared)
+            except ContractError as exc:
+                code = getattr(kind.func, "__code__", None)
+                outcome.error = str(exc)
+                outcome.location = f"{_short(kind_file)}:{code.co_firstlineno} in {code.co_name}" if code else ""
+        if outcome.missing:
+            result.failure = MeasurementFailure(outcome.missing, missing=True)
+        elif outcome.error is not None:
+            where = f" at {outcome.location}" if outcome.location else ""
+            if outcome.timed_out and not outcome.error.startswith("timeout"):
+                outcome.error = f"timeout: {outcome.error}"
+            reason = f"{outcome.error} in measurement {name!r} ({mspec.kind}){where}"
+            if outcome.timed_out:
+                reason += f" (limit {mspec.timeout_s:g} s)"
+            result.failure = MeasurementFailure(printable(reason), printable(outcome.traceback),
+                                                location=outcome.location)
+        if result.failure is not None and mode != "fork":
             with suppress(Exception):  # a broken CUDA context must not hide the failure
                 release(self.device)
         result.seconds = time.perf_counter() - t0
         progress.finished(spec.id, name, result.seconds, result.failure.reason if result.failure else None)
         return result
+
+    @contextmanager
+    def _crash_marker(self, spec: Spec, name: str, mode: str) -> Iterator[str | None]:
+        """Under xdist, an in-process measurement leaves a marker while it runs; if its worker dies,
+        the replacement worker finds it and fails the measurement's gates instead of re-running it
+        (xdist would otherwise replace crashed workers until its restart limit)."""
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if mode == "fork" or not run_id:
+            yield None
+            return
+        path = isolation.marker_path(run_id, f"{spec.path}::{name}")
+        if path.exists():
+            yield path.read_text() or "a previous worker died running this measurement"
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "?")
+        path.write_text(f"worker {worker} died running this measurement (in-process on {self.device})")
+        try:
+            yield None
+        finally:
+            path.unlink(missing_ok=True)
 
     def gate_metrics(self, spec: Spec, gate: GateSpec) -> tuple[dict[str, Metric], list[str]]:
         """All metrics a gate reads, and the failure reasons of the measurements behind it (a
@@ -157,7 +209,7 @@ class Runner:
             if res.failure and res.failure.missing:
                 return {}, [f"SKIP: measurement {name!r} ({res.kind}) skipped: {res.failure.reason}"]
             if res.failure:
-                failures.append(f"measurement {name!r} ({res.kind}) failed: {res.failure.reason}")
+                failures.append(res.failure.reason)
             metrics.update({f"{name}.{k}": m for k, m in res.metrics.items()})
         return metrics, failures
 
@@ -172,9 +224,5 @@ class Runner:
         return out
 
 
-def _describe(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
-        return f"out of memory: {str(exc).splitlines()[0] if str(exc) else name}"
-    msg = str(exc).strip().splitlines()
-    return f"{name}: {msg[0]}" if msg else name
+def _short(path: str | None) -> str:
+    return isolation.short_path(path) if path else "?"

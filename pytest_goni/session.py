@@ -68,6 +68,43 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def check_profile(specs: list[Path], profile: str) -> None:
+    """--goni-profile NAME must be a profile some spec defines (auto, cpu and gpu always are)."""
+    if profile in ("auto", "cpu", "gpu"):
+        return
+    from .registry import explain_unknown
+    from .spec import profile_names
+
+    defined = sorted({name for p in specs for name in profile_names(p)})
+    if profile not in defined:
+        known = explain_unknown("profile", profile, defined + ["auto", "cpu", "gpu"])
+        raise pytest.UsageError(f"--goni-profile: {known} (profiles are defined by the specs)")
+
+
+def check_report_dir(path: Path, given: str) -> None:
+    """--goni-report must name a folder this process can write: checked before anything runs
+    (a file there used to cost a whole run and end in a FileExistsError)."""
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"--goni-report {given}: {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--goni-report {given}: cannot create {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"--goni-report {given}: {path} is not writable")
+
+
+def completeness(session: pytest.Session, exitstatus: int) -> tuple[bool, str | None]:
+    """Whether every selected gate ran to its verdict, and if not why not."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return False, "interrupted (Ctrl-C or KeyboardInterrupt): the gates not listed did not run"
+    if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+        return False, "pytest internal error: the gates not listed did not run"
+    if session.shouldstop or session.shouldfail:
+        return False, f"stopped early: {session.shouldstop or session.shouldfail}"
+    return True, None
+
+
 class GoniSession:
     """Per-process state of a run with specs, and the collector of its gate results."""
 
@@ -85,6 +122,7 @@ class GoniSession:
         self.spec_ids: dict[str, str] = {}                # spec id -> the file that has it
         self.own_spec_markers: set[str] = set()           # spec ids registered as markers by us
         self.builtins: tuple[dict[str, Any], ...] | None = None  # registries before this session's plugins
+        self._environment: dict[str, Any] | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -94,6 +132,9 @@ class GoniSession:
         if not specs and not missing:
             return None
         session = cls(config, specs, missing)
+        if session.report_dir is not None and not hasattr(config, "workerinput"):
+            check_report_dir(session.report_dir, config.getoption("goni_report"))
+        check_profile(specs, session.profile)
         compare = config.getoption("goni_compare")
         if compare:
             from .baselines import BaselineError, load_baseline
@@ -204,6 +245,7 @@ class GoniSession:
         if self._runner is None:
             self._runner = Runner(self.report_dir or self._artifact_folder(), self.baseline)
             self._runner.saving = bool(self.config.getoption("goni_save"))
+            self._runner.isolation = self.config.getoption("goni_isolation")
         return self._runner
 
     def _artifact_folder(self) -> Path | None:
@@ -224,6 +266,18 @@ class GoniSession:
         goni = getattr(report, "goni", None)
         if goni is not None:
             self.collected.add(GateResult.from_dict(goni), report.goni_spec, report.goni_measurements or {})
+            if self.report_dir is not None and not hasattr(self.config, "workerinput"):
+                from .report.results import write_results
+
+                write_results(self.collected, self.report_dir, self.environment(), gate_lines_too=False)
+
+    def environment(self) -> dict[str, Any]:
+        """The run's environment, read once (git and device queries are not free)."""
+        if self._environment is None:
+            from .report.results import environment
+
+            self._environment = environment()
+        return self._environment
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -237,13 +291,14 @@ class GoniSession:
 
         print_summary(terminalreporter, self.collected)
 
-    def finish(self) -> None:
+    def finish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write results.json and the other reports, and the baseline asked for (controller only)."""
         if hasattr(self.config, "workerinput"):
             return
-        from .report.results import build_results, environment, write_reports
+        from .report.results import build_results, write_reports
 
-        env = environment()  # read once: git and device queries are not free
+        self.collected.complete, self.collected.incomplete_reason = completeness(session, exitstatus)
+        env = self.environment()
         written = write_reports(self.collected, self.report_dir, env)
         save = self.config.getoption("goni_save")
         if save:

@@ -138,6 +138,16 @@ def choose_profile(requested: str, available: list[str], cuda: bool) -> str:
     return available[0] if available else ("gpu" if cuda else "cpu")
 
 
+def profile_names(path: Path) -> list[str]:
+    """The profiles a spec file defines; [] when it cannot be read (collection reports why)."""
+    try:
+        data, _ = load_with_marks(read_spec_text(path))
+    except (OSError, YamlLoadError):
+        return []
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    return [str(k) for k in profiles] if isinstance(profiles, dict) else []
+
+
 def load_spec(path: Path, display_path: str, profile: str = "auto", cuda: bool = False) -> Spec:
     """Load and fully validate one spec; raise :class:`SpecError` naming every problem's place."""
     loader = _Loader(path, display_path)

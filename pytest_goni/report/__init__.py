@@ -17,6 +17,10 @@ class Collected:
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec id -> name -> result json
     specs: dict[str, dict[str, Any]] = field(default_factory=dict)         # spec id -> header
     spec_errors: list[tuple[str, str]] = field(default_factory=list)        # (file, message)
+    #: Whether the session ended with every selected gate judged; until it ends, results.json
+    #: (rewritten as each gate finishes) says it is partial and why.
+    complete: bool = False
+    incomplete_reason: str | None = None
 
     def add(self, result: GateResult, spec: dict[str, Any], measurements: dict[str, Any]) -> None:
         self.specs.setdefault(spec["id"], spec)

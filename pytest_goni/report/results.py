@@ -63,8 +63,17 @@ def build_results(run: Collected, env: dict[str, Any]) -> dict[str, Any]:
         specs.append({**header, "gates": [g.to_json() for g in gates],
                       "measurements": run.measurements.get(spec_id, {}),
                       "counts": {s: sum(g.status == s for g in gates) for s in STATUSES}})
+    done = len(run.results)
+    reason = None if run.complete else (run.incomplete_reason or f"{RUNNING} ({done} gate result"
+                                                                  f"{'s' * (done != 1)} so far)")
     return {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
-            "spec_errors": [{"file": f, "message": m} for f, m in run.spec_errors]}
+            "spec_errors": [{"file": f, "message": m} for f, m in run.spec_errors],
+            "complete": run.complete, "incomplete_reason": reason}
+
+
+#: What an unfinished results.json says until the run ends (it stays if the run is killed).
+RUNNING = ("the run had not finished when this was written: it was still running, or it was killed or "
+           "crashed before the end")
 
 
 def gate_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,15 +100,27 @@ def _relative_artifacts(results: dict[str, Any], folder: Path) -> None:
             m["artifacts"] = out
 
 
-def write_results(run: Collected, report_dir: Path, env: dict[str, Any]) -> Path:
-    """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write next to ``path`` and rename over it: a reader, or a crash mid-write, never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(run: Collected, report_dir: Path, env: dict[str, Any], gate_lines_too: bool = True) -> Path:
+    """``results.json`` (everything) and ``gates.jsonl`` (a line per gate) in the report dir.
+
+    Also called as every gate finishes (``gate_lines_too=False``; ``run.complete`` still False),
+    so a crash, a kill or Ctrl-C leaves a valid file with every finished gate that says so.
+    """
     report_dir.mkdir(parents=True, exist_ok=True)
     results = json_safe(build_results(run, env))
     _relative_artifacts(results, report_dir)
     path = report_dir / "results.json"
-    path.write_text(json.dumps(results, indent=1, default=str))
-    lines = [json.dumps(line, default=str) for line in gate_lines(results)]
-    (report_dir / "gates.jsonl").write_text("\n".join(lines) + "\n")
+    write_atomic(path, json.dumps(results, indent=1, default=str))
+    if gate_lines_too:
+        lines = [json.dumps(line, default=str) for line in gate_lines(results)]
+        write_atomic(report_dir / "gates.jsonl", "\n".join(lines) + "\n")
     return path
 
 

@@ -114,7 +114,33 @@ def print_summary(tr: Any, run: Collected) -> None:
                                 title_align="left", border_style=STYLE[r.status].split()[-1]))
     for file, message in run.spec_errors:
         console.print(Panel(Text(message), title=f"spec error: {file}", title_align="left", border_style="red"))
+    for line in memory_lines(run.measurements):
+        console.print(Text(line, style="yellow"))
     tr.write(buf.getvalue())
+
+
+#: Resident-memory growth of one measurement worth a line in the summary.
+LARGE_RSS_GROWTH = 256 * 2**20
+
+
+def _forked(measurement: dict[str, Any]) -> bool:
+    return str(measurement.get("isolation", "")).startswith("fork")
+
+
+def memory_lines(measurements: dict[str, dict[str, Any]], large: int = LARGE_RSS_GROWTH) -> list[str]:
+    """One line per measurement whose process grew by ``large`` bytes or more while it ran."""
+    from ..units import BYTES, format_quantity
+
+    out = []
+    for spec_id, by_name in measurements.items():
+        for name, m in by_name.items():
+            mem = m.get("memory") or {}
+            grown = int(mem.get("rss_growth", 0))
+            if grown >= large:
+                out.append(f"memory: measurement {spec_id}.{name} ({m.get('kind')}) grew resident memory by "
+                           f"{format_quantity(grown, BYTES)} (from {format_quantity(mem['rss_before'], BYTES)})"
+                           + (" (in a child process of its own)" if _forked(m) else ""))
+    return out
 
 
 def print_listing(tr: Any, gates: list[tuple[str, Spec, GateSpec]]) -> None:

@@ -11,7 +11,8 @@ module may import from its own floor and the floors below it:
    measurements run.
 3. language: expressions, expect:, the judge and its gate kinds, gate results, spec loading.
 4. measurements: one module per measurement kind.
-5. running: the runner (measurement cache), gates (judging into results), baselines.
+5. running: measurement isolation (a child process per measurement) and the measurement contract,
+   the runner (measurement cache), gates (judging into results), baselines.
 6. reporting: report/ (terminal, results.json, HTML, Markdown).
 7. pytest: the session, the collection nodes, the options.
 8. plugin.py: the hooks.
@@ -34,7 +35,7 @@ FLOORS: list[tuple[str, ...]] = [
      "inference", "model_runs", "ops", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec"),
     ("measurements",),
-    ("runner", "gates", "baselines"),
+    ("isolation", "contract", "runner", "gates", "baselines"),
     ("report",),
     ("session", "items", "options"),
     ("plugin",),
