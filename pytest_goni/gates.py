@@ -46,8 +46,10 @@ class GateRun:
     """Judges the gates of one spec on one runner, keeping each result so checklists (and the
     report hooks) reuse it. The session holds one per spec."""
 
-    def __init__(self, runner: Runner, spec: Spec):
+    def __init__(self, runner: Runner, spec: Spec, evidence: Any = None):
         self.runner, self.spec = runner, spec
+        # evidence(spec, gate id) -> result dict or None: a verdict judged on another xdist worker
+        self.evidence = evidence
         self.by_id = {g.id: g for g in spec.gates}
         self.results: dict[str, GateResult] = {}
 
@@ -110,8 +112,17 @@ class GateRun:
         return incompatible(entry, profile=self.spec.profile, config_hash=measurement_hash(measured), units=units,
                             device=device_name(self.runner.device), name=base.name)
 
+    def _evidence(self, ref: str) -> GateResult:
+        """An evidence gate's result: judged on another worker when one did (see scheduling), else here."""
+        if ref not in self.results and self.evidence is not None:
+            found = self.evidence(self.spec, ref)
+            if found is not None:
+                base = self.base(self.by_id[ref])
+                return GateResult.from_dict({**base.to_dict(), **found})
+        return self.judge(self.by_id[ref])
+
     def _checklist(self, gate: GateSpec) -> GateResult:
-        parts = {ref: self.judge(self.by_id[ref]) for ref in gate.of}
+        parts = {ref: self._evidence(ref) for ref in gate.of}
         ran = {ref: r for ref, r in parts.items() if r.status != SKIP}
         passed = [ref for ref, r in ran.items() if r.passed]
         lines = [f"{ref}: {r.status}" + (f" ({r.reason})" if not r.passed and r.reason else "")

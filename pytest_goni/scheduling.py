@@ -9,7 +9,11 @@ ids, and with pytest 9 / xdist 3.8 that grouping does not reach the scheduler).
 
 Granularity (``--goni-dist``):
 
-- ``measurement``: one unit per set of gates sharing measurements; units spread over the workers.
+- ``measurement``: one unit per set of gates sharing measurements; units spread over the workers,
+  the longest first (by the measurements' durations of the last run, kept in pytest's cache). A
+  checklist is a unit of its own, sent last: it reads its evidence gates' verdicts, written by
+  whichever worker judged them to a folder the controller hands out (:class:`VerdictStore`), so
+  a checklist over runtime and memory gates does not tie those measurements to one worker.
 - ``spec``: one unit per spec file; specs spread over the workers, a spec's measurements run
   one after another on one worker.
 - ``auto`` (default): ``measurement`` when every worker has a GPU of its own, else ``spec``
@@ -21,6 +25,9 @@ run asking for ``gpus: N`` takes the block ``i*N .. i*N+N-1`` (``distributed.ran
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,9 +35,10 @@ from typing import Any
 DIST_CHOICES = ("auto", "measurement", "spec")
 
 
-def share_groups(gates: Iterable[Any], prefix: str) -> dict[str, str]:
-    """gate id -> unit name: gates that read a common measurement, and a checklist with its
-    evidence gates, are one unit (union-find over gates and measurements)."""
+def share_groups(gates: Iterable[Any], prefix: str, split_checklists: bool = False) -> dict[str, str]:
+    """gate id -> unit name: gates that read a common measurement are one unit (union-find over
+    gates and measurements). A checklist joins its evidence gates' unit, unless
+    ``split_checklists``: then it is a unit of its own (``<prefix>::checklist:<id>``)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -46,15 +54,22 @@ def share_groups(gates: Iterable[Any], prefix: str) -> dict[str, str]:
         find("g:" + gate.id)
         for m in sorted(gate.measurements):
             union("g:" + gate.id, "m:" + m)
-        for ref in gate.of:
-            union("g:" + gate.id, "g:" + ref)
+        if not split_checklists:
+            for ref in gate.of:
+                union("g:" + gate.id, "g:" + ref)
     # Name a unit after its first measurement (or gate), so logs and reports read well.
     names: dict[str, str] = {}
     for gate in gates:
         root = find("g:" + gate.id)
         members = sorted(k for k in parent if find(k) == root and k.startswith("m:"))
-        names.setdefault(root, members[0][2:] if members else gate.id)
+        if split_checklists and gate.of and not members:
+            names.setdefault(root, f"{CHECKLIST}{gate.id}")
+        else:
+            names.setdefault(root, members[0][2:] if members else gate.id)
     return {g.id: f"{prefix}::{names[find('g:' + g.id)]}" for g in gates}
+
+
+CHECKLIST = "checklist:"
 
 
 def spreads_measurements(mode: str, workers: int, gpu_count: int) -> bool:
@@ -69,10 +84,13 @@ def spreads_measurements(mode: str, workers: int, gpu_count: int) -> bool:
 class SpecUnits:
     """Node id -> work unit, computed on the controller by loading the spec files it was given."""
 
-    def __init__(self, roots: list[Path], spec_paths: set[Path], load: Callable[[Path], Any], per_measurement: bool):
+    def __init__(self, roots: list[Path], spec_paths: set[Path], load: Callable[[Path], Any], per_measurement: bool,
+                 durations: dict[str, float] | None = None):
         self.roots, self.spec_paths, self.load = roots, spec_paths, load
         self.per_measurement = per_measurement
+        self.durations = durations or {}          # "<spec file>::<measurement>" -> seconds, last run
         self._units: dict[str, dict[str, str] | None] = {}
+        self._cost: dict[str, float] = {}
 
     def unit(self, nodeid: str) -> str | None:
         """The unit of a gate's node id, or None when the node id is not a gate of a given spec."""
@@ -86,6 +104,12 @@ class SpecUnits:
             return None
         return units.get(gate, file)  # unknown gate of a known spec: keep it with its spec
 
+    def cost(self, unit: str) -> float:
+        """Expected seconds of a unit (its measurements' last durations); checklists cost -1: last."""
+        if CHECKLIST in unit:
+            return -1.0
+        return self._cost.get(unit, 0.0)
+
     def _units_of(self, file: str) -> dict[str, str] | None:
         path = next((p for p in ((r / file).resolve() for r in self.roots) if p in self.spec_paths), None)
         if path is None:
@@ -96,12 +120,17 @@ class SpecUnits:
             spec = self.load(path)
         except Exception:  # a spec error is reported by the workers' collection; keep the spec whole
             return {}
-        return share_groups(spec.gates, file)
+        units = share_groups(spec.gates, file, split_checklists=True)
+        for unit in set(units.values()):
+            names = {m for g in spec.gates if units[g.id] == unit for m in g.measurements}
+            self._cost[unit] = sum(self.durations.get(f"{file}::{m}", 0.0) for m in names)
+        return units
 
 
 def make_scheduler(config: Any, log: Any, units: SpecUnits) -> Any:
-    """A LoadScope scheduler whose scope of a gate is its unit; other tests keep their own
-    behaviour (one test a unit, or their ``xdist_group`` under ``--dist loadgroup``)."""
+    """A LoadScope scheduler whose scope of a gate is its unit, the longest units sent first and
+    checklists last; other tests keep their own behaviour (one test a unit, or their
+    ``xdist_group`` under ``--dist loadgroup``)."""
     from xdist.scheduler import LoadScopeScheduling
 
     loadgroup = config.getvalue("dist") == "loadgroup"
@@ -115,20 +144,151 @@ def make_scheduler(config: Any, log: Any, units: SpecUnits) -> Any:
                 return nodeid.split("@")[-1]
             return nodeid
 
+        def schedule(self) -> None:
+            """LoadScopeScheduling.schedule with the work queue in this plugin's order."""
+            if self.collection is not None or not self.collection_is_completed:
+                return super().schedule()
+            if not self._check_nodes_have_same_collection():
+                self.log("**Different tests collected, aborting run**")
+                return None
+            self.collection = list(next(iter(self.registered_collections.values())))
+            if not self.collection:
+                return None
+            work: dict[str, dict[str, bool]] = {}
+            for nodeid in self.collection:
+                work.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+            order = sorted(work, key=lambda u: (-units.cost(u), -len(work[u])))  # stable: collection order
+            for unit in order:
+                self.workqueue[unit] = work[unit]
+            for _ in range(max(len(self.nodes) - len(self.workqueue), 0)):
+                unused, _assigned = self.assigned_work.popitem()
+                unused.shutdown()
+            for node in self.nodes:
+                self._assign_work_unit(node)
+            for node in self.nodes:
+                self._reschedule(node)
+            if not self.workqueue:
+                for node in self.nodes:
+                    node.shutdown()
+            return None
+
     return GoniScheduling(config, log)
 
 
+# ---- checklists across workers ---------------------------------------------------------------------
+class VerdictStore:
+    """A folder where each worker writes every gate result it produces (one JSON file per gate,
+    written atomically), so a checklist on another worker can read its evidence."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def _path(self, spec_id: str, gate_id: str) -> Path:
+        return self.folder / f"{spec_id}__{gate_id}.json"
+
+    def write(self, result: dict[str, Any]) -> None:
+        path = self._path(result["spec"], result["gate"])
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, default=str))
+        os.replace(tmp, path)
+
+    def wait(self, spec_id: str, gate_id: str, timeout: float, poll: float = 0.2) -> dict[str, Any] | None:
+        """The result of gate ``spec_id::gate_id`` once a worker wrote it, or None after ``timeout``."""
+        path = self._path(spec_id, gate_id)
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                if time.monotonic() > end:
+                    return None
+                time.sleep(poll)
+
+
 class XdistScheduling:
-    """Plugin object registered on the xdist controller: provides the scheduler."""
+    """Plugin object registered on the xdist controller: provides the scheduler and, when
+    measurements are spread, the verdict folder every worker gets."""
 
     #: dist modes that would split a measurement's gates over workers; others are left alone
     #: (loadfile / loadscope keep a spec file on one worker, each runs everything everywhere).
     TAKES_OVER = ("load", "loadgroup", "worksteal")
 
-    def __init__(self, units_factory: Callable[[], SpecUnits]):
+    def __init__(self, units_factory: Callable[[], SpecUnits], verdict_folder: Callable[[], Path]):
         self.units_factory = units_factory
+        self.verdict_folder = verdict_folder
+        self._units: SpecUnits | None = None
+        self._folder: Path | None = None  # one for all workers
+
+    @property
+    def units(self) -> SpecUnits:
+        if self._units is None:
+            self._units = self.units_factory()
+        return self._units
+
+    def pytest_configure_node(self, node: Any) -> None:
+        if node.config.getvalue("dist") in self.TAKES_OVER and self.units.per_measurement:
+            if self._folder is None:
+                self._folder = self.verdict_folder()
+            node.workerinput["goni_verdicts"] = str(self._folder)
 
     def pytest_xdist_make_scheduler(self, config: Any, log: Any) -> Any:
         if config.getvalue("dist") not in self.TAKES_OVER:
             return None
-        return make_scheduler(config, log, self.units_factory())
+        return make_scheduler(config, log, self.units)
+
+
+class VerdictSharing:
+    """Plugin object on a worker given a verdict folder: writes every gate result there, and
+    answers a checklist's question "what did evidence gate X give?" for gates judged elsewhere."""
+
+    def __init__(self, store: VerdictStore):
+        self.store = store
+        self.selected: set[tuple[str, str]] = set()   # (spec id, gate id) of the gates this run runs
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.selected = {(item.spec.id, item.gate.id) for item in session.items
+                         if hasattr(item, "spec") and hasattr(item, "gate")}
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        goni = getattr(report, "goni", None)
+        if goni is not None:
+            self.store.write(goni)
+
+    def evidence(self, spec: Any, gate_id: str) -> dict[str, Any] | None:
+        """The result another worker wrote for an evidence gate this run runs (waiting for it), or
+        None: an evidence gate left out of the run (-k, -m) is judged where the checklist runs."""
+        if (spec.id, gate_id) not in self.selected:
+            return None
+        gate = next(g for g in spec.gates if g.id == gate_id)
+        names = set(gate.measurements) if not gate.of else {m for g in spec.gates if g.id in gate.of
+                                                            for m in g.measurements}
+        timeout = 120.0 + sum(spec.measurements[m].timeout_s for m in names if m in spec.measurements)
+        found = self.store.wait(spec.id, gate_id, timeout)
+        if found is None:
+            return {"spec": spec.id, "gate": gate_id, "status": "ERROR",
+                    "reason": f"the verdict of evidence gate {gate_id!r} never arrived ({timeout:g} s)"}
+        return found
+
+
+# ---- durations, for the order of the work queue ----------------------------------------------------
+DURATIONS_KEY = "goni/durations"
+
+
+def record_durations(config: Any, measurements: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]]) -> None:
+    """Keep each measurement's seconds in pytest's cache ("<spec file>::<name>" -> s) for the next
+    run's scheduling; no-op without the cache provider."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return
+    known = dict(cache.get(DURATIONS_KEY, {}) or {})
+    for spec_id, by_name in measurements.items():
+        file = specs.get(spec_id, {}).get("file")
+        for name, m in by_name.items():
+            if file and isinstance(m.get("seconds"), (int, float)):
+                known[f"{file}::{name}"] = round(float(m["seconds"]), 3)
+    cache.set(DURATIONS_KEY, known)
+
+
+def cached_durations(config: Any) -> dict[str, float]:
+    cache = getattr(config, "cache", None)
+    return dict(cache.get(DURATIONS_KEY, {}) or {}) if cache is not None else {}

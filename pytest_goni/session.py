@@ -123,6 +123,7 @@ class GoniSession:
         self.own_spec_markers: set[str] = set()           # spec ids registered as markers by us
         self.builtins: tuple[dict[str, Any], ...] | None = None  # registries before this session's plugins
         self._environment: dict[str, Any] | None = None
+        self.sharing: Any = None  # scheduling.VerdictSharing on a worker whose checklists read other workers
 
     # ---- life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -159,6 +160,12 @@ class GoniSession:
             config.pluginmanager.register(PytestHtmlFeed(), "goni-pytest-html")
         if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
             config.pluginmanager.register(session.xdist_scheduling(), "goni-xdist-scheduling")
+        folder = getattr(config, "workerinput", {}).get("goni_verdicts")
+        if folder:  # a worker of a run whose checklists read evidence judged on other workers
+            from .scheduling import VerdictSharing, VerdictStore
+
+            session.sharing = VerdictSharing(VerdictStore(folder))
+            config.pluginmanager.register(session.sharing, "goni-verdict-sharing")
         spec_args = [str(p) for p in specs]
         if from_cli and config.args_source != pytest.Config.ArgsSource.ARGS:
             config.args = spec_args
@@ -177,7 +184,7 @@ class GoniSession:
 
     def xdist_scheduling(self) -> Any:
         """The controller's scheduler plugin: a measurement's gates form one work unit."""
-        from .scheduling import SpecUnits, XdistScheduling, spreads_measurements
+        from .scheduling import SpecUnits, XdistScheduling, cached_durations, spreads_measurements
 
         config = self.config
 
@@ -187,9 +194,18 @@ class GoniSession:
             roots = [config.rootpath, config.invocation_params.dir]
             return SpecUnits(roots, self.spec_paths,
                              lambda p: load_spec(p, display_path(config, p), self.profile, gpus > 0),
-                             spreads_measurements(config.getoption("goni_dist"), workers, gpus))
+                             spreads_measurements(config.getoption("goni_dist"), workers, gpus),
+                             cached_durations(config))
 
-        return XdistScheduling(units)
+        def verdict_folder() -> Path:
+            factory = getattr(config, "_tmp_path_factory", None)
+            if factory is not None:
+                return factory.mktemp("goni-verdicts")
+            import tempfile
+
+            return Path(tempfile.mkdtemp(prefix="goni-verdicts-"))
+
+        return XdistScheduling(units, verdict_folder)
 
     # ---- collection ----------------------------------------------------------------------------
     def is_xdist_controller(self) -> bool:
@@ -258,7 +274,8 @@ class GoniSession:
         """The judge of this spec's gates, one per spec, holding each gate's result once judged."""
         key = str(spec.path)
         if key not in self.gate_runs:
-            self.gate_runs[key] = GateRun(self.runner, spec)
+            self.gate_runs[key] = GateRun(self.runner, spec,
+                                          evidence=self.sharing.evidence if self.sharing is not None else None)
         return self.gate_runs[key]
 
     # ---- collecting results (hooks of this plugin object) -----------------------------------------
@@ -296,7 +313,9 @@ class GoniSession:
         if hasattr(self.config, "workerinput"):
             return
         from .report.results import build_results, write_reports
+        from .scheduling import record_durations
 
+        record_durations(self.config, self.collected.measurements, self.collected.specs)  # next run's order
         self.collected.complete, self.collected.incomplete_reason = completeness(session, exitstatus)
         env = self.environment()
         written = write_reports(self.collected, self.report_dir, env)

@@ -29,11 +29,14 @@ gates:
   - {{id: b2-again, value: m2.x, expect: "> 0.1 s"}}
   - {{id: c3-and-d4, value: m3.x + m4.x, expect: "< 2 s"}}
   - {{id: all-of-a, kind: checklist, of: [a1, a1-again]}}
+  - {{id: across, kind: checklist, of: [a1, b2, c3-and-d4]}}
+  - {{id: d4-slow, value: m4.x, expect: "< 0.1 s"}}
+  - {{id: across-failing, kind: checklist, of: [b2, d4-slow]}}
 """
 
 #: measurement -> gates that read it (directly or, for a checklist, through its evidence)
-READERS = {"m1": {"a1", "a1-again", "all-of-a"}, "m2": {"b2", "b2-again"},
-           "m3": {"c3", "c3-and-d4"}, "m4": {"d4", "c3-and-d4"}}
+READERS = {"m1": {"a1", "a1-again"}, "m2": {"b2", "b2-again"},
+           "m3": {"c3", "c3-and-d4"}, "m4": {"d4", "c3-and-d4", "d4-slow"}}
 
 
 def _run(p: pytest.Pytester, specs: dict[str, str], *args: str) -> tuple[pytest.RunResult, list[list[str]], dict]:
@@ -47,6 +50,11 @@ def _run(p: pytest.Pytester, specs: dict[str, str], *args: str) -> tuple[pytest.
 def _gate_workers(out: str) -> dict[str, str]:
     """gate node id -> worker, from xdist's verbose lines '[gw1] [ 50%] PASSED w.yaml::a1'."""
     return {m.group(2): m.group(1) for m in re.finditer(r"\[(gw\d+)\][^\n]*?(?:PASSED|FAILED|SKIPPED) (\S+)", out)}
+
+
+def _statuses(data: dict, spec_id: str) -> dict[str, str]:
+    spec = next(s for s in data["specs"] if s["id"] == spec_id)
+    return {g["gate"]: g["status"] for g in spec["gates"]}
 
 
 def _check_once_and_colocated(where: list[list[str]], data: dict, out: str, spec_file: str, spec_id: str) -> dict:
@@ -65,16 +73,20 @@ def _check_once_and_colocated(where: list[list[str]], data: dict, out: str, spec
 
 def test_measurements_spread_over_two_workers_each_once(goni: pytest.Pytester) -> None:
     res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "2", "--goni-dist", "measurement")
-    res.assert_outcomes(passed=8)
+    res.assert_outcomes(passed=9, failed=2)
     ran = _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
     assert set(ran.values()) == {"gw0", "gw1"}  # the work was spread, not kept on one worker
     assert all(w[2] == "cpu" for w in where)
+    # checklists read evidence judged on other workers: right verdicts, no measurement run twice
+    verdicts = _statuses(data, "w")
+    assert verdicts["across"] == "PASS" and verdicts["all-of-a"] == "PASS"
+    assert verdicts["d4-slow"] == "FAIL" and verdicts["across-failing"] == "FAIL"
 
 
 def test_n_auto_also_runs_each_measurement_once(goni: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "auto", "--goni-dist", "measurement")
-    res.assert_outcomes(passed=8)
+    res.assert_outcomes(passed=9, failed=2)
     ran = _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
     assert len(set(ran.values())) >= 2
 
@@ -83,7 +95,7 @@ def test_on_cpu_a_spec_stays_on_one_worker_by_default(goni: pytest.Pytester) -> 
     """Without a GPU per worker, measurements timed side by side would disturb each other, so the
     unit is the spec: two specs go to two workers, each spec's measurements one after another."""
     res, where, data = _run(goni, {"w.yaml": "w", "v.yaml": "v"}, "-n", "2")
-    res.assert_outcomes(passed=16)
+    res.assert_outcomes(passed=18, failed=4)
     out = res.stdout.str()
     ran_w = _check_once_and_colocated(where, data, out, "w.yaml", "w")
     ran_v = _check_once_and_colocated(where, data, out, "v.yaml", "v")
@@ -93,7 +105,7 @@ def test_on_cpu_a_spec_stays_on_one_worker_by_default(goni: pytest.Pytester) -> 
 
 def test_load_and_worksteal_keep_a_measurement_once(goni: pytest.Pytester) -> None:
     res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "2", "--dist", "worksteal", "--goni-dist", "measurement")
-    res.assert_outcomes(passed=8)
+    res.assert_outcomes(passed=9, failed=2)
     _check_once_and_colocated(where, data, res.stdout.str(), "w.yaml", "w")
 
 
@@ -108,5 +120,8 @@ def test_units_follow_shared_measurements_and_checklists() -> None:
     units = share_groups(gates, "s.yaml")
     assert units["a"] == units["c"] == units["d"] == units["all"] == units["b"] == "s.yaml::m1"
     assert share_groups(gates[:2], "s.yaml") == {"a": "s.yaml::m1", "b": "s.yaml::m2"}
+    split = share_groups(gates, "s.yaml", split_checklists=True)  # checklists read verdicts from other workers
+    assert split == {"a": "s.yaml::m1", "c": "s.yaml::m1", "d": "s.yaml::m1", "b": "s.yaml::m2",
+                     "all": "s.yaml::checklist:all"}
     assert spreads_measurements("auto", 2, 2) and not spreads_measurements("auto", 4, 2)
     assert not spreads_measurements("auto", 2, 0) and spreads_measurements("measurement", 2, 0)
