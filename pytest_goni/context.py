@@ -71,12 +71,24 @@ class MeasureContext:
 
         heartbeat()
 
-    def build_model(self, name: str, **overrides: Any) -> Any:
-        """Build the spec's model ``name`` through its backend, on this context's device."""
+    def build_model(self, name: str, *, on_device: bool = False, precision: str | None = None,
+                    **overrides: Any) -> Any:
+        """The one way from a spec model's name to a module: the spec's config (``match_params:
+        other`` turned into a count), ``overrides`` on top (None values left out), the backend's
+        factory. ``on_device`` moves the module to this context's device; ``precision`` (``bf16``
+        or ``fp32``) readies it for inference: cast to bfloat16 for bf16, eval mode."""
         from .models.matching import resolve_model_config
         from .registry import resolve_backend
 
         cfg = resolve_model_config(self.models, name)  # turns match_params: other into a count
-        cfg.update(overrides)
-        factory = resolve_backend(cfg.pop("backend"))
-        return factory(**cfg)
+        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        model = resolve_backend(cfg.pop("backend"))(**cfg)
+        if on_device:
+            model = model.to(self.device)
+        if precision is not None:
+            if precision == "bf16":
+                import torch
+
+                model = model.to(torch.bfloat16)
+            model = model.eval()
+        return model

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pytest_goni.model_runs import IDENT, build_on_device, is_oom, release
+from pytest_goni.model_runs import IDENT, is_oom, release
 
 #: SDPA backends a spec may force, by the names the report uses.
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -108,13 +108,20 @@ def run_context(device: str, precision: str, sdpa: str | None) -> Iterator[None]
         yield
 
 
-def build_for_inference(ctx: Any, entry: ModelEntry, precision: str, vocab_size: int | None
-                        ) -> torch.nn.Module:
-    overrides = {"vocab_size": vocab_size} if vocab_size else {}
-    model = build_on_device(ctx, entry.model, **overrides)
-    if precision == "bf16":
-        model = model.to(torch.bfloat16)
-    return model.eval()
+def build_models(ctx: Any, entries: list[ModelEntry], precision: str, vocab_size: int | None
+                 ) -> dict[str, torch.nn.Module]:
+    """Each spec model of ``entries`` once (however many labels, SDPA variants, run it), on the
+    context's device, ready for inference in ``precision``."""
+    models: dict[str, torch.nn.Module] = {}
+    for e in entries:
+        if e.model not in models:
+            models[e.model] = ctx.build_model(e.model, on_device=True, precision=precision, vocab_size=vocab_size)
+    return models
+
+
+def point_key(label: str, context: int, batch: int) -> str:
+    """The metric-key prefix of one (model label, context, batch) point of prefill and decode."""
+    return f"{label}.{context}" if batch == 1 else f"{label}.{context}.b{batch}"
 
 
 def model_vocab(model: torch.nn.Module) -> int:

@@ -49,13 +49,6 @@ def model_config(ctx: Any, name: str) -> dict[str, Any]:
     return dict(ctx.models[name])
 
 
-def build_on_device(ctx: Any, name: str, **overrides: Any) -> torch.nn.Module:
-    """Build the spec's model ``name`` and move it to the measurement's device."""
-    model_config(ctx, name)
-    model = ctx.build_model(name, **overrides)
-    return model.to(ctx.device)
-
-
 def param_counts(model: torch.nn.Module) -> tuple[int, int]:
     """(total, non-embedding) parameter counts through the model contract's ``num_params``."""
     if hasattr(model, "num_params"):

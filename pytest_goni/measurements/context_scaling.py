@@ -29,7 +29,6 @@ from pytest_goni.inference import (
     Decoder,
     ModelEntry,
     OOMRecord,
-    build_for_inference,
     model_vocab,
     oom_record,
     parse_entry,
@@ -86,7 +85,8 @@ class _Pair:
         self.entries: dict[str, ModelEntry] = {r: parse_entry(params[r]) for r in ("candidate", "baseline")}
         if self.entries["candidate"].label == self.entries["baseline"].label:
             raise ValueError("candidate and baseline need different labels")
-        self.models = {r: build_for_inference(ctx, e, self.precision, params.get("vocab_size"))
+        self.models = {r: ctx.build_model(e.model, on_device=True, precision=self.precision,
+                                               vocab_size=params.get("vocab_size"))
                        for r, e in self.entries.items()}
         self.vocab = min(model_vocab(m) for m in self.models.values())
         self.failed: dict[str, int] = {}  # role -> first context that ran out of memory

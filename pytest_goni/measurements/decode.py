@@ -19,10 +19,12 @@ from typing import Any
 
 from pytest_goni.inference import (
     Decoder,
+    build_models,
     entry_labels,
     model_vocab,
     oom_record,
     parse_entries,
+    point_key,
     random_tokens,
     resolve_precision,
     run_context,
@@ -30,7 +32,6 @@ from pytest_goni.inference import (
     state_nbytes,
     time_side_by_side,
 )
-from pytest_goni.measurements.prefill import build_models, point_key
 from pytest_goni.measurements.schemas import context_sweep_schema
 from pytest_goni.model_runs import POSITIVE_INTS, cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind

@@ -24,7 +24,6 @@ import torch
 
 from pytest_goni.inference import (
     OOMRecord,
-    build_for_inference,
     entry_labels,
     model_vocab,
     oom_record,
@@ -144,7 +143,8 @@ def _measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     ooms: dict[str, tuple[float, float]] = {}
     for entry in parse_entries(params["models"]):
         release(ctx.device)
-        model = build_for_inference(ctx, entry, precision, params.get("vocab_size"))
+        model = ctx.build_model(entry.model, on_device=True, precision=precision,
+                                vocab_size=params.get("vocab_size"))
         vocab = model_vocab(model)
         ok: list[int] = []
         peaks: list[float] = []

@@ -25,11 +25,12 @@ import math
 from typing import Any
 
 from pytest_goni.inference import (
-    build_for_inference,
+    build_models,
     entry_labels,
     model_vocab,
     oom_record,
     parse_entries,
+    point_key,
     probe_each,
     random_tokens,
     resolve_precision,
@@ -57,10 +58,6 @@ SCHEMA: dict[str, Any] = context_sweep_schema(
                                              "items": {"type": "string", "pattern": IDENT}}},
     },
 )
-
-
-def point_key(label: str, context: int, batch: int) -> str:
-    return f"{label}.{context}" if batch == 1 else f"{label}.{context}.b{batch}"
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:
@@ -143,15 +140,6 @@ def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     for best, labels in params.get("best_of", {}).items():
         out.update(_best_of(out, best, labels, contexts, batches, with_memory))
     return out
-
-
-def build_models(ctx: Any, entries: list[Any], precision: str, vocab_size: int | None) -> dict[str, Any]:
-    """Each spec model once, however many labels (SDPA variants) run it."""
-    models: dict[str, Any] = {}
-    for e in entries:
-        if e.model not in models:
-            models[e.model] = build_for_inference(ctx, e, precision, vocab_size)
-    return models
 
 
 def _prefill_call(ctx: Any, model: Any, sdpa: str | None, precision: str, tokens: Any) -> Any:

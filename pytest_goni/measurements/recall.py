@@ -24,7 +24,6 @@ import torch
 
 from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
-    build_on_device,
     config_hash,
     cpu_threads,
     model_config,
@@ -140,7 +139,7 @@ def _measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                 return mqar_examples(batch, seq_len, kv, vocab, np.random.default_rng([seed, step]))
 
             seed_everything(seed)
-            model = build_on_device(ctx, name, vocab_size=vocab)
+            model = ctx.build_model(name, on_device=True, vocab_size=vocab)
             res = train(model, batch_fn, steps, cfg, device=ctx.device,
                         check=step_check(ctx, f"{name} seed {seed}", steps))
             accs.append(recall_accuracy(model, test_x, test_y, ctx.device))

@@ -48,7 +48,6 @@ from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
     COUNT,
     as_count,
-    build_on_device,
     config_hash,
     cpu_threads,
     model_config,
@@ -318,7 +317,7 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
                           grad_clip=float(params.get("grad_clip", 1.0)), min_lr_ratio=0.1)
         for seed in seeds:
             seed_everything(seed)
-            model = build_on_device(ctx, name, vocab_size=task.vocab_size(), max_seq_len=max_len, **rung)
+            model = ctx.build_model(name, on_device=True, vocab_size=task.vocab_size(), max_seq_len=max_len, **rung)
             batches = EpochBatches(sets.train[seed], batch, seed)
             t0 = time.perf_counter()
             res = train(model, batches, steps, cfg, device=ctx.device, compile=bool(params.get("compile", False)),

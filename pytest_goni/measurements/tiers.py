@@ -56,7 +56,7 @@ from pytest_goni import kernels
 from pytest_goni.kernels.sliding_window import sliding_window_attention_banded
 from pytest_goni.lm_data import WindowBatches, get_tokenizer, load_text, tokenize_corpus
 from pytest_goni.measurements.schemas import params_schema
-from pytest_goni.model_runs import COUNT, CPU_THREADS, IDENT, as_count, build_on_device, config_hash, cpu_threads
+from pytest_goni.model_runs import COUNT, CPU_THREADS, IDENT, as_count, config_hash, cpu_threads
 from pytest_goni.models.gate_policy import (
     FLAG_FORCE_SAFE,
     POLICIES,
@@ -166,7 +166,7 @@ def measure_tiers(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
 def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     seed = int(params.get("seed", 0))
     seed_everything(seed)
-    model = build_on_device(ctx, params["model"])
+    model = ctx.build_model(params["model"], on_device=True)
     if not isinstance(model, MincutGatedLM):
         raise TypeError(f"model {params['model']!r} is a {type(model).__name__}; the tiers kind needs backend "
                         "mincut-gated")

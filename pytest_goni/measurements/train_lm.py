@@ -29,7 +29,6 @@ from pytest_goni.measurements.schemas import named_models_schema
 from pytest_goni.model_runs import (
     COUNT,
     as_count,
-    build_on_device,
     config_hash,
     cpu_threads,
     model_config,
@@ -149,7 +148,7 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         for i, seed in enumerate(seeds):
             batches = WindowBatches(data.train_ids, seq_len, batch, seed)
             seed_everything(seed)
-            model = build_on_device(ctx, name, vocab_size=data.vocab_size)
+            model = ctx.build_model(name, on_device=True, vocab_size=data.vocab_size)
             res = train(model, batches, steps, cfg, evaluate=HeldOut(val, cfg.autocast),
                         eval_every=eval_every, **{**run, "check": step_check(ctx, f"{name} seed {seed}", steps)})
             ctx.log(f"{name} seed {seed}: final loss {res.final_loss:.4f}, {res.tokens_per_second:,.0f} tok/s")
@@ -166,7 +165,7 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         if rerun_steps:
             batches = WindowBatches(data.train_ids, seq_len, batch, seeds[0])
             seed_everything(seeds[0])
-            model = build_on_device(ctx, name, vocab_size=data.vocab_size)
+            model = ctx.build_model(name, on_device=True, vocab_size=data.vocab_size)
             again = train(model, batches, rerun_steps, cfg, schedule_steps=steps, **run)
             rerun_diff = max(abs(a - b) for a, b in zip(again.losses, first_losses[:rerun_steps]))
             del model
