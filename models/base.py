@@ -291,10 +291,6 @@ class MLP(SeqModule):
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
-def rms_norm(d: int, eps: float) -> nn.Module:
-    return nn.RMSNorm(d, eps=eps)
-
-
 class CausalLM(ModelContract, nn.Module):
     """Token embedding (+ learned positions) -> layers -> final norm -> LM head (tied by default).
 

@@ -52,7 +52,6 @@ class _Tok:
     col: int
 
 
-_OPS2 = ("**",)
 _OPS1 = "+-*/(),"
 _HINTS = {
     "^": "use '**' for powers",

@@ -23,7 +23,7 @@ ENTRY_POINT_GROUP = "pytest_goni"
 BUILTIN_MODULES = (
     "pytest_goni.measurements",
     "pytest_goni.models",
-    "pytest_goni.ops",
+    "pytest_goni.bench_ops",
 )
 
 

@@ -1,7 +1,7 @@
 """Measurement kind ``op_bench``: latency, throughput and % of roofline of one registered op over
 a set of shapes, optionally interleaved with a baseline op for speedup ratios.
 
-Params: ``op`` (a name in the op registry, see ``pytest_goni.ops``), ``shapes`` (a list of shape
+Params: ``op`` (a name in the op registry, see ``pytest_goni.bench_ops``), ``shapes`` (a list of shape
 mappings, or one mapping whose list-valued keys are swept as a cartesian product:
 ``{T: [128, 256], B: 1, H: 4, D: 64}`` is two shapes), and optionally ``dtype``, ``baseline``,
 ``reps``, ``warmup``, ``min_time_s``, ``max_reps``, ``inner``, ``flush_l2``, ``cuda_graph``,
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ..ops import DTYPES, to_dtype
+from ..bench_ops import DTYPES, to_dtype
 from ..registry import REGISTRIES, Op, measurement_kind
 from ..stats import Metric, ratio_samples
 from ..timing import peak_memory, time_interleaved

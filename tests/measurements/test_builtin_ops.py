@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pytest_goni.ops import dims, itemsize, to_dtype
+from pytest_goni.bench_ops import dims, itemsize, to_dtype
 from pytest_goni.registry import load_builtins
 
 OPS = load_builtins().ops
