@@ -13,7 +13,7 @@ import importlib
 
 import torch
 
-from . import checks, chunked, decode
+from . import checks, chunked, steps
 from .sliding_window import sliding_window_attention_torch
 
 Tensor = torch.Tensor
@@ -176,8 +176,8 @@ def gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, state)) == "triton":
-        return _triton("decode", "gla_step")(q, k, v, g, state, sc, inplace)
-    return _keep(state, inplace, decode.gla_step_torch(q, k, v, g, state, sc))
+        return _triton("steps", "gla_step")(q, k, v, g, state, sc, inplace)
+    return _keep(state, inplace, steps.gla_step_torch(q, k, v, g, state, sc))
 
 
 def simple_gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
@@ -187,8 +187,8 @@ def simple_gla_step(q, k, v, g, state, scale=None, backend=None, inplace=False):
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, state)) == "triton":
-        return _triton("decode", "simple_gla_step")(q, k, v, g, state, sc, inplace)
-    return _keep(state, inplace, decode.simple_gla_step_torch(q, k, v, g, state, sc))
+        return _triton("steps", "simple_gla_step")(q, k, v, g, state, sc, inplace)
+    return _keep(state, inplace, steps.simple_gla_step_torch(q, k, v, g, state, sc))
 
 
 def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None, inplace=False):
@@ -199,8 +199,8 @@ def gated_delta_rule_step(q, k, v, g, beta, state, scale=None, backend=None, inp
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, g, beta, state)) == "triton":
-        return _triton("decode", "gated_delta_rule_step")(q, k, v, g, beta, state, sc, inplace)
-    return _keep(state, inplace, decode.gated_delta_rule_step_torch(q, k, v, g, beta, state, sc))
+        return _triton("steps", "gated_delta_rule_step")(q, k, v, g, beta, state, sc, inplace)
+    return _keep(state, inplace, steps.gated_delta_rule_step_torch(q, k, v, g, beta, state, sc))
 
 
 def delta_rule_step(q, k, v, beta, state, scale=None, backend=None, inplace=False):
@@ -210,8 +210,8 @@ def delta_rule_step(q, k, v, beta, state, scale=None, backend=None, inplace=Fals
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (q, k, v, beta, state)) == "triton":
-        return _triton("decode", "gated_delta_rule_step")(q, k, v, None, beta, state, sc, inplace)
-    return _keep(state, inplace, decode.delta_rule_step_torch(q, k, v, beta, state, sc))
+        return _triton("steps", "gated_delta_rule_step")(q, k, v, None, beta, state, sc, inplace)
+    return _keep(state, inplace, steps.delta_rule_step_torch(q, k, v, beta, state, sc))
 
 
 def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None, inplace=False):
@@ -222,8 +222,8 @@ def rwkv6_step(r, k, v, w, u, state, scale=None, backend=None, inplace=False):
     _step_state(state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (r, k, v, w, u, state)) == "triton":
-        return _triton("decode", "rwkv6_step")(r, k, v, w, u, state, sc, inplace)
-    return _keep(state, inplace, decode.rwkv6_step_torch(r, k, v, w, u, state, sc))
+        return _triton("steps", "rwkv6_step")(r, k, v, w, u, state, sc, inplace)
+    return _keep(state, inplace, steps.rwkv6_step_torch(r, k, v, w, u, state, sc))
 
 
 def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None, inplace=False):
@@ -234,5 +234,5 @@ def rwkv7_step(r, w, k, v, a, b, state, scale=None, backend=None, inplace=False)
     _step_state(state, bs, h, dk, dv)
     sc = checks.scale(scale, dk)
     if _pick(backend, (r, w, k, v, a, b, state)) == "triton":
-        return _triton("decode", "rwkv7_step")(r, w, k, v, a, b, state, sc, inplace)
-    return _keep(state, inplace, decode.rwkv7_step_torch(r, w, k, v, a, b, state, sc))
+        return _triton("steps", "rwkv7_step")(r, w, k, v, a, b, state, sc, inplace)
+    return _keep(state, inplace, steps.rwkv7_step_torch(r, w, k, v, a, b, state, sc))
