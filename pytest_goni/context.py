@@ -71,6 +71,13 @@ class MeasureContext:
 
         heartbeat()
 
+    def model_config(self, name: str) -> dict[str, Any]:
+        """The spec's config of model ``name`` (as written), with a clear error when it is not declared."""
+        if name not in self.models:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise KeyError(f"model {name!r} is not in the spec's models section (declared: {known})")
+        return dict(self.models[name])
+
     def build_model(self, name: str, *, on_device: bool = False, precision: str | None = None,
                     **overrides: Any) -> Any:
         """The one way from a spec model's name to a module: the spec's config (``match_params:

@@ -4,11 +4,15 @@ not, the CPU's name, intra-op threads on the CPU, out-of-memory errors and clean
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+Measure = Callable[[Any, dict[str, Any]], Any]
 
 
 def cuda_usable() -> bool:
@@ -86,3 +90,18 @@ def is_oom(exc: BaseException) -> bool:
         return True
     msg = str(exc).lower()
     return "out of memory" in msg or "cudnn_status_alloc_failed" in msg or "can't allocate memory" in msg
+
+
+def under_cpu_threads(default: int | None = None) -> Callable[[Measure], Measure]:
+    """Decorator for a measurement kind's function: run it with ``params["cpu_threads"]`` (else
+    ``default``) torch intra-op threads on the CPU (see :func:`cpu_threads`)."""
+
+    def wrap(measure: Measure) -> Measure:
+        @functools.wraps(measure)
+        def run(ctx: Any, params: dict[str, Any]) -> Any:
+            with cpu_threads(params.get("cpu_threads", default), ctx.device):
+                return measure(ctx, params)
+
+        return run
+
+    return wrap

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pytest_goni.model_runs import IDENT, is_oom, release
+from pytest_goni.device import is_oom, release
 
 #: SDPA backends a spec may force, by the names the report uses.
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -29,20 +29,6 @@ _SDPA_OPS = {
     "_scaled_dot_product_attention_math": "math",
     "_scaled_dot_product_fused_attention_overrideable": "overrideable",
 }
-
-MODEL_ENTRY = {
-    "oneOf": [
-        {"type": "string", "pattern": IDENT},
-        {"type": "object", "required": ["model"], "additionalProperties": False,
-         "properties": {"model": {"type": "string", "pattern": IDENT},
-                        "sdpa": {"enum": list(SDPA_BACKENDS)},
-                        "label": {"type": "string", "pattern": IDENT}}},
-    ]
-}
-
-PRECISION = {"enum": ["auto", "fp32", "bf16", "bf16-autocast"],
-             "description": "auto: bf16 autocast on CUDA, fp32 on CPU"}
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -270,6 +256,20 @@ def oom_record(exc: BaseException, context: int, device: str) -> OOMRecord:
     if device.startswith("cuda") and torch.cuda.is_available():
         used = float(torch.cuda.max_memory_allocated(device))
     return OOMRecord(context, used, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+
+def run_or_oom(fn: Callable[[], Any], context: int, device: str) -> tuple[Any, OOMRecord | None]:
+    """``(fn(), None)``, or ``(None, record)`` when ``fn`` ran out of memory at ``context`` tokens:
+    the record is taken inside the ``except`` block, the device released after it (when the
+    traceback no longer holds the failed call's tensors). Any other error propagates."""
+    try:
+        return fn(), None
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        rec = oom_record(exc, context, device)
+    release(device)
+    return None, rec
 
 
 def time_side_by_side(ctx: Any, calls: dict[str, Callable[[], Any]], context: int, *, warmup: int, reps: int,

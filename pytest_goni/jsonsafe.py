@@ -1,4 +1,5 @@
-"""The one JSON cleaner: results files stay standard JSON, which has no NaN or infinity.
+"""The one JSON cleaner (results files stay standard JSON, which has no NaN or infinity) and the
+one content hash of a JSON-able configuration.
 
 Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"``; numpy scalars become
 Python numbers; tuples become lists; anything else JSON cannot hold becomes its ``str``.
@@ -6,6 +7,8 @@ Python numbers; tuples become lists; anything else JSON cannot hold becomes its 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -28,3 +31,9 @@ def json_safe(x: Any) -> Any:
         f = float(x)
         return f if math.isfinite(f) else str(f)
     return str(x)
+
+
+def config_hash(obj: Any) -> str:
+    """SHA-256 (first 16 hex digits) of a canonical JSON rendering: what a result was made from."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

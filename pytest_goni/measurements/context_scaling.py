@@ -23,21 +23,20 @@ from typing import Any
 
 import numpy as np
 
+from pytest_goni.device import release, under_cpu_threads
 from pytest_goni.inference import (
-    MODEL_ENTRY,
-    PRECISION,
     Decoder,
     ModelEntry,
     OOMRecord,
     model_vocab,
-    oom_record,
     parse_entry,
     random_tokens,
     resolve_precision,
     run_context,
+    run_or_oom,
     time_side_by_side,
 )
-from pytest_goni.model_runs import CPU_THREADS, POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import CPU_THREADS, MODEL_ENTRY, POSITIVE_INTS, PRECISION
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric, crossover, fit_power_law
 
@@ -130,14 +129,13 @@ class _Pair:
             if role in self.failed and context >= self.failed[role]:
                 out[role] = [math.inf]
                 continue
-            try:
-                fns[role] = self._fn(role, context)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                self._failed_at(role, context, oom_record(exc, context, self.ctx.device))
+            fn, rec = run_or_oom(lambda role=role: self._fn(role, context), context, self.ctx.device)
+            if rec is not None:
+                self._failed_at(role, context, rec)
                 out[role] = [math.inf]
-            release(self.ctx.device)
+            else:
+                fns[role] = fn
+                release(self.ctx.device)
         if not fns:
             return out
         on_cuda = self.ctx.is_cuda
@@ -183,13 +181,9 @@ def _interpolate(x0: float, d0: float, x1: float, d1: float) -> float:
 
 
 @measurement_kind("context_scaling", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Sweep both models over the contexts; fit exponents; find (and refine) the crossover."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_context_scaling(ctx, params)
-
-
-def _measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     contexts = sorted(params["contexts"])
     pair = _Pair(ctx, params)
     try:

@@ -17,23 +17,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pytest_goni.device import release, under_cpu_threads
 from pytest_goni.inference import (
     Decoder,
     build_models,
     entry_labels,
     model_vocab,
-    oom_record,
     parse_entries,
     point_key,
     random_tokens,
     resolve_precision,
     run_context,
+    run_or_oom,
     sdpa_backends_used,
     state_nbytes,
     time_side_by_side,
 )
-from pytest_goni.measurements.schemas import context_sweep_schema
-from pytest_goni.model_runs import POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import POSITIVE_INTS, context_sweep_schema
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -63,14 +63,10 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("decode", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Per-token decode latency of every model side by side with its state filled to each context,
     and the state's size."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_decode(ctx, params)
-
-
-def _measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     entries = parse_entries(params["models"])
     models = build_models(ctx, entries, precision, params.get("vocab_size"))
@@ -93,17 +89,12 @@ def _measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             sizes: dict[str, int] = {}
             ooms: dict[str, Any] = {}
             for e in live:
-                rec = None
-                try:
-                    decoders[e.label], sizes[e.label] = _filled_decoder(ctx, models[e.model], e.sdpa, precision,
-                                                                        prompt, token, params)
-                except Exception as exc:
-                    if not is_oom(exc):
-                        raise
-                    rec = oom_record(exc, t, ctx.device)
+                filled, rec = run_or_oom(lambda e=e, p=prompt, k=token: _filled_decoder(
+                    ctx, models[e.model], e.sdpa, precision, p, k, params), t, ctx.device)
                 if rec is not None:
                     ooms[e.label] = rec
-                    release(ctx.device)
+                else:
+                    decoders[e.label], sizes[e.label] = filled
             del prompt
             calls = {label: _step_call(ctx, d, precision, _sdpa_of(entries, label)) for label, d in decoders.items()}
             backends = {label: (sdpa_backends_used(fn) if decoders[label].graph is None else [])

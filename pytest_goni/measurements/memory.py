@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pytest_goni.device import is_oom, release, under_cpu_threads
 from pytest_goni.inference import (
     OOMRecord,
     entry_labels,
@@ -36,7 +37,6 @@ from pytest_goni.inference import (
     tensor_peak_bytes,
 )
 from pytest_goni.measurements.schemas import context_sweep_schema
-from pytest_goni.model_runs import cpu_threads, is_oom, release
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -127,13 +127,9 @@ def cpu_guard(cap: int | None, device: str) -> Iterator[None]:
 
 
 @measurement_kind("memory", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Peak prefill memory and state size per context; the first OOM per model is a data point."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_memory(ctx, params)
-
-
-def _measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     batch = int(params.get("batch_size", 1))
     cap = parse_cap(params.get("memory_cap"))

@@ -8,15 +8,10 @@ from typing import Any
 
 import torch
 
-from pytest_goni.measurements.schemas import named_models_schema
-from pytest_goni.model_runs import (
-    COUNT,
-    as_count,
-    config_hash,
-    cpu_threads,
-    model_config,
-    param_counts,
-)
+from pytest_goni.device import under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
+from pytest_goni.measurements.schemas import COUNT, as_count, named_models_schema
+from pytest_goni.models.params import param_counts
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -41,18 +36,14 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("model_stats", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_model_stats(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Build each model on the CPU and count its parameters (total and without embeddings)."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_model_stats(ctx, params)
-
-
-def _measure_model_stats(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     out: dict[str, Metric] = {}
     tokens = as_count(params["train_tokens"]) if "train_tokens" in params else None
     overrides = {"vocab_size": int(params["vocab_size"])} if "vocab_size" in params else {}
     for name in params["models"]:
-        cfg = model_config(ctx, name)
+        cfg = ctx.model_config(name)
         with torch.device("cpu"):
             model = ctx.build_model(name, **overrides)
         total, non_emb = param_counts(model)

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from ..bench_ops import DTYPES, to_dtype
+from ..device import is_oom
 from ..registry import REGISTRIES, Op, measurement_kind
 from ..stats import Metric, ratio_samples
 from ..timing import peak_memory, time_interleaved
@@ -185,10 +186,6 @@ def op_bench_metrics(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 @measurement_kind("op_bench", schema=SCHEMA, metrics=op_bench_metrics)
 def measure_op_bench(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Latency, FLOP/s, B/s and % of roofline of an op over shapes, with optional baseline."""
@@ -211,7 +208,7 @@ def measure_op_bench(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         try:
             out.update(_bench_shape(ctx, params, ops, label, full, dtype, roof, base_meta))
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             if ctx.is_cuda:
                 torch.cuda.empty_cache()

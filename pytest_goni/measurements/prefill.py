@@ -24,22 +24,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pytest_goni.device import release, under_cpu_threads
 from pytest_goni.inference import (
     build_models,
     entry_labels,
     model_vocab,
-    oom_record,
     parse_entries,
     point_key,
     probe_each,
     random_tokens,
     resolve_precision,
     run_context,
+    run_or_oom,
     tensor_peak_bytes,
     time_side_by_side,
 )
-from pytest_goni.measurements.schemas import context_sweep_schema
-from pytest_goni.model_runs import IDENT, POSITIVE_INTS, cpu_threads, is_oom, release
+from pytest_goni.measurements.schemas import IDENT, POSITIVE_INTS, context_sweep_schema
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 
@@ -73,13 +73,9 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("prefill", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Time ``model.prefill(tokens)`` for every model side by side, per context and batch size."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_prefill(ctx, params)
-
-
-def _measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     precision = resolve_precision(params.get("precision", "auto"), ctx.device)
     contexts = sorted(params["contexts"])
     batches = params.get("batch_sizes", [1])
@@ -168,18 +164,12 @@ def _peak(ctx: Any, out: dict[str, Metric], failed: dict[str, str], key: str, la
           context: int) -> None:
     """Peak memory of one prefill; an OOM here (rare: timing already ran it) ends the label's sweep."""
     meta = dict(out[f"{key}.latency"].meta)
-    rec = None
-    try:
-        peak, probe = tensor_peak_bytes(call, ctx.device)
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-        rec = oom_record(exc, context, ctx.device)
+    measured, rec = run_or_oom(lambda: tensor_peak_bytes(call, ctx.device), context, ctx.device)
     if rec is not None:
-        release(ctx.device)
         failed[label] = rec.note()
         out[f"{key}.peak_mem"] = Metric.scalar(math.nan, "B", note=rec.note(), oom=True, **meta)
         return
+    peak, probe = measured
     out[f"{key}.peak_mem"] = Metric.scalar(peak, "B", probe=probe, **meta)
 
 

@@ -22,13 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_goni.device import release, under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
 from pytest_goni.measurements.schemas import named_models_schema
-from pytest_goni.model_runs import (
-    config_hash,
-    cpu_threads,
-    model_config,
-    release,
-)
 from pytest_goni.progress import step_check
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
@@ -109,13 +105,9 @@ def recall_accuracy(model: torch.nn.Module, inputs: torch.Tensor, targets: torch
 
 
 @measurement_kind("recall", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train each model on MQAR for a fixed number of steps; report query accuracy on held-out data."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_recall(ctx, params)
-
-
-def _measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     vocab = int(params.get("vocab_size", 64))
     seq_len = int(params.get("seq_len", 64))
     kv = int(params.get("num_kv_pairs", 8))
@@ -126,7 +118,7 @@ def _measure_recall(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     cfg = OptimConfig(lr=float(params.get("lr", 1e-3)), warmup=float(params.get("warmup", 0.1)),
                       weight_decay=float(params.get("weight_decay", 0.1)),
                       grad_clip=float(params.get("grad_clip", 1.0)), min_lr_ratio=0.1)
-    chash = config_hash({"params": params, "models": {m: model_config(ctx, m) for m in params["models"]},
+    chash = config_hash({"params": params, "models": {m: ctx.model_config(m) for m in params["models"]},
                          "optim": describe_config(cfg)})
     out: dict[str, Metric] = {}
     for name in params["models"]:

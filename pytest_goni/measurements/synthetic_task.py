@@ -44,16 +44,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_goni.measurements.schemas import named_models_schema
-from pytest_goni.model_runs import (
-    COUNT,
-    as_count,
-    config_hash,
-    cpu_threads,
-    model_config,
-    param_counts,
-    release,
-)
+from pytest_goni.device import release, under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
+from pytest_goni.measurements.schemas import COUNT, as_count, named_models_schema
+from pytest_goni.models.params import param_counts
 from pytest_goni.progress import step_check
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
@@ -205,13 +199,6 @@ def state_bytes(model: torch.nn.Module, data: TaskData, device: str) -> float:
         return math.nan
 
 
-@measurement_kind("synthetic_task", schema=SCHEMA, metrics=metric_units, default_timeout_s=3600.0)
-def measure_synthetic_task(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
-    """Check the task against its known answer, then train and score every model on it."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure(ctx, params)
-
-
 class _Sets:
     """Every data set of one measurement, generated once (labels shifted when asked)."""
 
@@ -244,7 +231,10 @@ def _check_all(task: Task, sets: _Sets) -> TaskCheck:
     return check
 
 
-def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
+@measurement_kind("synthetic_task", schema=SCHEMA, metrics=metric_units, default_timeout_s=3600.0)
+@under_cpu_threads()
+def measure_synthetic_task(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
+    """Check the task against its known answer, then train and score every model on it."""
     task = build_task(params)
     models = list(params["models"])
     seeds = [int(s) for s in params.get("seeds", [0])]
@@ -258,7 +248,7 @@ def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     ctx.log(f"{task.describe()}: generated in {time.perf_counter() - t0:.1f} s; oracle "
             f"{check.oracle_accuracy:.2%}, chance {check.chance:.2%}, aligned {check.aligned:.2%}"
             + (f"; INVALID: {'; '.join(check.problems)}" if check.problems else ""))
-    chash = config_hash({"params": params, "models": {m: model_config(ctx, m) for m in models}})
+    chash = config_hash({"params": params, "models": {m: ctx.model_config(m) for m in models}})
     meta = {"config_hash": chash, "task": task.describe(), "seeds": seeds}
     out = _task_metrics(check, meta)
     invalid = "task failed its known-answer check: " + "; ".join(check.problems) if check.problems else None

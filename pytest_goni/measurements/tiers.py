@@ -53,10 +53,11 @@ import torch
 import torch.nn.functional as F
 
 from pytest_goni import kernels
+from pytest_goni.device import under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
 from pytest_goni.kernels.sliding_window import sliding_window_attention_banded
 from pytest_goni.lm_data import WindowBatches, get_tokenizer, load_text, tokenize_corpus
-from pytest_goni.measurements.schemas import params_schema
-from pytest_goni.model_runs import COUNT, CPU_THREADS, IDENT, as_count, config_hash, cpu_threads
+from pytest_goni.measurements.schemas import COUNT, CPU_THREADS, IDENT, as_count, params_schema
 from pytest_goni.models.gate_policy import (
     FLAG_FORCE_SAFE,
     POLICIES,
@@ -157,13 +158,9 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("tiers", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads(1)
 def measure_tiers(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train the gated model briefly, then time and score its tiers, the mixes, live lambda, scaling."""
-    with cpu_threads(params.get("cpu_threads", 1), ctx.device):
-        return _measure(ctx, params)
-
-
-def _measure(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     seed = int(params.get("seed", 0))
     seed_everything(seed)
     model = ctx.build_model(params["model"], on_device=True)

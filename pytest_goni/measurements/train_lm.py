@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pytest_goni.device import release, under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
 from pytest_goni.lm_data import (
     WindowBatches,
     bits_per_char,
@@ -25,16 +27,8 @@ from pytest_goni.lm_data import (
     load_text,
     tokenize_corpus,
 )
-from pytest_goni.measurements.schemas import named_models_schema
-from pytest_goni.model_runs import (
-    COUNT,
-    as_count,
-    config_hash,
-    cpu_threads,
-    model_config,
-    param_counts,
-    release,
-)
+from pytest_goni.measurements.schemas import COUNT, as_count, named_models_schema
+from pytest_goni.models.params import param_counts
 from pytest_goni.progress import step_check
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
@@ -102,13 +96,9 @@ def _optim(params: dict[str, Any]) -> OptimConfig:
 
 
 @measurement_kind("train_lm", schema=SCHEMA, metrics=metric_units)
+@under_cpu_threads()
 def measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train each model on the corpus for the token budget, once per seed; report quality."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _measure_train_lm(ctx, params)
-
-
-def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     seq_len = int(params.get("seq_len", 128))
     batch = int(params.get("batch_size", 8))
     seeds = [int(s) for s in params.get("seeds", [0])]
@@ -130,7 +120,7 @@ def _measure_train_lm(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                        as_count(params["eval_tokens"]) if "eval_tokens" in params else None)
     tpc = data.val_tokens_per_char
 
-    chash = config_hash({"params": params, "models": {m: model_config(ctx, m) for m in params["models"]},
+    chash = config_hash({"params": params, "models": {m: ctx.model_config(m) for m in params["models"]},
                          "data": data.describe(), "optim": describe_config(cfg), "steps": steps,
                          "gpus": gpus})
     ctx.log(f"train_lm config hash {chash}: {steps} steps x {batch} x {seq_len} tokens on {gpus} "

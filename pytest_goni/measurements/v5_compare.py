@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_goni.device import release, under_cpu_threads
+from pytest_goni.jsonsafe import config_hash
 from pytest_goni.lm_data import eval_batches, get_tokenizer, load_text, tokenize_corpus
-from pytest_goni.measurements.schemas import params_schema
-from pytest_goni.model_runs import COUNT, CPU_THREADS, as_count, config_hash, cpu_threads, release
+from pytest_goni.measurements.schemas import COUNT, CPU_THREADS, as_count, params_schema
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, max_loss_spike, seed_everything, train
@@ -143,10 +144,10 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("v5_compare", schema=SCHEMA, metrics=metric_units, default_timeout_s=1800)
+@under_cpu_threads()
 def measure_v5_compare(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Train the candidate and its parameter-matched GPT-2 per rung and seed; evaluate both."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        return _V5Run(ctx, params).run()
+    return _V5Run(ctx, params).run()
 
 
 class _V5Run:

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pytest_goni.device import under_cpu_threads
 from pytest_goni.measurements.schemas import named_models_schema
-from pytest_goni.model_runs import cpu_threads, model_config
 from pytest_goni.models.matching import resolve_model_config
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
@@ -39,26 +39,26 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 
 
 @measurement_kind("state_checks", schema=SCHEMA, metrics=metric_units, default_timeout_s=300)
+@under_cpu_threads()
 def measure_state_checks(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """S0-S4 on each model's state after random tokens; resume a saved state in a fresh process."""
-    with cpu_threads(params.get("cpu_threads"), ctx.device):
-        out: dict[str, Metric] = {}
-        length = int(params.get("length", 64))
-        for name in params["models"]:
-            model_config(ctx, name)
-            overrides = dict(params.get("overrides", {}))
-            model = ctx.build_model(name, **overrides)
-            vocab = int(model.vocab_size)
-            res = s_checks(model, vocab, length)
-            cfg = resolve_model_config(ctx.models, name)
-            cfg.update(overrides)
-            with tempfile.TemporaryDirectory(prefix="goni-resume-") as tmp:
-                res["persistence_max_diff"] = persistence_diff(model, cfg, vocab, length,
-                                                               int(params.get("resume_tokens", 16)), Path(tmp))
-            for k in KEYS:
-                note = ""
-                if k == "s4_variance_ratio" and math.isnan(res[k]):
-                    note = "not a Mamba/RWKV hybrid: no branch states to compare"
-                out[f"{name}.{k}"] = Metric.scalar(res[k], "", note=note, exact=True)
-            del model
-        return out
+    out: dict[str, Metric] = {}
+    length = int(params.get("length", 64))
+    for name in params["models"]:
+        ctx.model_config(name)
+        overrides = dict(params.get("overrides", {}))
+        model = ctx.build_model(name, **overrides)
+        vocab = int(model.vocab_size)
+        res = s_checks(model, vocab, length)
+        cfg = resolve_model_config(ctx.models, name)
+        cfg.update(overrides)
+        with tempfile.TemporaryDirectory(prefix="goni-resume-") as tmp:
+            res["persistence_max_diff"] = persistence_diff(model, cfg, vocab, length,
+                                                           int(params.get("resume_tokens", 16)), Path(tmp))
+        for k in KEYS:
+            note = ""
+            if k == "s4_variance_ratio" and math.isnan(res[k]):
+                note = "not a Mamba/RWKV hybrid: no branch states to compare"
+            out[f"{name}.{k}"] = Metric.scalar(res[k], "", note=note, exact=True)
+        del model
+    return out

@@ -32,7 +32,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("pytest_goni", "status", "jsonsafe", "units", "yaml_positions", "registry", "stats", "timing", "device",
      "progress", "plots", "scheduling", "hookspecs", "schema", "optional"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
-     "inference", "model_runs", "ops", "bench_ops", "context", "tier_workload", "v5", "tasks"),
+     "inference", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec"),
     ("measurements",),
     ("isolation", "contract", "runner", "gates", "baselines"),

@@ -194,7 +194,7 @@ def test_latency_plot_without_crossover(tmp_path):
 def test_cpu_threads_is_restored():
     import torch
 
-    from pytest_goni.model_runs import cpu_threads
+    from pytest_goni.device import cpu_threads
 
     before = torch.get_num_threads()
     with cpu_threads(1, "cpu"):
