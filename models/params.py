@@ -122,3 +122,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def param_counts(model: Any) -> tuple[int, int]:
+    """(total, non-embedding) parameter counts through the model contract's ``num_params``
+    (any other module: every parameter, both times)."""
+    if hasattr(model, "num_params"):
+        return int(model.num_params(embedding=True)), int(model.num_params(embedding=False))
+    total = sum(p.numel() for p in model.parameters())
+    return total, total
