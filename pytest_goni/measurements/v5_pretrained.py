@@ -16,10 +16,9 @@ import math
 from typing import Any
 
 from pytest_goni.lm_data import get_tokenizer, load_text, tokenize_corpus
-from pytest_goni.measurements.schemas import params_schema
+from pytest_goni.measurements.schemas import COUNT, as_count, params_schema
 from pytest_goni.measurements.v5_compare import PPL_KEYS
 from pytest_goni.measurements.v5_compare import SCHEMA as COMPARE_SCHEMA
-from pytest_goni.model_runs import COUNT, as_count, model_config
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.v5.datasets import read_eval_set, resolve_path
@@ -49,7 +48,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
 def measure_pretrained_ppl(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Load the checkpoint (or skip without one) and score the validation documents and eval sets."""
     name = params["model"]
-    cfg = model_config(ctx, name)
+    cfg = ctx.model_config(name)
     path, why = resolve_path(str(cfg.get("pretrained", "")), ctx.resolve_path)
     units = metric_units(params)
     if path is None:
