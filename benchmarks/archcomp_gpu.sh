@@ -3,19 +3,22 @@
 # one worker per GPU, each task measurement its own unit of work (--goni-dist measurement), report
 # whole at the end; then the wall time per measurement, its GPU and worker (time per GPU count).
 #   cd .dev/archcomp && source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && \
-#     PROFILE=gpu-quick bash benchmarks/archcomp_gpu.sh          # about 8 minutes on 2 H200s
+#     PROFILE=gpu-quick SELECT="mqar or params or minimum or linear or vanilla" bash benchmarks/archcomp_gpu.sh      # call 1 (~6-8 min)
+#     PROFILE=gpu-quick SELECT="flip or knapsack" bash benchmarks/archcomp_gpu.sh    # call 2 (~6-8 min)
+# (SELECT is pytest -k over gate ids: each call runs only the measurements its gates read.)
 # PROFILE=gpu is the seed's settings with Zoology's lr sweep (hours: see benchmarks/README.md).
-# Everything lands in $OUT/archcomp-gpu/ (report/: results.json, gates.jsonl, summary.md, plots).
+# Everything lands in $OUT/archcomp-gpu-<select>/ (report/: results.json, gates.jsonl, summary.md, plots).
 set -u
-PROFILE=${PROFILE:-gpu-quick}; WORKERS=${WORKERS:-2}; T_SPEC=${T_SPEC:-500}
-R=$OUT/archcomp-gpu; mkdir -p "$R"
+PROFILE=${PROFILE:-gpu-quick}; WORKERS=${WORKERS:-2}; T_SPEC=${T_SPEC:-500}; SELECT=${SELECT:-}
+TAG=$(echo "${SELECT:-all}" | tr -c 'a-z0-9' '-')
+R=$OUT/archcomp-gpu-$TAG; mkdir -p "$R"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
     > "$R/versions.txt" 2>&1
 start=$(date +%s)
 timeout -s INT -k 30 "$T_SPEC" python3 -m pytest -p no:cacheprovider -p no:randomly -q --goni-spec specs/archcomp.yaml \
     --goni-profile "$PROFILE" -n "$WORKERS" --goni-dist measurement --goni-report "$R/report" \
-    --log-level=INFO > "$R/pytest.log" 2>&1
+    --log-level=INFO ${SELECT:+-k "$SELECT"} > "$R/pytest.log" 2>&1
 echo "archcomp $PROFILE -n $WORKERS rc=$? wall_s=$(( $(date +%s) - start ))" | tee "$R/rc.txt"
 tail -3 "$R/pytest.log"
 python3 - "$R/report/results.json" <<'PY'
