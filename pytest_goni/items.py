@@ -59,7 +59,7 @@ class GateItem(pytest.Item):
         reason = skip_reason(self.spec, self.gate, runner.device, runner.baseline is not None or runner.saving)
         if reason:
             self.goni_result = gates.skipped(self.gate, reason)
-            pytest.skip(reason)
+            raise pytest.skip.Exception(reason, _use_item_location=True)  # reported at the gate's spec line
 
     def runtest(self) -> None:
         gates = _session(self.config).gates(self.spec)
@@ -71,7 +71,7 @@ class GateItem(pytest.Item):
         if r.value is not None:
             self.user_properties.append(("goni_value", r.value))
         if r.status == SKIP:  # measured for a --goni-save, with nothing to compare with yet
-            pytest.skip(r.reason)
+            raise pytest.skip.Exception(r.reason, _use_item_location=True)
         if not r.passed:
             if self.gate.severity == "info":  # informational: shown in the report, never fails the run
                 pytest.xfail(f"info gate {r.status}: {r.reason}")

@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "goni: a pytest-goni gate")
     config.addinivalue_line("markers", "red-line: a red-line gate (severity: red-line)")
     config.addinivalue_line("markers", "info: an informational gate (severity: info)")
+    config.addinivalue_line("markers", "gpu: a gate whose measurements need a CUDA device")
     GoniSession.start(config)
 
 
