@@ -31,6 +31,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--goni-dist", default="auto", choices=DIST_CHOICES, dest="goni_dist",
                     help="under xdist, a work unit is the gates sharing a measurement ('measurement') or a "
                          "whole spec ('spec'); auto: measurement when every worker has its own GPU")
+    group.addoption("--goni-schema", default=None, metavar="PATH", dest="goni_schema",
+                    help="write the JSON Schema of the spec format with every installed kind and backend "
+                         "(plugins and conftest.py included) to PATH; runs nothing")
+    group.addoption("--goni-kinds", action="store_true", default=False, dest="goni_kinds",
+                    help="list the installed measurement kinds (params, defaults, metric keys); runs nothing")
     group.addoption("--goni-isolation", default="auto", choices=("auto", "fork", "none"), dest="goni_isolation",
                     help="where measurements run: fork (a child process per measurement: a crash fails "
                          "only its gates), none (in the test process), auto (fork on CPU, none on CUDA)")

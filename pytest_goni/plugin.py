@@ -23,7 +23,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """--goni-baselines: list or compare stored baselines, run nothing."""
+    """--goni-baselines, --goni-schema, --goni-kinds: answer and run nothing."""
+    if config.getoption("goni_schema") or config.getoption("goni_kinds"):
+        from .reference import describe_installed
+
+        return describe_installed(config)
     ref = config.getoption("goni_baselines")
     if ref is None:
         return None

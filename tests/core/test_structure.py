@@ -9,11 +9,12 @@ module may import from its own floor and the floors below it:
 2. machinery: kernels, models, training, tokenizers and corpora, the inference drivers, the
    benchmarkable ops, the measurement context, the V5 helpers, the synthetic tasks: the code
    measurements run.
-3. language: expressions, expect:, the judge and its gate kinds, gate results, spec loading.
+3. language: expressions, expect:, the judge and its gate kinds, gate results, spec loading, the
+   spec schema composed with the registered kinds and backends.
 4. measurements: one module per measurement kind.
 5. running: measurement isolation (a child process per measurement) and the measurement contract,
    the runner (measurement cache), gates (judging into results), baselines.
-6. reporting: report/ (terminal, results.json, HTML, Markdown).
+6. reporting: report/ (terminal, results.json, HTML, Markdown), the spec reference (--goni-kinds).
 7. pytest: the session, the collection nodes, the options.
 8. plugin.py: the hooks.
 """
@@ -33,10 +34,10 @@ FLOORS: list[tuple[str, ...]] = [
      "progress", "plots", "scheduling", "hookspecs", "schema", "optional"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
      "inference", "bench_ops", "context", "tier_workload", "v5", "tasks"),
-    ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec"),
+    ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec", "spec_schema"),
     ("measurements",),
     ("isolation", "contract", "runner", "gates", "baselines"),
-    ("report",),
+    ("report", "reference"),
     ("session", "items", "options"),
     ("plugin",),
 ]
