@@ -92,7 +92,7 @@ def test_hostile_spec_is_one_line_error_and_others_run(goni: pytest.Pytester, ca
     bad.write_bytes(body if isinstance(body, bytes) else body.encode())
     t0 = time.perf_counter()
     res = goni.runpytest("--goni-spec", "good.yaml", "--goni-spec", "bad.yaml")
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 60
     out = res.stdout.str()
     res.assert_outcomes(passed=1, errors=1)
     assert "Traceback" not in out and "\x1b[2J" not in out
@@ -107,7 +107,7 @@ def test_billion_laughs_costs_no_memory(goni: pytest.Pytester) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     res = goni.runpytest("--goni-spec", "bomb.yaml", "--goni-spec", "good.yaml")
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 30  # was minutes (and 24 GB) before the limits
     res.assert_outcomes(passed=1, errors=1)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 100, grown_mib
