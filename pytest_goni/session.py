@@ -49,7 +49,28 @@ def expand_specs(config: pytest.Config) -> tuple[list[Path], list[str], bool]:
         if not matches:
             missing.append(pattern)
         found.extend(Path(m) for m in matches if Path(m) not in found)
+    for path in positional_specs(config):  # `pytest specs/x.yaml::gate-id` without --goni-spec
+        if path not in found:
+            found.append(path)
     return found, missing, from_cli
+
+
+def positional_specs(config: pytest.Config) -> list[Path]:
+    """YAML files named as pytest arguments (``specs/x.yaml`` or ``specs/x.yaml::gate-id``) that are
+    goni specs (a ``goni:`` key at the top): they are run as specs without --goni-spec."""
+    out = []
+    for arg in config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []:
+        file = str(arg).split("::", 1)[0]
+        path = Path(file) if os.path.isabs(file) else config.invocation_params.dir / file
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    head = fh.read(4096)
+            except OSError:
+                continue
+            if any(line.startswith("goni:") for line in head.splitlines()):
+                out.append(path)
+    return out
 
 
 def display_path(config: pytest.Config, path: Path) -> str:
@@ -166,7 +187,9 @@ class GoniSession:
 
             session.sharing = VerdictSharing(VerdictStore(folder))
             config.pluginmanager.register(session.sharing, "goni-verdict-sharing")
-        spec_args = [str(p) for p in specs]
+        # a spec already named as an argument (x.yaml::gate-id: one gate) is not added whole again
+        named = {p.resolve() for p in positional_specs(config)}
+        spec_args = [str(p) for p in specs if p.resolve() not in named]
         if from_cli and config.args_source != pytest.Config.ArgsSource.ARGS:
             config.args = spec_args
         else:

@@ -46,3 +46,11 @@ def test_the_report_fits_the_terminal(conv: pytest.Pytester, monkeypatch: pytest
     out = conv.runpytest("--goni-spec", "conv.yaml", "-p", "no:randomly").stdout.str()
     table = out[out.index("pytest-goni gates"):out.index("short test summary")]
     assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_a_gate_reruns_by_its_node_id(conv: pytest.Pytester) -> None:
+    alone = conv.runpytest("conv.yaml::fast", "-p", "no:randomly")  # no --goni-spec needed
+    alone.assert_outcomes(failed=1)
+    both = conv.runpytest("--goni-spec", "conv.yaml", "conv.yaml::ok", "-p", "no:randomly")
+    both.assert_outcomes(passed=1)
+    conv.runpytest("conv.yaml", "-p", "no:randomly").assert_outcomes(passed=1, failed=1, skipped=1)
