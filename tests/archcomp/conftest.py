@@ -7,15 +7,6 @@ import textwrap
 
 import pytest
 
-from tests.v5.conftest import GIVEN_CONFTEST
-
-
-@pytest.fixture
-def given(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A project whose ``given`` kind returns the samples (and invalid flags) it is given."""
-    pytester.makeconftest(GIVEN_CONFTEST)
-    return pytester
-
 
 def run_spec(p: pytest.Pytester, text: str, *args: str, subprocess: bool = False) -> pytest.RunResult:
     """Run the spec text; ``subprocess`` for runs that train models (torch and triton bindings do not

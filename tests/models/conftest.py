@@ -1,12 +1,8 @@
 """Model tests run tiny models: one intra-op thread is as fast and does not fight other workers."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ from pytest_goni.registry import load_builtins, resolve_backend
 load_builtins()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def micro(**over):
