@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..status import STATUSES
-from .reading import readable, threshold_of
+from .reading import finite_number, readable, threshold_of
 
 STATUS_COLOR = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INVALID": "#9a6700", "ERROR": "#cf222e", "SKIP": "#6e7781"}
 
@@ -36,20 +36,12 @@ def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{STATUS_COLOR.get(status, "#6e7781")}">{_e(status)}</span>'
 
 
 def _margin(m: Any) -> str:
-    v = _num(m)
+    v = finite_number(m)
     return "" if v is None else f"{v:+.1%}"
 
 
@@ -64,12 +56,12 @@ def _data_uri(path: Path) -> str | None:
 
 def gate_chart(gate: dict[str, Any], width: int = 560, height: int = 46) -> str:
     """Inline SVG: the value (dot), its interval (bar) and the threshold (line, pass side shaded)."""
-    value = _num(gate.get("value"))
+    value = finite_number(gate.get("value"))
     thr = threshold_of(gate)
     if value is None or thr is None:
         return ""
     lo_t, hi_t, passes_above = thr
-    iv = [_num(x) for x in (gate.get("interval") or [])]
+    iv = [finite_number(x) for x in (gate.get("interval") or [])]
     points = [value, lo_t, hi_t] + [x for x in iv if x is not None]
     lo, hi = min(points), max(points)
     log = lo > 0 and hi / lo > 30
@@ -126,7 +118,7 @@ def _evidence_rows(gate: dict[str, Any]) -> str:
 
 
 def _fmt(x: Any) -> str:
-    v = _num(x)
+    v = finite_number(x)
     return "" if v is None else f"{v:.4g}"
 
 

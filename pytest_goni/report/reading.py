@@ -9,7 +9,8 @@ from typing import Any
 from ..units import UnitError, format_quantity, unit
 
 
-def _num(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
+    """``x`` as a finite float, or None (missing, text, NaN, inf)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -35,10 +36,10 @@ def threshold_of(gate: dict[str, Any]) -> tuple[float, float, bool | None] | Non
     """
     op = _op(gate.get("expect", ""))
     explicit = gate.get("threshold")
-    if isinstance(explicit, (list, tuple)) and len(explicit) == 2 and None not in map(_num, explicit):
+    if isinstance(explicit, (list, tuple)) and len(explicit) == 2 and None not in map(finite_number, explicit):
         lo, hi = float(explicit[0]), float(explicit[1])
         return lo, hi, True if op in (">", ">=") else False if op in ("<", "<=") else None
-    value, margin = _num(gate.get("value")), _num(gate.get("margin"))
+    value, margin = finite_number(gate.get("value")), finite_number(gate.get("margin"))
     if value is None or margin is None or op not in ("<", "<=", ">", ">="):
         return None
     above = op in (">", ">=")
@@ -65,7 +66,7 @@ def direction(gate: dict[str, Any]) -> str:
 
 def readable(value: Any, unit_text: str) -> str:
     """A base-unit value for people: (2811237398.5, 'B/s') -> '2.811 GB/s'."""
-    v = _num(value)
+    v = finite_number(value)
     if v is None:
         return str(value)
     try:
