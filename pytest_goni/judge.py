@@ -600,15 +600,10 @@ class SignificanceGate(CompiledGate):
             return Verdict(status, value, shown, self._describe(), margin, interval,
                            _with_notes(reason, notes), evidence, details)
 
-        blocked = self._not_judgeable(metrics, arrays, missing)
-        if blocked:
-            return verdict(*blocked)
         try:
-            a, b = self._side(self.a, arrays), self._side(self.b, arrays)
-        except _Unpaired as e:
-            return verdict(INVALID, str(e))
-        except EvalError as e:
-            return verdict(FAIL, str(e))
+            a, b = self.sides(metrics, arrays, missing)
+        except Blocked as e:
+            return verdict(e.status, str(e))
         for name, s in (("a", a), ("b", b)):
             if s.size < 2:
                 return verdict(INVALID, f"only {s.size} sample{'s' if s.size != 1 else ''} of {name} "
@@ -625,6 +620,19 @@ class SignificanceGate(CompiledGate):
         if self.test == "welch":
             return self._welch(a, b, ma, mb, diff, means, details, verdict)
         return self._two_sigma(sa, sb, ma, mb, diff, means, details, verdict)
+
+    def sides(self, metrics: Mapping[str, Metric], arrays: Mapping[str, np.ndarray],
+              missing: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The samples of sides a and b; raises Blocked(status, why) when they cannot be judged."""
+        blocked = self._not_judgeable(metrics, arrays, missing)
+        if blocked:
+            raise Blocked(*blocked)
+        try:
+            return self._side(self.a, arrays), self._side(self.b, arrays)
+        except _Unpaired as e:
+            raise Blocked(INVALID, str(e)) from None
+        except EvalError as e:
+            raise Blocked(FAIL, str(e)) from None
 
     def _welch(self, a, b, ma, mb, diff, means, details, verdict) -> Verdict:
         from scipy import stats as sst
@@ -674,6 +682,14 @@ class SignificanceGate(CompiledGate):
 
 class _Unpaired(Exception):
     pass
+
+
+class Blocked(Exception):
+    """A significance gate's sides cannot be judged: the status to give and why."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 #: Gate kinds this module compiles; gate_kinds/ adds the others (gate_kinds.compile_gate picks one).

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_goni.expr import EvalError
-from pytest_goni.judge import FAIL, INVALID, PASS, GateSpecError, SignificanceGate, Verdict, _Unpaired
+from pytest_goni.judge import FAIL, INVALID, PASS, Blocked, GateSpecError, SignificanceGate, Verdict
 
 PAIRED = ("paired-t", "paired-bootstrap")
 ALL_TESTS = ("welch", "two-sigma", *PAIRED)
@@ -91,18 +90,10 @@ class PairedSignificanceGate(SignificanceGate):
             return Verdict(status, value, shown, self._describe(), None, None,
                            reason + (f" ({'; '.join(notes)})" if notes else ""), evidence, details)
 
-        for p in arrays:
-            if metrics[p].meta.get("invalid"):
-                return verdict(INVALID, f"{p}: {metrics[p].meta['invalid']}")
-        blocked = self._not_judgeable(metrics, arrays, missing)
-        if blocked:
-            return verdict(*blocked)
         try:
-            a, b = self._side(self.a, arrays), self._side(self.b, arrays)
-        except _Unpaired as e:
-            return verdict(INVALID, str(e))
-        except EvalError as e:
-            return verdict(FAIL, str(e))
+            a, b = self.sides(metrics, arrays, missing)
+        except Blocked as e:
+            return verdict(e.status, str(e))
         if a.size < 2 or b.size < 2:
             return verdict(INVALID, f"{a.size} and {b.size} runs: a significance test needs at least 2 of each")
         results = {t: self._run(t, a, b) for t in [self.main, *self.also]}
