@@ -137,6 +137,7 @@ class GoniSession:
         report = config.getoption("goni_report")
         self.report_dir = Path(report).resolve() if report else None
         self._runner: Runner | None = None
+        self.written: list[str] = []  # what finish() wrote (results, report, baseline), for the summary
         self.baseline: Any = None  # baselines.Baseline (--goni-compare)
         self.gate_runs: dict[str, GateRun] = {}          # spec path -> its gates' results (this process)
         self.collected = Collected()                     # every gate report (controller)
@@ -325,11 +326,12 @@ class GoniSession:
 
     # ---- reporting -----------------------------------------------------------------------------
     def summary(self, terminalreporter: Any) -> None:
-        if self.config.getoption("goni_list"):
-            return
-        from .report.terminal import print_summary
+        if not self.config.getoption("goni_list"):
+            from .report.terminal import print_summary
 
-        print_summary(terminalreporter, self.collected)
+            print_summary(terminalreporter, self.collected)
+        for line in self.written:
+            terminalreporter.write_line(f"goni: {line}")
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write results.json and the other reports, and the baseline asked for (controller only)."""
@@ -349,7 +351,4 @@ class GoniSession:
 
             results = json_safe(build_results(self.collected, env))
             written.append(f"baseline saved to {save_baseline(self.config.rootpath, save, results)}")
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        for line in written:
-            if tr is not None:
-                tr.write_line(f"goni: {line}")
+        self.written = written  # printed by summary(), which pytest calls after the progress line ends
