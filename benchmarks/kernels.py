@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -34,24 +33,16 @@ import torch.nn.functional as F
 from pytest_goni.kernels.testing import DISPATCH, at_time, make_inputs, random_state, rel_err
 
 from pytest_goni import kernels
+from pytest_goni.report.results import git_commit as results_git_commit
 
 B, H, D = 1, 16, 128
 CHUNK_FLOP_C = 64  # nominal chunk size in the linear-attention FLOP count
 
 
 def git_commit() -> str:
-    """GONI_GIT_COMMIT if set (the device's copy of the tree carries a stale .git), else HEAD (+dirty)."""
-    import subprocess
-
-    if os.environ.get("GONI_GIT_COMMIT"):
-        return os.environ["GONI_GIT_COMMIT"]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
+    """The commit that ran, ``+dirty`` when the tree had changes (GONI_GIT_COMMIT on a lent GPU)."""
+    head, dirty = results_git_commit()
+    return (head or "?") + ("+dirty" if dirty else "")
 
 
 def versions() -> dict:

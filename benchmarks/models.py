@@ -35,10 +35,8 @@ import argparse
 import datetime as dt
 import gc
 import json
-import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -50,6 +48,7 @@ from pytest_goni.models.cost import decode_cost, prefill_cost
 from pytest_goni.models.decoding import PrefillRunner, StepRunner
 
 from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
+from pytest_goni.report.results import git_commit as results_git_commit
 from pytest_goni.timing import peak_memory, time_fn
 
 CLASS_125M = {"size": "125M", "vocab_size": 50257}
@@ -65,14 +64,7 @@ def versions() -> dict[str, str]:
             out[mod] = __import__(mod).__version__
         except Exception as exc:  # noqa: BLE001 - report what is missing instead of failing
             out[mod] = f"unavailable: {type(exc).__name__}"
-    if os.environ.get("GONI_GIT_COMMIT"):  # the device's copy of the tree carries a stale .git
-        out["git"] = os.environ["GONI_GIT_COMMIT"]
-        return out
-    try:
-        out["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    timeout=5, cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except Exception:  # noqa: BLE001
-        out["git"] = "unknown"
+    out["git"] = results_git_commit(Path(__file__).parent)[0] or "unknown"
     return out
 
 

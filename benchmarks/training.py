@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -47,6 +46,7 @@ from pytest_goni.models import builtin_backends
 from pytest_goni.distributed import NVLS_OFF, launched_by_torchrun
 from pytest_goni.lm_data import WindowBatches
 from pytest_goni.registry import load_builtins, resolve_backend
+from pytest_goni.report.results import git_commit as results_git_commit
 from pytest_goni.training import OptimConfig, train
 
 SIZES = ("8M", "30M", "125M")
@@ -58,13 +58,7 @@ TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 2, "n_heads": 2}
 
 
 def git_commit() -> str:
-    if os.environ.get("GONI_GIT_COMMIT"):
-        return os.environ["GONI_GIT_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except Exception:  # noqa: BLE001
-        return "unknown"
+    return results_git_commit(Path(__file__).parent)[0] or "unknown"
 
 
 def versions() -> dict[str, str]:

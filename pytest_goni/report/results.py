@@ -45,14 +45,25 @@ def environment() -> dict[str, Any]:
     except Exception:
         env["devices"] = []
     env["device"] = env["devices"][0] if env["devices"] else f"cpu: {env['cpu']}"
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5)
-        env["git_dirty"] = bool(dirty.stdout.strip())
-    except Exception:
-        env["git_commit"] = None
+    env["git_commit"], dirty = git_commit()
+    if dirty is not None:
+        env["git_dirty"] = dirty
     return env
+
+
+def git_commit(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the code that ran: ``GONI_GIT_COMMIT`` when set (a lent GPU's copy of the tree
+    carries a stale .git; dirty is then unknown), else git's HEAD; (None, None) outside a checkout."""
+    if os.environ.get("GONI_GIT_COMMIT"):
+        return os.environ["GONI_GIT_COMMIT"], None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              check=True, cwd=cwd).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
+                               cwd=cwd).stdout.strip()
+    except Exception:  # noqa: BLE001 - no git, no checkout: the results say so
+        return None, None
+    return head, bool(dirty)
 
 
 def build_results(run: Collected, env: dict[str, Any]) -> dict[str, Any]:
