@@ -331,6 +331,13 @@ def marker_dir(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"goni-running-{run_id}"
 
 
+def remove_markers(run_id: str) -> None:
+    """Delete a finished run's marker folder (markers left by crashed workers included)."""
+    import shutil
+
+    shutil.rmtree(marker_dir(run_id), ignore_errors=True)
+
+
 def marker_path(run_id: str, key: str) -> Path:
     import hashlib
 

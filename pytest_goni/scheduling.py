@@ -218,6 +218,7 @@ class XdistScheduling:
         self.verdict_folder = verdict_folder
         self._units: SpecUnits | None = None
         self._folder: Path | None = None  # one for all workers
+        self._run_ids: set[str] = set()   # xdist's test-run ids: their crash-marker folders go at the end
 
     @property
     def units(self) -> SpecUnits:
@@ -226,10 +227,20 @@ class XdistScheduling:
         return self._units
 
     def pytest_configure_node(self, node: Any) -> None:
+        run_id = node.workerinput.get("testrunuid")
+        if run_id:
+            self._run_ids.add(str(run_id))
         if node.config.getvalue("dist") in self.TAKES_OVER and self.units.per_measurement:
             if self._folder is None:
                 self._folder = self.verdict_folder()
             node.workerinput["goni_verdicts"] = str(self._folder)
+
+    def pytest_sessionfinish(self) -> None:
+        """The workers' crash markers (pytest_goni.isolation) mean nothing once the run is over."""
+        from .isolation import remove_markers
+
+        for run_id in self._run_ids:
+            remove_markers(run_id)
 
     def pytest_xdist_make_scheduler(self, config: Any, log: Any) -> Any:
         if config.getvalue("dist") not in self.TAKES_OVER:

@@ -11,9 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+
+from pytest_goni.isolation import marker_dir
 
 KINDS = '''
 import os, resource, shutil, signal, sys, time
@@ -186,13 +189,15 @@ def test_in_process_crash_under_xdist_ends_and_fails_its_gates(crashy: pytest.Py
     pytest.importorskip("xdist")
     text = spec("inproc", {"bad": "abort"}) + "  - {id: bad-gate-2, value: bad.x * 2, expect: '< 1 s'}\n"
     crashy.path.joinpath("inproc.yaml").write_text(text)
+    run_id = f"goni-test-{uuid.uuid4().hex}"
     res = crashy.runpytest_subprocess("--goni-spec", "inproc.yaml", "-n", "2", "--goni-isolation", "none",
-                                      "--goni-report", "out", timeout=240)
+                                      "--goni-report", "out", "--testrunuid", run_id, timeout=240)
     assert "crashed" in res.stdout.str()
     got = gates(results(crashy))
     assert got["inproc::ok-gate"]["status"] == "PASS"
     assert got["inproc::bad-gate-2"]["status"] == "ERROR"
     assert "died running this measurement" in got["inproc::bad-gate-2"]["reason"]
+    assert not marker_dir(run_id).exists(), "the crash marker outlived the run"
 
 
 def test_results_json_is_written_as_gates_finish(crashy: pytest.Pytester) -> None:
