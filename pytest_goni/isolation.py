@@ -19,7 +19,7 @@ How (``--goni-isolation``):
   reach kinds registered by a conftest.py. ``BaseException``s are still caught (a
   ``KeyboardInterrupt`` is re-raised: in-process it cannot be told from Ctrl-C); a process that
   dies takes the session (or, under xdist, the worker) with it, and under xdist the replacement
-  worker finds the measurement's crash marker and fails its gates instead of running it again.
+  worker finds the measurement's crash marker (pytest_goni.scheduling) and fails its gates instead of running it again.
 """
 
 from __future__ import annotations
@@ -319,26 +319,3 @@ def _death(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exit status {os.WEXITSTATUS(status)} (os._exit or a library calling exit())"
     return f"status {status}"
-
-
-# --------------------------------------------------------------------------------------------
-# Crash markers: under xdist, a worker that dies in an in-process measurement is replaced and
-# its remaining gates rescheduled; the marker stops the replacement from running it again.
-
-def marker_dir(run_id: str) -> Path:
-    import tempfile
-
-    return Path(tempfile.gettempdir()) / f"goni-running-{run_id}"
-
-
-def remove_markers(run_id: str) -> None:
-    """Delete a finished run's marker folder (markers left by crashed workers included)."""
-    import shutil
-
-    shutil.rmtree(marker_dir(run_id), ignore_errors=True)
-
-
-def marker_path(run_id: str, key: str) -> Path:
-    import hashlib
-
-    return marker_dir(run_id) / hashlib.sha1(key.encode()).hexdigest()[:20]

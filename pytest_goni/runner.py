@@ -22,6 +22,7 @@ from .context import MeasureContext, MeasurementTimeout
 from .contract import ContractError, check_metrics
 from .device import release, worker_device
 from .registry import REGISTRIES
+from .scheduling import marker_path
 from .spec import GateSpec, Spec
 from .stats import Metric
 from .yaml_positions import printable
@@ -187,7 +188,7 @@ class Runner:
         if mode == "fork" or not run_id:
             yield None
             return
-        path = isolation.marker_path(run_id, f"{spec.path}::{name}")
+        path = marker_path(run_id, f"{spec.path}::{name}")
         if path.exists():
             yield path.read_text() or "a previous worker died running this measurement"
             return

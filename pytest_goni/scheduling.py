@@ -237,8 +237,6 @@ class XdistScheduling:
 
     def pytest_sessionfinish(self) -> None:
         """The workers' crash markers (pytest_goni.isolation) mean nothing once the run is over."""
-        from .isolation import remove_markers
-
         for run_id in self._run_ids:
             remove_markers(run_id)
 
@@ -303,3 +301,26 @@ def record_durations(config: Any, measurements: dict[str, dict[str, Any]], specs
 def cached_durations(config: Any) -> dict[str, float]:
     cache = getattr(config, "cache", None)
     return dict(cache.get(DURATIONS_KEY, {}) or {}) if cache is not None else {}
+
+
+# --------------------------------------------------------------------------------------------
+# Crash markers: under xdist, a worker that dies in an in-process measurement is replaced and
+# its remaining gates rescheduled; the marker stops the replacement from running it again.
+
+def marker_dir(run_id: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"goni-running-{run_id}"
+
+
+def remove_markers(run_id: str) -> None:
+    """Delete a finished run's marker folder (markers left by crashed workers included)."""
+    import shutil
+
+    shutil.rmtree(marker_dir(run_id), ignore_errors=True)
+
+
+def marker_path(run_id: str, key: str) -> Path:
+    import hashlib
+
+    return marker_dir(run_id) / hashlib.sha1(key.encode()).hexdigest()[:20]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_goni.isolation import marker_dir
+from pytest_goni.scheduling import marker_dir
 
 KINDS = '''
 import os, resource, shutil, signal, sys, time
