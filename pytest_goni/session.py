@@ -98,7 +98,7 @@ def check_profile(specs: list[Path], profile: str) -> None:
 
     defined = sorted({name for p in specs for name in profile_names(p)})
     if profile not in defined:
-        known = explain_unknown("profile", profile, defined + ["auto", "cpu", "gpu"])
+        known = explain_unknown("profile", profile, sorted(set(defined) | {"auto", "cpu", "gpu"}))
         raise pytest.UsageError(f"--goni-profile: {known} (profiles are defined by the specs)")
 
 

@@ -241,7 +241,7 @@ def test_options_are_checked_before_anything_runs(crashy: pytest.Pytester) -> No
     assert "--goni-report afile:" in res.stderr.str() and "is a file, not a directory" in res.stderr.str()
     res = crashy.runpytest("--goni-spec", "die.yaml", "--goni-profile", "gpuu")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
-    assert "unknown profile 'gpuu' (did you mean 'gpu'?)" in res.stderr.str()
+    assert "unknown profile 'gpuu' (did you mean 'gpu'?); known: auto, cpu, gpu " in res.stderr.str()
     assert not Path(crashy.path / "out").exists()
 
 
