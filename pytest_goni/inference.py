@@ -255,6 +255,7 @@ def oom_record(exc: BaseException, context: int, device: str) -> OOMRecord:
     used = math.nan
     if device.startswith("cuda") and torch.cuda.is_available():
         used = float(torch.cuda.max_memory_allocated(device))
+    used = float(getattr(exc, "bytes_at_failure", used))  # an OOM that knows its size says so
     return OOMRecord(context, used, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
 

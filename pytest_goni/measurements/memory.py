@@ -16,6 +16,7 @@ note when it never did), ``<label>.oom_bytes`` (B in use at the failure).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -27,11 +28,11 @@ from pytest_goni.inference import (
     OOMRecord,
     entry_labels,
     model_vocab,
-    oom_record,
     parse_entries,
     random_tokens,
     resolve_precision,
     run_context,
+    run_or_oom,
     sdpa_backends_used,
     state_nbytes,
     tensor_peak_bytes,
@@ -76,7 +77,12 @@ def parse_cap(cap: int | str | None) -> int | None:
 
 
 class SimulatedOOM(torch.OutOfMemoryError):
-    """The CPU stand-in for a device OOM: a prefill's measured peak exceeded ``memory_cap``."""
+    """The CPU stand-in for a device OOM: a prefill's measured peak exceeded ``memory_cap``
+    (``bytes_at_failure``: what it needed, which ``oom_record`` reports)."""
+
+    def __init__(self, message: str, bytes_at_failure: float):
+        super().__init__(message)
+        self.bytes_at_failure = bytes_at_failure
 
 
 @contextlib.contextmanager
@@ -156,22 +162,15 @@ def measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                     continue
                 ctx.check_deadline()
                 ctx.log(f"{entry.label} at {t} tokens")
-                try:
-                    peak, nbytes, backends, probe = _one(ctx, model, entry.sdpa, precision, vocab, batch,
-                                                         t, cap, detect_backends=not ok)
-                except Exception as exc:
-                    if not is_oom(exc):
-                        raise
-                    failure = oom_record(exc, t, ctx.device)
-                    if isinstance(exc, SimulatedOOM):
-                        failure.bytes_at_failure = float(exc.args[1])
+                done, failure = run_or_oom(functools.partial(_one, ctx, model, entry.sdpa, precision, vocab, batch,
+                                                             t, cap, detect_backends=not ok), t, ctx.device)
+                if failure is not None:
                     note = failure.note()
                     out[f"{entry.label}.{t}.peak_mem"] = Metric.scalar(
                         failure.bytes_at_failure, "B", note=note, oom=True, **meta)
                     out[f"{entry.label}.{t}.state_bytes"] = Metric.scalar(math.nan, "B", note=note, **meta)
-                if failure is not None:
-                    release(ctx.device)  # after the except block: the traceback no longer pins memory
                     continue
+                peak, nbytes, backends, probe = done
                 ok.append(t)
                 peaks.append(peak)
                 meta["sdpa_backends"] = backends
