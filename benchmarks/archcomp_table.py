@@ -1,7 +1,10 @@
 """Markdown tables of an archcomp run from its results.json: the task checks, accuracy per model and
-task (mean and spread over seeds at each model's chosen lr, with validity), rank correlations.
+task (mean and spread over seeds at each model's chosen lr, with validity, and the training time per
+run), rank correlations.
 
-    python benchmarks/archcomp_table.py out/archcomp/results.json [results.json.gz]
+    python benchmarks/archcomp_table.py out/archcomp/results.json [more results.json[.gz] ...]
+
+Several files (one per device call, e.g. a task each) are merged into one set of tables.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ def _num(x: object) -> float:
     return float(x) if isinstance(x, (int, float)) else math.nan
 
 
+def _mean(samples: list) -> float:
+    xs = [_num(s) for s in samples]
+    return statistics.mean(xs) if xs else math.nan
+
+
 def _mean_sd(samples: list) -> str:
     xs = [_num(s) for s in samples]
     if not xs or any(math.isnan(x) for x in xs):
@@ -33,19 +41,24 @@ def _mean_sd(samples: list) -> str:
     return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
 
 
-def tables(data: dict) -> str:
-    spec = data["specs"][0]
-    ms = {k: v for k, v in spec["measurements"].items() if v.get("kind") == "synthetic_task"}
-    lines = [f"profile `{spec['profile']}`", "", "| task | " + " | ".join(TASK_KEYS) + " | valid | s | device |",
-             "|---" * (len(TASK_KEYS) + 4) + "|"]
+def tables(data: dict | list[dict]) -> str:
+    """The three tables; ``data`` is one results.json or several, whose task measurements are merged."""
+    specs = [d["specs"][0] for d in (data if isinstance(data, list) else [data])]
+    ms = {k: v for spec in specs for k, v in spec["measurements"].items() if v.get("kind") == "synthetic_task"}
+    profiles = ", ".join(sorted({f"`{spec['profile']}`" for spec in specs}))
+    lines = [f"profile {profiles}; task checks: mean over seeds where a check has one sample per seed", "",
+             "| task | " + " | ".join(TASK_KEYS) + " | valid | s | device | worker |",
+             "|---" * (len(TASK_KEYS) + 5) + "|"]
     for name, m in sorted(ms.items()):
         met = m["metrics"]
-        vals = [f"{_num(met[f'task.{k}']['samples'][0]):.3f}" if f"task.{k}" in met else "-" for k in TASK_KEYS]
+        vals = [f"{_mean(met[f'task.{k}']['samples']):.4g}" if f"task.{k}" in met else "-" for k in TASK_KEYS]
         valid = met.get("task.valid", {}).get("note") or "yes"
-        lines.append(f"| {name} | " + " | ".join(vals) + f" | {valid} | {m['seconds']:.0f} | {m['device']} |")
+        lines.append(f"| {name} | " + " | ".join(vals)
+                     + f" | {valid} | {m['seconds']:.1f} | {m['device']} | {m.get('worker', '-')} |")
     models = sorted({k.split(".")[0] for m in ms.values() for k in m["metrics"]} - {"task", "ranking", "pareto_size",
                                                                                      "models_valid"})
-    lines += ["", "| model | " + " | ".join(sorted(ms)) + " |", "|---" * (len(ms) + 1) + "|"]
+    lines += ["", "accuracy: mean ± sample standard deviation over seeds, at the chosen lr; s: training time per run",
+              "", "| model | " + " | ".join(sorted(ms)) + " |", "|---" * (len(ms) + 1) + "|"]
     for model in models:
         row = []
         for name in sorted(ms):
@@ -56,7 +69,9 @@ def tables(data: dict) -> str:
                 continue
             lr = _num(met[f"{model}.best_lr"]["samples"][0])
             flag = " (INVALID)" if acc["meta"].get("invalid") else ""
-            row.append(f"{_mean_sd(acc['samples'])} @ lr {lr:g}{flag}")
+            secs = met.get(f"{model}.train_seconds")
+            took = f", {_mean(secs['samples']):.1f} s" if secs else ""
+            row.append(f"{_mean_sd(acc['samples'])} @ lr {lr:g}{took}{flag}")
         lines.append(f"| {model} | " + " | ".join(row) + " |")
     lines += ["", "| task | Kendall tau-b | disagreeing pairs | Pareto front |", "|---|---|---|---|"]
     for name, m in sorted(ms.items()):
@@ -70,5 +85,4 @@ def tables(data: dict) -> str:
 
 
 if __name__ == "__main__":
-    for p in sys.argv[1:]:
-        print(tables(_load(p)))
+    print(tables([_load(p) for p in sys.argv[1:]]))

@@ -1,6 +1,7 @@
 """The tiers seed's claims beside the measured values: a Markdown table from gates.jsonl results.
 
     python benchmarks/tiers_table.py CPU_GATES.jsonl [GPU_GATES.jsonl] [--write benchmarks/README.md]
+    python benchmarks/tiers_table.py --write benchmarks/README.md      # every committed run
 
 Each row is a gate of specs/tiers.yaml: the seed lines it cites, the claim (its ``expect:``), and per
 results file the measured value and verdict. ``--write`` replaces the block between the markers in
@@ -20,6 +21,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- tiers:claims:start -->", "<!-- tiers:claims:end -->"
 _LINES = re.compile(r"lines? [0-9][0-9 ,and-]*")
+
+
+def committed_results(root: Path = ROOT) -> list[Path]:
+    """Every committed tiers run's gates.jsonl (a run folder holds it at its top or under report/),
+    CPU runs first, then by date: the README table's columns."""
+    found = [*root.glob("benchmarks/results/tiers-*/gates.jsonl"),
+             *root.glob("benchmarks/results/tiers-*/report/gates.jsonl")]
+
+    def order(path: Path) -> tuple[bool, str]:
+        first = json.loads(path.read_text().splitlines()[0])
+        return not first["device"].startswith("cpu"), first["date"]
+    return sorted(found, key=order)
 
 
 def _rows(path: Path) -> dict[str, dict]:
@@ -58,10 +71,11 @@ def markdown(results: list[Path]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", type=Path, help="gates.jsonl files (CPU first)")
+    ap.add_argument("results", nargs="*", type=Path,
+                    help="gates.jsonl files (CPU first); none: every committed run")
     ap.add_argument("--write", type=Path, help="replace the marked block in this file")
     args = ap.parse_args(argv)
-    table = markdown(args.results)
+    table = markdown(args.results or committed_results())
     if not args.write:
         sys.stdout.write(table)
         return 0
