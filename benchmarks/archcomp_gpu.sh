@@ -7,11 +7,12 @@
 #     PROFILE=gpu-quick SELECT="flip or knapsack" bash benchmarks/archcomp_gpu.sh    # call 2 (~6-8 min)
 # (SELECT is pytest -k over gate ids: each call runs only the measurements its gates read.)
 # PROFILE=gpu is the seed's settings with Zoology's lr sweep (hours: see benchmarks/README.md).
-# Everything lands in $OUT/archcomp-gpu-<select>/ (report/: results.json, gates.jsonl, summary.md, plots).
+# Everything is written to a work folder and packed into $OUT/archcomp-gpu-<select>.tar.gz (report/:
+# results.json, gates.jsonl, summary.md, plots; logs): the device returns at most 8 files.
 set -u
 PROFILE=${PROFILE:-gpu-quick}; WORKERS=${WORKERS:-2}; T_SPEC=${T_SPEC:-500}; SELECT=${SELECT:-}
-TAG=$(echo "${SELECT:-all}" | tr -c 'a-z0-9' '-')
-R=$OUT/archcomp-gpu-$TAG; mkdir -p "$R"
+TAG=$(printf %s "${SELECT:-all}" | tr -c 'a-z0-9' '-')
+source "${BASH_SOURCE%/*}/device_out.sh" "archcomp-gpu-$TAG"; R=$W
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
     > "$R/versions.txt" 2>&1
@@ -20,6 +21,7 @@ timeout -s INT -k 30 "$T_SPEC" python3 -m pytest -p no:cacheprovider -p no:rando
     --goni-profile "$PROFILE" -n "$WORKERS" --goni-dist measurement --goni-report "$R/report" \
     --log-level=INFO ${SELECT:+-k "$SELECT"} > "$R/pytest.log" 2>&1
 echo "archcomp $PROFILE -n $WORKERS rc=$? wall_s=$(( $(date +%s) - start ))" | tee "$R/rc.txt"
+pack
 tail -3 "$R/pytest.log"
 python3 - "$R/report/results.json" <<'PY'
 import json, sys

@@ -3,9 +3,10 @@
 #   source benchmarks/device_env.sh && bash benchmarks/gpu_pass.sh   (about 9 minutes)
 # Tokenizer SLAs run on CPU cores 8-15 in the background (their only GPU work is the small CuPy
 # token path); the GPU measurements run one after another in the foreground, each under its own
-# time limit. Everything lands in $OUT/gpu_pass.tar.gz plus $OUT/summary.txt.
+# time limit. Everything lands in $OUT/gpu_pass.tar.gz plus $OUT/summary.txt (the device returns at
+# most 8 files).
 set -u
-R=$OUT/r; mkdir -p "$R"
+source "${BASH_SOURCE%/*}/device_out.sh" gpu_pass; R=$W
 T_TOK=${T_TOK:-420}; T_DEMO=${T_DEMO:-90}; T_SYS02=${T_SYS02:-150}; T_MODELS=${T_MODELS:-110}; T_SYS02B=${T_SYS02B:-90}
 if command -v taskset >/dev/null; then BG="taskset -c 8-15"; FG="taskset -c 0-7"; else BG=""; FG=""; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
@@ -33,6 +34,6 @@ step models "$T_MODELS" python3 benchmarks/models.py --quick --budget-s $((T_MOD
 sys02 gpu-gated-deltanet "$T_SYS02B"
 sys02 gpu-mamba2 "$T_SYS02B"
 wait $TOK
-tar czf "$OUT/gpu_pass.tar.gz" -C "$OUT" r
+pack
 { cat "$R/rc.txt"; for f in demo sys02-gpu sys02-gpu-gated-deltanet sys02-gpu-mamba2 tokenizers; do echo "== $f"; grep -E "passed|failed|error" "$R/$f.log" | tail -2; done; } \
     | tee "$OUT/summary.txt"

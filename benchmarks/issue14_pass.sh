@@ -2,12 +2,12 @@
 # Issue 14's device pass, one call (after: source benchmarks/device_env.sh):
 #   GPU parity tests of the graphed / static-cache paths, benchmarks/models.py (decode and prefill
 #   with floors, the reference recipe side by side), SYS-02 runtime+memory for three candidates.
-# Everything lands in $OUT/issue14.tar.gz; a short summary is printed last. STEPS picks the parts
+# Everything lands in $OUT/issue14.tar.gz (the device returns at most 8 files); a short summary is printed last. STEPS picks the parts
 # (default "tests models sys02"); BACKENDS, SYS02 (profiles) and the T_* limits are overridable, e.g.
 #   STEPS="tests models sys02" BACKENDS=transformer-rope,gpt2 bash benchmarks/issue14_pass.sh
 set -u
 STEPS=${STEPS:-tests models sys02}; SYS02=${SYS02:-gpu gpu-gated-deltanet gpu-mamba2}
-R=$OUT/r; mkdir -p "$R"
+source "${BASH_SOURCE%/*}/device_out.sh" issue14; R=$W
 T_TESTS=${T_TESTS:-90}; T_MODELS=${T_MODELS:-80}; B_MODELS=${B_MODELS:-66}; T_SYS02=${T_SYS02:-75}
 BACKENDS=${BACKENDS:-transformer-rope,gla,gated-deltanet,mamba2}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
@@ -25,7 +25,7 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
   step "sys02-$c" "$T_SYS02" python3 -m pytest -p no:cacheprovider --goni-spec specs/sys02.yaml --goni-profile "$c" \
       --goni-report "$R/sys02-$c" -q -k "rt- or mem-"
 done
-tar czf "$OUT/issue14.tar.gz" -C "$OUT" r
+pack
 cat "$R/rc.txt"; tail -3 "$R/gpu-tests.log" 2>/dev/null
 [[ -f $R/models.jsonl ]] && python3 benchmarks/models.py --render "$R/models.jsonl"
 for c in $SYS02; do echo "== $c"; grep -E "passed|failed" "$R/sys02-$c.log" 2>/dev/null | tail -1; done

@@ -3,9 +3,10 @@
 #   source benchmarks/device_env.sh && bash benchmarks/training_pass.sh
 # GPU 0 runs the eager sweep and GPU 1 the compiled one, side by side; then the 1-GPU vs 2-GPU DDP
 # check (spawned ranks), the same through torchrun (the multi-node launcher, here on one node); then
-# the GPU loss-kernel tests. Seven files land in $OUT (the device returns at most 8).
+# the GPU loss-kernel tests. Everything is packed into $OUT/training.tar.gz (the device returns at
+# most 8 files); the table is printed last.
 set -u
-R=$OUT
+source "${BASH_SOURCE%/*}/device_out.sh" training; R=$W
 T_SWEEP=${T_SWEEP:-150}; T_DDP=${T_DDP:-60}; T_RUN=${T_RUN:-45}; T_TEST=${T_TEST:-25}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; nvidia-smi topo -m
@@ -27,4 +28,5 @@ wait
   echo "== gpu tests"; timeout -s INT "$T_TEST" python3 -m pytest -p no:cacheprovider -q tests/training/test_losses.py \
       -k "triton or fused"
   echo "== table"; python3 benchmarks/training.py --render "$R"/training-*.jsonl "$R/ddp.jsonl"; } > "$R/other.log" 2>&1
+pack
 tail -n 60 "$R/other.log"
