@@ -80,7 +80,8 @@ def tables(data: dict | list[dict]) -> str:
         if tau is None:
             continue
         front = ", ".join(met["pareto_size"]["meta"].get("front", []))
-        lines.append(f"| {name} | {_num(tau['samples'][0]):.3f} | {tau['note']} | {front} |")
+        flag = " (INVALID)" if tau.get("meta", {}).get("invalid") else ""
+        lines.append(f"| {name} | {_num(tau['samples'][0]):.3f}{flag} | {tau['note']} | {front} |")
     return "\n".join(lines)
 
 
