@@ -38,7 +38,9 @@ tier1_dense; ``speedup.<tier>``; ``sparse.tier0`` / ``sparse.tier1`` (dense / wi
 (the same, under each of ``also_policies``); ``live.lambda_text``, ``live.lambda_disrupted``,
 ``live.lambda_latency`` (s), ``live.disrupted_moved``, ``live.text_tier0_share``;
 ``scaling.<windowed|blocked|full>.exponent``, ``scaling.<form>.<n>.latency``,
-``scaling.speedup_at_max``, ``scaling.score_ratio_at_max``.
+``scaling.score_ratio.<n>`` (causal scores n(n+1)/2 over windowed scores, exact, at every length),
+``scaling.speedup_at_max``, ``scaling.score_ratio_at_max`` (at the profile's longest length; a claim
+about one length reads ``scaling.score_ratio.<n>`` / ``scaling.<form>.<n>.latency`` at that n).
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
             units[f"scaling.{form}.exponent"] = ""
             for n in params["scaling"].get("lengths", []):
                 units[f"scaling.{form}.{n}.latency"] = "s"
+        units.update({f"scaling.score_ratio.{n}": "" for n in params["scaling"].get("lengths", [])})
         units.update({"scaling.speedup_at_max": "", "scaling.score_ratio_at_max": ""})
     return units
 
@@ -500,6 +503,9 @@ def _scaling(ctx: Any, sp: dict[str, Any]) -> dict[str, Metric]:
                 lat = time_fn(fn, ctx.device, warmup=2, reps=reps, check=ctx.check_deadline)
             out[f"scaling.{form}.{n}.latency"] = Metric.of(lat, "s", window=w, heads=h, head_dim=d)
             med[form].append(float(np.median(lat)))
+        out[f"scaling.score_ratio.{n}"] = Metric.scalar(n * (n + 1) / 2 / window_reads(n, w), "", exact=True,
+                                                       note=f"causal scores n(n+1)/2 over windowed scores at "
+                                                            f"n={n}, W={w}")
     for form in FORMS:
         out[f"scaling.{form}.exponent"] = Metric.scalar(fit_power_law(lengths, med[form])[1], "",
                                                         note=f"latency ~ n^b over n = {lengths}")

@@ -58,3 +58,30 @@ def test_readme_claims_table_is_generated_from_the_committed_results():
     assert len(header.split(" | ")) == 3 + len(results), "one column per committed run"
     assert block.strip() == table.markdown(results).strip(), (
         "benchmarks/README.md's tiers table is stale: python benchmarks/tiers_table.py --write benchmarks/README.md")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cpu-quick", "gpu"])
+def test_gates_named_at_1024_read_n_1024_on_every_profile(profile):
+    """The seed's 64x claim is about n = 1024 (lines 403-406): the gates read that length, not the
+    profile's longest (4,096 on the gpu profile, where the op count is 128x and passes)."""
+    load_builtins()
+    spec = load_spec(SPEC, "specs/tiers.yaml", profile=profile, cuda=profile == "gpu")
+    gates = {g.id: g.raw for g in spec.gates}
+    for gid in ("scaling-64x-at-1024", "scaling-64x-op-count"):
+        value = gates[gid]["value"]
+        assert "_at_max" not in value and ".1024" in value, (gid, value)
+        for path in value.replace("/", " ").split():
+            assert path in spec.metric_units, (profile, gid, path)
+
+
+def test_scaling_reports_the_op_count_at_every_length():
+    from types import SimpleNamespace
+
+    from pytest_goni.measurements.tiers import _scaling
+
+    ctx = SimpleNamespace(device="cpu", check_deadline=lambda: None)
+    out = _scaling(ctx, {"window": 16, "lengths": [64, 1024, 4096], "n_heads": 1, "head_dim": 8, "reps": 1})
+    assert out["scaling.score_ratio.1024"].value() == pytest.approx(1024 * 1025 / 2 / (16 * 1024 - 15 * 16 / 2),
+                                                                    rel=0.01)
+    assert out["scaling.score_ratio.1024"].value() == pytest.approx(32.27, abs=0.01)
+    assert out["scaling.score_ratio_at_max"].value() == pytest.approx(128.3, abs=0.1)  # n = 4096: not the claim
