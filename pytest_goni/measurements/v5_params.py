@@ -6,6 +6,12 @@ their stated ``total_params`` and the ``gpt2_params`` formula). Counts come from
 (on the meta device: no memory, so the 125M rung costs nothing); with a 50,257-token vocabulary the
 embedding dominates the small rungs, so both the total and the non-embedding count are reported.
 
+Position table: the rungs' GPT-2 is counted with ``seq_len`` positions, the training context, as
+``v5_compare`` builds it (the seed's line 66: "Design GPT-2 with same context length"; rows past the
+training context would never be trained), so the two measurements give one total per rung; specs
+pass the profile's ``seq_len`` to both. The seed-table check keeps its formula's own ``max_pos=1024``
+(line 176): it checks the seed's arithmetic, not our models.
+
 Keys (``R`` a rung label): ``R.candidate.params``, ``R.candidate.params_non_embedding``,
 ``R.baseline.params``, ``R.baseline.params_non_embedding``, ``R.total_ratio`` and
 ``R.non_embedding_ratio`` (candidate / baseline); for each seed size ``S`` in ``seed_table``
@@ -25,6 +31,9 @@ from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.v5.rungs import rung_pair
 
+#: The seed's ``gpt2_params(vocab=50257, max_pos=1024, ...)`` default (v5-gpt2-gates.md line 176).
+SEED_MAX_POS = 1024
+
 SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs"], {
     "candidate": {"type": "string", "x-goni-ref": "model"},
     "baseline": {"type": "string", "x-goni-ref": "model"},
@@ -32,7 +41,8 @@ SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs"], {
               "additionalProperties": {"type": "object"}},
     "match": {"enum": ["total", "non_embedding"]},
     "vocab_size": {"type": "integer", "minimum": 2},
-    "seq_len": {"type": "integer", "minimum": 1},
+    "seq_len": {"type": "integer", "minimum": 1,
+                "description": "GPT-2 position rows at the rungs: the training context v5_compare uses (default 1024)"},
     "seed_table": {"type": "boolean", "description": "check the seed's stated sizes against its formula"},
 })
 
@@ -67,7 +77,8 @@ def measure_param_match(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     for rung, overrides in params["rungs"].items():
         pair = rung_pair(ctx.models, params["candidate"], params["baseline"], rung, dict(overrides), vocab,
                          seq_len, match)
-        meta = {"configs": {"candidate": pair.candidate, "baseline": pair.baseline}, "match": pair.match}
+        meta = {"configs": {"candidate": pair.candidate, "baseline": pair.baseline}, "match": pair.match,
+                "n_positions": seq_len}
         for role, (total, non_emb) in pair.counts.items():
             out[f"{rung}.{role}.params"] = Metric.scalar(total, "", exact=True, **meta)
             out[f"{rung}.{role}.params_non_embedding"] = Metric.scalar(non_emb, "", exact=True, **meta)
@@ -78,13 +89,13 @@ def measure_param_match(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         for size, shape in SIZES.items():
             d, n = shape["d_model"], shape["n_layers"]
             stated = SEED_STATED_TOTAL[size]
-            formula = seed_formula_params(vocab, seq_len, n, d)
+            formula = seed_formula_params(vocab, SEED_MAX_POS, n, d)
             lab = seed_label(size)
-            note = f"{size}: {n} layers x {d} wide, vocab {vocab}, {seq_len} positions"
+            note = f"{size}: {n} layers x {d} wide, vocab {vocab}, {SEED_MAX_POS} positions"
             out[f"seed_table.{lab}.stated"] = Metric.scalar(stated, "", exact=True, note=note)
             out[f"seed_table.{lab}.formula"] = Metric.scalar(formula, "", exact=True, note=note)
             out[f"seed_table.{lab}.true_total"] = Metric.scalar(
-                gpt2_true_params(vocab, seq_len, n, d, shape["d_ff"]), "", exact=True, note=note)
+                gpt2_true_params(vocab, SEED_MAX_POS, n, d, shape["d_ff"]), "", exact=True, note=note)
             out[f"seed_table.{lab}.formula_over_stated"] = Metric.scalar(formula / stated, "", exact=True,
                                                                          note=note)
     return out

@@ -53,3 +53,41 @@ def test_state_resumes_in_a_fresh_process(tmp_path: Path) -> None:
     cfg = {"backend": "groundthink", **CFG}
     m = resolve_backend("groundthink")(**CFG)
     assert persistence_diff(m, cfg, 50, 16, 6, tmp_path) < 1e-4
+
+
+def test_param_match_counts_gpt2_at_the_training_context_like_v5_compare() -> None:
+    """params and cmp build one GPT-2 per rung: n_positions = the training context (seq_len), so the
+    totals agree (they differed by 512 x d: 20.11M vs 19.95M at 3.5M); the seed-table check keeps
+    its formula's 1024 positions whatever seq_len is."""
+    from types import SimpleNamespace
+
+    from pytest_goni.measurements.v5_params import measure_param_match
+    from pytest_goni.registry import load_builtins
+    from pytest_goni.v5.rungs import rung_pair
+
+    load_builtins()
+    models = {"candidate": {"backend": "groundthink"}, "gpt2": {"backend": "gpt2"}}
+    ctx = SimpleNamespace(models=models)
+    params = {"candidate": "candidate", "baseline": "gpt2", "rungs": {"r3_5M": {"size": "3.5M"}},
+              "match": "non_embedding"}
+    at512 = measure_param_match(ctx, {**params, "seq_len": 512})
+    at1024 = measure_param_match(ctx, params)
+    pair = rung_pair(models, "candidate", "gpt2", "r3_5M", {"size": "3.5M"}, 50257, 512, "non_embedding")
+    assert at512["r3_5M.baseline.params"].value() == pair.counts["baseline"][0]
+    d = pair.baseline["d_model"]
+    assert at1024["r3_5M.baseline.params"].value() - at512["r3_5M.baseline.params"].value() == 512 * d
+    assert at512["r3_5M.baseline.params_non_embedding"].value() == pair.counts["baseline"][1]
+    for k in ("formula", "true_total"):
+        assert at512[f"seed_table.s3_5M.{k}"].value() == at1024[f"seed_table.s3_5M.{k}"].value()
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cpu-broken", "gpu", "gpu-full"])
+def test_v5_spec_counts_params_at_the_context_cmp_trains(profile: str) -> None:
+    from pytest_goni.registry import load_builtins
+    from pytest_goni.spec import load_spec
+
+    load_builtins()
+    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "v5.yaml", "specs/v5.yaml", profile=profile,
+                     cuda=profile.startswith("gpu"))
+    ms = spec.measurements
+    assert ms["params"].params["seq_len"] == ms["cmp"].params["seq_len"]
