@@ -5,6 +5,7 @@ float32) and single-token decode steps. Definitions: `pytest_goni.kernels.refere
 """
 
 from .kv_attention import kv_decode
+from .mixer_steps import delta_mixer_step, gla_mixer_step, mamba2_ssd_step, rwkv6_mixer_step, short_conv_step
 from .ops import (
     delta_rule,
     delta_rule_step,
@@ -22,18 +23,23 @@ from .ops import (
 )
 
 __all__ = [
+    "delta_mixer_step",
     "delta_rule",
     "delta_rule_step",
     "gated_delta_rule",
     "gated_delta_rule_step",
     "gla",
+    "gla_mixer_step",
     "gla_step",
     "kv_decode",
+    "mamba2_ssd_step",
     "rwkv6",
+    "rwkv6_mixer_step",
     "rwkv6_step",
     "rwkv7",
     "rwkv7_step",
     "simple_gla",
+    "short_conv_step",
     "simple_gla_step",
     "sliding_window_attention",
 ]

@@ -90,16 +90,18 @@ class DeltaNetMixer(SeqModule):
         return self._output(o, x), {"S": s, "conv": (cq, ck, cv)}
 
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
-        cq, ck, cv = state["conv"]
-        (q, cq), (k, ck), (v, cv) = (self.q_conv.step(self.q(x), cq), self.k_conv.step(self.k(x), ck),
-                                     self.v_conv.step(self.v(x), cv))
-        q, k, v = self._qkv(q, k, v)
-        beta, g = self._gates(x)
+        """One token: projections, three conv steps, then normalization, gates, the delta update,
+        readout, head norm and output gate as one fused kernel (state updated in place)."""
+        q, k, v = (kernels.short_conv_step(proj(x), cache, conv.conv.weight[:, 0], conv.conv.bias, conv.activation)
+                   for proj, conv, cache in zip((self.q, self.k, self.v), (self.q_conv, self.k_conv, self.v_conv),
+                                                state["conv"]))
+        norm = self.norm.norm
         if self.gated:
-            o, s = kernels.gated_delta_rule_step(q, k, v, g, beta, state["S"])
+            o = kernels.delta_mixer_step(q, k, v, self.b(x), state["S"], norm.weight, norm.eps, a=self.a(x),
+                                         out_gate=self.out_gate(x), A_log=self.A_log, dt_bias=self.dt_bias)
         else:
-            o, s = kernels.delta_rule_step(q, k, v, beta, state["S"])
-        return self._output(o, x), {"S": s, "conv": (cq, ck, cv)}
+            o = kernels.delta_mixer_step(q, k, v, self.b(x), state["S"], norm.weight, norm.eps)
+        return self.out(o), state
 
 
 def _deltanet(cfg: ModelConfig, own: dict[str, Any], gated: bool) -> CausalLM:

@@ -71,9 +71,12 @@ class GLAMixer(SeqModule):
         return self._output(o, x), s
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Any]:
-        q, k, v, g = (t[:, 0] for t in self._inputs(x[:, None]))
-        o, s = kernels.gla_step(q, k, v, g, state)
-        return self._output(o, x), s
+        """One token: the projections, then gate, update, readout, head norm and output gate as one
+        fused kernel (the state updated in place)."""
+        norm = self.norm.norm
+        o = kernels.gla_mixer_step(self.q(x), self.k(x), self.v(x), self.gate(x), self.out_gate(x), state,
+                                   norm.weight, norm.eps, self.gate_temperature)
+        return self.out(o), state
 
 
 class RetentionMixer(SeqModule):

@@ -46,8 +46,7 @@ class ParallelMix(SeqModule):
         self.mix = nn.Parameter(torch.zeros(d))  # sigmoid(0) = an even blend at start
 
     def _blend(self, ym: Tensor, yr: Tensor) -> Tensor:
-        gate = torch.sigmoid(self.mix).to(ym.dtype)
-        return gate * ym + (1 - gate) * yr
+        return torch.lerp(yr, ym, torch.sigmoid(self.mix).to(ym.dtype))  # gate * ym + (1 - gate) * yr
 
     def forward(self, x: Tensor) -> Tensor:
         return self._blend(self.mamba(x), self.rwkv(x))

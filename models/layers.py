@@ -53,6 +53,8 @@ class ShortConv(nn.Module):
 
 def token_shift(x: Tensor, last: Tensor | None = None) -> Tensor:
     """x shifted one step back in time: position t sees x[t-1] (``last`` or zeros at t = 0)."""
+    if last is not None and x.shape[1] == 1:  # a decode step: no copy
+        return last[:, None].to(x.dtype)
     prev = torch.zeros_like(x[:, :1]) if last is None else last[:, None].to(x.dtype)
     return torch.cat([prev, x[:, :-1]], dim=1)
 

@@ -80,11 +80,13 @@ class Mamba2Mixer(SeqModule):
         return self._output(y, x, z), {"S": s, "conv": conv}
 
     def step(self, u: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
+        """One token: in_proj, the conv step and the SSD step (+ D skip, swish(z) gate) as two fused
+        kernels updating the state in place (kernels.mixer_steps), the norm, out_proj."""
         z, xbc, dt = self._split(self.in_proj(u))
-        xbc, conv = self.conv.step(xbc, state["conv"])
-        q, k, v, g, x = self._ssd_inputs(xbc, dt)
-        y, s = kernels.simple_gla_step(q.contiguous(), k.contiguous(), v, g, state["S"], scale=1.0)
-        return self._output(y, x, z), {"S": s, "conv": conv}
+        conv = self.conv.conv
+        xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
+        y = kernels.mamba2_ssd_step(xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D)
+        return self.out_proj(self.norm(y)), state
 
 
 def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:

@@ -88,13 +88,21 @@ class TimeMix6(SeqModule):
         self.ln_x = HeadGroupNorm(n_heads, n, eps=64e-5)
         self.mix_rank = mix_rank
 
-    def _inputs(self, x: Tensor, last: Tensor | None) -> tuple[Tensor, ...]:
-        xx = _shifted(x, last)
-        lora = torch.tanh((x + xx * self.maa_x) @ self.maa_w1).unflatten(-1, (5, self.mix_rank))
+    def _mixed(self, x: Tensor, last: Tensor | None) -> tuple[Tensor, ...]:
+        """The ddlerp token shift: (xw, xk, xv, xr, xg), each [B, T, d], x_i = x + (x_prev - x) *
+        (maa_i + lora_i(x)); the five lerps as one broadcast op (a decode step's launches)."""
+        prev = token_shift(x, last)
+        lora = torch.tanh(torch.lerp(x, prev, self.maa_x.to(x.dtype)) @ self.maa_w1).unflatten(-1, (5, self.mix_rank))
         m = torch.einsum("btfr,frd->fbtd", lora, self.maa_w2)
-        xw, xk, xv, xr, xg = (x + xx * (self.maa[i] + m[i]) for i in range(5))
+        return torch.lerp(x, prev, (self.maa[:, None, None, :] + m).to(x.dtype)).unbind(0)
+
+    def _decay_lora(self, xw: Tensor) -> Tensor:
+        return torch.tanh(xw @ self.decay_w1) @ self.decay_w2
+
+    def _inputs(self, x: Tensor, last: Tensor | None) -> tuple[Tensor, ...]:
+        xw, xk, xv, xr, xg = self._mixed(x, last)
         h = self.n_heads
-        log_w = -torch.exp(self.decay + torch.tanh(xw @ self.decay_w1) @ self.decay_w2)
+        log_w = -torch.exp(self.decay + self._decay_lora(xw))
         return (heads(self.r(xr), h), heads(self.k(xk), h), heads(self.v(xv), h), heads(log_w, h),
                 F.silu(self.g(xg)))
 
@@ -112,9 +120,13 @@ class TimeMix6(SeqModule):
         return self._output(o, g), {"shift": x[:, -1], "S": s}
 
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
-        r, k, v, w, g = (t[:, 0] for t in self._inputs(x[:, None], state["shift"]))
-        o, s = kernels.rwkv6_step(r, k, v, w, self.bonus.to(x.dtype), state["S"], scale=1.0)
-        return self._output(o, g), {"shift": x, "S": s}
+        """One token: token shift and projections in torch, then decay, the wkv update and readout,
+        GroupNorm and the swish(g) gate as one fused kernel (state["S"] updated in place)."""
+        xw, xk, xv, xr, xg = (t[:, 0] for t in self._mixed(x[:, None], state["shift"]))
+        norm = self.ln_x.norm
+        o = kernels.rwkv6_mixer_step(self.r(xr), self.k(xk), self.v(xv), self._decay_lora(xw), self.decay,
+                                     self.g(xg), self.bonus, state["S"], norm.weight, norm.bias, norm.eps)
+        return self.out(o), {"shift": x, "S": state["S"]}
 
 
 class ChannelMix(SeqModule):
@@ -134,11 +146,11 @@ class ChannelMix(SeqModule):
             self.receptance = None
 
     def _mix(self, x: Tensor, last: Tensor | None) -> Tensor:
-        xx = _shifted(x, last)
-        kv = self.value(torch.relu(self.key(x + xx * self.maa_k)).square())
+        prev = token_shift(x, last)
+        kv = self.value(torch.relu(self.key(torch.lerp(x, prev, self.maa_k.to(x.dtype)))).square())
         if self.receptance is None:
             return kv
-        return torch.sigmoid(self.receptance(x + xx * self.maa_r)) * kv
+        return torch.sigmoid(self.receptance(torch.lerp(x, prev, self.maa_r.to(x.dtype)))) * kv
 
     def forward(self, x: Tensor) -> Tensor:
         return self._mix(x, None)

@@ -1,0 +1,185 @@
+"""One launch per recurrent mixer's decode step (definitions: `pytest_goni.kernels.mixer_steps`).
+
+``_mixer_kernel``: one program per (value tile, batch x head) reads its [Dk, BV] tile of the state
+once, computes the layer's gates from their raw inputs, updates the tile in place, reads it out and
+applies the per-head norm and output gate (norm modes keep all of Dv in one tile). ``_conv_kernel``:
+the short causal conv of one token, each program owning its channels' conv state. No host sync, no
+data-dependent launch parameter: the step can be captured in a CUDA graph. A barrier separates
+every load of a buffer from the stores that overwrite it, so threads holding copies of an element
+cannot read a value already updated.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+GLA, RWKV6, DELTA, MAMBA2 = 0, 1, 2, 3
+
+
+@triton.jit
+def _log1p(y):
+    """log(1 + y) accurate for small y (Goldberg's trick: no log1p in every Triton)."""
+    u = 1.0 + y
+    d = u - 1.0
+    return tl.where(d == 0.0, y, tl.log(u) * (y / tl.where(d == 0.0, 1.0, d)))
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x > 20.0, x, tl.maximum(x, 0.0) + _log1p(tl.exp(-tl.abs(x))))
+
+
+@triton.jit
+def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr,
+                  s_ptr, o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh,
+                  scale, eps, temperature, H, DK, DV,
+                  MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_OG: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr):
+    iv = tl.program_id(0)
+    bh = tl.program_id(1)
+    bi = bh // H
+    h = bh % H
+    ok = tl.arange(0, BK)
+    ov = iv * BV + tl.arange(0, BV)
+    mk = ok < DK
+    mv = ov < DV
+    m2 = mk[:, None] & mv[None, :]
+    q = tl.load(q_ptr + bi * sq + h * qh + ok, mask=mk, other=0.0).to(tl.float32)
+    k = tl.load(k_ptr + bi * sk + h * kh + ok, mask=mk, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + bi * sv + h * DV + ov, mask=mv, other=0.0).to(tl.float32)
+    sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
+    s = tl.load(s_ptr + sp, mask=m2, other=0.0)
+    if MODE == 0:  # GLA: log-decay logsigmoid(gate) / temperature
+        gr = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        g = (tl.minimum(gr, 0.0) - _log1p(tl.exp(-tl.abs(gr)))) / temperature
+        s = s * tl.exp(g)[:, None] + k[:, None] * v[None, :]
+        o = tl.sum(q[:, None] * s, 0) * scale
+    elif MODE == 1:  # RWKV-6: read with the bonus first, then decay exp(-exp(decay + lora))
+        wl = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        dec = tl.load(p0_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        u = tl.load(p1_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        o = (tl.sum(q[:, None] * s, 0) + tl.sum(q * u * k, 0) * v) * scale
+        s = s * tl.exp(-tl.exp(dec + wl))[:, None] + k[:, None] * v[None, :]
+    elif MODE == 2:  # (gated) delta rule on L2-normalized q, k
+        q = q / tl.maximum(tl.sqrt(tl.sum(q * q, 0)), 1e-12)
+        k = k / tl.maximum(tl.sqrt(tl.sum(k * k, 0)), 1e-12)
+        beta = tl.load(beta_ptr + bi * sbeta + h).to(tl.float32)
+        beta = 1.0 / (1.0 + tl.exp(-beta))
+        if HAS_G:
+            a = tl.load(gate_ptr + bi * sgate + h).to(tl.float32)
+            dtb = tl.load(p1_ptr + h).to(tl.float32)
+            a_log = tl.load(p0_ptr + h).to(tl.float32)
+            s = s * tl.exp(-tl.exp(a_log) * _softplus(a + dtb))
+        ks = tl.sum(k[:, None] * s, 0)
+        s = s + k[:, None] * (beta * (v - ks))[None, :]
+        o = tl.sum(q[:, None] * s, 0) * scale
+    else:  # Mamba-2 SSD: q = C, k = B (shared by the heads), v = dt x, D skip
+        dt = _softplus(tl.load(gate_ptr + bi * sgate + h).to(tl.float32) + tl.load(p1_ptr + h).to(tl.float32))
+        a_log = tl.load(p0_ptr + h).to(tl.float32)
+        s = s * tl.exp(-dt * tl.exp(a_log)) + k[:, None] * (v * dt)[None, :]
+        o = tl.sum(q[:, None] * s, 0) + v * tl.load(p2_ptr + h).to(tl.float32)
+    tl.debug_barrier()
+    tl.store(s_ptr + sp, s, mask=m2)
+    if MODE == 0 or MODE == 2:  # RMSNorm per head
+        o = tl.where(mv, o, 0.0)
+        o = o * tl.rsqrt(tl.sum(o * o, 0) / DV + eps)
+        o = o * tl.load(nw_ptr + h * nwh + ov, mask=mv, other=0.0).to(tl.float32)
+    elif MODE == 1:  # GroupNorm per head
+        mean = tl.sum(tl.where(mv, o, 0.0), 0) / DV
+        dev = tl.where(mv, o - mean, 0.0)
+        o = dev * tl.rsqrt(tl.sum(dev * dev, 0) / DV + eps)
+        o = o * tl.load(nw_ptr + h * DV + ov, mask=mv, other=0.0).to(tl.float32) \
+            + tl.load(nb_ptr + h * DV + ov, mask=mv, other=0.0).to(tl.float32)
+    if HAS_OG:
+        og = tl.load(og_ptr + bi * sog + h * DV + ov, mask=mv, other=0.0).to(tl.float32)
+        o = o * og / (1.0 + tl.exp(-og))
+    tl.store(o_ptr + bi * H * DV + h * DV + ov, o.to(o_ptr.dtype.element_ty), mask=mv)
+
+
+@triton.jit
+def _conv_kernel(x_ptr, sx, cs_ptr, w_ptr, b_ptr, y_ptr, C, KM1,
+                 HAS_B: tl.constexpr, ACT: tl.constexpr, BC: tl.constexpr, BJ: tl.constexpr):
+    pc = tl.program_id(0)
+    bi = tl.program_id(1)
+    oc = pc * BC + tl.arange(0, BC)
+    oj = tl.arange(0, BJ)
+    mc = oc < C
+    mj = oj < KM1
+    x = tl.load(x_ptr + bi * sx + oc, mask=mc, other=0.0).to(tl.float32)
+    base = cs_ptr + bi * C * KM1 + oc[:, None] * KM1 + oj[None, :]
+    old = tl.load(base, mask=mc[:, None] & mj[None, :], other=0.0).to(tl.float32)
+    nxt = tl.load(base + 1, mask=mc[:, None] & (oj[None, :] + 1 < KM1), other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + oc[:, None] * (KM1 + 1) + oj[None, :], mask=mc[:, None] & mj[None, :],
+                other=0.0).to(tl.float32)
+    y = tl.sum(old * w, 1) + x * tl.load(w_ptr + oc * (KM1 + 1) + KM1, mask=mc, other=0.0).to(tl.float32)
+    if HAS_B:
+        y += tl.load(b_ptr + oc, mask=mc, other=0.0).to(tl.float32)
+    if ACT:
+        y = y / (1.0 + tl.exp(-y))
+    new = tl.where(oj[None, :] == KM1 - 1, x[:, None], nxt)
+    tl.debug_barrier()
+    tl.store(base, new.to(cs_ptr.dtype.element_ty), mask=mc[:, None] & mj[None, :])
+    tl.store(y_ptr + bi * C + oc, y.to(y_ptr.dtype.element_ty), mask=mc)
+
+
+def short_conv_step(x, conv_state, weight, bias, activation):
+    b, c, km1 = conv_state.shape
+    if not conv_state.is_contiguous():
+        raise ValueError("conv_state must be contiguous [B, C, K-1] (it is updated in place)")
+    weight = weight.contiguous()
+    y = torch.empty(b, c, device=x.device, dtype=x.dtype)
+    bc = 256
+    _conv_kernel[(triton.cdiv(c, bc), b)](x, x.stride(0), conv_state, weight, x if bias is None else bias, y,
+                                          c, km1, HAS_B=bias is not None, ACT=bool(activation), BC=bc,
+                                          BJ=triton.next_power_of_2(max(km1, 1)), num_warps=4)
+    return y
+
+
+def _launch(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p0=None, p1=None, p2=None,
+            nw=None, nb=None, qh=None, kh=None, nwh=0, scale=1.0, eps=0.0, temperature=1.0, split_v=False):
+    bs, h, dk, dv = state.shape
+    o = torch.empty(bs, h * dv, device=v.device, dtype=out_dtype)
+    bk = triton.next_power_of_2(dk)
+    bv = triton.next_power_of_2(dv)
+    if split_v:
+        bv = min(bv, max(16, 4096 // bk))
+    dummy = state
+
+    def row(x):
+        return 0 if x is None else x.stride(0)
+
+    _mixer_kernel[(triton.cdiv(dv, bv), bs * h)](
+        q, k, v, dummy if gate is None else gate, dummy if beta is None else beta, dummy if og is None else og,
+        dummy if p0 is None else p0, dummy if p1 is None else p1, dummy if p2 is None else p2,
+        dummy if nw is None else nw, dummy if nb is None else nb, state, o,
+        row(q), row(k), row(v), row(gate), row(beta), row(og), dk if qh is None else qh, dk if kh is None else kh,
+        nwh, scale, eps, temperature, h, dk, dv,
+        MODE=mode, HAS_G=gate is not None, HAS_OG=og is not None, BK=bk, BV=bv,
+        num_warps=4 if bk * bv <= 4096 else 8)
+    return o
+
+
+def mamba2_ssd_step(xbc, z, dt, state, dt_bias, A_log, D):
+    _, h, n, p = state.shape
+    return _launch(MAMBA2, xbc[:, h * p + n:], xbc[:, h * p:], xbc, state, z.dtype, gate=dt, og=z,
+                   p0=A_log.contiguous(), p1=dt_bias.contiguous(), p2=D.contiguous(), qh=0, kh=0,
+                   split_v=True)
+
+
+def rwkv6_mixer_step(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale):
+    return _launch(RWKV6, r, k, v, state, g.dtype, gate=w_lora, og=g, p0=decay.contiguous(),
+                   p1=bonus.contiguous(), nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps)
+
+
+def gla_mixer_step(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, scale):
+    return _launch(GLA, q, k, v, state, out_gate.dtype, gate=gate, og=out_gate, nw=norm_weight.contiguous(),
+                   scale=scale, eps=eps, temperature=temperature)
+
+
+def delta_mixer_step(q, k, v, b, a, out_gate, state, A_log, dt_bias, norm_weight, eps, scale):
+    return _launch(DELTA, q, k, v, state, v.dtype if out_gate is None else out_gate.dtype, gate=a, beta=b,
+                   og=out_gate, p0=None if A_log is None else A_log.contiguous(),
+                   p1=None if dt_bias is None else dt_bias.contiguous(), nw=norm_weight.contiguous(),
+                   scale=scale, eps=eps)

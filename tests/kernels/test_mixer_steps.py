@@ -1,0 +1,114 @@
+"""The fused mixer decode steps (kernels/mixer_steps.py): Triton against the plain-torch definition
+computed in float64, state updated in place, over two steps (the second reads what the first wrote).
+
+Without CUDA these run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
+small fp32 shapes; odd widths (Dk, Dv, channels not powers of two) exercise the masks.
+"""
+
+import os
+
+import pytest
+import torch
+from pytest_goni.kernels import mixer_steps as ms
+
+pytest.importorskip("triton")
+CUDA = torch.cuda.is_available()
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+
+DEV = "cuda" if CUDA else "cpu"
+TOL = 5e-3 if CUDA else 1e-4
+B, H, DK, DV = 2, 3, 12, 10
+
+
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def rand(*shape, seed, scale=1.0):
+    return (torch.randn(*shape, generator=_g(seed)) * scale).to(DEV)
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def _inputs(op, seed):
+    """(args for the dispatcher, indices of its in-place state tensors) for one step of ``op``."""
+    s = rand(B, H, DK, DV, seed=seed, scale=0.5)
+    if op == "gla":
+        return dict(q=rand(B, H * DK, seed=seed + 1), k=rand(B, H * DK, seed=seed + 2),
+                    v=rand(B, H * DV, seed=seed + 3), gate=rand(B, H * DK, seed=seed + 4, scale=3.0),
+                    out_gate=rand(B, H * DV, seed=seed + 5), state=s, norm_weight=rand(DV, seed=seed + 6),
+                    eps=1e-5, temperature=16.0)
+    if op == "rwkv6":
+        return dict(r=rand(B, H * DK, seed=seed + 1), k=rand(B, H * DK, seed=seed + 2),
+                    v=rand(B, H * DV, seed=seed + 3), w_lora=rand(B, H * DK, seed=seed + 4),
+                    decay=rand(H * DK, seed=seed + 5) - 2, g=rand(B, H * DV, seed=seed + 6),
+                    bonus=rand(H, DK, seed=seed + 7), state=s, ln_weight=rand(H * DV, seed=seed + 8),
+                    ln_bias=rand(H * DV, seed=seed + 9), eps=64e-5)
+    if op in ("delta", "gated_delta"):
+        gated = op == "gated_delta"
+        return dict(q=rand(B, H * DK, seed=seed + 1), k=rand(B, H * DK, seed=seed + 2),
+                    v=rand(B, H * DV, seed=seed + 3), b=rand(B, H, seed=seed + 4), state=s,
+                    norm_weight=rand(DV, seed=seed + 5), eps=1e-5,
+                    a=rand(B, H, seed=seed + 6) if gated else None,
+                    out_gate=rand(B, H * DV, seed=seed + 7) if gated else None,
+                    A_log=rand(H, seed=seed + 8) if gated else None,
+                    dt_bias=rand(H, seed=seed + 9) - 3 if gated else None)
+    n, p = DK, DV
+    wide = rand(B, 3 * H * p + 2 * n + H, seed=seed + 1)  # a strided view, as the projection gives
+    return dict(xbc=wide[:, :H * p + 2 * n], z=wide[:, H * p + 2 * n:2 * H * p + 2 * n],
+                dt=wide[:, -H:], state=s, dt_bias=rand(H, seed=seed + 2) - 4, A_log=rand(H, seed=seed + 3),
+                D=rand(H, seed=seed + 4))
+
+
+FNS = {"gla": (ms.gla_mixer_step, ms.gla_mixer_step_torch), "rwkv6": (ms.rwkv6_mixer_step, ms.rwkv6_mixer_step_torch),
+       "delta": (ms.delta_mixer_step, ms.delta_mixer_step_torch),
+       "gated_delta": (ms.delta_mixer_step, ms.delta_mixer_step_torch),
+       "mamba2": (ms.mamba2_ssd_step, ms.mamba2_ssd_step_torch)}
+
+
+def _ref(op, args):
+    """The torch definition in float64 on copies (its state advanced in place like the kernel's)."""
+    a = {k: (v.double().clone() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    if op in ("gla", "delta", "gated_delta"):
+        a["scale"] = DK ** -0.5
+    if op == "rwkv6":
+        a["scale"] = 1.0
+    if op == "delta":
+        a.update(out_gate=None, a=None, A_log=None, dt_bias=None)
+    return FNS[op][1](**a), a["state"]
+
+
+@pytest.mark.parametrize("op", list(FNS))
+def test_fused_step_matches_float64_definition_over_two_steps(op):
+    args = _inputs(op, seed=10)
+    ref_args = dict(args)
+    for i in range(2):
+        if i:
+            fresh = _inputs(op, seed=40)
+            args = {**fresh, "state": args["state"]}
+            ref_args = {**fresh, "state": ref_state.float()}  # noqa: F821 - set in the first round
+        o_ref, ref_state = _ref(op, ref_args)
+        state = args["state"]
+        o = FNS[op][0](**args, backend="triton")
+        assert o.dtype == torch.float32
+        assert args["state"] is state  # updated in place
+        assert rel(o, o_ref) <= TOL, (op, i)
+        assert rel(state, ref_state) <= TOL, (op, i)
+
+
+def test_short_conv_step_shifts_state_in_place():
+    c, k = 37, 4
+    wide = rand(B, 2 * c, seed=1)
+    x = wide[:, 3:3 + c]
+    cs = rand(B, c, k - 1, seed=2)
+    w, bias = rand(c, k, seed=3), rand(c, seed=4)
+    cs_ref = cs.double().clone()
+    for _ in range(2):
+        y_ref = ms.short_conv_step_torch(x.double(), cs_ref, w.double(), bias.double(), True)
+        y = ms.short_conv_step(x, cs, w, bias, backend="triton")
+        assert rel(y, y_ref) <= TOL
+        assert rel(cs, cs_ref) <= TOL
+        x = wide[:, :c]
