@@ -9,7 +9,8 @@ Measures per backend (issue 14: inference as deployed):
 - prefill at each length: ``model.prefill`` eagerly (last-position logits, as serving computes
   them) and replayed from a CUDA graph (`models.decoding.PrefillRunner`); the host time of an eager
   call (until it returns, before the GPU finishes) apart; peak memory;
-- decode at each context: one ``model.step`` eagerly, and the step captured in a CUDA graph with a
+- decode at each context: the kernel launches of one step (`models.launches`: torch.profiler's CUDA
+  kernels on a GPU); one ``model.step`` eagerly, and the step captured in a CUDA graph with a
   static state (`models.decoding.StepRunner`: static KV cache for attention, fixed buffers for
   recurrent states) replayed per token; greedy generation of ``--generate`` tokens as one loop of
   replays (tokens/s);
@@ -46,6 +47,7 @@ from typing import Any
 import torch
 from pytest_goni.models.cost import decode_cost, prefill_cost
 from pytest_goni.models.decoding import PrefillRunner, StepRunner
+from pytest_goni.models.launches import step_launches
 
 from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
 from pytest_goni.report.results import git_commit as results_git_commit
@@ -279,6 +281,9 @@ def decode(run: Run, model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
     _, state = model.prefill(tokens)
     out: dict[str, Any] = {"state_bytes": int(model.state_bytes(state)), **run.floor(decode_cost(model, state))}
     token = tokens[:, -1]
+    launches = step_launches(model, token, state)  # one eager step on a copy of the state
+    out.update({"launches": launches.launches, "launch_ops": dict(launches.by_op.most_common(12)),
+                "launches_how": launches.how})
     box = {"state": state}
 
     def one_step() -> None:
@@ -362,6 +367,8 @@ def _cell(rec: dict[str, Any]) -> str:
         text += f" ({_ms(rec['floor_s'])}, {rec['floor_s'] / best_time(rec):.0%})"
     if rec["phase"] == "prefill" and "host_s" in rec:
         text += f", host {_ms(rec['host_s'])}"
+    if rec.get("launches"):
+        text += f", {rec['launches']} launches"
     return text
 
 
@@ -369,7 +376,7 @@ def render(paths: list[Path]) -> str:
     """Markdown tables (backend x context), one per phase, from jsonl runs; the last record of a cell wins.
 
     A cell reads "eager / **graph** (floor, floor / graph)", times in ms (prefill: + host time of
-    an eager call)."""
+    an eager call; decode: + kernel launches of one step)."""
     cells: dict[str, dict[str, dict[int, str]]] = {}
     params: dict[str, int] = {}
     meta: dict[str, Any] = {}

@@ -9,7 +9,10 @@ states, and the attention backends' static KV cache) when a replay reproduces th
 (``models.decoding.StepRunner``). Which ran is in each metric's meta (``step_mode``).
 
 Keys: ``<label>.<T>.latency`` (s per step), ``<label>.<T>.tok_s`` (batch / latency),
-``<label>.<T>.state_bytes`` (B); batch sizes other than 1 add a ``b<B>`` segment.
+``<label>.<T>.state_bytes`` (B), ``<label>.<T>.launches`` (kernel launches of one step: a
+launch-bound step's time is this count times a few microseconds; `models.launches`: CUDA kernels
+recorded by torch.profiler on a GPU, a count of kernel-launching aten ops on CPU; the meta says
+which); batch sizes other than 1 add a ``b<B>`` segment.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ SCHEMA: dict[str, Any] = context_sweep_schema(
     },
 )
 
-_PER_POINT = {"latency": "s", "tok_s": "tok/s", "state_bytes": "B"}
+_PER_POINT = {"latency": "s", "tok_s": "tok/s", "state_bytes": "B", "launches": ""}
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:
@@ -87,6 +90,7 @@ def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
             token = random_tokens(b, 1, vocab, ctx.device, seed=t + 1)[:, 0]
             decoders: dict[str, Decoder] = {}
             sizes: dict[str, int] = {}
+            launches: dict[str, Any] = {}
             ooms: dict[str, Any] = {}
             for e in live:
                 filled, rec = run_or_oom(lambda e=e, p=prompt, k=token: _filled_decoder(
@@ -94,7 +98,7 @@ def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                 if rec is not None:
                     ooms[e.label] = rec
                 else:
-                    decoders[e.label], sizes[e.label] = filled
+                    decoders[e.label], sizes[e.label], launches[e.label] = filled
             del prompt
             calls = {label: _step_call(ctx, d, precision, _sdpa_of(entries, label)) for label, d in decoders.items()}
             backends = {label: (sdpa_backends_used(fn) if decoders[label].graph is None else [])
@@ -116,6 +120,9 @@ def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
                 out[f"{k}.tok_s"] = Metric.of([b / x for x in samples[e.label]], "tok/s", **meta)
                 out[f"{k}.state_bytes"] = Metric.scalar(sizes[e.label], "B",
                                                         note="state after prefill of the context", **meta)
+                n = launches[e.label]
+                out[f"{k}.launches"] = Metric.scalar(n.launches, "", exact=True, note=n.how, **meta,
+                                                     launch_ops=dict(n.by_op.most_common(8)))
             del calls, decoders
             release(ctx.device)
     models.clear()
@@ -128,21 +135,25 @@ def _sdpa_of(entries: list[Any], label: str) -> str | None:
 
 
 def _filled_decoder(ctx: Any, model: Any, sdpa: str | None, precision: str, prompt: Any, token: Any,
-                    params: dict[str, Any]) -> tuple[Decoder, int]:
-    """Prefill the prompt; return a decoder at that state (CUDA graph when possible) and the state's size."""
+                    params: dict[str, Any]) -> tuple[Decoder, int, Any]:
+    """Prefill the prompt; return a decoder at that state (CUDA graph when possible), the state's
+    size and the launches of one eager step (counted on a copy of the state)."""
+    from pytest_goni.models.launches import step_launches
+
     def run_ctx() -> Any:
         return run_context(ctx.device, precision, sdpa)
 
     with run_ctx():
         _, state = model.prefill(prompt)
     nbytes = state_nbytes(model, state)
+    launches = step_launches(model, token, state, context=run_ctx)
     decoder = Decoder(model, token, state)
     if ctx.is_cuda and params.get("cuda_graph", True):
         steps = params.get("warmup", 3) + params.get("reps", 20) * params.get("inner", 1) + 8
         decoder.try_cuda_graph(run_ctx, max_steps=steps)
     else:
         decoder.note = "eager (CPU)" if not ctx.is_cuda else "eager (cuda_graph: false)"
-    return decoder, nbytes
+    return decoder, nbytes, launches
 
 
 def _step_call(ctx: Any, decoder: Decoder, precision: str, sdpa: str | None) -> Any:

@@ -143,7 +143,8 @@ def test_graphed_runner_reproduces_forward_on_cuda(name):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["transformer-rope", "gpt2", "gla", "gated-deltanet", "mamba2"])
+@pytest.mark.parametrize("name", ["transformer-rope", "gpt2", "gla", "gated-deltanet", "mamba2", "rwkv6",
+                                  "groundthink"])
 def test_graphed_greedy_equals_eager_greedy_on_cuda(name):
     model = make(name, d_model=64).to("cuda")
     x = tokens(1, 50, seed=5, device="cuda")

@@ -42,9 +42,9 @@ def test_cpu_smoke_writes_every_measurement(bench, tmp_path, capsys):
         if r["phase"] == "prefill":
             assert r["tokens_per_s"] == pytest.approx(r["context"] / r["latency_s"])
         else:
-            assert r["state_bytes"] > 0
+            assert r["state_bytes"] > 0 and r["launches"] > 0 and r["launches_how"]
     printed = capsys.readouterr().out
-    assert "| gla |" in printed and "prefill 16" in printed  # the Markdown summary
+    assert "| gla |" in printed and "prefill 16" in printed and " launches" in printed  # the Markdown summary
 
 
 def test_oom_is_a_data_point_and_skips_longer_contexts(bench, tmp_path, monkeypatch):

@@ -75,6 +75,9 @@ def test_a_forced_sdpa_backend_that_cannot_run_is_recorded(make_ctx, run_kind):
 def test_decode_state_grows_for_attention_and_not_for_recurrence(make_ctx, run_kind):
     ctx = make_ctx({"tf": TF, "toy": TOY}, "dec")
     out = run_kind("decode", ctx, {"models": ["tf", "toy"], "contexts": [32, 128], "reps": 4, "warmup": 1})
+    for label in ("tf", "toy"):  # one step's kernel launches, counted, with what was counted
+        n = out[f"{label}.32.launches"]
+        assert n.value() > 0 and n.value() == out[f"{label}.128.launches"].value() and "aten" in n.note
     assert out["tf.128.state_bytes"].value() == 4 * out["tf.32.state_bytes"].value()
     assert out["toy.128.state_bytes"].value() == out["toy.32.state_bytes"].value() > 0
     assert out["tf.128.tok_s"].samples == pytest.approx([1 / s for s in out["tf.128.latency"].samples])
