@@ -11,7 +11,7 @@
 set -u
 STEPS=${STEPS:-tests decode v5speed}; SYS02=${SYS02:-gpu gpu-gated-deltanet gpu-mamba2}
 R=$OUT/r; mkdir -p "$R"
-T_TESTS=${T_TESTS:-120}; T_DECODE=${T_DECODE:-300}; B_DECODE=${B_DECODE:-270}; T_V5=${T_V5:-120}
+T_TESTS=${T_TESTS:-90}; T_DECODE=${T_DECODE:-270}; B_DECODE=${B_DECODE:-240}; T_V5=${T_V5:-90}
 T_MODELS=${T_MODELS:-80}; B_MODELS=${B_MODELS:-66}; T_SYS02=${T_SYS02:-75}
 DECODE_BACKENDS=${DECODE_BACKENDS:-gpt2,transformer-rope,gla,gated-deltanet,mamba2,rwkv6,groundthink}
 BACKENDS=${BACKENDS:-transformer-rope,gla,gated-deltanet,mamba2}
