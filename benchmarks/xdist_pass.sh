@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
-# Issue 11 on a 2-GPU host: demo + sys02 (runtime, memory) run serially (-n 0), then under -n 2.
-# Each run writes its --goni-report; GPU load is sampled during the -n 2 run; xdist_table.py prints
-# per measurement where it ran (worker, device, seconds), whether every gate reading it ran there,
-# and the wall times. Usage: OUT=/path bash benchmarks/xdist_pass.sh (7 files land in OUT);
-# SERIAL_DIR=<an earlier -n 0 --goni-report folder> SERIAL_WALL=<its seconds> skips the -n 0 run.
+# Issue 11 on a 2-GPU host, in one device call: demo + sys02 (runtime, memory) run serially (-n 0),
+# then under -n 2, side by side on the same machine. Each run writes its --goni-report, whose
+# results.json has a `timeline` (every process's start-up, collection, CUDA warm-up, each unit
+# sent / started / ended, each measurement's start and end); the shell brackets each pytest process
+# with epoch times, so xdist_table.py accounts for every second of both walls. GPU load is sampled
+# (absolute timestamps) during both runs. Each run gets its own empty Triton cache, so -n 2 does
+# not inherit kernels compiled by -n 0 (its two workers compile theirs at the same time, as a cold
+# CI run would); the -n 0 run leaves its measurement durations in pytest's cache, which the -n 2
+# scheduler reads to send the longest unit first.
+#
+# Usage: OUT=/path bash benchmarks/xdist_pass.sh   -> ONE file, $OUT/xdist-pass.tar.gz (a device call
+# returns at most 8 files), and the tables printed last. A dry run elsewhere: PY=.venv/bin/python
+# XDIST_SEL="--goni-spec x.yaml -p no:randomly -v --goni-dist measurement" bash benchmarks/xdist_pass.sh
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=${PY:-python3}
 OUTDIR=${OUT:-/tmp/out}; R=/tmp/xdist-pass; rm -rf "$R"; mkdir -p "$R" "$OUTDIR"
 SEL=(--goni-spec specs/demo.yaml --goni-spec specs/sys02.yaml -p no:randomly -v
      -k "demo or rt- or mem- or checklist-3 or checklist-4")
-nvidia-smi --query-gpu=index,name,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-if [ -n "${SERIAL_DIR:-}" ]; then
-  # the -n 0 run taken earlier on the same kind of machine: its results and wall time (SERIAL_WALL s)
-  cp -r "$SERIAL_DIR" "$R/serial"; cp "$SERIAL_DIR/../serial.log" "$R/serial.log" 2>/dev/null || true
-  t0=0; t1=$SERIAL_WALL; start=$(date +%s.%N)
-else
-  t0=$(date +%s.%N)
-  python3 -m pytest "${SEL[@]}" -n 0 --goni-report "$R/serial" > "$R/serial.log" 2>&1
-  t1=$(date +%s.%N); start=$t1
-fi
-nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader -lms 500 > "$R/gpu-load-n2.csv" 2>&1 &
+if [ -n "${XDIST_SEL:-}" ]; then read -r -a SEL <<< "$XDIST_SEL"; fi
+now() { "$PY" -c 'import time; print(repr(time.time()))'; }
+nvidia-smi --query-gpu=index,name,memory.total,persistence_mode,clocks.max.sm --format=csv > "$R/nvidia-smi.csv" 2>&1
+nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader -lms 250 > "$R/gpu-load.csv" 2>&1 &
 SMI=$!
-python3 -m pytest "${SEL[@]}" -n 2 --goni-report "$R/n2" > "$R/n2.log" 2>&1
-t2=$(python3 -c "import time; print($t1 + time.time() - $start)")
-kill "$SMI" 2>/dev/null
-python3 benchmarks/xdist_table.py "$R" "$t0" "$t1" "$t2" > "$R/table.md"
-# what comes back (a device call returns at most 8 files): logs, load, table, record, both reports
-tar czf "$OUTDIR/reports.tar.gz" -C "$R" serial n2
-cp "$R"/serial.log "$R"/n2.log "$R"/gpu-load-n2.csv "$R"/nvidia-smi.csv "$R"/table.md "$R"/xdist.jsonl "$OUTDIR"/
+sleep 2  # nvidia-smi's own start-up (NVML) is not inside either run
+
+run() {  # name, extra pytest args...
+  local name=$1; shift
+  export TRITON_CACHE_DIR="$R/triton-cache-$name"
+  local t0; t0=$(now)
+  "$PY" -m pytest "${SEL[@]}" "$@" --goni-report "$R/$name" > "$R/$name.log" 2>&1
+  echo "$name rc=$? start=$t0 end=$(now)" >> "$R/walls.txt"
+}
+run serial -n 0
+run n2 -n 2
+sleep 1; kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
+walls=$("$PY" - "$R/walls.txt" <<'EOF'
+import re, sys
+runs = {m[1]: (m[2], m[3]) for m in re.finditer(r"(\S+) rc=\S+ start=(\S+) end=(\S+)", open(sys.argv[1]).read())}
+print(*runs["serial"], *runs["n2"])
+EOF
+)
+"$PY" "$HERE/xdist_table.py" "$R" $walls > "$R/table.md" 2> "$R/table.err"
+tar czf "$OUTDIR/xdist-pass.tar.gz" -C "$R" --exclude 'triton-cache-*' .
+cat "$R/walls.txt" "$R/table.err"
 cat "$R/table.md"

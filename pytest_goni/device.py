@@ -82,6 +82,20 @@ def release(device: str) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def warm_up(device: str) -> None:
+    """Create the CUDA context on ``device`` and make a first cuBLAS call, then :func:`release`: the
+    one-off start-up a process's first measurement would otherwise pay inside its own seconds."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    torch.cuda.set_device(device)
+    x = torch.ones(64, 64, device=device)
+    (x @ x).sum().item()
+    del x
+    release(device)
+
+
 def is_oom(exc: BaseException) -> bool:
     """True for an out-of-memory error (CUDA, CPU allocator, or a simulated cap)."""
     import torch

@@ -50,11 +50,12 @@ class MeasurementResult:
     isolation: str = ""
     worker: str = field(default_factory=lambda: os.environ.get("PYTEST_XDIST_WORKER", "main"))
     artifacts: list[Path] = field(default_factory=list)
+    started_at: float = 0.0  # epoch seconds (time.time()) when it began: the run's timeline
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "params": self.params, "device": self.device, "worker": self.worker,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "started_at": self.started_at,
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "error": None if self.failure is None else {"reason": self.failure.reason,
                                                         "traceback": self.failure.traceback,
@@ -139,6 +140,7 @@ class Runner:
         mode = isolation.choose_mode(self.isolation, self.device)
         kind_file = getattr(getattr(kind.func, "__code__", None), "co_filename", None)
         t0 = time.perf_counter()
+        result.started_at = time.time()
         progress.started(spec.id, name, mspec.kind, self.device)
         with self._crash_marker(spec, name, mode) as previous_crash:
             if previous_crash:

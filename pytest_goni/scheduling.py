@@ -112,6 +112,9 @@ class SpecUnits:
 
     def _units_of(self, file: str) -> dict[str, str] | None:
         path = next((p for p in ((r / file).resolve() for r in self.roots) if p in self.spec_paths), None)
+        if path is None:  # the workers' rootdir is not the controller's (pytest derives it from option
+            # values that name existing folders, e.g. a --goni-report made after the controller started)
+            path = next((p for p in sorted(self.spec_paths) if p.as_posix().endswith("/" + file.lstrip("/"))), None)
         if path is None:
             return None
         if not self.per_measurement:
@@ -127,7 +130,7 @@ class SpecUnits:
         return units
 
 
-def make_scheduler(config: Any, log: Any, units: SpecUnits) -> Any:
+def make_scheduler(config: Any, log: Any, units: SpecUnits, clock: Any = None) -> Any:
     """A LoadScope scheduler whose scope of a gate is its unit, the longest units sent first and
     checklists last; other tests keep their own behaviour (one test a unit, or their
     ``xdist_group`` under ``--dist loadgroup``)."""
@@ -136,6 +139,12 @@ def make_scheduler(config: Any, log: Any, units: SpecUnits) -> Any:
     loadgroup = config.getvalue("dist") == "loadgroup"
 
     class GoniScheduling(LoadScopeScheduling):
+        def _assign_work_unit(self, node: Any) -> None:
+            if clock is not None and self.workqueue:  # for the timeline: which unit went where, when
+                unit, work = next(iter(self.workqueue.items()))
+                clock.unit_sent(unit, node.gateway.id, list(work), units.cost(unit))
+            super()._assign_work_unit(node)
+
         def _split_scope(self, nodeid: str) -> str:
             unit = units.unit(nodeid)
             if unit is not None:
@@ -152,6 +161,8 @@ def make_scheduler(config: Any, log: Any, units: SpecUnits) -> Any:
                 self.log("**Different tests collected, aborting run**")
                 return None
             self.collection = list(next(iter(self.registered_collections.values())))
+            if clock is not None:
+                clock.mark("scheduled")
             if not self.collection:
                 return None
             work: dict[str, dict[str, bool]] = {}
@@ -213,9 +224,12 @@ class XdistScheduling:
     #: (loadfile / loadscope keep a spec file on one worker, each runs everything everywhere).
     TAKES_OVER = ("load", "loadgroup", "worksteal")
 
-    def __init__(self, units_factory: Callable[[], SpecUnits], verdict_folder: Callable[[], Path]):
+    def __init__(self, units_factory: Callable[[], SpecUnits], verdict_folder: Callable[[], Path],
+                 clock: Any = None, worker_clocks: dict[str, Any] | None = None):
         self.units_factory = units_factory
         self.verdict_folder = verdict_folder
+        self.clock = clock                      # timeline.Clock of the controller
+        self.worker_clocks = worker_clocks if worker_clocks is not None else {}
         self._units: SpecUnits | None = None
         self._folder: Path | None = None  # one for all workers
         self._run_ids: set[str] = set()   # xdist's test-run ids: their crash-marker folders go at the end
@@ -230,7 +244,9 @@ class XdistScheduling:
         run_id = node.workerinput.get("testrunuid")
         if run_id:
             self._run_ids.add(str(run_id))
-        if node.config.getvalue("dist") in self.TAKES_OVER and self.units.per_measurement:
+        # Every worker gets the folder, whatever the units turn out to be: deciding that needs the
+        # GPU count, which is not waited for here (a worker starts only once this returns).
+        if node.config.getvalue("dist") in self.TAKES_OVER:
             if self._folder is None:
                 self._folder = self.verdict_folder()
             node.workerinput["goni_verdicts"] = str(self._folder)
@@ -243,7 +259,19 @@ class XdistScheduling:
     def pytest_xdist_make_scheduler(self, config: Any, log: Any) -> Any:
         if config.getvalue("dist") not in self.TAKES_OVER:
             return None
-        return make_scheduler(config, log, self.units)
+        return make_scheduler(config, log, self.units, self.clock)
+
+    def pytest_testnodeready(self, node: Any) -> None:
+        if self.clock is not None:
+            self.clock.mark(f"{node.gateway.id}_ready")
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """A worker's clock (timeline.Clock), handed over in its workeroutput as it ends."""
+        if self.clock is not None:
+            self.clock.mark(f"{node.gateway.id}_down")
+        clock = getattr(node, "workeroutput", {}).get("goni_clock")
+        if clock is not None:
+            self.worker_clocks[node.gateway.id] = clock
 
 
 class VerdictSharing:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from .registry import REGISTRIES, RegistryClash, load_builtins
 from .report import Collected
 from .runner import Runner
 from .spec import Problem, Spec, SpecError, load_spec
+from .timeline import Clock, build_timeline
 
 SESSION_KEY = pytest.StashKey["GoniSession"]()
 
@@ -89,6 +92,27 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+class InBackground:
+    """``fn()`` started on a thread now, its value (or exception) taken when needed."""
+
+    def __init__(self, fn: Callable[[], Any], name: str):
+        self._out: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the value
+            self._out["error"] = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["value"]
+
+
 def check_profile(specs: list[Path], profile: str) -> None:
     """--goni-profile NAME must be a profile some spec defines (auto, cpu and gpu always are)."""
     if profile in ("auto", "cpu", "gpu"):
@@ -146,6 +170,10 @@ class GoniSession:
         self.builtins: tuple[dict[str, Any], ...] | None = None  # registries before this session's plugins
         self._environment: dict[str, Any] | None = None
         self.sharing: Any = None  # scheduling.VerdictSharing on a worker whose checklists read other workers
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        # when this process did what (timeline.py): "main" under -n 0, as measurements name it
+        self.clock = Clock(worker or ("controller" if self.is_xdist_controller() else "main"))
+        self.worker_clocks: dict[str, dict[str, Any]] = {}  # controller: each worker's clock, at its end
 
     # ---- life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -155,6 +183,7 @@ class GoniSession:
         if not specs and not missing:
             return None
         session = cls(config, specs, missing)
+        session.clock.mark("configured")
         if session.report_dir is not None and not hasattr(config, "workerinput"):
             check_report_dir(session.report_dir, config.getoption("goni_report"))
         check_profile(specs, session.profile)
@@ -168,7 +197,8 @@ class GoniSession:
                 raise pytest.UsageError(f"--goni-compare: {exc}") from None
         config.stash[SESSION_KEY] = session
         config.pluginmanager.register(session, "goni-session")
-        load_builtins()
+        load_builtins()  # imports the built-in kinds (and torch, which some of them import)
+        session.clock.mark("kinds_loaded")
         session.builtins = REGISTRIES.snapshot()
         try:
             config.hook.pytest_goni_register.call_historic(kwargs={"registries": REGISTRIES})
@@ -212,9 +242,13 @@ class GoniSession:
 
         config = self.config
 
+        # Importing torch and starting CUDA take seconds; xdist starts a worker only after
+        # pytest_configure_node returns, so the count runs beside the workers' start-up instead.
+        gpus_counted = InBackground(gpu_count, "goni-gpu-count") if self.is_xdist_controller() else None
+
         def units() -> SpecUnits:
             workers = len(config.getvalue("tx") or []) or int(config.getvalue("numprocesses") or 1)
-            gpus = gpu_count()
+            gpus = gpus_counted.result() if gpus_counted is not None else gpu_count()
             roots = [config.rootpath, config.invocation_params.dir]
             return SpecUnits(roots, self.spec_paths,
                              lambda p: load_spec(p, display_path(config, p), self.profile, gpus > 0),
@@ -229,7 +263,7 @@ class GoniSession:
 
             return Path(tempfile.mkdtemp(prefix="goni-verdicts-"))
 
-        return XdistScheduling(units, verdict_folder)
+        return XdistScheduling(units, verdict_folder, self.clock, self.worker_clocks)
 
     # ---- collection ----------------------------------------------------------------------------
     def is_xdist_controller(self) -> bool:
@@ -320,6 +354,51 @@ class GoniSession:
             self._environment = environment()
         return self._environment
 
+    # ---- the timeline (hooks of this plugin object) ------------------------------------------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.clock.mark("session_start")
+
+    @pytest.hookimpl(trylast=True)  # after xdist's worker has sent its collection to the controller
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.clock.mark("collected")
+        if any(hasattr(item, "spec") and hasattr(item, "gate") for item in session.items):
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Start CUDA on this process's device (context, a first cuBLAS call) before the first gate,
+        while the controller waits for the other workers' collections: it is not counted in the
+        first measurement's seconds, and the timeline shows what it cost."""
+        if not cuda_usable():
+            return
+        from .device import warm_up, worker_device
+
+        self.clock.mark("warmup_start")
+        try:
+            warm_up(worker_device())
+        except Exception as exc:  # noqa: BLE001 - a broken device is the measurements' to report
+            self.clock.mark(f"warmup_failed: {type(exc).__name__}")
+        self.clock.mark("warmup_end")
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if not self.is_xdist_controller():  # the controller hears of workers' gates late: theirs count
+            self.clock.gate_started(nodeid)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if not self.is_xdist_controller():
+            self.clock.gate_finished(nodeid)
+
+    def timeline(self, session: pytest.Session) -> dict[str, Any]:
+        """results.json's ``timeline`` (controller): this process's clock and every worker's."""
+        from .scheduling import share_groups
+
+        units: dict[str, str] = {}
+        for item in session.items:  # -n 0: the units the gates would form under xdist
+            spec = getattr(item, "spec", None)
+            if spec is not None:
+                file = item.nodeid.rpartition("::")[0]
+                units.update({f"{file}::{g}": u for g, u in share_groups(spec.gates, file, True).items()})
+        return build_timeline(self.clock.to_dict(), self.worker_clocks, self.collected.measurements, units)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collected.spec_errors.append((report.nodeid, str(report.longrepr)))
@@ -335,13 +414,16 @@ class GoniSession:
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write results.json and the other reports, and the baseline asked for (controller only)."""
-        if hasattr(self.config, "workerinput"):
+        self.clock.mark("session_finish")
+        if hasattr(self.config, "workerinput"):  # the controller puts it in results.json's timeline
+            self.config.workeroutput["goni_clock"] = self.clock.to_dict()
             return
         from .report.results import build_results, write_reports
         from .scheduling import record_durations
 
         record_durations(self.config, self.collected.measurements, self.collected.specs)  # next run's order
         self.collected.complete, self.collected.incomplete_reason = completeness(session, exitstatus)
+        self.collected.timeline = self.timeline(session)
         env = self.environment()
         written = write_reports(self.collected, self.report_dir, env)
         save = self.config.getoption("goni_save")

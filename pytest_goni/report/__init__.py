@@ -21,6 +21,8 @@ class Collected:
     #: (rewritten as each gate finishes) says it is partial and why.
     complete: bool = False
     incomplete_reason: str | None = None
+    #: when each process did what (timeline.build_timeline), set when the session ends
+    timeline: dict[str, Any] | None = None
 
     def add(self, result: GateResult, spec: dict[str, Any], measurements: dict[str, Any]) -> None:
         self.specs.setdefault(spec["id"], spec)

@@ -77,9 +77,12 @@ def build_results(run: Collected, env: dict[str, Any]) -> dict[str, Any]:
     done = len(run.results)
     reason = None if run.complete else (run.incomplete_reason or f"{RUNNING} ({done} gate result"
                                                                   f"{'s' * (done != 1)} so far)")
-    return {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
-            "spec_errors": [{"file": f, "message": m} for f, m in run.spec_errors],
-            "complete": run.complete, "incomplete_reason": reason}
+    out = {"goni_results_version": GONI_RESULTS_VERSION, "environment": env, "specs": specs,
+           "spec_errors": [{"file": f, "message": m} for f, m in run.spec_errors],
+           "complete": run.complete, "incomplete_reason": reason}
+    if run.timeline is not None:
+        out["timeline"] = run.timeline
+    return out
 
 
 #: What an unfinished results.json says until the run ends (it stays if the run is killed).

@@ -31,7 +31,7 @@ PACKAGES = {"pytest_goni": ROOT / "pytest_goni", "pytest_goni.models": ROOT / "m
 
 FLOORS: list[tuple[str, ...]] = [
     ("pytest_goni", "status", "jsonsafe", "units", "yaml_positions", "registry", "stats", "timing", "device",
-     "progress", "plots", "scheduling", "hookspecs", "schema", "optional"),
+     "progress", "plots", "scheduling", "hookspecs", "schema", "optional", "timeline"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
      "inference", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec", "spec_schema"),

@@ -125,3 +125,76 @@ def test_units_follow_shared_measurements_and_checklists() -> None:
                      "all": "s.yaml::checklist:all"}
     assert spreads_measurements("auto", 2, 2) and not spreads_measurements("auto", 4, 2)
     assert not spreads_measurements("auto", 2, 0) and spreads_measurements("measurement", 2, 0)
+
+
+# ---- the timeline: where an xdist run's wall time went ----------------------------------------------
+ORDER = ("process_start", "configured", "kinds_loaded", "session_start", "collected", "first_gate",
+         "last_gate_end", "session_finish")
+
+
+def _in_order(events: dict) -> None:
+    times = [events[e] for e in ORDER]
+    assert times == sorted(times), events
+
+
+def test_timeline_says_when_each_worker_did_what(goni: pytest.Pytester) -> None:
+    """results.json's timeline: each process's events in order, every unit sent to the worker where
+    its measurement really ran (where.log), each measurement inside its worker's gates, all of it
+    schema-valid; a gate's unit ran after it was sent."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib import resources
+
+    res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "2", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=9, failed=2)
+    schema = json.loads(resources.files("pytest_goni.schema").joinpath("results.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    tl = data["timeline"]
+    procs = tl["processes"]
+    assert set(procs) == {"controller", "gw0", "gw1"} and tl["process_start_from"] in ("/proc", "module import")
+    for w in ("gw0", "gw1"):
+        _in_order(procs[w])
+        assert procs["controller"]["session_start"] <= procs[w]["process_start"]  # xdist starts workers then
+        assert procs[w]["session_finish"] <= procs["controller"]["session_finish"]
+    assert procs["controller"]["process_start"] == 0.0 <= procs["controller"]["session_start"]
+    ran = {w[0].split(".", 1)[1]: w[1] for w in where}
+    units = {u["unit"].rpartition("::")[2]: u for u in tl["units"]}
+    unit_of = {"m1": "m1", "m2": "m2", "m3": "m3", "m4": "m3"}  # c3-and-d4 reads m3 and m4: one unit
+    assert {m: units[unit_of[m]]["worker"] for m in ran} == ran  # each measurement's unit went where it ran
+    assert sum(u["gates"] for u in tl["units"]) == 11 and len(tl["gates"]) == 11
+    for u in tl["units"]:
+        assert u["sent"] <= u["start"] <= u["end"], u
+    for m in tl["measurements"]:
+        w = procs[m["worker"]]
+        assert w["first_gate"] <= m["start"] < m["end"] <= w["last_gate_end"], (m, w)
+        assert m["end"] - m["start"] >= 0.39  # the kind sleeps 0.4 s
+
+
+def test_timeline_of_a_serial_run(goni: pytest.Pytester) -> None:
+    res, where, data = _run(goni, {"w.yaml": "w"}, "-n", "0")
+    res.assert_outcomes(passed=9, failed=2)
+    tl = data["timeline"]
+    assert list(tl["processes"]) == ["main"]
+    _in_order(tl["processes"]["main"])
+    # the units the gates would form under xdist, in the order they ran
+    assert {u["unit"].rpartition("::")[2] for u in tl["units"]} >= {"m1", "m2", "m3"}
+    assert all(u["worker"] == "main" and u["start"] <= u["end"] for u in tl["units"])
+    assert [m["measurement"] for m in tl["measurements"]] == [w[0] for w in where]  # in the order they ran
+
+
+def test_workers_with_another_rootdir_still_get_whole_units(goni: pytest.Pytester) -> None:
+    """pytest derives the rootdir from option values naming existing folders: a --goni-report folder
+    outside the project, created by the controller, gives the workers another rootdir (and other node
+    ids) than the controller's. Units must still be whole: each measurement once, its gates with it."""
+    goni.path.joinpath("w.yaml").write_text(textwrap.dedent(WHERE.format(id="w")))
+    out = goni.path.parent / f"{goni.path.name}-elsewhere" / "out"  # not there when pytest starts
+    res = goni.runpytest_subprocess("--goni-spec", "w.yaml", "--goni-report", str(out), "-v", "-p", "no:randomly",
+                                    "-n", "2", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=9, failed=2)
+    where = [line.split() for line in (goni.path / "where.log").read_text().splitlines()]
+    data = json.loads((out / "results.json").read_text())
+    gates = {k.rpartition("::")[2]: v for k, v in _gate_workers(res.stdout.str()).items()}
+    assert sorted(w[0] for w in where) == [f"w.m{i}" for i in range(1, 5)]  # each exactly once
+    ran = {w[0].split(".", 1)[1]: w[1] for w in where}
+    for m, readers in READERS.items():
+        assert {gates[g] for g in readers} == {ran[m]}, (m, readers)
+    assert {u["unit"].rpartition("::")[2] for u in data["timeline"]["units"]} >= {"m1", "m2", "m3"}
