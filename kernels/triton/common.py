@@ -60,3 +60,20 @@ def state_out(output_final_state: bool, b: int, h: int, dk: int, dv: int, ref: t
     if output_final_state:
         return torch.empty(b, h, dk, dv, device=ref.device, dtype=torch.float32)
     return None
+
+
+def chunk_reverse_cumsum(x: torch.Tensor, chunk: int, boundary: torch.Tensor) -> torch.Tensor:
+    """Per token t of chunk m: sum of x over t..(end of chunk m) plus boundary[:, m] (float32).
+
+    x: [B, T, H] or [B, T, H, Dk]; boundary: [B, NT, H] or [B, NT, H, Dk], the gradient of the log-decay
+    summed over every token after chunk m, i.e. sum(S ⊙ dS) over the state that leaves chunk m (computed
+    from the state and its gradient, not by summing x over the rest of T: that long sum of large
+    terms of both signs cancels, and the dots' rounding in x grows with T).
+    """
+    b, t = x.shape[:2]
+    nt = boundary.shape[1]
+    pad = nt * chunk - t
+    xp = torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, pad)) if pad else x
+    xc = xp.reshape(b, nt, chunk, *x.shape[2:])
+    out = xc.flip(2).cumsum(2).flip(2) + boundary[:, :, None]
+    return out.reshape(b, nt * chunk, *x.shape[2:])[:, :t]

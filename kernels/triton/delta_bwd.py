@@ -11,8 +11,11 @@ then per chunk in parallel (WY backward), with dX = dU (beta V)^T + dW (beta e^b
   dV = beta X^T dU,  dK += beta e^b X^T dW + M K + M^T K,  dA = -X^T dX X^T (strictly lower),
   M = dA * beta_i e^{b_i - b_j},  dbeta = rows of V X^T dU + e^b K X^T dW + (dA * e^{b_i - b_j} K K^T).
 The decay needs no bookkeeping of its own: with S~_t = e^{-B_t} S_t (B the global cumsum of g) the
-recurrence is the plain delta rule on q e^B and v e^-B, so dL/dB_t = q_t.dq_t - v_t.dv_t and dg is
-its reverse cumsum over T plus sum(S_T dS_T).
+recurrence is the plain delta rule on q e^B and v e^-B, so dL/dB_t = q_t.dq_t - v_t.dv_t, and dg_t is
+its reverse cumsum over the rest of t's chunk plus dL/dB summed over every later token, which is
+sum(S dS) over the state entering the next chunk (scaling that state by e^d is adding d to B from
+there on; the final state's sum(S_T dS_T) for the last chunk). Summing q.dq - v.dv over all of T
+instead cancels: bf16 / tf32 rounding in dq, dv grows with T (gate error 7e-2 at T 1000, bf16).
 
 Stored and recomputed: the forward keeps only its inputs. The backward recomputes U and W (`wy.wy`),
 then walks the chunks once forward storing the state before every chunk ([B*H, N, Dk, Dv] float32,
@@ -28,7 +31,7 @@ import triton
 import triton.language as tl
 
 from . import wy
-from .common import chunk_log_decay, decayed_scores, dot_precision, tiles
+from .common import chunk_log_decay, chunk_reverse_cumsum, decayed_scores, dot_precision, tiles
 
 # The backward recomputes U, W and the states itself, so it picks its own chunk: 32 (at 64 the
 # reverse walk's [C, Dk] float32 tiles spill 1.6-3.4 KB on sm_90, ptxas of Triton 3.9; at 32 with
@@ -85,11 +88,12 @@ def _add(ptr, x, mask, ATOMIC: tl.constexpr):
 
 @triton.jit
 def _reverse_walk_kernel(q_ptr, k_ptr, w_ptr, g_ptr, do_ptr, unew_ptr, states_ptr, dht_ptr,
-                         dq_ptr, dk_ptr, dw_ptr, du_ptr, dh0_ptr, scale, T, H, DK, DV, NT,
+                         dq_ptr, dk_ptr, dw_ptr, du_ptr, dh0_ptr, bnd_ptr, scale, B, T, H, DK, DV, NT,
                          C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_G: tl.constexpr,
                          HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, ATOMIC: tl.constexpr,
                          PRECISION: tl.constexpr):
-    """Reverse over all chunks: dQ, dK (walk part), dW (value-block partial sums), dU, dS."""
+    """Reverse over all chunks: dQ, dK (walk part), dW (value-block partial sums), dU, dS, and
+    sum(S dS) over the state before every chunk (this value block's part, bnd [NV, B, NT, H])."""
     iv = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -140,6 +144,8 @@ def _reverse_walk_kernel(q_ptr, k_ptr, w_ptr, g_ptr, do_ptr, unew_ptr, states_pt
         qd = (q.to(tl.float32) * eq * scale).to(do.dtype)
         ds = ds * tl.exp(blast) + tl.dot(tl.trans(qd), do, input_precision=PRECISION)
         ds -= tl.dot(tl.trans(ww), du.to(ww.dtype), input_precision=PRECISION)
+        if HAS_G:
+            tl.store(bnd_ptr + ((iv * B + b) * NT + n) * H + h, tl.sum(tl.sum(s * ds, 1), 0))
     if STORE_DH0:
         tl.store(dh0_ptr + bh * DK * DV + sp, ds, mask=m2)
 
@@ -242,9 +248,10 @@ def delta_bwd(q, k, v, g, beta, do, dht, scale, *, initial_state, chunk: int = C
     du = torch.empty(b, t, h, dv_, device=dev, dtype=torch.float32)
     dh0 = torch.empty(b, h, dk_, dv_, device=dev, dtype=torch.float32) if need_dh0 else None
     dht_ = dht.float().contiguous() if dht is not None else None
+    bnd = torch.empty(nv, b, nt, h, device=dev, dtype=torch.float32) if g is not None else st
     _reverse_walk_kernel[(nv, b * h)](q, k, w_wy, gp, do, unew, states, dht_ if dht_ is not None else st,
-                                      dq_w, dk_w, dw, du, dh0 if dh0 is not None else st, scale, t, h, dk_, dv_,
-                                      nt, HAS_DHT=dht_ is not None, STORE_DH0=dh0 is not None, ATOMIC=atomic,
+                                      dq_w, dk_w, dw, du, dh0 if dh0 is not None else st, bnd, scale, b, t, h,
+                                      dk_, dv_, nt, HAS_DHT=dht_ is not None, STORE_DH0=dh0 is not None, ATOMIC=atomic,
                                       **common)
     del states
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -256,9 +263,8 @@ def delta_bwd(q, k, v, g, beta, do, dht, scale, *, initial_state, chunk: int = C
                                 INV_PRECISION="tf32x3" if q.dtype == torch.float32 else "tf32", num_warps=8,
                                 num_stages=stages)
     dg = None
-    if g is not None:
-        dg = db.flip(1).cumsum(1).flip(1)
-        if dht is not None:
-            dg += (st * dht.float()).sum((-1, -2))[:, None]
-        dg = dg.to(g.dtype)
+    if g is not None:  # bnd[:, :, n]: sum(S dS) before chunk n, i.e. dL/dB summed from chunk n on
+        last = (st * dht.float()).sum((-1, -2)) if dht is not None else torch.zeros(b, h, device=dev)
+        bnd = torch.cat((bnd.sum(0)[:, 1:], last[:, None]), 1)
+        dg = chunk_reverse_cumsum(db, chunk, bnd).to(g.dtype)
     return dq, dk, dv, dg, dbeta, dh0
