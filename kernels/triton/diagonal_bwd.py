@@ -10,8 +10,11 @@ Backward, with dS the gradient of the state after the chunk:
   dS_before = diag(e^{b_C}) dS + scale (Q e^bq)^T dO            (reverse walk)
 with dP = dO V^T (causal; strictly causal for RWKV-6). The gradient of the log-decay needs no
 walk of its own: every decay enters as q e^{B_i} and k e^{-B_j} of the global cumsum B, so
-dL/dB_t = q_t dq_t - k_t dk_t (RWKV-6: the query term belongs to B_{t-1}) and dg is its reverse
-cumsum over T, plus sum(S_T dS_T) for every t when the final state has a gradient.
+dL/dB_t = q_t dq_t - k_t dk_t (RWKV-6: the query term belongs to B_{t-1}), and dg_t is its sum over
+the rest of t's chunk plus dL/dB summed over every later token, which is sum_v(S dS) of the state
+entering the next chunk (scaling it by e^d per key is adding d to B from there on; sum_v(S_T dS_T)
+for the last chunk). Summing q dq - k dk over all of T instead cancels, and the dots' tf32 / bf16
+rounding in dq, dk grows with T: 6.4e-3 relative at T 1000 in float32 (tf32), against 1.7e-3 here.
 
 What is stored and what is recomputed: the forward keeps its inputs, the segment start states it
 already had ([NSEG, B*H, Dk, Dv], one per segment, none for a one-segment plan) and, for the
@@ -19,12 +22,14 @@ vector decays, the intra-chunk pairwise term A ([B, H, T, C] float32, for dV). T
 recomputes the states before every chunk in a forward walk from the segment starts (dQ's state
 term); the state gradients run as the forward does in reverse: a summary walk per segment from
 zero (last chunk first), the diagonal carry across segments in reverse order (its last value is
-the initial state's gradient), then the reverse output walk of every segment in parallel. Nothing
-of size T x Dk x Dv is stored. dQ, dK, dV accumulate in float32 buffers (the intra kernel writes,
-the walks add); when one value block holds all of Dv the last reverse walk finishes them (inputs'
-dtype, dL/dB, RWKV-6's bonus terms), else the key-side sums are atomic adds and torch finishes.
+the initial state's gradient), then the reverse output walk of every segment in parallel. The dQ
+walk stores the state before every chunk ([B*H, T/C, Dk, Dv] float32, freed on return: 4 Dk Dv bytes
+per chunk and head) for the output walk's sum_v(S dS); nothing of size T x Dk x Dv. dQ, dK, dV
+accumulate in float32 buffers (the intra kernel writes, the walks add); when one value block holds
+all of Dv the last reverse walk finishes them (inputs' dtype, dL/dB, RWKV-6's bonus terms), else
+the key-side sums are atomic adds and torch finishes.
 Launches: intra, dQ walk, then the reverse walk alone (one segment) or summary, carry, output; then
-the reverse cumsum of dL/dB over T in torch.
+the chunk-local reverse cumsum of dL/dB in torch.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import triton
 import triton.language as tl
 
 from . import segments
-from .common import chunk_log_decay, dot_precision, tiles
+from .common import chunk_log_decay, chunk_reverse_cumsum, dot_precision, tiles
 
 SUB = 16  # row block of the vector-decay intra kernel (as `intra.pairwise`)
 # Walks: one value block of up to 128 (all of Dv for the models' heads: no atomics, the last walk
@@ -268,10 +273,11 @@ def _add(ptr, x, mask, ATOMIC: tl.constexpr):
 
 
 @triton.jit
-def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, scale, T, H, DK, DV, L, NT,
+def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, states_ptr, scale, T, H, DK, DV, L, NT,
                     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr,
                     SHIFT_Q: tl.constexpr, PREC: tl.constexpr, HAS_SIN: tl.constexpr, ATOMIC: tl.constexpr):
-    """Forward walk of one segment and value block from its start state: dQ += scale (dO S^T) e^bq."""
+    """Forward walk of one segment and value block from its start state: dQ += scale (dO S^T) e^bq;
+    stores S before every chunk (states [B*H, NT, Dk, Dv], for the decay's gradient)."""
     iv = tl.program_id(0)
     seg = tl.program_id(1)
     bh = tl.program_id(2)
@@ -289,12 +295,14 @@ def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, scale, T, H, D
     else:
         s = tl.zeros([BK, BV], dtype=tl.float32)
     lower = (oc[:, None] >= oc[None, :]).to(tl.float32)
+    sp = ok[:, None] * DV + ov[None, :]
     for c in range(seg * L, tl.minimum(seg * L + L, NT)):
         t = c * C + oc
         mt = t < T
         row = (b * T + t) * H + h
         mtk = mt[:, None] & mk[None, :]
         mtv = mt[:, None] & mv[None, :]
+        tl.store(states_ptr + (bh * NT + c).to(tl.int64) * DK * DV + sp, s, mask=m2)
         k = tl.load(k_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
         v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
         do = tl.load(do_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
@@ -311,15 +319,17 @@ def _dq_walk_kernel(k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, sin_ptr, scale, T, H, D
 
 @triton.jit
 def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr, dout_ptr, dsum_ptr,
-                     dq_ptr, dqo_ptr, dko_ptr, dvo_ptr, db_ptr, qdq_ptr, u_ptr, du_ptr, scale,
-                     T, H, DK, DV, L, NT, NSEG,
+                     dq_ptr, dqo_ptr, dko_ptr, dvo_ptr, db_ptr, qdq_ptr, u_ptr, du_ptr, states_ptr, bnd_ptr, scale,
+                     B, T, H, DK, DV, L, NT, NSEG,
                      C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SCALAR: tl.constexpr,
                      SHIFT_Q: tl.constexpr, PREC: tl.constexpr, OUTPUT: tl.constexpr, HAS_DIN: tl.constexpr,
                      STORE_DS: tl.constexpr, STORE_D: tl.constexpr, ATOMIC: tl.constexpr, FINISH: tl.constexpr,
                      BONUS: tl.constexpr):
     """Reverse walk of one segment (last chunk first) and value block. dS starts from din[NSEG-1-seg]
     (the gradient at the segment's end) or zero; OUTPUT adds dK, dV; STORE_DS / STORE_D write the
-    gradient at the segment's start and its total log-decay, both at the reversed index.
+    gradient at the segment's start and its total log-decay, both at the reversed index. OUTPUT also
+    stores sum(S dS) over the state before every chunk (the dq walk's states; this value block's
+    part, bnd [NV, B, NT, H] or [NV, B, NT, H, Dk]).
 
     FINISH (one value block: the program sees all of Dv): this is the last writer, so it stores dQ,
     dK, dV in the inputs' dtype, dL/dB = q dq - k dk (float32; per token for a scalar decay) and,
@@ -400,6 +410,14 @@ def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr
             ds = ds * tl.exp(blast)[:, None]
         ds += tl.dot(tl.trans(qd.to(do.dtype)), do)
         dacc += blast
+        if OUTPUT:
+            sb = tl.load(states_ptr + (bh * NT + c).to(tl.int64) * DK * DV + ok[:, None] * DV + ov[None, :],
+                         mask=m2, other=0.0)
+            bi = ((iv * B + b) * NT + c) * H + h
+            if SCALAR:
+                tl.store(bnd_ptr + bi, tl.sum(tl.sum(sb * ds, 1), 0))
+            else:
+                tl.store(bnd_ptr + bi * DK + ok, tl.sum(sb * ds, 1), mask=mk)
     if STORE_DS:
         tl.store(dout_ptr + sp, ds, mask=m2)
     if BONUS:
@@ -410,10 +428,6 @@ def _dkv_walk_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dk_ptr, dv_ptr, din_ptr
                 tl.store(dsum_ptr + (NSEG - 1 - seg) * nbh + bh, dacc)
             else:
                 tl.store(dsum_ptr + ((NSEG - 1 - seg) * nbh + bh) * DK + ok, dacc, mask=mk)
-
-
-def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x.flip(dim).cumsum(dim).flip(dim)
 
 
 def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_len: int, starts, initial_state,
@@ -456,7 +470,8 @@ def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_le
     else:
         sin, has_sin = q, False
     grid = (nv, nseg, b * h)
-    _dq_walk_kernel[grid](k, v, g, do, dq, sin, scale, t, h, dk_, dv_, seg_len, nt, HAS_SIN=has_sin,
+    states = torch.empty(b * h, nt, dk_, dv_, device=dev, dtype=torch.float32)
+    _dq_walk_kernel[grid](k, v, g, do, dq, sin, states, scale, t, h, dk_, dv_, seg_len, nt, HAS_SIN=has_sin,
                           ATOMIC=nv > 1, **common)
     dh0 = torch.empty(b, h, dk_, dv_, device=dev, dtype=torch.float32) if need_dh0 else None
     dht_ = dht.float().contiguous() if dht is not None else None
@@ -470,21 +485,23 @@ def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_le
         outs, db, qdq, du_part = (q, q, q), q, q, q
     fin = dict(dq_ptr=dq, dqo_ptr=outs[0], dko_ptr=outs[1], dvo_ptr=outs[2], db_ptr=db, qdq_ptr=qdq,
                u_ptr=u if u is not None else q, du_ptr=du_part, FINISH=finish, BONUS=finish and u is not None)
+    bnd = torch.empty((nv, b, nt, h) if scalar else (nv, b, nt, h, dk_), device=dev, dtype=torch.float32)
+    fin.update(states_ptr=states, bnd_ptr=bnd)
     no_fin = dict(fin, FINISH=False, BONUS=False)
     if nseg == 1:
         _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, dht_ if dht_ is not None else q,
-                               dh0 if dh0 is not None else q, q, scale=scale, T=t, H=h, DK=dk_, DV=dv_, L=seg_len,
+                               dh0 if dh0 is not None else q, q, scale=scale, B=b, T=t, H=h, DK=dk_, DV=dv_, L=seg_len,
                                NT=nt, NSEG=1, OUTPUT=True, HAS_DIN=dht_ is not None, STORE_DS=dh0 is not None,
                                STORE_D=False, ATOMIC=nv > 1, **fin, **common)
     else:
         summ = torch.empty(nseg, b * h, dk_, dv_, device=dev, dtype=torch.float32)
         dsum = torch.empty((nseg, b * h) if scalar else (nseg, b * h, dk_), device=dev, dtype=torch.float32)
-        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, q, summ, dsum, scale=scale, T=t, H=h, DK=dk_, DV=dv_,
-                               L=seg_len, NT=nt, NSEG=nseg, OUTPUT=False, HAS_DIN=False, STORE_DS=True,
+        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, q, summ, dsum, scale=scale, B=b, T=t, H=h, DK=dk_,
+                               DV=dv_, L=seg_len, NT=nt, NSEG=nseg, OUTPUT=False, HAS_DIN=False, STORE_DS=True,
                                STORE_D=True, ATOMIC=False, **no_fin, **common)
         segments.carry_diagonal(summ, dsum, dht_, dh0)
-        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, summ, q, q, scale=scale, T=t, H=h, DK=dk_, DV=dv_,
-                               L=seg_len, NT=nt, NSEG=nseg, OUTPUT=True, HAS_DIN=True, STORE_DS=False,
+        _dkv_walk_kernel[grid](q, k, v, g, do, dk, dv, summ, q, q, scale=scale, B=b, T=t, H=h, DK=dk_,
+                               DV=dv_, L=seg_len, NT=nt, NSEG=nseg, OUTPUT=True, HAS_DIN=True, STORE_DS=False,
                                STORE_D=False, ATOMIC=nv > 1, **fin, **common)
     du = None
     if finish:
@@ -503,11 +520,16 @@ def diagonal_bwd(q, k, v, g, do, dht, scale, *, scalar: bool, chunk: int, seg_le
             dq += dpd * uf * k.float()
             dk += dpd * uf * q.float()
         dq, dk, dv = dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
-    # dL/dB_t = q_t dq_t - k_t dk_t (the query term at t-1 when it reads S_{t-1}); dg = reverse cumsum
-    dg = _reverse_cumsum(db, 1)
+    del states
+    # dL/dB_t = q_t dq_t - k_t dk_t (the query term at t-1 when it reads S_{t-1}); dg_t = its sum over
+    # the rest of t's chunk + sum(S dS) of the state entering the next chunk (bnd[:, :, c]: before chunk c)
+    if dht is not None and final_state is not None:
+        last = (final_state * dht.float()).sum(-1)  # [B, H, Dk]
+        last = last.sum(-1) if scalar else last
+    else:
+        last = torch.zeros(bnd.shape[1:2] + bnd.shape[3:], device=dev)
+    bnd = torch.cat((bnd.sum(0)[:, 1:], last[:, None]), 1)
+    dg = chunk_reverse_cumsum(db, chunk, bnd)
     if shift_q:
         dg -= qdq
-    if dht is not None and final_state is not None:
-        fs = (final_state * dht.float()).sum(-1)  # [B, H, Dk]
-        dg += (fs.sum(-1) if scalar else fs)[:, None]
     return dq, dk, dv, dg.to(g.dtype), du, dh0
