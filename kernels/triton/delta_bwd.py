@@ -17,6 +17,11 @@ sum(S dS) over the state entering the next chunk (scaling that state by e^d is a
 there on; the final state's sum(S_T dS_T) for the last chunk). Summing q.dq - v.dv over all of T
 instead cancels: bf16 / tf32 rounding in dq, dv grows with T (gate error 7e-2 at T 1000, bf16).
 
+Precision (bf16 inputs): U and u = U - W S stay float32 and enter the state update and dP = dO u^T
+(and u dS^T) split into two bf16 halves: u is a small difference of large terms, and rounding it or
+U to bf16 put 1.4e-2 into dq, dk and 2.2e-2 into dg at T 1000, D 128 (now 0.9e-2 and 1.1e-2,
+emulated: `benchmarks/grad_precision.py`).
+
 Stored and recomputed: the forward keeps only its inputs. The backward recomputes U and W (`wy.wy`),
 then walks the chunks once forward storing the state before every chunk ([B*H, N, Dk, Dv] float32,
 freed when the backward returns) and u = U - W S; the reverse walk reads them. Both walks run one
@@ -43,7 +48,7 @@ CHUNK, BV, WARPS = 32, 64, 8
 def _state_walk_kernel(k_ptr, uw_ptr, w_ptr, g_ptr, s0_ptr, states_ptr, unew_ptr, st_ptr, T, H, DK, DV, NT,
                        C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_G: tl.constexpr,
                        HAS_S0: tl.constexpr, PRECISION: tl.constexpr):
-    """Forward over all chunks: stores S before each chunk, u = U - W S, and the final state."""
+    """Forward over all chunks: stores S before each chunk, u = U - W S (float32), the final state."""
     iv = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -71,11 +76,23 @@ def _state_walk_kernel(k_ptr, uw_ptr, w_ptr, g_ptr, s0_ptr, states_ptr, unew_ptr
         uu = tl.load(uw_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
         bc, blast = chunk_log_decay(g_ptr, row, mt, HAS_G, C)
         u = uu.to(tl.float32) - tl.dot(ww, s.to(k.dtype), input_precision=PRECISION)
-        ud = u.to(k.dtype)
-        tl.store(unew_ptr + row[:, None] * DV + ov[None, :], ud, mask=mtv)
+        tl.store(unew_ptr + row[:, None] * DV + ov[None, :], u, mask=mtv)
         kd = (k.to(tl.float32) * tl.exp(blast - bc)[:, None]).to(k.dtype)
-        s = s * tl.exp(blast) + tl.dot(tl.trans(kd), ud, input_precision=PRECISION)
+        s = s * tl.exp(blast) + _dot_split(tl.trans(kd), u)
     tl.store(st_ptr + bh * DK * DV + sp, s, mask=m2)
+
+
+@triton.jit
+def _dot_split(a, b):
+    """a (the inputs' dtype) @ b (float32), b split into hi + lo of a's dtype (~16 mantissa bits for
+    bf16: u = U - W S is a small difference, one bf16 rounding of it is 1e-2 of dq); float32 a: tf32x3."""
+    if a.dtype == tl.float32:
+        out = tl.dot(a, b, input_precision="tf32x3")
+    else:
+        hi = b.to(a.dtype)
+        lo = (b - hi.to(tl.float32)).to(a.dtype)
+        out = tl.dot(a, hi) + tl.dot(a, lo)
+    return out
 
 
 @triton.jit
@@ -131,11 +148,11 @@ def _reverse_walk_kernel(q_ptr, k_ptr, w_ptr, g_ptr, do_ptr, unew_ptr, states_pt
         kd = (k.to(tl.float32) * ek).to(k.dtype)
         du = tl.dot(tl.trans(att).to(do.dtype), do, input_precision=PRECISION)
         du += tl.dot(kd, ds.to(k.dtype), input_precision=PRECISION)
-        dp = tl.dot(do, tl.trans(u), input_precision=PRECISION) * dmat * scale
+        dp = _dot_split(do, tl.trans(u)) * dmat * scale
         dq = tl.dot(do, tl.trans(s.to(do.dtype)), input_precision=PRECISION) * eq * scale
         dq += tl.dot(dp.to(k.dtype), k, input_precision=PRECISION)
         dk = tl.dot(tl.trans(dp).to(q.dtype), q, input_precision=PRECISION)
-        dk += tl.dot(u, tl.trans(ds.to(u.dtype)), input_precision=PRECISION) * ek
+        dk += tl.trans(_dot_split(ds.to(k.dtype), tl.trans(u))) * ek
         dw = -tl.dot(du.to(k.dtype), tl.trans(s.to(k.dtype)), input_precision=PRECISION)
         _add(dq_ptr + row[:, None] * DK + ok[None, :], dq, mtk, ATOMIC)
         _add(dk_ptr + row[:, None] * DK + ok[None, :], dk, mtk, ATOMIC)
@@ -231,7 +248,7 @@ def delta_bwd(q, k, v, g, beta, do, dht, scale, *, initial_state, chunk: int = C
     nv = triton.cdiv(dv_, bv)
     prec = dot_precision(q.dtype)
     stages = 1 if q.element_size() == 4 else 2
-    u_wy, w_wy, _ = wy.wy(k, v, g, beta, chunk)
+    u_wy, w_wy, _ = wy.wy(k, v, g, beta, chunk, u_dtype=torch.float32)
     states = torch.empty(b * h, nt, dk_, dv_, device=dev, dtype=torch.float32)
     unew = torch.empty_like(u_wy)
     st = torch.empty(b, h, dk_, dv_, device=dev, dtype=torch.float32)

@@ -66,12 +66,14 @@ PRECISIONS = ("tf32", "tf32x3", "ieee")  # tl.dot input precisions of float32 op
 
 
 def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Tensor, chunk: int,
-       inv_precision: str | None = None, num_warps: int = 8, q: torch.Tensor | None = None):
+       inv_precision: str | None = None, num_warps: int = 8, q: torch.Tensor | None = None,
+       u_dtype: torch.dtype | None = None):
     """(U [B, T, H, Dv], W [B, T, H, Dk], att) in k's dtype; k, v (and q) contiguous [B, T, H, D].
 
     inv_precision: tl.dot precision of the [C, C] inverse's float32 products ("tf32" for 16-bit
-    inputs, "tf32x3" for float32 ones unless given). With q given, att [B, T, H, C] holds each
-    chunk's decayed causal scores for the output walk (else att is None).
+    inputs, "tf32x3" for float32 ones unless given). u_dtype: U's dtype if not k's (the backward keeps
+    U in float32: u = U - W S cancels, and U's bf16 rounding became 1e-2 of dq). With q given,
+    att [B, T, H, C] holds each chunk's decayed causal scores for the output walk (else att is None).
     """
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
@@ -79,7 +81,7 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
         raise ValueError(f"inv_precision must be one of {PRECISIONS}, got {inv_precision!r}")
     b, t, h, dk = k.shape
     dv = v.shape[-1]
-    u = torch.empty(b, t, h, dv, device=k.device, dtype=k.dtype)
+    u = torch.empty(b, t, h, dv, device=k.device, dtype=u_dtype or k.dtype)
     w = torch.empty(b, t, h, dk, device=k.device, dtype=k.dtype)
     att = torch.empty(b, t, h, chunk, device=k.device, dtype=k.dtype) if q is not None else None
     prec = dot_precision(k.dtype)
