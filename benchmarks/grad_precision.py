@@ -27,8 +27,12 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def measure(op: str, dtype: str, b: int, t: int, h: int, d: int, tf32: str, emulate: bool = True,
             ref_cache: dict | None = None) -> dict[str, float]:
-    """{gradient name: rel err} of the Triton backward (interpreted, GPU dot rounding) at one shape."""
-    a = testing.make_inputs(op, b, t, h, d, d, dtype=DTYPES[dtype], seed=65)
+    """{gradient name: rel err} of the Triton backward (interpreted, GPU dot rounding) at one shape.
+
+    As the GPU test (`test_gpu_grads_model_shapes`): bf16 values held in float32, one float64
+    reference per op for both dtypes (cached in `ref_cache`), seeds 65 / 6."""
+    a = testing.make_inputs(op, b, t, h, d, d, seed=65)
+    a = {n: x.bfloat16().float() for n, x in a.items()}
     s0 = testing.random_state(b, h, d, d)
 
     def ours(initial_state=None, **x):
@@ -37,7 +41,7 @@ def measure(op: str, dtype: str, b: int, t: int, h: int, d: int, tf32: str, emul
     def ref(initial_state=None, **x):
         return testing.REFERENCE[op](**{n: y.double() for n, y in x.items()}, initial_state=initial_state.double())
 
-    key = (op, dtype, b, t, h, d)
+    key = (op, b, t, h, d)
     if ref_cache is not None and key in ref_cache:
         expected = ref_cache[key]
     else:
@@ -45,7 +49,7 @@ def measure(op: str, dtype: str, b: int, t: int, h: int, d: int, tf32: str, emul
         if ref_cache is not None:
             ref_cache[key] = expected
     with gpu_dots.gpu_dot_rounding(tf32) if emulate else _nothing():
-        got = testing.grads(ours, a, s0, seed=6)
+        got = testing.grads(ours, {n: x.to(DTYPES[dtype]) for n, x in a.items()}, s0, seed=6)
     return {n: testing.rel_err(got[n], expected[n]) for n in got}
 
 
@@ -73,10 +77,11 @@ def main() -> None:
     segments._sms.cache_clear()
     segments._sms = lambda device_type, index: args.sms  # noqa: E731 - the emulated GPU's segment plan
     torch.set_num_threads(1)
+    cache: dict = {}
     for op in args.ops:
         for dt in args.dtypes:
             t0 = time.perf_counter()
-            errs = measure(op, dt, args.b, args.t, args.h, args.d, args.tf32, emulate=not args.exact)
+            errs = measure(op, dt, args.b, args.t, args.h, args.d, args.tf32, not args.exact, cache)
             worst = max((e, n) for n, e in errs.items() if n != "o")
             ok = "ok  " if worst[0] <= TOL[dt] else "FAIL"
             detail = " ".join(f"{n}={e:.2e}" for n, e in errs.items())

@@ -107,9 +107,12 @@ def grads(fn, args: dict[str, Tensor], initial_state: Tensor | None = None, seed
     s0 = None if initial_state is None else initial_state.detach().clone().requires_grad_()
     o, s = fn(**leaves, initial_state=s0)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    loss = (o * torch.randn(o.shape, generator=gen).to(o)).sum()
+
+    def weights(shape):  # bf16 values: the same weights whether o is bf16, fp16, fp32 or float64
+        return torch.randn(shape, generator=gen).bfloat16().float()
+    loss = (o * weights(o.shape).to(o)).sum()
     if state_grad:
-        loss = loss + (s * torch.randn(s.shape, generator=gen).to(s)).sum()
+        loss = loss + (s * weights(s.shape).to(s)).sum()
     loss.backward()
     out = {n: x.grad for n, x in leaves.items()}
     if s0 is not None:
