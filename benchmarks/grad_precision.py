@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
+import triton  # noqa: E402
 from pytest_goni.kernels import testing  # noqa: E402
 from pytest_goni.kernels.triton import gpu_dots, segments  # noqa: E402
 
@@ -51,6 +54,16 @@ def measure(op: str, dtype: str, b: int, t: int, h: int, d: int, tf32: str, emul
     with gpu_dots.gpu_dot_rounding(tf32) if emulate else _nothing():
         got = testing.grads(ours, {n: x.to(DTYPES[dtype]) for n, x in a.items()}, s0, seed=6)
     return {n: testing.rel_err(got[n], expected[n]) for n in got}
+
+
+def _commit() -> str:
+    sha = os.environ.get("GONI_GIT_COMMIT")
+    if sha:
+        return sha
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 class _nothing:
@@ -89,9 +102,11 @@ def main() -> None:
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
             if args.jsonl:
                 with open(args.jsonl, "a") as f:
-                    f.write(json.dumps(dict(op=op, dtype=dt, b=args.b, t=args.t, h=args.h, d=args.d,
-                                            tf32=args.tf32, emulated=not args.exact, sms=args.sms,
-                                            errors=errs)) + "\n")
+                    f.write(json.dumps(dict(
+                        date=time.strftime("%Y-%m-%d"), device="cpu: Triton interpreter, GPU tl.dot rounding emulated",
+                        torch=torch.__version__, triton=triton.__version__, commit=_commit(),
+                        command="python " + " ".join(sys.argv), op=op, dtype=dt, b=args.b, t=args.t, h=args.h,
+                        d=args.d, tf32=args.tf32, emulated=not args.exact, sms=args.sms, errors=errs)) + "\n")
 
 
 if __name__ == "__main__":
