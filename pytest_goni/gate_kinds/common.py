@@ -61,5 +61,28 @@ def point_values(exprs: Mapping[str, Expr], metrics: Mapping[str, Metric], stat:
     return values, evidence, None, None
 
 
+def values_or_invalid(exprs: Mapping[str, Expr], metrics: Mapping[str, Metric], stat: str,
+                      metric_units: Mapping[str, str]) -> tuple[dict[str, float], dict[str, Any], str | None,
+                                                                dict[str, str]]:
+    """Like ``point_values``, but a metric marked invalid makes only the values that read it unknown
+    (NaN), each with its reason: (values, evidence, missing, {name: why invalid}). For gates that can
+    still decide without those values (a decision rule reached before them, a graduation that holds
+    whatever they are)."""
+    invalid: dict[str, str] = {}
+    valid: dict[str, Expr] = {}
+    for name, expr in exprs.items():
+        why = next((f"{p}: {metrics[p].meta['invalid']}" for p in sorted(expr.paths())
+                    if p in metrics and metrics[p].meta.get("invalid")), None)
+        if why:
+            invalid[name] = why
+        else:
+            valid[name] = expr
+    values, evidence, missing, _ = point_values(valid, metrics, stat, metric_units)
+    if missing:
+        return {}, evidence, missing, invalid
+    values.update({name: math.nan for name in invalid})
+    return values, evidence, None, invalid
+
+
 def fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.4g}"

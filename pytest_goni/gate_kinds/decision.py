@@ -13,9 +13,12 @@ expect: yes                                                     # the decision t
 ```
 
 Every rule's outcome is reported — met, not met (with the values it read) or not reached — so a
-reader sees *why*. A value a reached rule needs that cannot be computed (a NaN, a missing metric)
-makes the decision INVALID rather than silently false; a metric marked invalid (a synthetic task
-that failed its known-answer check) does too. ``reason`` may quote values as ``{name}``.
+reader sees *why*. A value that cannot be computed (a NaN) or reads a metric marked invalid (a
+synthetic task that failed its known-answer check; a comparison neither model can perform) is
+unknown: a rule is met when all its conditions hold and not met when one fails, whatever the unknown
+values are (a count over unknown members is checked at every count they allow), and a reached rule
+that depends on an unknown value makes the decision INVALID, with the reason, rather than silently
+false. A missing metric FAILs. ``reason`` may quote values as ``{name}``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, point_values
+from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, values_or_invalid
 from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict
 
 
@@ -77,39 +80,41 @@ class DecisionGate(CompiledGate):
 
     def judge(self, metrics: Mapping[str, Any], baseline: float | None = None) -> Verdict:
         expect_text = "decision " + ("yes" if self.expected else "no")
-        values, evidence, missing, invalid = point_values(self.values, metrics, self.stat, self.metric_units)
+        values, evidence, missing, invalid = values_or_invalid(self.values, metrics, self.stat, self.metric_units)
         if missing:
             return Verdict(FAIL, None, "n/a", expect_text, None, None, missing, evidence)
-        if invalid:
-            return Verdict(INVALID, None, "n/a", expect_text, None, None, invalid, evidence)
+        possible: dict[str, list[float]] = {}  # a count over unknown members: every count it could be
         for name, (members, cond) in self.counts.items():
-            vals = [values[m] for m in members]
-            values[name] = math.nan if any(not math.isfinite(v) for v in vals) else \
-                float(sum(cond.check(v) for v in vals))
+            known = [values[m] for m in members if math.isfinite(values[m])]
+            lo = sum(cond.check(v) for v in known)
+            possible[name] = [float(c) for c in range(lo, lo + len(members) - len(known) + 1)]
+            values[name] = possible[name][0] if len(possible[name]) == 1 else math.nan
         outcomes: list[dict[str, Any]] = []
         decision, reason = None, ""
         for i, (conds, decide, why) in enumerate(self.rules, 1):
             read = {n: values[n] for n in conds}
             text = " and ".join(f"{n} {c.text.strip()}" for n, c in conds.items()) or "otherwise"
-            shown = ", ".join(f"{n} = {fmt(v)}" for n, v in read.items())
+            shown = ", ".join(f"{n} = {self._show(n, values, possible)}" for n in read)
             if decision is not None:
                 outcomes.append({"rule": i, "when": text, "outcome": "not reached"})
                 continue
-            unknown = [n if n not in self.counts else
-                       f"{n} (counts {', '.join(m for m in self.counts[n][0] if not math.isfinite(values[m]))})"
-                       for n, v in read.items() if not math.isfinite(v)]
-            if unknown:
+            holds = {n: self._holds(n, c, values, possible) for n, c in conds.items()}
+            if False in holds.values():
+                met = False
+            elif None in holds.values():
+                unknown = ", ".join(self._why_unknown(n, values, invalid) for n, h in holds.items() if h is None)
                 outcomes.append({"rule": i, "when": text, "outcome": "unknown", "values": read})
-                lines = _lines(outcomes)
                 return Verdict(INVALID, None, "undecided", expect_text, None, None,
-                               f"rule {i} ({text}) reads {', '.join(unknown)}, with no value; " + lines,
-                               evidence, {"rules": outcomes, "values": values})
-            met = all(c.check(values[n]) for n, c in conds.items())
+                               f"rule {i} ({text}) reads {unknown}; " + _lines(outcomes), evidence,
+                               {"rules": outcomes, "values": values, "invalid": invalid})
+            else:
+                met = True
             outcomes.append({"rule": i, "when": text, "outcome": "met" if met else "not met", "values": read,
                              "decide": "yes" if decide else "no"})
             if met:
                 decision = decide
-                reason = why.format(**{k: (int(v) if k in self.counts else fmt(v)) for k, v in values.items()})
+                reason = why.format(**{k: (self._show(k, values, possible) if k in self.counts else fmt(v))
+                                       for k, v in values.items()})
                 if shown:
                     reason += f" ({shown})"
         if decision is None:
@@ -118,9 +123,31 @@ class DecisionGate(CompiledGate):
                            {"rules": outcomes, "values": values})
         said = "yes" if decision else "no"
         status = PASS if decision == self.expected else FAIL
+        noted = f"; not used, invalid: {'; '.join(invalid.values())}" if invalid else ""
         return Verdict(status, float(decision), f"{said}: {reason}", expect_text, None, None,
-                       f"decision {said}: {reason}; " + _lines(outcomes), evidence,
-                       {"rules": outcomes, "values": values, "decision": said})
+                       f"decision {said}: {reason}; " + _lines(outcomes) + noted, evidence,
+                       {"rules": outcomes, "values": values, "decision": said, "invalid": invalid})
+
+    def _holds(self, name: str, cond: Any, values: dict[str, float], possible: dict[str, list[float]]) -> bool | None:
+        """True / False when the condition holds / fails whatever the unknown values are; None when it
+        depends on them (a count is checked at every count its unknown members allow)."""
+        if name in possible:
+            seen = {cond.check(c) for c in possible[name]}
+            return seen.pop() if len(seen) == 1 else None
+        v = values[name]
+        return cond.check(v) if math.isfinite(v) else None
+
+    def _show(self, name: str, values: dict[str, float], possible: dict[str, list[float]]) -> str:
+        if name in possible:
+            counts = possible[name]
+            return str(int(counts[0])) if len(counts) == 1 else f"{int(counts[0])}-{int(counts[-1])}"
+        return fmt(values[name])
+
+    def _why_unknown(self, name: str, values: dict[str, float], invalid: dict[str, str]) -> str:
+        if name in self.counts:
+            members = [m for m in self.counts[name][0] if not math.isfinite(values[m])]
+            return f"{name} (counts {', '.join(self._why_unknown(m, values, invalid) for m in members)})"
+        return f"{name} ({invalid[name]})" if name in invalid else f"{name}, with no value"
 
 
 def _lines(outcomes: list[dict[str, Any]]) -> str:

@@ -16,7 +16,9 @@ graduate:                                                    # any clause passes
 
 A metric's grade is the highest level whose condition holds (a metric below the first level has
 none). ``count`` counts metrics graded at least ``at_least``, so an Excellent also counts as a
-Promising.
+Promising. A metric that reads an invalid metric (or has no value) is ungraded: the gate passes when
+graduation holds whatever its grade, fails when it fails whatever its grade, and is INVALID, with the
+reason, when it depends on it (or when it is a required one).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, point_values
+from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, values_or_invalid
 from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict
 
 NONE = "none"
@@ -82,29 +84,47 @@ class GradeGate(CompiledGate):
         expect = " or ".join(f"{n} x at least {self.grades[r]}" for r, n in self.clauses)
         if self.require:
             expect += "; with " + ", ".join(f"{k} at least {self.grades[r]}" for k, r in self.require.items())
-        values, evidence, missing, invalid = point_values(self.values, metrics, self.stat, self.metric_units)
+        values, evidence, missing, invalid = values_or_invalid(self.values, metrics, self.stat, self.metric_units)
         if missing:
             return Verdict(FAIL, None, "n/a", expect, None, None, missing, evidence)
-        if invalid:
-            return Verdict(INVALID, None, "n/a", expect, None, None, invalid, evidence)
-        unknown = [n for n, v in values.items() if not math.isfinite(v)]
-        if unknown:
+        unknown = {n: invalid.get(n, "no value") for n, v in values.items() if not math.isfinite(v)}
+        needed = [n for n in unknown if n in self.require]
+        if needed:
             return Verdict(INVALID, None, "n/a", expect, None, None,
-                           f"no value for {', '.join(unknown)}: cannot grade", evidence, {"values": values})
-        ranks = {n: self.grade_of(n, v) for n, v in values.items()}
+                           "cannot grade the required " + "; ".join(f"{n} ({unknown[n]})" for n in needed), evidence,
+                           {"values": values, "invalid": invalid})
+        ranks = {n: self.grade_of(n, v) for n, v in values.items() if n not in unknown}
         names = {n: (self.grades[r] if r >= 0 else NONE) for n, r in ranks.items()}
+        names.update({n: "unknown" for n in unknown})
         table = ", ".join(f"{n} {fmt(values[n])} -> {names[n]}" for n in values)
-        details = {"grades": names, "values": values}
+        details = {"grades": names, "values": values, "invalid": invalid}
+        if unknown:
+            # graduation that holds with the unknown metrics graded lowest holds whatever they are; one that
+            # fails with them graded highest fails whatever they are; otherwise it depends on them
+            low = self._graduates({**ranks, **{n: -1 for n in unknown}})
+            high = self._graduates({**ranks, **{n: len(self.grades) - 1 for n in unknown}})
+            if not low and high:
+                return Verdict(INVALID, None, "n/a", expect, None, None,
+                               "graduation depends on " + "; ".join(f"{n} ({why})" for n, why in unknown.items())
+                               + f": {table}", evidence, details)
+            ranks.update({n: -1 if low else len(self.grades) - 1 for n in unknown})
+            table += " (the verdict holds whatever the unknown grades are)"
         for k, floor in self.require.items():
             if ranks[k] < floor:
                 return Verdict(FAIL, 0.0, f"FIX FIRST ({k} {names[k]})", expect, None, None,
                                f"{k} is graded {names[k]}, below the required {self.grades[floor]}: {table}",
                                evidence, details)
         for floor, count in self.clauses:
-            have = sum(r >= floor for r in ranks.values())
-            if have >= count:
+            have = sum(r >= floor for n, r in ranks.items() if n not in unknown)
+            if sum(r >= floor for r in ranks.values()) >= count:
                 return Verdict(PASS, 1.0, f"GO ({have} at least {self.grades[floor]})", expect, None, None,
                                f"{have} metric(s) at least {self.grades[floor]} (need {count}): {table}",
                                evidence, details)
         return Verdict(FAIL, 0.0, "FIX FIRST", expect, None, None, f"no graduation clause met: {table}",
                        evidence, details)
+
+    def _graduates(self, ranks: dict[str, int]) -> bool:
+        """Whether the floors and a graduation clause hold at these grades."""
+        if any(ranks[k] < floor for k, floor in self.require.items()):
+            return False
+        return any(sum(r >= floor for r in ranks.values()) >= count for floor, count in self.clauses)

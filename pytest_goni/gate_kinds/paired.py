@@ -1,6 +1,7 @@
 """Significance over repeated runs, paired: the ``significance`` gate with ``test: paired-t`` or
 ``paired-bootstrap``, other tests reported beside the deciding one (``also:``), and a minimum effect
-size (``min_effect``).
+size (``min_effect``); ``expect: a >= b`` passes unless a < b is significant (a stop condition that
+fires only on a difference the test counts), ``a <= b`` likewise.
 
 The V5 seed's rule (v5-gpt2-gates.md lines 363-373: "run 10 trials; significant if |mean1 - mean2| >
 2 * sqrt(s1^2 + s2^2)") ignores that run i of both models shares its seed and batch order: those
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,10 @@ import numpy as np
 from pytest_goni.judge import FAIL, INVALID, PASS, Blocked, GateSpecError, SignificanceGate, Verdict
 
 PAIRED = ("paired-t", "paired-bootstrap")
+#: ``expect: a >= b`` (a is not significantly below b: a red line that fires only on a significant
+#: drop) is judged as the strict test ``a < b`` turned over; ``a <= b`` likewise.
+_NOT_BELOW = {("a", ">=", "b"): ("a", "<", "b"), ("a", "<=", "b"): ("a", ">", "b"),
+              ("b", "<=", "a"): ("a", "<", "b"), ("b", ">=", "a"): ("a", ">", "b")}
 ALL_TESTS = ("welch", "two-sigma", *PAIRED)
 
 
@@ -61,7 +67,13 @@ class PairedSignificanceGate(SignificanceGate):
             raise GateSpecError("also", f"must list tests among {', '.join(ALL_TESTS)}, got {also!r}")
         base = {k: v for k, v in gate.items() if k not in ("also", "min_effect")}
         base["test"] = test if test not in PAIRED else "welch"
+        words = tuple(str(gate.get("expect", "")).split())
+        self.negated = words in _NOT_BELOW
+        if self.negated:  # "a >= b": tested as a < b, and passes when that is NOT significant
+            base["expect"] = " ".join(_NOT_BELOW[words])
         super().__init__(base, metric_units)
+        if self.negated:
+            self.expect_text = " ".join(words) + " (not significantly the other way)"
         self.main, self.also = test, [t for t in also if t != test]
         self.min_effect = self._effect(gate.get("min_effect"))
 
@@ -81,6 +93,17 @@ class PairedSignificanceGate(SignificanceGate):
         return f"{self.a.text} {self.direction} {self.b.text} ({self.main}, alpha {self.alpha:g})"
 
     def judge(self, metrics: Mapping[str, Any], baseline: float | None = None) -> Verdict:
+        v = self._judge_strict(metrics, baseline)
+        if not self.negated or v.status not in (PASS, FAIL):
+            return v
+        # "a >= b" holds unless a < b is significant: the strict test's verdict, turned over
+        fired = v.status == PASS
+        side = "below" if self.direction == "<" else "above"
+        reason = (f"a is significantly {side} b: " if fired else f"a is not significantly {side} b: ") + v.reason
+        return replace(v, status=FAIL if fired else PASS, reason=reason,
+                       expect=f"not {v.expect}", margin=-v.margin if v.margin else v.margin)
+
+    def _judge_strict(self, metrics: Mapping[str, Any], baseline: float | None = None) -> Verdict:
         if self.main not in PAIRED and not self.also and self.min_effect is None:
             return super().judge(metrics, baseline)
         arrays, evidence, notes, missing = self._samples(metrics)

@@ -21,16 +21,25 @@ Keys (``R`` a rung label, ``M`` ``candidate`` or ``baseline``): ``R.M.params``,
 ``R.M.byte_ppl``, ``R.M.bits_per_byte``, ``R.M.rolling_token_ppl``, ``R.M.rolling_bits_per_byte``,
 ``R.M.train_tok_s``, ``R.M.train_seconds``, ``R.M.flops``, ``R.M.peak_mem``, ``R.M.max_spike``,
 ``R.M.grad_norm``, ``R.M.state.<item>``, ``R.M.state_score``, ``R.M.persistence_turns``,
+``R.candidate.s_checks.<k>`` (GroundThink's S0-S4 on each *trained* candidate, one sample per seed, and
+``persistence_max_diff`` of a state resumed in a fresh process, the first seed; the ``state_checks``
+kind's keys),
 ``R.M.ctx_loss.<k>``, ``R.M.useful_context``; per rung ``R.task.<item>.chance``,
 ``R.task.<item>.oracle``, ``R.task_valid``, ``R.same_batches``, ``R.same_tokenizer``,
-``R.same_steps``, ``R.same_val_set``; one sample per seed where a quantity is per run.
+``R.same_steps``, ``R.same_val_set``, ``R.ppl_multiwindow_docs`` (perplexity documents longer than one
+window: the rolling metrics are INVALID when there is none), ``R.M.state_chance_p`` (one-sided p of the
+model's statefulness answers against chance, pytest_goni.v5.chance) and ``R.state_comparable`` (0 when
+neither model beats chance: ``state_score`` and ``persistence_turns`` of both are then INVALID with the
+reason); one sample per seed where a quantity is per run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +54,7 @@ from pytest_goni.stats import Metric
 from pytest_goni.training import OptimConfig, describe_config, evaluate_loss, max_loss_spike, seed_everything, train
 from pytest_goni.v5 import broken as _registers_groundthink_reset  # noqa: F401
 from pytest_goni.v5 import dialogue
+from pytest_goni.v5.chance import ChanceTest, beats_chance
 from pytest_goni.v5.datasets import FORMATS, read_eval_set, resolve_path
 from pytest_goni.v5.evaluate import (
     blind_sheet,
@@ -55,11 +65,19 @@ from pytest_goni.v5.evaluate import (
     position_losses,
     useful_context,
 )
-from pytest_goni.v5.perplexity import disjoint_loglik, rolling_loglik, split_documents
+from pytest_goni.v5.perplexity import (
+    disjoint_loglik,
+    rolling_invalid,
+    rolling_loglik,
+    split_documents,
+    windows_spanned,
+)
 from pytest_goni.v5.rungs import RungPair, rung_pair
+from pytest_goni.v5.state_checks import STATE_KEYS, persistence_diff, s_checks
 from pytest_goni.v5.stream import CompactVocab, MixedBatches, train_flops
 
 ROLES = ("candidate", "baseline")
+STATE_LENGTH, RESUME_TOKENS = 64, 16   # tokens before the state is read; tokens stepped after a resume
 MODEL_REF = {"type": "string", "x-goni-ref": "model"}
 RUNG_LABEL = "^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -87,6 +105,9 @@ SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs", "corpu
     "eval_tokens": COUNT,
     "ppl_docs": {"type": "integer", "minimum": 1},
     "ppl_doc_chars": {"type": "integer", "minimum": 50},
+    "ppl_doc_windows": {"type": "integer", "minimum": 1,
+                        "description": "perplexity documents of at least this many training windows (default 2), "
+                                       "so the rolling variant carries a state across windows"},
     "episodes": {"type": "integer", "minimum": 2},
     "tiers": {"type": "array", "items": {"enum": list(dialogue.TIERS)}},
     "tier_distance": {"type": "integer", "minimum": 0},
@@ -135,11 +156,14 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
             units.update({f"{r}.{m}.ctx_loss.{k}": "" for k in _multiples(params)})
             for e in params.get("eval_sets", {}):
                 units.update({f"{r}.{m}.{e}.{k}": "" for k in PPL_KEYS})
+        units.update({f"{r}.candidate.s_checks.{k}": "" for k in STATE_KEYS})
         for i in items:
             units[f"{r}.task.{i}.chance"] = ""
             units[f"{r}.task.{i}.oracle"] = ""
         units.update({f"{r}.{k}": "" for k in ("task_valid", "same_batches", "same_tokenizer", "same_steps",
-                                               "same_val_set", "task_chance")})
+                                               "same_val_set", "task_chance", "ppl_multiwindow_docs",
+                                               "state_comparable")})
+        units.update({f"{r}.{m}.state_chance_p": "" for m in ROLES})
     return units
 
 
@@ -202,9 +226,14 @@ class _V5Run:
         self.val = eval_batches(self.val_ids, self.seq_len, self.batch,
                                 as_count(p["eval_tokens"]) if "eval_tokens" in p else None)
         self.val_hash = hashlib.sha256(self.val_ids.numpy().tobytes()).hexdigest()[:16]
+        # Documents of at least ``ppl_doc_windows`` training windows, so the rolling variant carries a
+        # state across windows (capped at 1,600 characters they fitted one 512-token window: rolling ==
+        # disjoint by construction); how many span more than one window is recorded.
         self.docs = split_documents(self.val_text, min_chars=int(p.get("ppl_doc_chars", 400)),
                                     max_docs=int(p.get("ppl_docs", 8)),
-                                    max_chars=4 * int(p.get("ppl_doc_chars", 400)))
+                                    min_tokens=int(p.get("ppl_doc_windows", 2)) * self.seq_len, encode=self.encode)
+        self.doc_windows = windows_spanned(self.docs, self.encode, self.seq_len)
+        self.rolling_invalid = rolling_invalid(self.doc_windows, self.seq_len)
         n = int(p.get("episodes", 32))
         suite = dialogue.suite(p.get("tiers", list(dialogue.TIERS)), int(p.get("tier_distance", 10)),
                                p.get("recall_distances", [5, 10, 20, 50]), n, 1234, self.val_lines)
@@ -321,9 +350,22 @@ class _V5Run:
         if sample and int(self.p.get("samples", 3)) > 0:
             self.samples[f"{label} ({'recurrent' if is_recurrent(model) else 'attention'})"] = \
                 self._continuations(model, seed)
+        if role == "candidate":  # last: it moves the model to the CPU
+            rec.update(self._state_checks(model, pair, persistence=sample))
         del model
         release(ctx.device)
         return rec, batches.digest(), res.steps
+
+    def _state_checks(self, model: torch.nn.Module, pair: RungPair, persistence: bool) -> dict[str, float]:
+        """GroundThink's S0-S4 on this *trained* candidate (on the CPU, float32), and on the first seed
+        the state saved, resumed in a fresh process and continued (pytest_goni.v5.state_checks)."""
+        model = model.cpu().float().eval()
+        res = s_checks(model, self.vocab, STATE_LENGTH)
+        if persistence:
+            with tempfile.TemporaryDirectory(prefix="goni-resume-") as tmp:
+                res["persistence_max_diff"] = persistence_diff(model, dict(pair.candidate), self.vocab, STATE_LENGTH,
+                                                               RESUME_TOKENS, Path(tmp))
+        return {f"s_checks.{k}": v for k, v in res.items()}
 
     def _decode(self, ids: list[int]) -> str:
         raw = [self.raw_id[i] for i in ids] if self.raw_id is not None else ids
@@ -352,14 +394,13 @@ class _V5Run:
         meta = {"config_hash": chash, "seeds": self.seeds, "steps": self.steps, "match": pair.match,
                 "configs": {"candidate": pair.candidate, "baseline": pair.baseline}}
         failed = [why for _, why in self.checks.values() if why]
-        invalid = {"invalid": "statefulness task failed its known-answer check: " + "; ".join(failed)} \
-            if failed else {}
+        task_invalid = "statefulness task failed its known-answer check: " + "; ".join(failed) if failed else None
+        tests = {role: beats_chance({k: per[role][f"state.{k}"] for k in self.task}, self.task) for role in ROLES}
+        compare_invalid = None if failed else comparison_invalid(tests)
         for role in ROLES:
             for k, vals in per[role].items():
                 unit = PER_RUN.get(k, "")
-                extra = invalid if (k.startswith("state") or k == "persistence_turns") else {}
-                if k.split(".")[0] in self.eval_skip:
-                    extra = {"skip": self.eval_skip[k.split(".")[0]]}
+                extra = metric_flags(k, task_invalid, compare_invalid, self.rolling_invalid, self.eval_skip)
                 exact = {"exact": True} if k in ("params", "params_non_embedding") else {}
                 m = Metric.of(vals if not exact else vals[:1], unit, **meta, **extra, **exact)
                 if k == "peak_mem" and not self.ctx.is_cuda:
@@ -369,6 +410,12 @@ class _V5Run:
             acc, why = self.checks[name]
             out[f"{rung}.task.{name}.chance"] = Metric.scalar(item.chance, "", exact=True)
             out[f"{rung}.task.{name}.oracle"] = Metric.scalar(acc, "", exact=True, note=why or "")
+        for role, t in tests.items():
+            out[f"{rung}.{role}.state_chance_p"] = Metric.scalar(
+                t.p, "", exact=True, hits=t.hits, expected=t.expected, answers=t.n, z=t.z, seed_rule=t.seed_rule,
+                note=f"one-sided test of the statefulness answers against chance: {t.text()}")
+        out[f"{rung}.state_comparable"] = Metric.scalar(float(compare_invalid is None and not failed), "", exact=True,
+                                                        note=compare_invalid or task_invalid or "")
         out[f"{rung}.task_chance"] = Metric.scalar(float(np.mean([i.chance for i in self.task.values()])), "",
                                                    exact=True)
         out[f"{rung}.task_valid"] = Metric.scalar(0.0 if failed else 1.0, "", exact=True,
@@ -382,6 +429,11 @@ class _V5Run:
         out[f"{rung}.same_steps"] = Metric.scalar(float(steps_run["candidate"] == steps_run["baseline"]), "",
                                                   exact=True, steps=steps_run, optim=describe_config(self.cfg))
         out[f"{rung}.same_val_set"] = Metric.scalar(1.0, "", exact=True, val_hash=self.val_hash)
+        multi = sum(w > 1 for w in self.doc_windows)
+        out[f"{rung}.ppl_multiwindow_docs"] = Metric.scalar(
+            float(multi), "", exact=True, windows=self.doc_windows, window=self.seq_len,
+            note=f"{multi} of {len(self.doc_windows)} perplexity documents span more than one {self.seq_len}-token "
+                 "window (only those can score differently rolling)")
         return out
 
     def _artifacts(self, rows: dict[str, dict[str, dict[str, float]]], out: dict[str, Metric]) -> None:
@@ -399,6 +451,38 @@ class _V5Run:
             _plots(self.ctx, self.curves, rows, self.multiples, self.seeds)
         except Exception as exc:  # a plot must never cost the measurement
             self.ctx.log(f"plots failed: {exc}")
+
+
+#: Per-run keys that compare the two models' statefulness: INVALID when neither beats chance.
+COMPARED = ("state_score", "persistence_turns")
+
+
+def comparison_invalid(tests: dict[str, ChanceTest]) -> str | None:
+    """Why the statefulness comparison is not evidence, or None: when neither model's answers beat
+    chance significantly, whichever scores higher does so by the draw of the episodes (as
+    specs/archcomp.yaml's tasks are INVALID when the strong baseline does not learn them)."""
+    if any(t.significant for t in tests.values()):
+        return None
+    shown = "; ".join(f"{'GPT-2' if role == 'baseline' else role} {t.text()}" for role, t in tests.items())
+    alpha = next(iter(tests.values())).alpha
+    return (f"neither model beats chance on the statefulness family at alpha {alpha:g} ({shown}): a comparison "
+            "neither side can perform is not evidence")
+
+
+def metric_flags(key: str, task_invalid: str | None, compare_invalid: str | None, rolling_why: str | None,
+                 eval_skip: dict[str, str]) -> dict[str, str]:
+    """The validity meta of one per-run metric: ``invalid`` (the task failed its known-answer check:
+    every statefulness value; neither model beats chance: the compared ones; no document spans two
+    windows: the rolling ones) or ``skip`` (an evaluation set without a path)."""
+    if key.split(".")[0] in eval_skip:
+        return {"skip": eval_skip[key.split(".")[0]]}
+    if task_invalid and (key.startswith("state") or key == "persistence_turns"):
+        return {"invalid": task_invalid}
+    if compare_invalid and key in COMPARED:
+        return {"invalid": compare_invalid}
+    if rolling_why and key.startswith("rolling_"):
+        return {"invalid": rolling_why}
+    return {}
 
 
 def matrix_markdown(rows: dict[str, dict[str, dict[str, float]]], multiples: list[int]) -> str:

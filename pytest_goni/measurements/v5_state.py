@@ -22,7 +22,7 @@ from pytest_goni.models.matching import resolve_model_config
 from pytest_goni.registry import measurement_kind
 from pytest_goni.stats import Metric
 from pytest_goni.v5 import broken  # noqa: F401  (registers the groundthink-reset backend)
-from pytest_goni.v5.state_checks import persistence_diff, s_checks
+from pytest_goni.v5.state_checks import STATE_KEYS, persistence_diff, s_checks
 
 SCHEMA: dict[str, Any] = named_models_schema({
     "length": {"type": "integer", "minimum": 2, "description": "tokens before the state is read"},
@@ -30,8 +30,7 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "overrides": {"type": "object", "description": "config overrides for every model (a rung's shape)"},
 })
 
-KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_finite", "s2_diff", "s2_context_diff",
-        "context_logit_diff", "s3_diff", "s4_variance_ratio", "persistence_max_diff")
+KEYS = STATE_KEYS
 
 
 def metric_units(params: dict[str, Any]) -> dict[str, str]:

@@ -97,23 +97,53 @@ def disjoint_loglik(model: torch.nn.Module, docs: Sequence[str], encode: Callabl
 def carried_state_loglik(model: torch.nn.Module, docs: Sequence[str], encode: Callable[[str], list[int]],
                          max_length: int, eot: int, device: str = "cpu") -> LogLik:
     """Rolling log-likelihood with the recurrent state carried: prefill EOT + the first window,
-    then ``step`` through the rest of each document feeding the state back."""
+    then ``step`` through the rest of each document feeding the state back. Documents longer than
+    a window step together as one batch (a finished one is fed EOT and no longer scored), so the
+    cost is the longest document's steps, not the sum."""
     model.eval()
     total = LogLik()
-    for doc in docs:
-        ids = encode(doc)
-        if not ids:
-            continue
-        stream = [eot, *ids]
-        first = min(max_length, len(ids))
-        logits, state = model.prefill(torch.tensor([stream[:first]], device=device), logits="all")
-        ll = -float(F.cross_entropy(logits[0].float(), torch.tensor(ids[:first], device=device),
-                                    reduction="sum"))
-        for t in range(first, len(ids)):
-            step_logits, state = model.step(torch.tensor([stream[t]], device=device), state)
-            ll += float(torch.log_softmax(step_logits[0].float(), -1)[ids[t]])
-        total.add(LogLik(ll, len(ids), word_count(doc), len(doc.encode("utf-8"))))
+    encoded = [(doc, encode(doc)) for doc in docs]
+    long = [(doc, ids) for doc, ids in encoded if len(ids) > max_length]
+    for doc, ids in encoded:
+        if ids and len(ids) <= max_length:  # one window: the prefill scores it all
+            logits, _ = model.prefill(torch.tensor([[eot, *ids[:-1]]], device=device), logits="all")
+            ll = -float(F.cross_entropy(logits[0].float(), torch.tensor(ids, device=device), reduction="sum"))
+            total.add(LogLik(ll, len(ids), word_count(doc), len(doc.encode("utf-8"))))
+    if not long:
+        return total
+    streams = [[eot, *ids] for _, ids in long]
+    first = torch.tensor([s[:max_length] for s in streams], device=device)          # [B, W]
+    logits, state = model.prefill(first, logits="all")                               # [B, W, V]
+    targets = torch.tensor([ids[:max_length] for _, ids in long], device=device)     # [B, W]
+    ll = -F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none").sum(1).double()  # [B]
+    lengths = torch.tensor([len(ids) for _, ids in long], device=device)
+    width = int(lengths.max())
+    pad = torch.tensor([s + [eot] * (width + 1 - len(s)) for s in streams], device=device)  # [B, width + 1]
+    padded_ids = pad[:, 1:]                                                          # targets, [B, width]
+    for t in range(max_length, width):
+        step_logits, state = model.step(pad[:, t], state)                           # [B, V]
+        logp = torch.log_softmax(step_logits.float(), -1).gather(1, padded_ids[:, t:t + 1])[:, 0]
+        ll += torch.where(lengths > t, logp, torch.zeros_like(logp)).double()
+    for (doc, ids), v in zip(long, ll.tolist()):
+        total.add(LogLik(v, len(ids), word_count(doc), len(doc.encode("utf-8"))))
     return total
+
+
+def windows_spanned(docs: Sequence[str], encode: Callable[[str], list[int]], max_length: int) -> list[int]:
+    """How many disjoint windows of ``max_length`` tokens each document fills (lm-evaluation-harness's
+    rolling windows): a rolling (carried-state) score can differ from the disjoint one only on
+    documents of more than one."""
+    return [-(-len(encode(d)) // max_length) for d in docs]
+
+
+def rolling_invalid(windows: Sequence[int], max_length: int) -> str | None:
+    """Why a rolling-vs-disjoint comparison checks nothing, or None: when no document spans more than
+    one window, carrying the state across windows never happens and the two scores are equal by
+    construction."""
+    if any(w > 1 for w in windows):
+        return None
+    return (f"no perplexity document spans more than one {max_length}-token window ({len(windows)} documents): "
+            "the rolling score equals the disjoint one by construction")
 
 
 @torch.no_grad()
@@ -152,16 +182,25 @@ def rolling_loglik(model: torch.nn.Module, docs: Sequence[str], encode: Callable
 
 
 def split_documents(text: str, min_chars: int = 200, max_docs: int | None = None,
-                    max_chars: int | None = None) -> list[str]:
-    """Documents of a text: paragraphs (blank-line separated) merged until ``min_chars`` long."""
+                    max_chars: int | None = None, min_tokens: int = 0,
+                    encode: Callable[[str], list[int]] | None = None) -> list[str]:
+    """Documents of a text: paragraphs (blank-line separated) merged until ``min_chars`` long and,
+    with ``encode``, at least ``min_tokens`` tokens (``max_chars`` cuts a merged document; it never
+    applies with ``min_tokens``, whose documents end at the first paragraph that reaches it)."""
+    if min_tokens and encode is None:
+        raise ValueError("min_tokens needs encode")
     docs, cur = [], ""
+
+    def enough(doc: str) -> bool:
+        return len(doc) >= min_chars and (not min_tokens or len(encode(doc)) >= min_tokens)
+
     for para in re.split(r"\n\s*\n", text):
         para = para.strip()
         if not para:
             continue
         cur = f"{cur}\n\n{para}" if cur else para
-        if len(cur) >= min_chars:
-            docs.append(cur[:max_chars] if max_chars else cur)
+        if enough(cur):
+            docs.append(cur[:max_chars] if max_chars and not min_tokens else cur)
             cur = ""
             if max_docs and len(docs) >= max_docs:
                 break

@@ -23,6 +23,10 @@ from typing import Any
 
 import torch
 
+#: What s_checks and persistence_diff measure (the ``state_checks`` kind's and v5_compare's keys).
+STATE_KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_finite", "s2_diff",
+              "s2_context_diff", "context_logit_diff", "s3_diff", "s4_variance_ratio", "persistence_max_diff")
+
 
 def state_tensors(state: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     """(path, tensor) for every tensor in a nested state (dicts, lists, tuples; KV caches skipped)."""

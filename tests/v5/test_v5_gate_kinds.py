@@ -96,6 +96,34 @@ def test_decision_reads_invalid_metrics_as_invalid(given: pytest.Pytester) -> No
     assert g["status"] == "INVALID" and "task failed its check" in g["reason"]
 
 
+def _invalid_state(loss: str, speed: str, mem: str) -> str:
+    return (SHOULD_SCALE.replace("__CL__", loss).replace("__ST__", "1.0").replace("__SP__", speed)
+            .replace("__ME__", mem).replace("samples:", "invalid: {state: neither model beats chance}, samples:"))
+
+
+@pytest.mark.parametrize("loss,speed,mem,status,said", [
+    ("3.6", "1.0", "1.0", "FAIL", "no: Loss too high"),                   # rule 1 decides before the invalid value
+    ("3.0", "1.5", "1.5", "PASS", "yes: Has 2-3 clear advantages"),       # >= 2 whatever statefulness is
+    ("3.3", "1.0", "1.0", "FAIL", "no: No clear advantage"),              # 0-1 advantages; rule 3's loss < 1.05 fails
+])
+def test_decision_decides_without_an_invalid_value_when_no_reached_rule_depends_on_it(
+        given: pytest.Pytester, loss, speed, mem, status, said) -> None:
+    """A statefulness ratio that is INVALID (neither model beats chance) leaves should_scale decided by
+    the rules that do not need it: an earlier rule, or an advantage count that holds at every count
+    the unknown member allows; the invalid value is named in the reason."""
+    run_spec(given, _invalid_state(loss, speed, mem))
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == status and g["display"].startswith(said), (g["display"], g["reason"])
+    assert "neither model beats chance" in g["reason"]
+
+
+def test_decision_is_invalid_when_a_reached_rule_depends_on_an_invalid_value(given: pytest.Pytester) -> None:
+    run_spec(given, _invalid_state("3.0", "1.5", "1.0"))     # 1-2 advantages: rule 2 (>= 2) depends on it
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == "INVALID", g["reason"]
+    assert "rule 2" in g["reason"] and "statefulness_ratio (m.state: neither model beats chance)" in g["reason"]
+
+
 def test_decision_spec_errors_name_the_rule(given: pytest.Pytester) -> None:
     text = SHOULD_SCALE.replace("{when: {advantages: \">= 2\"}", "{when: {advantage: \">= 2\"}")
     text = text.replace("__CL__", "3").replace("__ST__", "1").replace("__SP__", "1").replace("__ME__", "1")
@@ -134,6 +162,21 @@ gates:
 def test_grade_on_the_seeds_examples(given: pytest.Pytester, loss, state, speed, mem, status, why) -> None:
     text = GRADE.replace("__L__", str(loss)).replace("__S__", str(state)).replace("__P__", str(speed)).replace(
         "__M__", str(mem))
+    run_spec(given, text)
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == status, g["reason"]
+    assert why in g["reason"]
+
+
+@pytest.mark.parametrize("loss,speed,status,why", [
+    (0.92, 1.0, "PASS", "holds whatever the unknown grades are"),   # Excellent loss: GO whatever statefulness is
+    (1.10, 1.0, "INVALID", "graduation depends on statefulness"),  # an Excellent statefulness would graduate it
+    (1.20, 3.0, "FAIL", "below the required"),                      # FIX FIRST whatever statefulness is
+])
+def test_grade_with_an_invalid_metric_grades_only_what_depends_on_it(given: pytest.Pytester, loss, speed, status,
+                                                                     why) -> None:
+    text = GRADE.replace("__L__", str(loss)).replace("__S__", "1.0").replace("__P__", str(speed)).replace(
+        "__M__", "1.0").replace("samples:", "invalid: {state: neither model beats chance}, samples:")
     run_spec(given, text)
     g = results(given)["specs"][0]["gates"][0]
     assert g["status"] == status, g["reason"]
@@ -244,3 +287,43 @@ def test_paired_p_values() -> None:
     assert paired_p(d, "<", "paired-t") > 0.9
     assert paired_p(d, ">", "paired-bootstrap") < 0.01
     assert paired_p(np.array([0.1, -0.1, 0.05, -0.05]), ">", "paired-bootstrap") > 0.2
+
+
+NOT_BELOW = """\
+goni: 1
+id: nb
+measurements:
+  m: {kind: given, samples: {a: __A__, b: __B__}}
+gates:
+  - id: red-line
+    kind: significance
+    a: m.a
+    b: m.b
+    expect: a >= b
+    test: two-sigma
+    also: [paired-t]
+    severity: red-line
+"""
+
+
+@pytest.mark.parametrize("a,b,status", [
+    ([0.160, 0.163, 0.158], [0.163, 0.178, 0.160], "PASS"),   # the H200 run: -0.0067, two sigma 0.020: noise
+    ([0.10, 0.11, 0.12], [0.30, 0.31, 0.32], "FAIL"),        # below by far more than two sigma: the red line fires
+    ([0.30, 0.31, 0.32], [0.10, 0.11, 0.12], "PASS"),
+])
+def test_not_below_fires_only_on_a_difference_the_seeds_rule_counts(given: pytest.Pytester, a, b, status) -> None:
+    """The seed's stop condition "your score < GPT-2 score" (line 400) counted by its own rule (lines
+    363-366, |m1 - m2| > 2 sqrt(s1^2 + s2^2)): ``expect: a >= b`` fails only when a < b is significant."""
+    run_spec(given, NOT_BELOW.replace("__A__", str(a)).replace("__B__", str(b)))
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == status, g["reason"]
+    assert g["reason"].startswith("a is significantly below b" if status == "FAIL" else "a is not significantly")
+    assert "two sigma" in g["reason"] or "2 sigma" in g["reason"]
+
+
+def test_not_below_is_invalid_on_an_invalid_comparison(given: pytest.Pytester) -> None:
+    text = NOT_BELOW.replace("__A__", "[0.1, 0.11, 0.12]").replace("__B__", "[0.3, 0.31, 0.32]").replace(
+        "samples:", "invalid: {a: neither model beats chance}, samples:")
+    run_spec(given, text)
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == "INVALID" and "neither model beats chance" in g["reason"]

@@ -12,9 +12,11 @@ from pytest_goni.registry import load_builtins, resolve_backend
 from pytest_goni.v5.perplexity import (
     carried_state_loglik,
     disjoint_loglik,
+    rolling_invalid,
     rolling_windows,
     sliding_loglik,
     split_documents,
+    windows_spanned,
     word_count,
 )
 
@@ -85,3 +87,31 @@ def test_documents_are_paragraphs_merged_to_a_minimum() -> None:
     text = "a b c\n\nd e f g\n\n\nh i\n\nj"
     docs = split_documents(text, min_chars=6)
     assert docs[0] == "a b c\n\nd e f g" and all(len(d) >= 1 for d in docs)
+
+
+def test_carried_state_steps_documents_of_different_lengths_as_one_batch(models) -> None:
+    """Documents stepped together give each one's own score: a batch of a long, a longer and a
+    one-window document equals one long window per document."""
+    m = models["rec"]
+    docs = ["the quality of mercy is not strained", "it droppeth as the gentle rain from heaven upon the place "
+            "beneath: it is twice blest", "short"]
+    together = carried_state_loglik(m, docs, enc, 12, EOT)
+    alone = [disjoint_loglik(m, [d], enc, 10_000, EOT) for d in docs]
+    assert together.ll == pytest.approx(sum(a.ll for a in alone), rel=1e-4)
+    assert together.tokens == sum(len(enc(d)) for d in docs)
+
+
+def test_documents_reach_a_token_minimum_so_rolling_spans_windows() -> None:
+    """The perplexity documents were cut at 1,600 characters, under a 512-token window: no document
+    reached a second window and the rolling score equalled the disjoint one bit for bit. With a token
+    minimum of two windows every document spans more than one."""
+    text = "\n\n".join(f"line {i} " + "word " * (5 + i % 7) for i in range(400))
+    docs = split_documents(text, min_chars=50, max_docs=4, max_chars=60, min_tokens=2 * 64, encode=enc)
+    assert len(docs) == 4 and all(len(enc(d)) >= 128 for d in docs)      # max_chars does not cut them
+    spans = windows_spanned(docs, enc, 64)
+    assert all(w >= 2 for w in spans) and rolling_invalid(spans, 64) is None
+    capped = split_documents(text, min_chars=50, max_docs=4, max_chars=60)
+    why = rolling_invalid(windows_spanned(capped, enc, 64), 64)
+    assert why and "no perplexity document spans more than one 64-token window" in why
+    with pytest.raises(ValueError):
+        split_documents(text, min_tokens=10)
