@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from rich import box
@@ -37,19 +38,104 @@ def _margin(m: float | None) -> str:
     return "" if m is None else f"{m:+.1%}"
 
 
-def spec_table(results: list[GateResult]) -> Table:
+#: A cell shortened to fit ends with this.
+ELLIPSIS = "…"
+
+
+def _short_value(display: str) -> str:
+    """``2.22 [2.216, 2.223]`` -> ``2.22``, ``4/4 evidence gates pass`` -> ``4/4 pass``: what a value
+    loses first in a narrow terminal (the interval is in the failure text and the HTML report)."""
+    return re.sub(r"^(\d+/\d+) evidence gates pass$", r"\1 pass", re.sub(r"\s*\[[^\]]*\]$", "", display))
+
+
+def _short_expect(expect: str) -> str:
+    """``all of a, b, c pass`` -> ``all 3 pass``: a checklist's evidence list, counted instead."""
+    m = re.fullmatch(r"all of (.+) pass", expect)
+    return f"all {len(m.group(1).split(', '))} pass" if m else expect
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: max(n - 1, 0)] + ELLIPSIS
+
+
+def _overhead(columns: int) -> int:
+    """What the table adds around its cells (rich's SIMPLE_HEAVY box): a space of padding on each
+    side of every column, a divider between columns and an edge on each side."""
+    return 3 * columns + 1
+
+
+Row = tuple[str, str, str, str, str]
+
+
+def fit_cells(rows: list[Row], width: int) -> tuple[list[Row], bool]:
+    """Rows ``(gate, value, expect, margin, verdict)`` made to fit ``width`` columns, one line each.
+
+    The gate id and the verdict are never cut. What gives way, in order: a checklist's list of
+    evidence gates (counted instead); the interval of a value too long for the room left (kept in
+    the failure text and the HTML report); then value and expect are cut with an ellipsis, expect
+    first, down to 8 characters each; then the margin column goes; then (a very narrow terminal)
+    value and expect go under the gate id, on a line of their own. Returns the rows and whether the
+    margin column is kept.
+    """
+    def widest(rs: list[Row], i: int, head: str) -> int:
+        return max([len(head)] + [len(r[i]) for r in rs])
+
+    def room(rs: list[Row], margin: bool) -> int:
+        """Columns left for the value and expect cells."""
+        fixed = widest(rs, 0, "gate") + widest(rs, 4, "verdict") + (widest(rs, 3, "margin") if margin else 0)
+        return width - fixed - _overhead(5 if margin else 4)
+
+    def fits(rs: list[Row], margin: bool) -> bool:
+        return widest(rs, 1, _value_head(rs)) + widest(rs, 2, "expect") <= room(rs, margin)
+
+    if fits(rows, True):
+        return rows, True
+    rows = [(g, v, _short_expect(e), m, s) for g, v, e, m, s in rows]
+    for margin in (True, False):
+        space = room(rows, margin)
+        v_room = space - widest(rows, 2, "expect")
+        shorter = [(g, v if len(v) <= v_room else _short_value(v), e, m, s) for g, v, e, m, s in rows]
+        if fits(shorter, margin):
+            return shorter, margin
+        v_w, e_w = widest(shorter, 1, _value_head(shorter)), widest(shorter, 2, "expect")
+        e_cap = max(8, space - v_w)                # expect gives way first
+        v_cap = max(8, space - min(e_w, e_cap))
+        if min(v_w, v_cap) + min(e_w, e_cap) <= space:
+            return [(g, _cut(v, v_cap), _cut(e, e_cap), m, s) for g, v, e, m, s in shorter], margin
+    return rows, False  # no room beside the gate ids: spec_table puts value and expect under each
+
+
+def _value_head(rows: list[tuple[str, ...]]) -> str:
+    return "value [interval]" if any("[" in r[1] for r in rows) else "value"
+
+
+def spec_table(results: list[GateResult], width: int = 200) -> Table:
+    """The gates of one spec, one line each, fitted to ``width`` columns (see :func:`fit_cells`)."""
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     caption = "  ".join(f"{n} {s}" for s, n in counts.items() if n)
+    ordered = sorted(results, key=lambda r: r.line)
+    cells = [(r.gate + (" (red-line)" if r.severity == "red-line" else ""),
+              r.display or ("—" if r.status in (ERROR, SKIP) else ""), r.expect, _margin(r.margin), r.status)
+             for r in ordered]
+    fitted, with_margin = fit_cells(cells, width)
     table = Table(caption=caption, box=box.SIMPLE_HEAVY, expand=False)
-    table.add_column("gate", no_wrap=True)
-    table.add_column("value [interval]", overflow="fold")
-    table.add_column("expect", overflow="fold")
-    table.add_column("margin", justify="right")
-    table.add_column("verdict")
-    for r in sorted(results, key=lambda r: r.line):
-        gate = r.gate + (" (red-line)" if r.severity == "red-line" else "")
-        value = r.display or ("—" if r.status in (ERROR, SKIP) else "")
-        table.add_row(gate, value, r.expect, _margin(r.margin), Text(r.status, style=STYLE[r.status]))
+    gate_w = max([4] + [len(c[0]) for c in fitted])
+    if gate_w + 7 + _overhead(4) + 16 > width:  # stacked: "value  expect" under each gate id
+        table.add_column("gate: value  expect", no_wrap=True, min_width=gate_w, overflow="ellipsis")
+        table.add_column("verdict", no_wrap=True, min_width=7)
+        for gate, value, expect, _, status in fitted:
+            table.add_row(Text(gate) + Text(f"\n  {value}  {expect}", style="dim"), Text(status, style=STYLE[status]))
+        return table
+    # the gate id and the verdict keep their whole width, whatever the terminal's
+    table.add_column("gate", no_wrap=True, min_width=gate_w)
+    table.add_column(_value_head(fitted), no_wrap=True, overflow="ellipsis")
+    table.add_column("expect", no_wrap=True, overflow="ellipsis")
+    if with_margin:
+        table.add_column("margin", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True, min_width=7)
+    for gate, value, expect, margin, status in fitted:
+        row = [gate, value, expect] + ([margin] if with_margin else []) + [Text(status, style=STYLE[status])]
+        table.add_row(*row)
     return table
 
 
@@ -106,7 +192,7 @@ def print_summary(tr: Any, run: Collected) -> None:
         console.print(Text.assemble((spec_id, "bold"), f" — {spec.get('title', '')}"))
         console.print(Text(f"{spec['file']}  profile {spec['profile']}  config {spec['config_hash']}"
                            + (f"  source {_short(spec['source'])}" if spec.get("source") else ""), style="dim"))
-        console.print(spec_table(results))
+        console.print(spec_table(results, console.width))
         for name, text in measurement_reports(run.measurements.get(spec_id, {})):
             console.print(Panel(Text(text), title=f"{spec_id}: {name}", title_align="left", border_style="cyan"))
     # A failed gate's text is pytest's own FAILURES entry (once per gate, and --tb=no hides it); a
