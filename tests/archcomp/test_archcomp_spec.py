@@ -47,3 +47,25 @@ def test_smoke_profile_gives_the_knapsack_gates_verdicts(pytester: pytest.Pytest
     assert not [g for g, r in rows.items() if r["status"] == "ERROR"], rows
     assert rows["publication-complete-knapsack"]["status"] == "PASS"      # 11 models measured
     assert rows["knapsack-small-best"]["status"] == "SKIP"                 # gpu-only gate
+
+
+def test_seed_parameter_gates_compare_the_vocabulary_free_floor_with_the_seed_table() -> None:
+    """The seed's counts (lines 112-122) are for d 256, 4 layers, vocab 128. A vocabulary only adds
+    parameters, so the gates read the non-embedding count (the floor at any vocabulary) of a model at
+    the seed's d_model and depth, against the seed table's own number, with no tolerance band."""
+    from pytest_goni.models.params import SEED_APPROX
+
+    load_builtins()
+    spec = load_spec(SPEC, "specs/archcomp.yaml", profile="cpu", cuda=False)
+    backend = {m: spec.models[m]["backend"] for m in MODELS}
+    gates = [g for g in spec.gates if g.id.startswith("seed-params-")]
+    assert len(gates) == 4
+    for g in gates:
+        model = g.id.removeprefix("seed-params-").removesuffix("-follow-shapes")
+        assert g.raw["value"] == f"sizes.{model}.params_non_embedding"
+        assert g.raw["expect"] == f"<= {SEED_APPROX[backend[model]]}"
+        assert g.raw["severity"] == "info"
+        cfg = spec.models[model]
+        assert (cfg["d_model"], cfg["n_layers"], cfg["vocab_size"]) == (256, 4, 128)
+    assert not [g.id for g in spec.gates if "within" in str(g.raw.get("expect", "")) and "sizes." in
+                str(g.raw.get("value", ""))]
