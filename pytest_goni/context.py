@@ -21,7 +21,8 @@ class MeasureContext:
     - ``models``: the spec's ``models:`` section, resolved (name -> config dict with ``backend``);
     - ``spec_path``: the YAML file (relative data paths resolve against its folder);
     - ``artifact_dir``: where a measurement may write plots and logs (the report dir or a tmp dir);
-    - ``deadline``: ``time.monotonic()`` value after which the measurement should stop.
+    - ``deadline``: ``time.monotonic()`` value after which the measurement should stop;
+    - ``gate_lines``: the thresholds of the gates that compare one of its metrics with a constant.
     """
 
     spec_id: str
@@ -35,6 +36,8 @@ class MeasureContext:
     deadline: float = float("inf")
     log_lines: list[str] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
+    #: thresholds of the gates reading this measurement (plots.GateLine), for its plots to draw
+    gate_lines: list[Any] = field(default_factory=list)
 
     @property
     def is_cuda(self) -> bool:

@@ -21,6 +21,7 @@ from . import isolation, progress
 from .context import MeasureContext, MeasurementTimeout
 from .contract import ContractError, check_metrics
 from .device import release, worker_device
+from .plots import GateLine
 from .registry import REGISTRIES
 from .scheduling import marker_path
 from .spec import GateSpec, Spec
@@ -127,6 +128,7 @@ class Runner:
             spec_id=spec.id, measurement=name, device=self.device, profile=spec.profile,
             profile_vars=spec.profile_vars, models=spec.models, spec_path=spec.path,
             artifact_dir=self.artifact_dir, deadline=time.monotonic() + mspec.timeout_s,
+            gate_lines=gate_lines(spec, name),
         )
         result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines,
                                    artifacts=ctx.artifacts)
@@ -225,6 +227,28 @@ class Runner:
                 self.shipped.add(key)
                 out[name] = self.results[key].to_json()
         return out
+
+
+def gate_lines(spec: Spec, name: str) -> list[GateLine]:
+    """The gates of ``spec`` whose value is one metric of measurement ``name`` compared with a
+    constant (``<``, ``<=``, ``>``, ``>=``): their thresholds in the metric's own unit, for plots."""
+    out = []
+    for gate in spec.gates:
+        compiled = gate.compiled
+        expr, expect = getattr(compiled, "expr", None), getattr(compiled, "expect", None)
+        if expr is None or expect is None or expect.op not in ("<", "<=", ">", ">="):
+            continue
+        if expect.threshold is None or expect.ref_expr is not None or expect.ref_is_baseline:
+            continue
+        paths = expr.paths()
+        if len(paths) != 1 or expr.text.strip() not in paths:
+            continue
+        path = next(iter(paths))
+        if not path.startswith(name + "."):
+            continue
+        scale = compiled.scales.get(path, 1.0) or 1.0
+        out.append(GateLine(gate.id, path[len(name) + 1:], expect.op, expect.threshold / scale, expect.text.strip()))
+    return out
 
 
 def _short(path: str | None) -> str:

@@ -226,13 +226,26 @@ def measure_context_scaling(ctx: Any, params: dict[str, Any]) -> dict[str, Metri
         from pytest_goni.plots import plot_latency_vs_context
 
         series = {labels[r]: (contexts, med[r]) for r in ("candidate", "baseline")}
+        spread = {labels[r]: ([_percentile(sweep[t][r], 10) for t in contexts],
+                              [_percentile(sweep[t][r], 90) for t in contexts]) for r in ("candidate", "baseline")}
         ooms = {labels[r]: float(pair.failed[r]) for r in pair.failed}
         at_or_below = math.isfinite(cross) and cross == contexts[0] and "already" in note
         plot_latency_vs_context(series, ctx.artifact("latency-vs-context.png"), crossover=cross, exponents=exps,
                                 oom=ooms, title=f"{ctx.spec_id}: {pair.phase} latency ({ctx.device})",
                                 ylabel=f"{pair.phase} latency (s)",
-                                crossover_label=f"crossover <= {contexts[0]} tokens" if at_or_below else None)
+                                crossover_label=f"crossover <= {contexts[0]} tokens" if at_or_below else None,
+                                spread=spread, gate_lines=getattr(ctx, "gate_lines", ()))
     return out
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile of a point's latency samples (nan for a point that ran out of memory)."""
+    finite = [x for x in samples if math.isfinite(x)]
+    if not finite:
+        return math.nan
+    import numpy as np
+
+    return float(np.percentile(finite, q))
 
 
 def _crossover(pair: _Pair, contexts: list[int], sweep: dict[int, dict[str, list[float]]], refine: int,

@@ -187,7 +187,8 @@ def measure_memory(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
         from pytest_goni.plots import plot_memory_vs_context
 
         plot_memory_vs_context(series, ctx.artifact("peak-memory-vs-context.png"), oom=ooms, cap_bytes=cap,
-                               title=f"{ctx.spec_id}: {ctx.measurement} ({ctx.device})")
+                               title=f"{ctx.spec_id}: {ctx.measurement} ({ctx.device})",
+                               gate_lines=getattr(ctx, "gate_lines", ()))
     return out
 
 

@@ -218,4 +218,4 @@ def _plot(ctx: Any, curves: dict[str, list[list[float]]], seeds: list[int]) -> N
     from pytest_goni.plots import plot_loss_curves
 
     plot_loss_curves(curves, seeds, ctx.artifact("training-loss-per-step.png"),
-                     title=f"{ctx.spec_id}: {ctx.measurement}")
+                     title=f"{ctx.spec_id}: {ctx.measurement}", gate_lines=getattr(ctx, "gate_lines", ()))

@@ -521,7 +521,8 @@ def _plots(ctx: Any, curves: dict, rows: dict, multiples: list[int], seeds: list
 
     from pytest_goni.plots import plot_loss_curves
 
-    plot_loss_curves(curves, seeds, ctx.artifact("loss.png"), title=f"{ctx.spec_id}: training loss")
+    plot_loss_curves(curves, seeds, ctx.artifact("training-loss-per-step.png"), title=f"{ctx.spec_id}: training loss",
+                     gate_lines=getattr(ctx, "gate_lines", ()))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for rung, per in rows.items():
         for role in ROLES:
@@ -537,7 +538,7 @@ def _plots(ctx: Any, curves: dict, rows: dict, multiples: list[int], seeds: list
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(ctx.artifact("context_retention.png"), dpi=110)
+    fig.savefig(ctx.artifact("loss-vs-position-and-recall-vs-turns.png"), dpi=110)
     plt.close(fig)
     _plot_scaling(ctx, rows, plt)
 
@@ -563,5 +564,5 @@ def _plot_scaling(ctx: Any, rows: dict, plt: Any) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(ctx.artifact("scaling.png"), dpi=110)
+    fig.savefig(ctx.artifact("validation-loss-vs-parameters.png"), dpi=110)
     plt.close(fig)

@@ -42,7 +42,8 @@ def test_every_measurement_runs_and_every_gate_kind_judges(broken_run) -> None:
                        "gpt2-small-upper-bound"}                    # no GONI_* paths in the test environment
     assert all("GONI_" in broken_run["gates"][k]["reason"] for k in skipped)
     assert all(g["status"] in ("PASS", "FAIL", "INVALID") for k, g in broken_run["gates"].items() if k not in skipped)
-    for name in ("matrix.md", "blind_samples.md", "loss.png", "context_retention.png", "scaling.png"):
+    for name in ("matrix.md", "blind_samples.md", "training-loss-per-step.png",
+                 "loss-vs-position-and-recall-vs-turns.png", "validation-loss-vs-parameters.png"):
         assert (broken_run["dir"] / f"v5.cmp.{name}").exists()
 
 
