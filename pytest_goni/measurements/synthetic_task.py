@@ -85,6 +85,9 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "compile": {"type": "boolean", "description": "torch.compile each run (default off: hundreds of short "
                                                   "runs would spend more time compiling than training)"},
     "plot": {"type": "boolean"},
+    "eval_every": {"type": "integer", "minimum": 0,
+                   "description": "validation accuracy every this many steps (0: only at the end); the "
+                                  "curve is kept in each model's accuracy meta (val_curve)"},
 }, required=("task",))
 
 #: Evaluation batch rows (inference only; small enough for 8k-vocabulary heads on a GPU).
@@ -265,9 +268,14 @@ def measure_synthetic_task(ctx: Any, params: dict[str, Any]) -> dict[str, Metric
     if base is not None:
         acc = per_model[base["model"]].get("accuracy", [math.nan])
         mean = float(np.mean(acc))
+        curve = per_model[base["model"]].get("val_curve")
+        reached = first_step_at(curve, float(base["accuracy"])) if curve else {}
+        when = ", ".join(f"seed {k}: {'never' if v is None else f'step {v}'}" for k, v in reached.items())
         out["task.baseline_accuracy"] = Metric.of(acc, "", note=f"{base['model']} (strong baseline); published "
-                                                  f"{base['accuracy']:g} ({base.get('source', 'no source given')})",
-                                                  **meta, **({"invalid": invalid} if invalid else {}))
+                                                  f"{base['accuracy']:g} ({base.get('source', 'no source given')})"
+                                                  + (f"; validation first at that level ({when})"
+                                                     if int(params.get("eval_every", 0)) else ""),
+                                                  val_curve=curve, **meta, **({"invalid": invalid} if invalid else {}))
         if invalid is None and not mean >= float(base["accuracy"]):
             base_why = (f"the strong baseline {base['model']} reached {mean:.3f} < the published "
                         f"{base['accuracy']:g} ({base.get('source', '')}) at this budget: too small a budget "
@@ -296,40 +304,72 @@ def _task_metrics(check: TaskCheck, meta: dict[str, Any]) -> dict[str, Metric]:
     }
 
 
+def first_step_at(curves: dict[str, list[list[float]]], level: float) -> dict[str, int | None]:
+    """Per seed, the first evaluated step whose validation accuracy is at least ``level`` (None: never)."""
+    return {seed: next((int(step) for step, acc in points if acc >= level), None) for seed, points in curves.items()}
+
+
+class _ValAccuracy:
+    """``evaluate`` for :func:`train`: accuracy on the validation set (the curve of accuracy against
+    steps, which says whether a budget sits before or after a model's jump off a plateau)."""
+
+    def __init__(self, data: TaskData, device: str) -> None:
+        self.data, self.device, self.seconds = data, device, 0.0
+
+    def __call__(self, model: torch.nn.Module) -> float:
+        t0 = time.perf_counter()
+        acc = scores(predict_scored(model, self.data, self.device), self.data)[0]  # reads back: synchronised
+        self.seconds += time.perf_counter() - t0
+        return acc
+
+
+def build_for_seed(ctx: Any, name: str, seed: int, **config: Any) -> torch.nn.Module:
+    """Model ``name`` on the context's device, initialised from ``seed``. The backends build under
+    their config's ``seed`` (not the global RNG), so without it every seed of a study started from
+    the same weights and the intervals over seeds held data order only."""
+    return ctx.build_model(name, on_device=True, seed=seed, **config)
+
+
 def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name: str, seeds: list[int],
                  lrs: list[float], steps: int, batch: int, rung: dict[str, int]) -> dict[str, Any]:
     """Every (lr, seed) run of one model; the best lr's results (by mean validation accuracy)."""
     runs: dict[float, list[dict[str, Any]]] = {}
     max_len = task.seq_len(max([1, *_factors(params)]))
+    every = int(params.get("eval_every", 0))
     for lr in lrs:
         cfg = OptimConfig(lr=lr, warmup=float(params.get("warmup", 0.1)),
                           weight_decay=float(params.get("weight_decay", 0.1)),
                           grad_clip=float(params.get("grad_clip", 1.0)), min_lr_ratio=0.1)
         for seed in seeds:
             seed_everything(seed)
-            model = ctx.build_model(name, on_device=True, vocab_size=task.vocab_size(), max_seq_len=max_len, **rung)
+            model = build_for_seed(ctx, name, seed, vocab_size=task.vocab_size(), max_seq_len=max_len, **rung)
             batches = EpochBatches(sets.train[seed], batch, seed)
+            evaluator = _ValAccuracy(sets.val, ctx.device)
             t0 = time.perf_counter()
             res = train(model, batches, steps, cfg, device=ctx.device, compile=bool(params.get("compile", False)),
-                        check=step_check(ctx, f"{name} lr {lr:g} seed {seed}", steps, times=2))
-            seconds = time.perf_counter() - t0
+                        check=step_check(ctx, f"{name} lr {lr:g} seed {seed}", steps, times=2),
+                        evaluate=evaluator if every else None, eval_every=every)
+            seconds = time.perf_counter() - t0 - evaluator.seconds  # training only
             run = {"lr": lr, "seed": seed, "seconds": seconds, "final_loss": res.final_loss,
                    "val": scores(predict_scored(model, sets.val, ctx.device), sets.val)[0],
                    "epochs": batches.epochs_for(res.steps)}
+            run["val_curve"] = [[s, round(a, 4)] for s, a in res.eval_points] + [[res.steps, round(run["val"], 4)]]
             run["accuracy"], run["seq_accuracy"] = scores(predict_scored(model, sets.test, ctx.device), sets.test)
             for key, (_, data) in sets.extra.items():
                 run[key] = scores(predict_scored(model, data, ctx.device), data)[0]
             run["params"] = param_counts(model)[0]
             run["state_bytes"] = state_bytes(model, sets.test, ctx.device)
             ctx.log(f"{name} lr {lr:g} seed {seed}: val {run['val']:.3f} test {run['accuracy']:.3f} "
-                    f"loss {res.final_loss:.3f} in {seconds:.1f} s")
+                    f"loss {res.final_loss:.3f} in {seconds:.1f} s"
+                    + (f"; val by step {' '.join(f'{s}:{a:.2f}' for s, a in run['val_curve'])}" if every else ""))
             runs.setdefault(lr, []).append(run)
             del model
             release(ctx.device)
     means = {lr: float(np.mean([r["val"] for r in rs])) for lr, rs in runs.items()}
     best = max(lrs, key=lambda lr: (means[lr], -lr))
     chosen = runs[best]
-    out = {k: [r[k] for r in chosen] for k in chosen[0] if k not in ("lr", "seed")}
+    out = {k: [r[k] for r in chosen] for k in chosen[0] if k not in ("lr", "seed", "val_curve")}
+    out["val_curve"] = {str(r["seed"]): r["val_curve"] for r in chosen}
     out["best_lr"] = best
     out["val_by_lr"] = means
     return out
@@ -343,7 +383,7 @@ def _model_metrics(name: str, r: dict[str, Any], task: Task, params: dict[str, A
     keys += [f"accuracy_len{f}" for f in _factors(params)]
     out = {f"{name}.{k}": Metric.of(r.get(k, nan), "", **meta, **flag) for k in keys}
     out[f"{name}.accuracy"].meta.update(val_by_lr={str(k): v for k, v in r.get("val_by_lr", {}).items()},
-                                        epochs=r.get("epochs"))
+                                        epochs=r.get("epochs"), val_curve=r.get("val_curve"))
     out[f"{name}.train_seconds"] = Metric.of(r.get("seconds", nan), "s", note="wall time of each seed's "
                                              "training run at the chosen lr", **meta, **flag)
     out[f"{name}.best_lr"] = Metric.scalar(r.get("best_lr", math.nan), "", exact=True, **meta, **flag)

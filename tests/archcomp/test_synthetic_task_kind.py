@@ -6,6 +6,8 @@ Bad task params are one-line spec errors."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import gates, run_spec
@@ -34,6 +36,7 @@ measurements:
     cpu_threads: 1
     baseline: {model: lstm, accuracy: 0.0}
     expected_ranking: [[rope], [lstm]]
+    eval_every: 1
   shifted:
     <<: *ff
     label_shift: 1
@@ -70,6 +73,12 @@ def test_tasks_are_checked_before_models_are_judged(pytester: pytest.Pytester) -
     assert 0 <= g["ok-rope"]["value"] <= 1
     assert g["ok-ranking"]["status"] in ("PASS", "FAIL")
     assert list(pytester.path.joinpath("rep").glob("tiny.ok.accuracy-vs-training-time.png"))
+    # eval_every: the validation curve per seed (steps 1 and 2 of 2), and when the baseline reached its level
+    ok = json.loads(next(pytester.path.joinpath("rep").glob("*.json")).read_text())["specs"][0]["measurements"]["ok"]
+    curve = ok["metrics"]["rope.accuracy"]["meta"]["val_curve"]
+    assert sorted(curve) == ["0", "1"] and [s for s, _ in curve["0"]] == [1, 2]
+    assert all(0 <= a <= 1 for points in curve.values() for _, a in points)
+    assert "seed 0: step 1" in ok["metrics"]["task.baseline_accuracy"]["note"]  # level 0: reached at once
     # targets shifted by one: the task fails its checks, every verdict on it is INVALID
     assert g["shifted-oracle"]["status"] == "FAIL" and g["shifted-aligned"]["status"] == "FAIL"
     for gid in ("shifted-rope", "shifted-ranking", "shifted-sig"):
@@ -89,3 +98,22 @@ def test_mqar_vocab_below_the_pairs_is_a_one_line_spec_error(pytester: pytest.Py
     out = result.stdout.str()
     assert "s.yaml:9:7: measurements.ok: synthetic_task: task_params.vocab_size: 8 gives 3 distinct keys" in out
     assert "vocab_size must exceed the pairs" in out and "Traceback" not in out
+
+
+def test_each_seed_starts_from_its_own_weights(tmp_path) -> None:
+    """Seeds vary the initial weights as well as the data order (the backends build under their
+    config's seed, which the study must set per run)."""
+    from pytest_goni.context import MeasureContext
+    from pytest_goni.measurements.synthetic_task import build_for_seed
+    from pytest_goni.registry import load_builtins
+
+    load_builtins()
+    models = {"rope": {"backend": "transformer-rope", "d_model": 8, "n_layers": 1, "n_heads": 1, "vocab_size": 16}}
+    ctx = MeasureContext("t", "m", "cpu", "cpu", {}, models, tmp_path / "s.yaml", tmp_path)
+
+    def weights(seed: int) -> list:
+        return [p.detach().clone() for p in build_for_seed(ctx, "rope", seed, max_seq_len=8).parameters()]
+
+    a0, a1, b0 = weights(0), weights(1), weights(0)
+    assert all((x == y).all() for x, y in zip(a0, b0))
+    assert any(not (x == y).all() for x, y in zip(a0, a1))
