@@ -130,9 +130,9 @@ def _model_shape_case(op):
     process: B 2, T 1000 (the gate gradients' error grew with T before they were summed per chunk),
     H 4, D 128. The inputs are bf16 values held in float32, so the bf16 and fp32 cases share one
     reference (the step-by-step float64 loop: ~2 s of the GPU's launches per op)."""
-    a = make_inputs(op, 2, 1000, 4, 128, 128, device="cuda", seed=65)
+    a = make_inputs(op, 2, 1000, 4, 128, 128, device=DEV, seed=65)
     a = {n: x.bfloat16().float() for n, x in a.items()}
-    s0 = random_state(2, 4, 128, 128, device="cuda")
+    s0 = random_state(2, 4, 128, 128, device=DEV)
 
     def ref(initial_state=None, **x):
         return REFERENCE[op](**{n: y.double() for n, y in x.items()}, initial_state=initial_state.double())
