@@ -69,3 +69,25 @@ def test_seed_parameter_gates_compare_the_vocabulary_free_floor_with_the_seed_ta
         assert (cfg["d_model"], cfg["n_layers"], cfg["vocab_size"]) == (256, 4, 128)
     assert not [g.id for g in spec.gates if "within" in str(g.raw.get("expect", "")) and "sizes." in
                 str(g.raw.get("value", ""))]
+
+
+@pytest.mark.parametrize("profile", ["gpu", "gpu-quick"])
+def test_gpu_mqar_is_run_as_zoology_figure_2_runs_it(profile: str) -> None:
+    """The strong-baseline gates quote Zoology fig. 2's attention level, so the gpu profiles run MQAR as
+    that figure's config does: V 8192, zero filler (random_non_queries False), 100,000 training
+    examples, an lr on its logspace(-4, -2, 4) grid, and the level itself left at 0.95. MQAR has its own
+    steps and batch (mqar_steps, mqar_batch_size), apart from flip-flop's and knapsack's."""
+    import numpy as np
+
+    load_builtins()
+    spec = load_spec(SPEC, "specs/archcomp.yaml", profile=profile, cuda=True)
+    grid = np.logspace(-4, -2, 4)
+    for name in ("mqar", "mqar_t64", "mqar_t128"):
+        p = spec.measurements[name].params
+        assert p["task_params"]["vocab_size"] == 8192 and p["task_params"]["random_non_queries"] is False, name
+        assert p["train_examples"] == 100_000 and p["baseline"]["accuracy"] == 0.95
+        assert all(np.isclose(grid, lr, rtol=0.05).any() for lr in p["lrs"]), p["lrs"]
+        assert p["steps"] == spec.profile_vars["mqar_steps"] and p["batch_size"] == spec.profile_vars["mqar_batch_size"]
+    assert spec.measurements["knapsack"].params["steps"] == spec.profile_vars["steps"]
+    for g in ("mqar-strong-baseline", "mqar-t64-strong-baseline", "mqar-t128-strong-baseline"):
+        assert next(x for x in spec.gates if x.id == g).raw["expect"] == ">= 0.95"
