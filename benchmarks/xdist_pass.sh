@@ -15,7 +15,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PY:-python3}
-OUTDIR=${OUT:-/tmp/out}; R=/tmp/xdist-pass; rm -rf "$R"; mkdir -p "$R" "$OUTDIR"
+OUTDIR=${OUT:-/tmp/out}; R=$(mktemp -d /tmp/xdist-pass.XXXXXX); mkdir -p "$OUTDIR"
 SEL=(--goni-spec specs/demo.yaml --goni-spec specs/sys02.yaml -p no:randomly -v
      -k "demo or rt- or mem- or checklist-3 or checklist-4")
 if [ -n "${XDIST_SEL:-}" ]; then read -r -a SEL <<< "$XDIST_SEL"; fi

@@ -71,9 +71,9 @@ def phases(results: dict, start: float, end: float, worker: str | None) -> list[
         ("waiting for the first unit", _span(w, ready, "first_gate")),
         (f"measurements ({', '.join(m['measurement'] for m in runs)})", measured),
         ("gates besides measurements, idle between units", None if gates is None else gates - measured),
-        ("after its last gate: other workers, shutdown -> session finish",
+        ("after its last gate: the other worker's gates -> controller's session finish",
          None if w.get("last_gate_end") is None else c["session_finish"] - w["last_gate_end"]),
-        ("controller: reports, summary, exit", end - (origin + c["session_finish"])),
+        ("controller: reports, waiting for the workers to exit, summary, exit", end - (origin + c["session_finish"])),
     ]
 
 

@@ -99,6 +99,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         goni.summary(terminalreporter)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist waits for its workers to exit: reports are written meanwhile
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     goni = GoniSession.of(session.config)
     if goni is not None:

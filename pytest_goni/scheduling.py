@@ -10,7 +10,10 @@ ids, and with pytest 9 / xdist 3.8 that grouping does not reach the scheduler).
 Granularity (``--goni-dist``):
 
 - ``measurement``: one unit per set of gates sharing measurements; units spread over the workers,
-  the longest first (by the measurements' durations of the last run, kept in pytest's cache). A
+  the longest first (by the measurements' durations of the last run, kept in pytest's cache), each
+  given to a worker when it is about to be free (not two gates ahead, as xdist's LoadScope does:
+  a unit's first gate is its measurement, so that would queue a second long unit behind a running
+  one while another worker frees up). A
   checklist is a unit of its own, sent last: it reads its evidence gates' verdicts, written by
   whichever worker judged them to a folder the controller hands out (:class:`VerdictStore`), so
   a checklist over runtime and memory gates does not tie those measurements to one worker.
@@ -126,7 +129,9 @@ class SpecUnits:
         units = share_groups(spec.gates, file, split_checklists=True)
         for unit in set(units.values()):
             names = {m for g in spec.gates if units[g.id] == unit for m in g.measurements}
-            self._cost[unit] = sum(self.durations.get(f"{file}::{m}", 0.0) for m in names)
+            known = self.durations  # kept under the spec path as the user wrote it; node ids: rootdir
+            shown = spec.display_path
+            self._cost[unit] = sum(known.get(f"{file}::{m}", known.get(f"{shown}::{m}", 0.0)) for m in names)
         return units
 
 
@@ -144,6 +149,29 @@ def make_scheduler(config: Any, log: Any, units: SpecUnits, clock: Any = None) -
                 unit, work = next(iter(self.workqueue.items()))
                 clock.unit_sent(unit, node.gateway.id, list(work), units.cost(unit))
             super()._assign_work_unit(node)
+
+        def _reschedule(self, node: Any) -> None:
+            """Give ``node`` its next unit only when it is about to need one, not two gates ahead
+            (LoadScope's rule): a unit whose first gate is still running is a measurement still
+            running, so the next unit (the longest left) waits for whichever worker frees first."""
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return  # a gate running and the next behind it: asked again when it completes
+            if self._measuring(node):
+                # xdist runs a worker's gate only once the next one has arrived: this worker needs a
+                # companion unit to start its measurement, and gets the cheapest one
+                cheapest = min((u for u in self.workqueue if CHECKLIST not in u), key=units.cost, default=None)
+                if cheapest is not None and units.cost(cheapest) < units.cost(next(iter(self.workqueue))):
+                    self.workqueue.move_to_end(cheapest, last=False)
+            self._assign_work_unit(node)
+
+        def _measuring(self, node: Any) -> bool:
+            """Whether a unit of ``node`` has not finished its first gate (its measurement runs there)."""
+            return any(not any(done.values()) for done in self.assigned_work[node].values())
 
         def _split_scope(self, nodeid: str) -> str:
             unit = units.unit(nodeid)

@@ -198,3 +198,46 @@ def test_workers_with_another_rootdir_still_get_whole_units(goni: pytest.Pyteste
     for m, readers in READERS.items():
         assert {gates[g] for g in readers} == {ran[m]}, (m, readers)
     assert {u["unit"].rpartition("::")[2] for u in data["timeline"]["units"]} >= {"m1", "m2", "m3"}
+
+
+ONE_LONG = """\
+goni: 1
+id: s
+measurements:
+  long: {kind: whereami, seconds: 2.0}
+  a: {kind: whereami, seconds: 0.3}
+  b: {kind: whereami, seconds: 0.3}
+  c: {kind: whereami, seconds: 0.3}
+gates:
+  - {id: long-1, value: long.x, expect: "< 1 s"}
+  - {id: long-2, value: long.x, expect: "> 0.1 s"}
+  - {id: a-1, value: a.x, expect: "< 1 s"}
+  - {id: a-2, value: a.x, expect: "> 0.1 s"}
+  - {id: b-1, value: b.x, expect: "< 1 s"}
+  - {id: b-2, value: b.x, expect: "> 0.1 s"}
+  - {id: c-1, value: c.x, expect: "< 1 s"}
+  - {id: c-2, value: c.x, expect: "> 0.1 s"}
+"""
+
+
+def test_a_worker_gets_its_next_unit_when_it_is_free(goni: pytest.Pytester) -> None:
+    """Last run's durations say long takes 2 s and a, b, c 0.3 s each: the worker measuring long
+    must not be handed a second unit at the start (xdist's LoadScope sends one more while two gates
+    are pending), so the other worker runs a, b and c, one after another, each when it is free."""
+    goni.path.joinpath("s.yaml").write_text(textwrap.dedent(ONE_LONG))
+    cache = goni.path / ".pytest_cache" / "v" / "goni" / "durations"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"s.yaml::long": 2.0, "s.yaml::a": 0.3, "s.yaml::b": 0.3, "s.yaml::c": 0.3}))
+    res = goni.runpytest_subprocess("--goni-spec", "s.yaml", "--goni-report", "out", "-p", "no:randomly",
+                                    "-n", "2", "--goni-dist", "measurement")
+    res.assert_outcomes(passed=8)
+    units = json.loads((goni.path / "out" / "results.json").read_text())["timeline"]["units"]
+    assert units[0]["unit"] == "s.yaml::long" and units[0]["expected_s"] == 2.0  # longest first, by the cache
+    by_worker: dict[str, list[str]] = {}
+    for u in units:
+        by_worker.setdefault(u["worker"], []).append(u["unit"].rpartition("::")[2])
+    assert sorted(sorted(us) for us in by_worker.values()) == [["a", "b", "c"], ["long"]], by_worker
+    other = next(w for w, us in by_worker.items() if "long" not in us)
+    sent = [u["sent"] for u in units if u["worker"] == other]
+    starts = [u["start"] for u in units if u["worker"] == other]
+    assert sent[1] >= starts[0] and sent[2] >= starts[1]  # each sent once the previous one had begun
