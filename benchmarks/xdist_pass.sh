@@ -31,6 +31,8 @@ run() {  # name, extra pytest args...
   local t0; t0=$(now)
   "$PY" -m pytest "${SEL[@]}" "$@" --goni-report "$R/$name" > "$R/$name.log" 2>&1
   echo "$name rc=$? start=$t0 end=$(now)" >> "$R/walls.txt"
+  # kernels Triton compiled in this run (both -n 2 workers fill one cache: the same kernel twice = once here)
+  echo "$name triton-cache-entries=$(find "$TRITON_CACHE_DIR" -name '*.json' 2>/dev/null | wc -l)" >> "$R/walls.txt"
 }
 run serial -n 0
 run n2 -n 2
