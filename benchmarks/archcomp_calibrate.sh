@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lent-GPU call (nvidia-h200-x2, ~8 min) that calibrates specs/archcomp.yaml's gpu-quick MQAR budget
+# One lent-GPU call (nvidia-h200-x2, at most ~9 min: T_CAL 500 s + setup) that calibrates specs/archcomp.yaml's gpu-quick MQAR budget
 # before the study runs (benchmarks/README.md, "next GPU run", call 1): at the profile's exact shape
 # (V 8192, T 64, kv 4, zero filler, d 256 x 4 layers x 4 heads, 100,000 examples) the strong baseline's
 # validation accuracy against steps (benchmarks/mqar_curve.py, stopping at 0.99 as Zoology does), and
@@ -7,8 +7,8 @@
 #   cd .dev/<branch> && source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && \
 #     bash benchmarks/archcomp_calibrate.sh
 # Each schedule length is its own run (warm-up and cosine laid out over it, as the profile's would be).
-# GPU 0: rope at lr 0.0022 (gpu-quick's), batch 128 and 512, schedules of 500, 1000 and 2000 steps;
-#        then rope with random filler (the old data) at batch 128, 500 and 1000: the filler at V 8192.
+# GPU 0: rope at lr 0.0022 (gpu-quick's), batch 128 and 512, schedules of 450 (gpu-quick's), 1000 and 2000 steps;
+#        then rope with random filler (the old data) at batch 128, 450 and 1000: the filler at V 8192.
 # GPU 1: rope at lr 0.00046 (the grid point below), the same six runs; then 40 steps of each of the
 #        eleven backends at batch 512 (step_seconds_after_first; batch 128's are in the first run's
 #        results, benchmarks/results/archcomp-2026-12-01-h200x2-gpu-quick).
@@ -25,14 +25,14 @@ BACKENDS="lstm gru transformer-rope transformer-vanilla deltanet gated-deltanet 
 start=$(date +%s)
 (
   export CUDA_VISIBLE_DEVICES=0
-  timeout -k 10 "$T_CAL" python3 $CURVE $Q --rnq 0 --batch 128 512 --lr 0.0022 --steps 500 1000 2000 --out "$W/rope-lr0.0022.jsonl"
+  timeout -k 10 "$T_CAL" python3 $CURVE $Q --rnq 0 --batch 128 512 --lr 0.0022 --steps 450 1000 2000 --out "$W/rope-lr0.0022.jsonl"
   left=$(( T_CAL - ($(date +%s) - start) ))
-  [ "$left" -gt 30 ] && timeout -k 10 "$left" python3 $CURVE $Q --rnq 1 --batch 128 --lr 0.0022 --steps 500 1000 \
+  [ "$left" -gt 30 ] && timeout -k 10 "$left" python3 $CURVE $Q --rnq 1 --batch 128 --lr 0.0022 --steps 450 1000 \
       --out "$W/rope-random-filler.jsonl"
 ) > "$W/gpu0.log" 2>&1 &
 (
   export CUDA_VISIBLE_DEVICES=1
-  timeout -k 10 $(( T_CAL - 200 )) python3 $CURVE $Q --rnq 0 --batch 128 512 --lr 0.00046 --steps 500 1000 2000 \
+  timeout -k 10 $(( T_CAL - 200 )) python3 $CURVE $Q --rnq 0 --batch 128 512 --lr 0.00046 --steps 450 1000 2000 \
       --out "$W/rope-lr0.00046.jsonl"
   left=$(( T_CAL - ($(date +%s) - start) ))
   [ "$left" -gt 30 ] && timeout -k 10 "$left" python3 $CURVE $Q --rnq 0 --batch 512 --lr 0.0022 --steps 40 \
