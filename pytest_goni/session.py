@@ -368,8 +368,8 @@ class GoniSession:
         """Start CUDA on this process's device (context, a first cuBLAS call) before the first gate,
         while the controller waits for the other workers' collections: it is not counted in the
         first measurement's seconds, and the timeline shows what it cost."""
-        if not cuda_usable():
-            return
+        if self.config.option.collectonly or self.config.getoption("goni_list") or not cuda_usable():
+            return  # nothing will be measured here, or nothing on a GPU
         from .device import warm_up, worker_device
 
         self.clock.mark("warmup_start")

@@ -86,3 +86,20 @@ def test_the_png_is_written(tmp_path) -> None:
     path = plot_latency_vs_context({"a": ([1, 2], [1.0, 2.0])}, tmp_path / "latency-vs-context.png",
                                    gate_lines=[GateLine("g", "crossover", "<", 2.0, "< 2 tok")])
     assert path is not None and path.stat().st_size > 1000
+
+
+def test_architecture_comparison_plots_place_accuracy_gates(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_goni.tasks.plots import _accuracy, _accuracy_at_length, plot_comparison
+
+    models = {"lstm": 0.9, "rope": 0.5}
+    assert _accuracy_at_length(models)("lstm.accuracy_len4") == ("y", 4.0)
+    assert _accuracy_at_length(models)("gru.accuracy_len4") is None  # not a plotted model
+    assert _accuracy(models)("rope.accuracy") == ("y", None) and _accuracy(models)("rope.seq_accuracy") is None
+    ctx = SimpleNamespace(spec_id="a", measurement="flip_flop", artifact=lambda name: tmp_path / name,
+                          gate_lines=[GateLine("lstm-extrapolates", "lstm.accuracy_len4", ">=", 0.8, ">= 0.8")])
+    plot_comparison(ctx, models, {"lstm": 2.0, "rope": 3.0}, {"lstm": 1e3, "rope": 1e5},
+                    {"lstm": {1: 0.9, 4: 0.85}, "rope": {1: 0.5, 4: 0.1}}, ["lstm"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy-vs-length.png", "accuracy-vs-state-size.png",
+                                                         "accuracy-vs-training-time.png"]
