@@ -37,6 +37,10 @@ run() {  # name, extra pytest args...
 run serial -n 0
 run n2 -n 2
 sleep 1; kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
+# what a process imports before its session starts (after both runs: the files are cached, as they
+# were for the -n 2 workers): the 15 slowest imports, cumulative, of a collect-only start-up
+"$PY" -X importtime -m pytest "${SEL[@]}" --co -q -p no:xdist > /dev/null 2> "$R/importtime.txt"
+sort -t'|' -k2 -n "$R/importtime.txt" | tail -15 > "$R/importtime-top.txt"
 walls=$("$PY" - "$R/walls.txt" <<'EOF'
 import re, sys
 runs = {m[1]: (m[2], m[3]) for m in re.finditer(r"(\S+) rc=\S+ start=(\S+) end=(\S+)", open(sys.argv[1]).read())}
@@ -46,4 +50,5 @@ EOF
 "$PY" "$HERE/xdist_table.py" "$R" $walls > "$R/table.md" 2> "$R/table.err"
 tar czf "$OUTDIR/xdist-pass.tar.gz" -C "$R" --exclude 'triton-cache-*' .
 cat "$R/walls.txt" "$R/table.err"
+echo "slowest imports at start-up (us: self | cumulative):"; cat "$R/importtime-top.txt"
 cat "$R/table.md"
