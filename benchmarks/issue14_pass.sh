@@ -10,7 +10,7 @@
 #   STEPS="tests models sys02" BACKENDS=transformer-rope,gpt2 bash benchmarks/issue14_pass.sh
 set -u
 STEPS=${STEPS:-tests decode v5speed}; SYS02=${SYS02:-gpu gpu-gated-deltanet gpu-mamba2}
-R=$OUT/r; mkdir -p "$R"
+source "${BASH_SOURCE%/*}/device_out.sh" issue14; R=$W
 T_TESTS=${T_TESTS:-90}; T_DECODE=${T_DECODE:-270}; B_DECODE=${B_DECODE:-240}; T_V5=${T_V5:-90}
 T_MODELS=${T_MODELS:-80}; B_MODELS=${B_MODELS:-66}; T_SYS02=${T_SYS02:-75}
 DECODE_BACKENDS=${DECODE_BACKENDS:-gpt2,transformer-rope,gla,gated-deltanet,mamba2,rwkv6,groundthink}
@@ -36,7 +36,7 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
   step "sys02-$c" "$T_SYS02" python3 -m pytest -p no:cacheprovider --goni-spec specs/sys02.yaml --goni-profile "$c" \
       --goni-report "$R/sys02-$c" -q -k "rt- or mem-"
 done
-tar czf "$OUT/issue14.tar.gz" -C "$OUT" r
+pack
 cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" 2>/dev/null
 for f in decode models; do [[ -f $R/$f.jsonl ]] && python3 benchmarks/models.py --render "$R/$f.jsonl"; done
 [[ -d $R/v5speed ]] && grep -hE "speed-(decode|prefill)" "$R/v5speed.log" | tail -4
