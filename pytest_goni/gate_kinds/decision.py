@@ -4,6 +4,8 @@
 ```yaml
 kind: decision
 values:   {loss_ratio: EXPR, speed_ratio: EXPR, ...}           # expressions over metric paths
+          # or {name: {value: EXPR, stat: max}}: that value's own statistic (the gate's 'stat' otherwise),
+          # so a rule reads what the threshold gate on the same metric reads (e.g. the worst seed)
 counts:   {advantages: {of: [speed_ratio, memory_ratio], expect: "> 1.1"}}
 rules:                                                          # first rule whose conditions all hold decides
   - {when: {loss_ratio: "> 1.15"}, decide: no, reason: Loss too high}
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, values_or_invalid
-from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict
+from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict, _stat
 
 
 def _yes_no(v: Any, key: str) -> bool:
@@ -45,6 +47,19 @@ class DecisionGate(CompiledGate):
     def __init__(self, gate: Mapping[str, Any], metric_units: Mapping[str, str]) -> None:
         super().__init__(gate)
         self.metric_units = metric_units
+        raw = gate.get("values")
+        self.value_stats: dict[str, str] = {}  # names with their own statistic
+        if isinstance(raw, Mapping):
+            plain: dict[str, Any] = {}
+            for name, entry in raw.items():
+                if isinstance(entry, Mapping):
+                    if set(entry) - {"value", "stat"} or "value" not in entry:
+                        raise GateSpecError("values", f"value {name!r}: give an expression, or "
+                                                      f"{{value: EXPR, stat: STATISTIC}}, got keys {sorted(entry)}")
+                    self.value_stats[str(name)] = _stat({"stat": entry.get("stat", self.stat)})
+                    entry = entry["value"]
+                plain[str(name)] = entry
+            gate = {**gate, "values": plain}
         self.values = named_expressions(gate, "values", metric_units)
         self.counts: dict[str, tuple[list[str], Any]] = {}
         for name, spec in (gate.get("counts") or {}).items():
@@ -78,9 +93,25 @@ class DecisionGate(CompiledGate):
         self.paths = set().union(*(e.paths() for e in self.values.values()))
         self.scales = {p: 1.0 for p in self.paths}
 
+    def _values(self, metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, Any], str | None,
+                                                           dict[str, str]]:
+        """Every value under its statistic: one pass per statistic in use, merged."""
+        values: dict[str, float] = {}
+        evidence: dict[str, Any] = {}
+        invalid: dict[str, str] = {}
+        for stat in sorted({self.value_stats.get(n, self.stat) for n in self.values}):
+            group = {n: e for n, e in self.values.items() if self.value_stats.get(n, self.stat) == stat}
+            v, ev, missing, inv = values_or_invalid(group, metrics, stat, self.metric_units)
+            evidence.update(ev)
+            if missing:
+                return {}, evidence, missing, invalid
+            values.update(v)
+            invalid.update(inv)
+        return values, evidence, None, invalid
+
     def judge(self, metrics: Mapping[str, Any], baseline: float | None = None) -> Verdict:
         expect_text = "decision " + ("yes" if self.expected else "no")
-        values, evidence, missing, invalid = values_or_invalid(self.values, metrics, self.stat, self.metric_units)
+        values, evidence, missing, invalid = self._values(metrics)
         if missing:
             return Verdict(FAIL, None, "n/a", expect_text, None, None, missing, evidence)
         possible: dict[str, list[float]] = {}  # a count over unknown members: every count it could be

@@ -327,3 +327,39 @@ def test_not_below_is_invalid_on_an_invalid_comparison(given: pytest.Pytester) -
     run_spec(given, text)
     g = results(given)["specs"][0]["gates"][0]
     assert g["status"] == "INVALID" and "neither model beats chance" in g["reason"]
+
+
+WORST_SEED = """\
+goni: 1
+id: ws
+measurements:
+  m: {kind: given, samples: {norm: [50.0, 60.0, 140.0]}}
+gates:
+  - id: s1-high
+    value: m.norm
+    stat: max
+    expect: "< 100"
+  - id: should-scale
+    kind: decision
+    values:
+      state_norm: __NORM__
+    rules:
+      - {when: {state_norm: ">= 100"}, decide: no, reason: State check S1 fails}
+      - {decide: yes, reason: fine}
+    expect: yes
+"""
+
+
+def test_a_decision_value_reads_its_own_statistic_as_the_threshold_gate_does(given: pytest.Pytester) -> None:
+    """should_scale's S1 rule and the S1 gate read the same worst seed (max), not the median."""
+    run_spec(given, WORST_SEED.replace("__NORM__", "{value: m.norm, stat: max}"))
+    gates = {g["gate"]: g for g in results(given)["specs"][0]["gates"]}
+    assert gates["s1-high"]["value"] == 140.0 and gates["s1-high"]["status"] == "FAIL"
+    assert gates["should-scale"]["status"] == "FAIL" and "state_norm = 140" in gates["should-scale"]["reason"]
+    run_spec(given, WORST_SEED.replace("__NORM__", "m.norm"))  # the gate's default statistic: the median
+    assert "state_norm = 60" in results(given)["specs"][0]["gates"][1]["reason"]
+
+
+def test_a_decision_value_with_unknown_keys_is_a_spec_error(given: pytest.Pytester) -> None:
+    res = run_spec(given, WORST_SEED.replace("__NORM__", "{value: m.norm, statistic: max}"))
+    assert "value 'state_norm': give an expression, or {value: EXPR, stat: STATISTIC}" in res.stdout.str()
