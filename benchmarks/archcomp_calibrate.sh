@@ -17,9 +17,7 @@
 set -u
 T_CAL=${T_CAL:-500}
 source "${BASH_SOURCE%/*}/device_out.sh" archcomp-calibrate
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$W/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-    > "$W/versions.txt" 2>&1
+record_env
 Q="--device cuda --V 8192 --T 64 --kv 4 --d 256 --layers 4 --heads 4 --n 100000 --every 100 --stop 0.99"
 CURVE=benchmarks/mqar_curve.py
 BACKENDS="lstm gru transformer-rope transformer-vanilla deltanet gated-deltanet rwkv7 retnet gla mamba2 groundthink"

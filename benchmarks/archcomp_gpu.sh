@@ -13,9 +13,7 @@ set -u
 PROFILE=${PROFILE:-gpu-quick}; WORKERS=${WORKERS:-2}; T_SPEC=${T_SPEC:-500}; SELECT=${SELECT:-}
 TAG=$(printf %s "${SELECT:-all}" | tr -c 'a-z0-9' '-')
 source "${BASH_SOURCE%/*}/device_out.sh" "archcomp-gpu-$TAG"; R=$W
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-    > "$R/versions.txt" 2>&1
+record_env
 start=$(date +%s)
 timeout -s INT -k 30 "$T_SPEC" python3 -m pytest -p no:cacheprovider -p no:randomly -q --goni-spec specs/archcomp.yaml \
     --goni-profile "$PROFILE" -n "$WORKERS" --goni-dist measurement --goni-report "$R/report" \

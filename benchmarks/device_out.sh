@@ -1,6 +1,7 @@
 # Sourced by the lent-GPU scripts: the device returns at most 8 files from $OUT (16 MiB each, two
 # folders deep), so a script writes everything into a work folder and packs it into ONE tarball.
 #   source "${BASH_SOURCE%/*}/device_out.sh" NAME   # W=<work>/NAME (fresh), pack again on any exit
+#   record_env                                       # $W/nvidia-smi.csv and $W/versions.txt: the machine and its stack
 #   ... write under "$W" ...
 #   pack                                             # -> $OUT/NAME.tar.gz; then print the short table last
 # GONI_WORK moves the work folder (default /tmp/goni-work); OUT defaults to ./out off the device.
@@ -19,3 +20,8 @@ pack() {  # once: the work folder as $OUT/NAME.tar.gz (a stopped or failed scrip
   [ "$bytes" -le $((16 * 1024 * 1024)) ] || echo "WARNING: $tarball is over the 16 MiB a device call returns"
 }
 trap pack EXIT
+record_env() {  # which GPU, driver, torch / CUDA / triton produced this run's files
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$W/nvidia-smi.csv" 2>&1
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
+      > "$W/versions.txt" 2>&1
+}

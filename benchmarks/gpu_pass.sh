@@ -9,8 +9,7 @@ set -u
 source "${BASH_SOURCE%/*}/device_out.sh" gpu_pass; R=$W
 T_TOK=${T_TOK:-420}; T_DEMO=${T_DEMO:-90}; T_SYS02=${T_SYS02:-150}; T_MODELS=${T_MODELS:-110}; T_SYS02B=${T_SYS02B:-90}
 if command -v taskset >/dev/null; then BG="taskset -c 8-15"; FG="taskset -c 0-7"; else BG=""; FG=""; fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" > "$R/versions.txt"
+record_env
 
 ( timeout -s INT -k 20 "$T_TOK" $BG python3 -m pytest -p no:cacheprovider --goni-spec specs/tokenizers.yaml \
     --goni-profile gpu --goni-report "$R/tokenizers" -q > "$R/tokenizers.log" 2>&1; echo "tokenizers rc=$?" >> "$R/rc.txt" ) &

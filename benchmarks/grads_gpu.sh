@@ -9,9 +9,7 @@
 set -u
 source "${BASH_SOURCE%/*}/device_out.sh" grads-gpu; R=$W
 T_TESTS=${T_TESTS:-300}; WORKERS=${WORKERS:-6}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-    > "$R/versions.txt" 2>&1
+record_env
 t0=$(date +%s)
 timeout -s INT -k 20 "$T_TESTS" python3 -m pytest -p no:cacheprovider -p no:randomly -m gpu \
     tests/kernels/test_triton_grads.py -n "$WORKERS" --dist loadgroup -rA --durations=0 > "$R/grads-tests.log" 2>&1

