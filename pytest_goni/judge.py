@@ -130,7 +130,8 @@ def _dimension(expr: Expr, key: str, metric_units: Mapping[str, str], stat: str,
         raise GateSpecError(key, e.message, None if e.col is None else col_offset + e.col) from None
 
 
-def _stat(gate: Mapping[str, Any]) -> str:
+def statistic(gate: Mapping[str, Any]) -> str:
+    """The gate's ``stat`` (median by default), checked against the known statistics."""
     stat = gate.get("stat", "median")
     if stat not in STATISTICS:
         close = difflib.get_close_matches(str(stat), STATISTICS, n=2, cutoff=0.5)
@@ -199,7 +200,7 @@ class CompiledGate:
         self.severity: str | None = gate.get("severity")
         self.why: str | None = gate.get("why")
         self.requires: Any = gate.get("requires")
-        self.stat: str = _stat(gate)
+        self.stat: str = statistic(gate)
         self.confidence: float | None = _confidence(gate)
         self.min_samples: int | None = _min_samples(gate)
         self.paths: set[str] = set()

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_goni.gate_kinds.common import condition, fmt, named_expressions, values_or_invalid
-from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict, _stat
+from pytest_goni.judge import FAIL, INVALID, PASS, CompiledGate, GateSpecError, Verdict, statistic
 
 
 def _yes_no(v: Any, key: str) -> bool:
@@ -56,7 +56,7 @@ class DecisionGate(CompiledGate):
                     if set(entry) - {"value", "stat"} or "value" not in entry:
                         raise GateSpecError("values", f"value {name!r}: give an expression, or "
                                                       f"{{value: EXPR, stat: STATISTIC}}, got keys {sorted(entry)}")
-                    self.value_stats[str(name)] = _stat({"stat": entry.get("stat", self.stat)})
+                    self.value_stats[str(name)] = statistic({"stat": entry.get("stat", self.stat)})
                     entry = entry["value"]
                 plain[str(name)] = entry
             gate = {**gate, "values": plain}
