@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from pytest_goni.models.cost import decode_cost, prefill_cost
 from pytest_goni.models.decoding import PrefillRunner, StepRunner
-from pytest_goni.models.launches import step_launches
+from pytest_goni.models.launches import count_launches, step_launches
 
 from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
 from pytest_goni.report.results import git_commit as results_git_commit
@@ -94,6 +94,7 @@ class Run:
         self.backend_deadline = self.deadline
         self.meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                      "device": device_name(self.device), "versions": versions(),
+                     "commit": results_git_commit(Path(__file__).parent)[0] or "unknown",
                      "command": " ".join(sys.argv), "dtype": args.dtype, "batch": 1,
                      "quick": bool(args.quick), "cpu_smoke": bool(args.cpu_smoke)}
         self.out = open(args.out, "a")  # noqa: SIM115 - closed in main()
@@ -327,6 +328,9 @@ def bench_reference(run: Run) -> None:
             rec.update({"params": params, "state_bytes": kv, "flops": flops, "bytes": moved,
                         "floor_s": max(flops / run.flops, moved / run.bandwidth), "bound": "memory"})
             e = time_fn(eager, run.device, warmup=2, reps=run.decode_reps)
+            counted = count_launches(eager, run.device)  # what its graph replays, as for the backends
+            rec.update({"launches": counted.launches, "launch_ops": dict(counted.by_op.most_common(12)),
+                        "launches_how": counted.how})
             g = time_fn(replay, run.device, warmup=run.decode_warmup, reps=run.graph_reps)
             run.sync()
             t0 = time.perf_counter()

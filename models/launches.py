@@ -4,7 +4,9 @@ A decode step at batch 1 moves little data (weights + state, read once), so on a
 mostly the count of kernels times a few microseconds each, graph-replayed or not. This module
 counts them for any model of the contract, on any device:
 
-- on CUDA: the GPU kernels (and memcpy / memset) torch.profiler records for one eager step;
+- on CUDA: the GPU kernels (and memcpy / memset) torch.profiler records for one eager step, not
+  the user-annotation ranges it also puts on the GPU timeline (before 2026-12-01 they were counted:
+  one extra "launch" per ``pytest_goni.kernels`` call);
 - on CPU: the aten ops that would launch a kernel, counted with torch.profiler as the leaf aten
   events (no aten op beneath them) minus ops that launch nothing (views, allocations, a no-op
   ``to`` / ``contiguous`` / eval ``dropout``), with each call of a ``pytest_goni.kernels`` operator
@@ -119,16 +121,29 @@ def count_launches(fn: Callable[[], Any], device: str | torch.device = "cpu") ->
     syncs = sum(1 for ev in events if ev.name.split("::")[-1] in HOST_SYNC)
     by_op: Counter = Counter()
     if cuda:
-        for ev in events:
-            if ev.device_type == torch.autograd.DeviceType.CUDA:
-                by_op[ev.name[:60]] += 1
+        by_op = cuda_kernels(events)
         return LaunchCount(sum(by_op.values()), by_op, syncs, "cuda kernels, memcpy and memset of one eager call "
-                                                              "(torch.profiler)")
+                                                              "(torch.profiler; user annotations left out)")
     for ev in events:
         if ev.cpu_parent is None:
             _count(ev, by_op)
     return LaunchCount(sum(by_op.values()), by_op, syncs,
                        "cpu: leaf aten ops that launch a kernel, a kernels operator as one (torch.profiler)")
+
+
+def cuda_kernels(events: Any) -> Counter:
+    """Device-side events that are work (kernels, memcpy, memset), by name. torch.profiler also
+    places every ``record_function`` range on the GPU timeline (a user annotation, device type CUDA):
+    the ``goni.kernel::`` ranges this module opens are such ranges, not launches (each one's Triton
+    kernel is counted under its own name), so annotations are left out."""
+    out: Counter = Counter()
+    for ev in events:
+        if ev.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        if getattr(ev, "is_user_annotation", False) or ev.name.startswith(ONE_LAUNCH_PREFIX):
+            continue
+        out[ev.name[:60]] += 1
+    return out
 
 
 def _count(ev: Any, by_op: Counter) -> None:

@@ -65,3 +65,20 @@ def test_attention_baseline_step_is_counted_too():
     count = _step_count("gpt2")
     assert count.launches > 10 * SHAPE["n_layers"]  # matmuls, norms, cache writes, SDPA per layer
     assert count.by_op["aten::index_copy_"] == 2 * SHAPE["n_layers"]  # K and V into the static cache
+
+
+def test_cuda_count_leaves_out_the_annotation_ranges():
+    """On CUDA torch.profiler puts each record_function range (our one-launch ranges among them) on
+    the GPU timeline too; those are not kernels (the H200 run of 2026-12-01 counted them: gla 219
+    "launches" for 207 kernels)."""
+    from types import SimpleNamespace
+
+    from pytest_goni.models.launches import cuda_kernels
+
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+    ev = [SimpleNamespace(name="_mixer_kernel", device_type=cuda, is_user_annotation=False),
+          SimpleNamespace(name="goni.kernel::gla_mixer_step", device_type=cuda, is_user_annotation=True),
+          SimpleNamespace(name="goni.kernel::gla_mixer_step", device_type=cpu, is_user_annotation=False),
+          SimpleNamespace(name="my_range", device_type=cuda, is_user_annotation=True),
+          SimpleNamespace(name="Memcpy HtoD", device_type=cuda, is_user_annotation=False)]
+    assert cuda_kernels(ev) == {"_mixer_kernel": 1, "Memcpy HtoD": 1}

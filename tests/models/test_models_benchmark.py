@@ -36,7 +36,7 @@ def test_cpu_smoke_writes_every_measurement(bench, tmp_path, capsys):
         (b, p, t) for b in ("gpt2", "gla", "lstm") for p, t in (("decode", 40), ("prefill", 16), ("prefill", 40))]
     for r in recs:
         assert r["status"] == "ok", r
-        assert {"date", "device", "versions", "config", "command", "dtype", "params"} <= set(r)
+        assert {"date", "device", "versions", "commit", "config", "command", "dtype", "params"} <= set(r)
         assert r["dtype"] == "bfloat16" and r["batch"] == 1 and r["versions"]["torch"] == torch.__version__
         assert all(s > 0 for s in r["samples_s"]) and r["latency_s"] > 0
         if r["phase"] == "prefill":
