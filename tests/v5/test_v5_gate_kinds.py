@@ -3,6 +3,8 @@ grade (practical thresholds + graduation), fit (L = a N^-b + c) and paired signi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -192,6 +194,46 @@ def test_fit_recovers_a_known_law() -> None:
     assert f["b"] == pytest.approx(0.3, abs=0.05)
     assert f["c"] == pytest.approx(1.5, abs=0.15)
     assert law(f, 1e8) == pytest.approx(40.0 * 1e8 ** -0.3 + 1.5, rel=0.03)
+
+
+# The H200 run of 2026-12-01 (commit bd482ed, results/v5-2026-12-01-h200-v2/): GPT-2's validation
+# losses at its 3.5M and 8M rungs, three seeds. Two sizes and c = 0 fix the power law exactly; the
+# fit returned a = 1.006, b = -0.098 (4.45 at 3.5M against a measured 5.17): L-BFGS-B stopped on its
+# relative-reduction test, the Huber sum being ~1e-4.
+H200_N = [3699520.0] * 3 + [15762944.0] * 3
+H200_GPT2 = [5.172, 5.175, 5.175, 5.11, 5.113, 5.124]
+
+
+def test_fit_passes_through_two_rungs_of_nearly_flat_losses() -> None:
+    n, loss = np.array(H200_N), np.array(H200_GPT2)
+    f = fit_law(n, loss, fix_c=0.0)
+    exact_b = math.log(loss[:3].mean() / loss[3:].mean()) / math.log(n[3] / n[0])
+    assert f["b"] == pytest.approx(exact_b, abs=0.001)
+    for lo, hi in ((0, 3), (3, 6)):
+        assert law(f, n[lo]) == pytest.approx(float(np.median(loss[lo:hi])), abs=0.003)
+
+
+def test_fit_gate_reads_the_h200_gpt2_law(given: pytest.Pytester) -> None:
+    samples = ", ".join(f"{k}{i}: {v}" for i, (k, v) in enumerate(
+        [("n", H200_N[0]), ("n", H200_N[3]), ("y", H200_GPT2[:3]), ("y", H200_GPT2[3:])]))
+    text = f"""\
+goni: 1
+id: ft
+measurements:
+  m: {{kind: given, samples: {{{samples}}}}}
+gates:
+  - id: gpt2-b
+    kind: fit
+    series:
+      gpt2: {{x: [m.n0, m.n1], y: [m.y2, m.y3]}}
+    fix: {{c: 0}}
+    value: gpt2.b
+    expect: between 0.006 and 0.010
+    n_boot: 20
+"""
+    run_spec(given, text)
+    g = results(given)["specs"][0]["gates"][0]
+    assert g["status"] == "PASS", g["reason"]
 
 
 FIT = """\
