@@ -3,10 +3,11 @@
 From the GroundThink project's CANARY_TESTS.md (../shared/REFERENCES.md section 3): S0 the state
 tensors exist with their declared shapes; S1 state norm in (0.01, 100) with no NaN; S2 different
 inputs give states that differ by more than 0.1; S3 the same input gives states within 1e-5; S4 for
-the hybrid, the Mamba/RWKV state-variance ratio in 0.01-100 (GroundThink: "S0-S4 must be 100% at
-every scale"). S2 is also read on inputs that differ only before their last token: a state that
-holds only the current token (reset every token) fails it. The seed's "weird science" list adds
-"State persistence across sessions — can we resume conversations?" (v5-gpt2-gates.md line 918):
+the hybrid, the Mamba/RWKV state-variance ratio in 0.01-100, read on the two branches' recurrent
+memories (GroundThink: "S0-S4 must be 100% at every scale"). S2 is also read on inputs that differ
+only before their last token: a state that holds only the current token (reset every token) fails it.
+The seed's "weird science" list adds "State persistence across sessions — can we resume
+conversations?" (v5-gpt2-gates.md line 918):
 the state is saved, a fresh Python process loads it with the weights and continues, and its
 logits must equal those of an uninterrupted run.
 """
@@ -24,7 +25,9 @@ from typing import Any
 import torch
 
 #: What s_checks and persistence_diff measure (the ``state_checks`` kind's and v5_compare's keys).
-STATE_KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_finite", "s2_diff",
+#: ``s1_rms_max`` is the per-entry RMS of the tensor behind ``s1_norm_max``: a tensor's norm grows as the
+#: square root of its size, so the same entries give a larger S1 norm at a wider model (reported beside it).
+STATE_KEYS = ("s0_tensors", "s0_shapes_fixed", "s1_norm_min", "s1_norm_max", "s1_rms_max", "s1_finite", "s2_diff",
               "s2_context_diff", "context_logit_diff", "s3_diff", "s4_variance_ratio", "persistence_max_diff")
 
 
@@ -59,12 +62,15 @@ def s_checks(model: torch.nn.Module, vocab: int, length: int, seed: int = 0) -> 
     shapes = [tuple(t.shape) for _, t in state_tensors(sa)]
     shapes_short = [tuple(t.shape) for _, t in state_tensors(s_short)]
     flat_a, flat_b, flat_a2 = _flat(sa), _flat(sb), _flat(sa2)
-    norms = [float(t.float().norm()) for _, t in state_tensors(sa)]
+    tensors = [t.float() for _, t in state_tensors(sa)]
+    norms = [float(t.norm()) for t in tensors]
+    largest = tensors[max(range(len(norms)), key=norms.__getitem__)] if norms else None
     out = {
         "s0_tensors": float(len(shapes)),
         "s0_shapes_fixed": float(bool(shapes) and shapes == shapes_short),
         "s1_norm_min": min(norms) if norms else math.nan,
         "s1_norm_max": max(norms) if norms else math.nan,
+        "s1_rms_max": float(largest.pow(2).mean().sqrt()) if largest is not None else math.nan,
         "s1_finite": float(bool(torch.isfinite(flat_a).all())) if flat_a.numel() else 0.0,
         "s2_diff": float((flat_a - flat_b).norm()) if flat_a.numel() else math.nan,
         "s3_diff": float((flat_a - flat_a2).norm()) if flat_a.numel() else math.nan,
@@ -78,13 +84,24 @@ def s_checks(model: torch.nn.Module, vocab: int, length: int, seed: int = 0) -> 
     flat_c = _flat(sc)
     out["s2_context_diff"] = float((flat_a - flat_c).norm()) if flat_a.numel() else math.nan
     out["context_logit_diff"] = float((logits_a[:, -1].float() - logits_c[:, -1].float()).abs().max())
-    mamba = [t.float().reshape(-1) for p, t in state_tensors(sa) if "mamba" in p]
-    rwkv = [t.float().reshape(-1) for p, t in state_tensors(sa) if "rwkv" in p]
-    if mamba and rwkv:
-        out["s4_variance_ratio"] = float(torch.cat(mamba).var() / torch.cat(rwkv).var())
-    else:
-        out["s4_variance_ratio"] = math.nan
+    mamba, rwkv = branch_memory(sa, "mamba"), branch_memory(sa, "rwkv")
+    out["s4_variance_ratio"] = float(mamba.var() / rwkv.var()) if mamba.numel() and rwkv.numel() else math.nan
     return out
+
+
+#: The key of a branch's recurrent memory in its state dict (Mamba-2's SSM state, RWKV-6's wkv state);
+#: its other entries ("conv", "shift") are buffers of the last inputs, not memory.
+MEMORY_KEY = "S"
+
+
+def branch_memory(state: Any, branch: str) -> torch.Tensor:
+    """The recurrent memories of one branch of a hybrid (every layer's ``MEMORY_KEY`` tensor under a
+    path naming ``branch``), flattened. S4 compares these: the short-convolution and token-shift
+    buffers hold copies of the last inputs, live whatever the memory does, and their variance is
+    ~1e4 the SSM state's, so with them in, the "Mamba variance" was the convolution buffer's."""
+    ts = [t.detach().float().reshape(-1) for p, t in state_tensors(state)
+          if branch in p and p.rsplit(".", 1)[-1] == MEMORY_KEY]
+    return torch.cat(ts) if ts else torch.zeros(0)
 
 
 _CHILD = r"""

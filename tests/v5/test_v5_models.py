@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pytest_goni.registry import load_builtins, resolve_backend
-from pytest_goni.v5.state_checks import persistence_diff, s_checks
+from pytest_goni.v5.state_checks import branch_memory, persistence_diff, s_checks, state_tensors
 
 CFG = dict(vocab_size=50, d_model=32, n_layers=1, n_heads=2)
 
@@ -47,6 +47,30 @@ def test_s_checks_on_the_candidate() -> None:
     assert broken["s2_context_diff"] == 0.0 and broken["context_logit_diff"] == 0.0
     t = resolve_backend("transformer-vanilla")(**CFG, max_seq_len=64)
     assert s_checks(t, 50, 16)["s0_tensors"] == 0  # a KV cache is not a recurrent state
+
+
+def test_s4_reads_the_branch_memories_not_the_input_buffers() -> None:
+    """S4 compares Mamba-2's SSM state with RWKV-6's wkv state. The H200 run of 2026-12-01 (commit
+    bd482ed) read every tensor under each branch: the Mamba side was its convolution buffer (variance
+    ~0.15 against the SSM state's ~1e-5 at the 8M shape), a copy of the last inputs."""
+    big = torch.full((1, 8, 3), 50.0) + torch.arange(24.0).view(1, 8, 3)
+    a, b = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(1)), torch.ones(1, 2, 4, 4)
+    b[0, 0] = 3.0
+    state = [{"mamba2": {"S": a, "conv": big}, "rwkv6": {"shift": big[:, :, 0], "S": b}}, big[:, 0]]
+    torch.testing.assert_close(branch_memory(state, "mamba"), a.reshape(-1))
+    torch.testing.assert_close(branch_memory(state, "rwkv"), b.reshape(-1))
+    assert branch_memory(state, "gla").numel() == 0
+    m = resolve_backend("groundthink")(**CFG)
+    x = torch.randint(0, 50, (1, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, st = m.eval().prefill(x)
+    paths = dict(state_tensors(st))
+    want = paths["layers.0.0.mamba2.S"].float().var() / paths["layers.0.0.rwkv6.S"].float().var()
+    got = s_checks(m, 50, 32)
+    assert got["s4_variance_ratio"] == pytest.approx(float(want), rel=1e-5)
+    largest = max(paths.values(), key=lambda t: float(t.float().norm()))
+    assert got["s1_norm_max"] == pytest.approx(float(largest.float().norm()), rel=1e-5)
+    assert got["s1_rms_max"] == pytest.approx(got["s1_norm_max"] / largest.numel() ** 0.5, rel=1e-5)
 
 
 def test_state_resumes_in_a_fresh_process(tmp_path: Path) -> None:
