@@ -9,6 +9,13 @@ B x T x V, which at GPT-2's 50,257 tokens and B=16, T=1024 is 3.3 GB of float32 
 
 Precision follows the caller: under autocast the matmuls run in the autocast dtype (bf16) and the
 softmax in float32, as ``F.cross_entropy(logits.float())`` after an autocast head would.
+
+``pad_vocab`` (off by default) pads the vocabulary to a multiple of its value with zero rows of the
+weight, so the three head matmuls see leading dimensions that are multiples of 8 elements (GPT-2's
+50,257 is odd: a bf16 row of its logits is 100,514 bytes, not 16-byte aligned, which the tensor-core
+GEMMs want; nanoGPT pads to 50,304 for this). The padded columns never reach the softmax (the kernel
+reads the first V of each row), and meet zero weight rows in d/dh, so the result is unchanged. Whether
+it is faster on the H200 is measured by ``benchmarks/train_profile.py``, not assumed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,14 @@ Tensor = torch.Tensor
 
 #: Logit elements (tokens x vocab) of one chunk: 2^27 float32 values, 512 MiB.
 CHUNK_ELEMENTS = 1 << 27
+
+#: ``pad_vocab`` when a call does not say: 0 is no padding (see the module docstring).
+DEFAULT_PAD_VOCAB = 0
+
+
+def padded(vocab: int, multiple: int) -> int:
+    """``vocab`` rounded up to a multiple of ``multiple`` (unchanged for 0 or 1)."""
+    return vocab if multiple <= 1 else -(-vocab // multiple) * multiple
 
 
 def chunk_tokens(vocab: int, n_tokens: int, elements: int = CHUNK_ELEMENTS) -> int:
@@ -73,9 +88,12 @@ def triton_available() -> bool:
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int,  # type: ignore[override]
-                chunk: int, dtype: torch.dtype, chunk_fn: Callable) -> Tensor:
+                chunk: int, dtype: torch.dtype, chunk_fn: Callable, vocab_padded: int) -> Tensor:
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         hc, wc = h.to(dtype), weight.to(dtype)
+        vocab = wc.shape[0]
+        if vocab_padded > vocab:  # zero rows: padded logits are 0, cut off before the softmax
+            wc = torch.cat([wc, wc.new_zeros(vocab_padded - vocab, wc.shape[1])])
         n = hc.shape[0]
         acc = torch.promote_types(dtype, torch.float32)
         total = torch.zeros((), device=h.device, dtype=acc)
@@ -84,13 +102,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         want = dtype if (need_h or need_w) else None
         for start in range(0, n, chunk):
             sl = slice(start, min(n, start + chunk))
-            logits = hc[sl] @ wc.T  # [n_chunk, V] in the compute dtype
+            full = hc[sl] @ wc.T  # [n_chunk, V (padded)] in the compute dtype
+            logits = full[:, :vocab]  # a view: rows of stride V_padded
             loss, g = chunk_fn(logits, targets[sl], ignore_index, want)
             total = total + loss
+            if g is not None and full.shape[1] > vocab:
+                if g.data_ptr() != logits.data_ptr():  # the torch path may return a new tensor
+                    logits.copy_(g)
+                g = full  # padded columns hold 0 and meet zero rows of wc below
             if grad_h is not None:
                 torch.mm(g, wc, out=grad_h[sl])
             if grad_w is not None:
-                grad_w += (g.T @ hc[sl]).to(acc)
+                grad_w += (g.T @ hc[sl])[:vocab].to(acc)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (h.dtype, weight.dtype)
         return total
@@ -100,11 +123,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         gh = (grad_h * grad_out).to(ctx.dtypes[0]) if grad_h is not None else None
         gw = (grad_w * grad_out).to(ctx.dtypes[1]) if grad_w is not None else None
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None
 
 
 def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100,
-                         chunk: int | None = None, fused: bool | None = None) -> Tensor:
+                         chunk: int | None = None, fused: bool | None = None,
+                         pad_vocab: int | None = None) -> Tensor:
     """Summed cross-entropy of the logits ``h @ weight.T`` against ``targets`` (``ignore_index``
     rows scored 0), in chunks of ``chunk`` tokens; a float32 scalar (float64 for float64 inputs).
 
@@ -112,7 +136,8 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     Under an enabled autocast the head matmuls run in its dtype, the softmax in float32.
     ``fused`` runs each chunk's softmax and gradient as one Triton kernel, in place on the
     chunk's logits; None: on CUDA for bf16/fp16/fp32 (in torch that part takes about six passes
-    over float32 logits, a fifth of a GPT-2 125M step).
+    over float32 logits, a fifth of a GPT-2 125M step). ``pad_vocab``: pad the head's rows to a
+    multiple of this (None: :data:`DEFAULT_PAD_VOCAB`; 0: none); the result is the same.
     """
     d = h.shape[-1]
     h2, t2 = h.reshape(-1, d), targets.reshape(-1)
@@ -124,5 +149,6 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     if fused is None:
         fused = h.is_cuda and dtype != torch.float64 and triton_available()
     fn = _chunk_triton if fused else _chunk_loss_and_grad
+    vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
     with torch.autocast(dev, enabled=False):
-        return _LinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, fn)
+        return _LinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, fn, vp)

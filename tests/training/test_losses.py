@@ -126,3 +126,49 @@ def test_fused_chunk_on_cuda_matches_torch():
     torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-2)
     for a, b in zip(gf, ge):
         assert (a - b).norm() / b.norm() < 1e-2
+
+
+@pytest.mark.parametrize("v, pad", [(300, 64), (203, 8), (256, 64)])  # 256: already a multiple
+def test_padded_vocabulary_gives_the_same_loss_and_gradients(v, pad):
+    """pad_vocab adds zero weight rows so the head matmuls get aligned widths; the padded logits
+    (all 0) must not reach the softmax, nor the gradients."""
+    from pytest_goni.losses import padded
+
+    assert padded(v, pad) % pad == 0 and 0 <= padded(v, pad) - v < pad
+    h, w, t = case(53, 16, v, torch.float64, seed=v)
+    ref, gh, gw = reference(h, w, t, scale=0.37)
+    out = linear_cross_entropy(h, w, t, ignore_index=IGNORE, chunk=7, pad_vocab=pad)
+    ours_h, ours_w = torch.autograd.grad(out * 0.37, (h, w))
+    assert ours_w.shape == w.shape
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours_h, gh, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(ours_w, gw, rtol=1e-12, atol=1e-13)
+
+
+def test_padded_vocabulary_under_bf16_autocast_matches_unpadded():
+    h, w, t = case(64, 32, 500, torch.float32, seed=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = linear_cross_entropy(h, w, t, chunk=16, pad_vocab=0)
+        pad = linear_cross_entropy(h, w, t, chunk=16, pad_vocab=64)
+    g_plain = torch.autograd.grad(plain, (h, w))
+    g_pad = torch.autograd.grad(pad, (h, w))
+    torch.testing.assert_close(pad, plain, rtol=1e-6, atol=1e-4)
+    for a, b in zip(g_pad, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_padded_vocabulary_through_the_triton_rows_kernel():
+    """The kernel gets the real vocabulary as a strided view of the padded logits (rows of stride
+    V_padded) and writes its gradient in place there."""
+    pytest.importorskip("triton")
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    h, w, t = (x.to(dev).detach().requires_grad_(x.requires_grad) for x in case(40, 16, 300, torch.float32, seed=6))
+    plain = linear_cross_entropy(h, w, t, chunk=16, fused=False, pad_vocab=0)
+    fused = linear_cross_entropy(h, w, t, chunk=16, fused=True, pad_vocab=64)
+    g_plain = torch.autograd.grad(plain, (h, w))
+    g_fused = torch.autograd.grad(fused, (h, w))
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-4)
+    for a, b in zip(g_fused, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

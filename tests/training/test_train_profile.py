@@ -1,0 +1,47 @@
+"""benchmarks/train_profile.py runs end to end on the CPU at a tiny size (plumbing: the GPU numbers
+come from the device), and every row carries what a committed result must."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_profile.py"
+
+
+@pytest.fixture(scope="module")
+def profile_script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("bench_train_profile", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_smoke_writes_every_part(profile_script, tmp_path):
+    out = tmp_path / "p.jsonl"
+    assert profile_script.main(["--cpu-smoke", "--out", str(out), "--warmup", "1", "--steps", "1",
+                                "--parts", "loop", "loss", "reference"]) == 0  # features, hf-whole: same helpers
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["part"] for r in rows] == ["loop", "loss", "reference"]
+    for r in rows:
+        assert r.get("status", "ok") == "ok", r
+        assert {"date", "device", "versions", "commit", "command", "config"} <= set(r)
+    loss = rows[1]["ms"]
+    assert {"loss fwd+bwd, pad 0", "loss fwd+bwd, pad 64"} <= set(loss) and all(v > 0 for v in loss.values())
+    assert rows[2]["config"]["vocab_padded"] % 64 == 0
+    assert rows[0]["tokens_per_s"] > 0 and rows[2]["step_ms"] > 0
+
+
+def test_kernel_kinds(profile_script):
+    kind = profile_script.kind_of
+    assert kind("nvjet_sm90_tst_64x8_64x16_4x1_v_bz_TNT") == "matmul"
+    assert kind("_ce_rows") == "loss kernel"
+    assert kind("triton_poi_fused_add_0") == "inductor fused"
+    assert kind("void multi_tensor_apply_kernel<...FusedAdamMathFunctor") == "optimizer + clip"
+    assert kind("pytorch_flash::flash_fwd_kernel") == "attention"
+    assert kind("something_else") == "other"
