@@ -7,6 +7,14 @@ sm_90 in a second subprocess (Triton's frontend, LLVM and ptxas: the wheel's `pt
 reads the PTX of Triton 3.9) and prints spill bytes per thread, registers and shared memory.
 
   python benchmarks/compile_sm90.py --d 64 128 --modules diagonal_bwd delta_bwd rwkv7_bwd
+  python benchmarks/compile_sm90.py --models rwkv7 --d 64 --modules rwkv7 rwkv7_bwd
+
+--models records instead the launches of one training step of each named LM (2 layers, 2 heads of D,
+bf16 autocast, every operator dispatched as on CUDA: `kernels.ops.dispatch_as`), so the kernels are
+compiled at the signatures the model makes (mixed dtypes under autocast), not only the operators' own
+tests' (one dtype for all inputs). Exit status 1 when a launch fails to compile (or the interpreter
+run fails: the launches up to the failing one are compiled all the same). --triton-path compiles with
+another Triton's frontend (the GPU image has 3.6, this machine 3.9).
 """
 
 from __future__ import annotations
@@ -19,12 +27,15 @@ import subprocess
 import sys
 import tempfile
 
+from pytest_goni.errors import exception_note, one_line
+
 PTR = {"bfloat16": "*bf16", "float32": "*fp32", "float16": "*fp16", "int64": "*i64", "int32": "*i32"}
 SHAPE_ARGS = {"T", "H", "B", "DK", "DV", "NT", "L", "NSEG", "TP", "NCHUNK", "BK", "LOG2C", "SUB", "LIMIT"}
 
 
-def record(d: int, path: str) -> None:
-    """Run every operator's forward+backward (bf16 and fp32, T 200) in the interpreter; save the launches."""
+def record(d: int, path: str, models: list[str]) -> int:
+    """Run every operator's forward+backward (bf16 and fp32, T 200), or one training step of each of
+    `models`, in the interpreter; save the launches."""
     import torch
     from pytest_goni.kernels import testing
     from triton.runtime import interpreter
@@ -42,30 +53,62 @@ def record(d: int, path: str) -> None:
         return run(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     interpreter.InterpretedFunction.run = recording_run
-    for op in testing.OPS:
-        for dtype in (torch.bfloat16, torch.float32):
-            a = testing.make_inputs(op, 1, 200, 1, d, d, dtype=dtype, seed=1)
-            s0 = testing.random_state(1, 1, d, d)
+    try:
+        for name in models:
+            model_step(name, d)
+        for op in testing.OPS if not models else ():
+            for dtype in (torch.bfloat16, torch.float32):
+                a = testing.make_inputs(op, 1, 200, 1, d, d, dtype=dtype, seed=1)
+                s0 = testing.random_state(1, 1, d, d)
 
-            def ours(initial_state=None, op=op, **x):
-                return testing.DISPATCH[op](**x, initial_state=initial_state, output_final_state=True,
-                                            backend="triton")
-            testing.grads(ours, a, s0, seed=1)
-    with open(path, "w") as f:
-        json.dump([list(k) for k in seen], f)
+                def ours(initial_state=None, op=op, **x):
+                    return testing.DISPATCH[op](**x, initial_state=initial_state, output_final_state=True,
+                                                backend="triton")
+                testing.grads(ours, a, s0, seed=1)
+    except Exception as e:  # noqa: BLE001 - the launches so far (the failing one too) are still compiled
+        print(f"interpreter run failed: {one_line(exception_note(e))}", flush=True)
+        return 1
+    finally:
+        with open(path, "w") as f:
+            json.dump([list(k) for k in seen], f)
+    return 0
 
 
-def compile_all(path: str, modules: list[str]) -> None:
-    """Compile each recorded launch of `modules` for sm_90; one line per launch."""
+def model_step(name: str, d: int) -> float:
+    """One bf16-autocast training step (B 1, T 40) of LM `name` with 2 layers of 2 heads of d, its
+    operators dispatched as on CUDA (CPU tensors: needs TRITON_INTERPRET=1); returns the loss."""
+    import torch
+    from pytest_goni.kernels import ops
+
+    from pytest_goni.registry import load_builtins, resolve_backend
+
+    load_builtins()
+    torch.manual_seed(0)
+    model = resolve_backend(name)(vocab_size=64, d_model=2 * d, n_layers=2, n_heads=2)
+    ids = torch.randint(0, 64, (1, 41), generator=torch.Generator().manual_seed(1))
+    with ops.dispatch_as("cuda"), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+    loss.backward()
+    return loss.item()
+
+
+def compile_all(path: str, modules: list[str]) -> int:
+    """Compile each recorded launch of `modules` for sm_90; one line per launch. Returns the failures."""
     import importlib
 
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas-blackwell")
+    bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    ptxas = os.path.join(bin_dir, "ptxas-blackwell")
+    if not os.path.exists(ptxas):
+        ptxas = os.path.join(bin_dir, "ptxas")
+    print(f"# Triton {triton.__version__} ({os.path.dirname(triton.__file__)})", flush=True)
     with open(path) as f:
         launches = json.load(f)
+    failed = 0
     for mod, name, sig_s, opts_s in sorted(launches):
         if modules and mod.split(".")[-1] not in modules:
             continue
@@ -87,7 +130,8 @@ def compile_all(path: str, modules: list[str]) -> None:
             kernel = triton.compile(ASTSource(fn=fn, signature=types, constexprs=consts),
                                     target=GPUTarget("cuda", 90, 32), options=opts)
         except Exception as e:  # noqa: BLE001 - report every kernel, not only the first failure
-            print(f"FAILED {label}: {str(e).splitlines()[-1] if str(e) else repr(e)}", flush=True)
+            print(f"FAILED {label}: {exception_note(e)}", flush=True)
+            failed += 1
             continue
         with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
             f.write(kernel.asm["ptx"])
@@ -98,32 +142,42 @@ def compile_all(path: str, modules: list[str]) -> None:
         regs = re.findall(r"Used (\d+) registers", info)
         print(f"{label} spill {spill[0] if spill else '?'} B regs {regs[0] if regs else '?'} "
               f"smem {kernel.metadata.shared}", flush=True)
+    return failed
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--d", nargs="+", type=int, default=[64, 128], help="head dims (Dk = Dv)")
     p.add_argument("--modules", nargs="*", default=["diagonal_bwd", "delta_bwd", "rwkv7_bwd"],
                    help="kernels/triton modules to compile (none: every recorded launch)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="record one bf16-autocast training step of these LMs instead of the operators' tests")
+    p.add_argument("--triton-path", help="compile with the Triton installed here (e.g. `pip install --no-deps "
+                   "--target DIR triton==3.6.0`, the GPU image's), put first on the compile phase's PYTHONPATH")
     p.add_argument("--phase", choices=["record", "compile"], help=argparse.SUPPRESS)
     p.add_argument("--launches", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase == "record":
-        return record(args.d[0], args.launches)
+        return record(args.d[0], args.launches, args.models)
     if args.phase == "compile":
-        return compile_all(args.launches, args.modules)
+        return 1 if compile_all(args.launches, args.modules) else 0
+    failed = False
     for d in args.d:
         print(f"# D = {d}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             launches = os.path.join(tmp, "launches.json")
             env = {**os.environ, "TRITON_INTERPRET": "1"}
-            subprocess.run([sys.executable, __file__, "--phase", "record", "--d", str(d), "--launches", launches],
-                           env=env, check=True, stderr=subprocess.DEVNULL)
+            failed |= subprocess.run([sys.executable, __file__, "--phase", "record", "--d", str(d), "--launches",
+                                      launches, "--models", *args.models], env=env,
+                                     stderr=subprocess.DEVNULL).returncode != 0
             env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
             env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-            subprocess.run([sys.executable, __file__, "--phase", "compile", "--launches", launches,
-                            "--modules", *args.modules], env=env, check=True)
+            if args.triton_path:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.triton_path, env.get("PYTHONPATH")]))
+            failed |= subprocess.run([sys.executable, __file__, "--phase", "compile", "--launches", launches,
+                                      "--modules", *args.modules], env=env).returncode != 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pytest_goni.kernels.testing import DISPATCH, at_time, make_inputs, random_state, rel_err
 
 from pytest_goni import kernels
+from pytest_goni.errors import exception_note, one_line
 from pytest_goni.report.results import git_commit as results_git_commit
 
 B, H, D = 1, 16, 128
@@ -229,7 +230,7 @@ def bench_sweep(ops, ts, roof, meta, fh, rows, configs=None):
                     rec = with_roof({**time_ms(fn, rep_ms=40.0), **info}, flops, bytes_, roof)
                     rec["host_us_per_call"] = host_us(fn)
                 except Exception as exc:  # noqa: BLE001 - an option a kernel does not take, a compile failure
-                    rec = {"error": repr(exc)[:200]}
+                    rec = {"error": exception_note(exc, 600)}
                     torch.cuda.empty_cache()
                 rec.update(section="sweep", op=op, T=t, impl=name, options=options)
                 emit(rec, meta, fh)
@@ -428,7 +429,7 @@ def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
             grads[impl] = {n: x.grad.detach().clone() for n, x in leaves.items()}
             rec = {**time_ms(step), **info, "host_us_per_call": host_us(step)}
         except Exception as exc:  # noqa: BLE001 - OOM, a compile failure: keep the other rows
-            rec = {"error": repr(exc)[:300]}
+            rec = {"error": exception_note(exc, 600)}
         rec.update(section="train", op=op, B=b, T=t, H=h, D=d, impl=impl)
         emit(rec, meta, fh)
         rows.append(rec)
@@ -459,7 +460,7 @@ def train_table(rows) -> str:
             continue
         head = f"fwd+bwd  {r['op']:<17} {r['B']:<2} {r['T']:<6} {r['H']:<2} {r['D']:<4} {r['impl']:<6}"
         if "error" in r:
-            lines.append(f"{head} {r['error'][:80]}")
+            lines.append(f"{head} {one_line(r['error'], 200)}")
             continue
         mine = ours.get((r["op"], r["B"], r["T"]))
         ratio = f"{r['ms'] / mine:6.2f}x" if r["impl"] == "fla" and mine else ""
@@ -477,7 +478,7 @@ def table(rows) -> str:
             continue
         if "error" in r:
             lines.append(f"{r['section']:<16} {r['op']:<17} {r.get('T', r.get('B')):<7} {r['impl']:<22} "
-                         f"{r['error'][:60]}")
+                         f"{one_line(r['error'], 200)}")
             continue
         size = r.get("T", r.get("B"))
         roof = r.get("pct_of_roofline", r.get("pct_of_copy_bw", float("nan")))
@@ -542,8 +543,8 @@ def main(argv=None) -> int:
             try:
                 run()
             except Exception as exc:  # noqa: BLE001 - keep the other sections' numbers
-                emit({"section": name, "error": repr(exc)[:500]}, meta, fh)
-                print(f"section {name} failed: {exc!r}", flush=True)
+                emit({"section": name, "error": exception_note(exc)}, meta, fh)
+                print(f"section {name} failed: {exception_note(exc)}", flush=True)
             print(f"section {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
     print(table([r for r in rows if not str(r.get("section", "")).startswith("train")]))
     print(train_table(rows))

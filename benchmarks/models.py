@@ -49,6 +49,7 @@ from pytest_goni.models.cost import decode_cost, prefill_cost
 from pytest_goni.models.decoding import PrefillRunner, StepRunner
 from pytest_goni.models.launches import count_launches, step_launches
 
+from pytest_goni.errors import exception_note
 from pytest_goni.registry import REGISTRIES, load_builtins, resolve_backend
 from pytest_goni.report.results import git_commit as results_git_commit
 from pytest_goni.timing import peak_memory, time_fn
@@ -180,7 +181,7 @@ def release(device: str) -> None:
 def _failure(exc: BaseException) -> tuple[str, str]:
     if is_oom(exc):
         return "oom", str(exc).splitlines()[0][:200] if str(exc) else "out of memory"
-    return "error", f"{type(exc).__name__}: {str(exc)[:300]}"
+    return "error", exception_note(exc, 600)
 
 
 def bench_backend(run: Run, name: str) -> None:

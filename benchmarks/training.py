@@ -20,8 +20,10 @@ order) and records both loss curves, their largest difference, and the tokens/s 
 torchrun (``WORLD_SIZE`` > 1) the ordinary benchmark runs data-parallel over the launched group
 (multi-node: docs/CONTRACTS.md) and rank 0 writes the rows.
 
-An OOM or any other failure is a row (``status``), and the run goes on; ``--budget-s`` skips the
-configurations that would start past the deadline (recorded as skipped).
+An OOM or any other failure is a row (``status``; ``note``: the message, its end kept when long, as
+a Triton compile error's source line and error come last; printed in full in the log), and the run
+goes on; ``--budget-s`` skips the configurations that would start past the deadline (recorded as
+skipped).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch
 from pytest_goni.models import builtin_backends
 
 from pytest_goni.distributed import NVLS_OFF, launched_by_torchrun
+from pytest_goni.errors import exception_note, one_line
 from pytest_goni.lm_data import WindowBatches
 from pytest_goni.registry import load_builtins, resolve_backend
 from pytest_goni.report.results import git_commit as results_git_commit
@@ -155,8 +158,10 @@ class Bench:
 
 def summary(r: dict[str, Any]) -> str:
     head = f"{r.get('backend', '?'):>15} {r.get('size', ''):>5} T={r.get('seq', ''):<5} {r.get('mode', ''):>8}"
-    if r["status"] != "ok":
-        return f"{head}  [{r['status']}: {r.get('note', '')[:120]}]"
+    if r["status"] != "ok":  # a multi-line note (a Triton compile error: source, caret, error) in full below
+        note = r.get("note", "")
+        more = "".join(f"\n      | {line}" for line in note.splitlines()) if "\n" in note else ""
+        return f"{head}  [{r['status']}: {one_line(note, 240)}]{more}"
     if r.get("mode") == "ddp-compare":
         return (f"{head} 2 GPUs / 1 GPU {r['speedup_2_vs_1']:.2f}x tok/s, max relative loss difference "
                 f"{r['max_rel_loss_diff']:.2e}")
@@ -200,7 +205,7 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
     except Exception as exc:  # noqa: BLE001 - a failure is a row; the run goes on
         oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
         b.emit({**base, "status": "oom" if oom else "error", "config": cfg,
-                "note": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400],
+                "note": exception_note(exc),
                 "traceback": "" if oom else traceback.format_exc(limit=6)})
     finally:
         del model
@@ -265,7 +270,7 @@ def render(paths: list[Path]) -> str:
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['backend']} | {r.get('size', '')} | {r.get('seq', '')} | {r.get('mode', '')} | "
-                         f"{r['status']}: {r.get('note', '')[:80]} | | | | |")
+                         f"{r['status']}: {one_line(r.get('note', ''), 200).replace('|', '/')} | | | | |")
         elif r.get("mode") == "ddp-compare":
             lines.append(f"\nDDP {r['backend']} {r['size']} T={r['seq']} global batch {r['global_batch']}: "
                          f"2 GPUs / 1 GPU = {r['speedup_2_vs_1']:.2f}x tokens/s, max relative loss "

@@ -9,7 +9,10 @@ the tests use it); "triton" on CPU runs only under TRITON_INTERPRET=1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+from collections.abc import Iterator
 
 import torch
 
@@ -19,10 +22,35 @@ from .sliding_window import sliding_window_attention_torch
 Tensor = torch.Tensor
 
 BACKENDS = (None, "torch", "triton")
-# operators whose Triton backward trains by default on CUDA. RWKV-7's (kernels/triton/rwkv7_bwd.py) passed
-# the GPU gradient tests (D 128, H200 2026-12-01) but failed to compile in the 8M/30M models' training
-# ("CompilationError: at 50:13", results/2026-12-01-h200-training), so it stays opt-in (backend="triton")
-TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6", "gated_delta_rule", "delta_rule"})
+# operators whose Triton backward trains by default on CUDA: all six. RWKV-7's passed the GPU gradient tests
+# (D 128, all inputs one dtype, H200 2026-12-01) but failed to compile in the 8M/30M models' training there
+# ("CompilationError: at 50:13": the reverse walk's dot of bf16 prep terms with the float32 value-residual v
+# that the layer makes under bf16 autocast). Fixed (rwkv7_op casts k, v, a, b to r's dtype; the reverse walk
+# casts its operands) and checked in the interpreter at the model's signature (tests/kernels/
+# test_triton_grads.py::test_rwkv7_model_training_step) and compiled for sm_90 by Triton 3.9 without a GPU;
+# the GPU check (that test and benchmarks/training.py on the H200) is pending until the lead runs it.
+TRAINABLE = frozenset({"simple_gla", "gla", "rwkv6", "gated_delta_rule", "delta_rule", "rwkv7"})
+
+
+_DISPATCH_AS: str | None = None  # set by dispatch_as
+
+
+@contextlib.contextmanager
+def dispatch_as(device: str) -> Iterator[None]:
+    """Inside, calls that name no backend pick their path as on `device` ("cuda" or "cpu"), wherever the
+    tensors are. "cuda" on CPU tensors (needs TRITON_INTERPRET=1) runs a whole model's training step
+    through the Triton kernels and their autograd wrappers in the interpreter, at the signatures a GPU
+    run makes (dtypes under autocast, head size); "cpu" on a GPU runs the torch forms there."""
+    global _DISPATCH_AS
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"dispatch_as takes 'cuda' or 'cpu', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("dispatch_as('cuda') without CUDA needs TRITON_INTERPRET=1 (set before triton is imported)")
+    before, _DISPATCH_AS = _DISPATCH_AS, device
+    try:
+        yield
+    finally:
+        _DISPATCH_AS = before
 
 
 def _triton(module: str, fn: str):
@@ -35,7 +63,7 @@ def _pick(backend: str | None, tensors, op: str | None = None) -> str:
     if backend is not None:
         return backend
     ts = [x for x in tensors if isinstance(x, torch.Tensor)]
-    if not ts[0].is_cuda:
+    if not (ts[0].is_cuda if _DISPATCH_AS is None else _DISPATCH_AS == "cuda"):
         return "torch"
     if op not in TRAINABLE and torch.is_grad_enabled() and any(x.requires_grad for x in ts):
         return "torch"

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytest_goni.errors import exception_note
 from pytest_goni.losses import linear_cross_entropy
 
 #: Targets equal to this are not scored (padding, non-query positions of a recall task).
@@ -314,7 +315,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
             except Exception as exc:  # noqa: BLE001 - a compile failure falls back to eager
                 if not (compiled or device.type == "cuda"):  # on CUDA the loss runs a Triton kernel
                     raise
-                compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                compile_error = exception_note(exc, 600)
                 compiled = False
                 base = LossModule(model, compile=False, fused_loss=False)
                 loss_fn = base if world == 1 else type(loss_fn)(base, device_ids=loss_fn.device_ids,

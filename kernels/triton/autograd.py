@@ -167,6 +167,13 @@ class _Rwkv7Function(torch.autograd.Function):
 
 @torch.compiler.disable
 def rwkv7_op(r, w, k, v, a, b, scale, initial_state=None, output_final_state=False, **options):
-    """RWKV-7 with gradients: (o, final state or None). options: those of `rwkv7.rwkv7_fwd`."""
+    """RWKV-7 with gradients: (o, final state or None). options: those of `rwkv7.rwkv7_fwd`.
+
+    k, v, a, b are cast to r's dtype (the output's, as in the torch form): under bf16 autocast the
+    RWKV-7 layer hands r (and layer 0's v) in bf16 but k, a, b and the value-residual v in float32,
+    and the kernels' dots take one dtype. Cast here, outside the Function, autograd returns each
+    gradient in its input's dtype. w keeps its dtype (the kernels read it as float32).
+    """
+    k, v, a, b = (x.to(r.dtype) for x in (k, v, a, b))
     return _Rwkv7Function.apply(r, w, k, v, a, b, initial_state, scale, output_final_state,
                                 tuple(sorted(options.items())))

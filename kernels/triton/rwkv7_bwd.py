@@ -129,16 +129,18 @@ def _reverse_kernel(v_ptr, do_ptr, wa_ptr, rq_ptr, bd_ptr, kd_ptr, mat_ptr, dec_
         mp = mk[None, :] & (oc >= 0)[:, None]
         mp3 = prow[:, None] * (3 * C) + oc[None, :]
         mtv = mt[:, None] & mv[None, :]
-        wa = tl.load(wa_ptr + pp, mask=mp, other=0.0)
-        rq = tl.load(rq_ptr + pp, mask=mp, other=0.0)
-        bd = tl.load(bd_ptr + pp, mask=mp, other=0.0)
-        kd = tl.load(kd_ptr + pp, mask=mp, other=0.0)
-        mak = tl.load(mat_ptr + mp3)
-        r_b = tl.load(mat_ptr + mp3 + C)
-        r_k = tl.load(mat_ptr + mp3 + 2 * C)
+        # every dot operand in DT (v's dtype, as the forward's walks), whatever dtype the prep terms have
+        wa = tl.load(wa_ptr + pp, mask=mp, other=0.0).to(DT)
+        rq = tl.load(rq_ptr + pp, mask=mp, other=0.0).to(DT)
+        bd = tl.load(bd_ptr + pp, mask=mp, other=0.0).to(DT)
+        kd = tl.load(kd_ptr + pp, mask=mp, other=0.0).to(DT)
+        mak = tl.load(mat_ptr + mp3).to(DT)
+        r_b = tl.load(mat_ptr + mp3 + C).to(DT)
+        r_k = tl.load(mat_ptr + mp3 + 2 * C).to(DT)
         dec = tl.load(dec_ptr + (bh * NCHUNK + c) * DK + ok, mask=mk, other=1.0)
         s = tl.load(states_ptr + (bh * NCHUNK + c).to(tl.int64) * DK * DV + sp, mask=m2, other=0.0)
-        u = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=(oc >= 0)[:, None] & mv[None, :], other=0.0)
+        u = tl.load(u_ptr + prow[:, None] * DV + ov[None, :], mask=(oc >= 0)[:, None] & mv[None, :],
+                    other=0.0).to(DT)
         v = tl.load(v_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
         g = (tl.load(do_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0).to(tl.float32) * scale).to(DT)
         dsd = ds.to(DT)

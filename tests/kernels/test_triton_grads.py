@@ -7,6 +7,7 @@ gradients. Cases: T not a multiple of the chunk, one and several segments, with 
 initial state, strong decays (the exact diagonal-block path of the vector-decay intra kernel).
 """
 
+import contextlib
 import functools
 import os
 
@@ -139,6 +140,52 @@ def test_grads_under_gpu_dot_rounding(op, dtype):
     with gpu_dots.gpu_dot_rounding():
         got = grads(ours, a, s0, seed=8)
     _check(got, grads(_reference(op), a, s0, seed=8), 2e-2 if dtype == torch.bfloat16 else 5e-3)
+
+
+def _rwkv7_lm_step(device_as: str, *, dev: str = DEV, head: int = 64):
+    """(loss, {parameter: grad}) of one bf16-autocast training step of a 2-layer RWKV-7 LM (2 heads of
+    `head`: 64 is the 8M/30M presets'), B 1, T 40, its operator dispatched as on `device_as`."""
+    from pytest_goni.kernels import ops
+
+    from pytest_goni.registry import load_builtins, resolve_backend
+
+    load_builtins()
+    torch.manual_seed(0)
+    model = resolve_backend("rwkv7")(vocab_size=64, d_model=2 * head, n_layers=2, n_heads=2).to(dev)
+    ids = torch.randint(0, 64, (1, 41), generator=torch.Generator().manual_seed(1)).to(dev)
+    with ops.dispatch_as(device_as), torch.autocast(dev, dtype=torch.bfloat16):
+        logits = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+    loss.backward()
+    return loss.item(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_rwkv7_model_training_step(monkeypatch):
+    """The RWKV-7 LM's training step under bf16 autocast through the Triton forward and backward, against
+    the same step through the torch form: loss and every parameter's gradient <= 2e-2 (bf16).
+
+    Under autocast the layer hands the operator r (and layer 0's v) in bf16 but k, a, b and later layers'
+    value-residual v in float32; on the H200 (2026-12-01) the backward's reverse walk failed to compile
+    there ("CompilationError: at 50:13: ... Both operands must be same dtype. Got bf16 and fp32"), though
+    the gradient tests (one dtype for all inputs) passed. In the interpreter with the GPU's dot rounding."""
+    from pytest_goni.kernels.triton import gpu_dots
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].dtype)
+        return backward(*args, **kwargs)
+    backward = rwkv7_bwd.rwkv7_bwd
+    monkeypatch.setattr(rwkv7_bwd, "rwkv7_bwd", counted)
+    with gpu_dots.gpu_dot_rounding() if not CUDA else contextlib.nullcontext():
+        loss, got = _rwkv7_lm_step("cuda")
+    assert calls == [torch.bfloat16] * 2, f"the Triton backward ran for {calls} (expected both layers, bf16)"
+    ref_loss, expected = _rwkv7_lm_step("cpu")
+    assert abs(loss - ref_loss) <= 2e-2 * abs(ref_loss), (loss, ref_loss)
+    assert got.keys() == expected.keys()
+    errs = {n: rel_err(got[n], expected[n]) for n in expected}
+    worst = max(errs, key=errs.get)
+    assert errs[worst] <= 2e-2, f"{worst}: rel err {errs[worst]:.2e} > 2e-2"
 
 
 # ---------------------------------------------------------------- GPU only: model shapes, bf16, FLA
