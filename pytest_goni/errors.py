@@ -21,7 +21,7 @@ def exception_note(exc: BaseException, limit: int = 1500) -> str:
         return text
     lines = msg.splitlines()
     first = f"{name}: {lines[0]}"[: limit // 3]
-    room = limit - len(first) - len("\n...")
+    room = limit - len(first) - len("\n...\n")
     tail: list[str] = []
     for line in reversed(lines[1:]):
         if len(line) + 1 > room:

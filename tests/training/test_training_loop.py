@@ -86,7 +86,7 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setattr(training.torch, "compile", broken)
     res = run(4, steps=5, compile=True)
-    assert not res.compiled and res.compile_error == "RuntimeError: backend compiler failed"
+    assert not res.compiled and res.compile_error == "RuntimeError: backend compiler failed\nsecond line"
     monkeypatch.undo()
     assert res.losses == run(4, steps=5).losses
 
