@@ -54,7 +54,8 @@ from pytest_goni.training import OptimConfig, autocast_context, make_optimizer, 
 
 GPT2_125M = 124_439_808
 #: kernel-name fragments -> kind, first match wins (lower case)
-KINDS = (("matmul", ("gemm", "nvjet", "cutlass", "xmma", "splitk", "cublas", "gemv")),
+KINDS = (("convolution", ("conv", "dgrad", "wgrad", "fprop_implicit")),
+         ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "splitk", "cublas", "gemv")),
          ("attention", ("flash", "fmha", "sdpa", "attention")),
          ("loss kernel", ("_ce_rows",)),
          ("optimizer + clip", ("adam", "multi_tensor", "foreach", "l2norm")),
@@ -184,7 +185,8 @@ def summary(r: dict[str, Any]) -> str:
         parts.append(f"GPU busy {r['gpu_busy_ms']:.2f} ms/step")
     for key in ("ms", "ms_by_kind"):
         if r.get(key):
-            parts.append("\n" + " " * 14 + ("\n" + " " * 14).join(f"{k}: {v:.3f} ms" for k, v in r[key].items()))
+            parts.append("\n" + " " * 14 + ("\n" + " " * 14).join(
+                f"{k}: {v:.3g}" if "not ms" in k else f"{k}: {v:.3f} ms" for k, v in r[key].items()))
     return f"{head}  " + "  ".join(parts)
 
 
@@ -331,7 +333,47 @@ def part_whole(run: Run, part: str) -> None:
     run.emit(part, config=config, step_ms=1e3 * sec, tokens_per_s=run.batch * run.seq / sec, first_steps_s=first)
 
 
-PARTS = ("loop", "loop-pad64", "loss", "features", "reference", "hf-whole")
+def shifted_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Depthwise causal conv as K shifted multiply-adds: x [B, T, C], weight [C, 1, K] -> [B, T, C]
+    (the same as ShortConv's nn.Conv1d without activation; elementwise, so Inductor can fuse it)."""
+    k = weight.shape[-1]
+    t = x.shape[1]
+    xp = F.pad(x, (0, 0, k - 1, 0))  # [B, T + K - 1, C], zeros before the first token
+    return sum(xp[:, j:j + t] * weight[:, 0, j] for j in range(k))
+
+
+def fwd_bwd(dev: torch.device, fn: Any, args: tuple) -> None:
+    """``fn(*args)`` under the run's autocast, then a backward through a scalar of it."""
+    with autocast_context(dev, None):
+        y = fn(*args)
+    y.float().square().mean().backward()
+
+
+def part_conv(run: Run) -> None:
+    """ShortConv (the deltanet / gated-deltanet / mamba2 short causal conv) forward+backward at the
+    8M training shape: cuDNN's depthwise nn.Conv1d as the models run it, against the shifted-sum form
+    eager and compiled. Suspect: the backends with the widest short convs are the slowest to train."""
+    from pytest_goni.models.layers import ShortConv
+
+    b, t = run.batch, run.seq
+    dev = torch.device(run.device)
+    ms: dict[str, float] = {}
+    for c in ((32,) if run.args.cpu_smoke else (384, 768)):
+        conv = ShortConv(c, 4, activation=False).to(run.device)
+        x = torch.randn(b, t, c, device=run.device, requires_grad=True)
+        weight = conv.conv.weight
+        shifted = torch.compile(shifted_conv) if run.compile else shifted_conv
+        forms = {"nn.Conv1d (cuDNN)": (conv, (x,)), "shifted sum, eager": (shifted_conv, (x, weight)),
+                 "shifted sum, compiled": (shifted, (x, weight))}
+        for label, (fn, fn_args) in forms.items():
+            ms[f"C {c}: {label}"] = 1e3 * device_time(run, lambda fn=fn, fn_args=fn_args: fwd_bwd(dev, fn, fn_args))
+        with autocast_context(dev, None):
+            err = (conv(x) - shifted_conv(x, weight)).abs().max().item()
+        ms[f"C {c}: max |difference| (not ms)"] = err
+    run.emit("conv", config={"B": b, "T": t, "kernel": 4}, ms=ms)
+
+
+PARTS = ("loop", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             guarded(run, part, lambda: part_loss(run))
         elif part == "features":
             guarded(run, part, lambda: part_features(run))
+        elif part == "conv":
+            guarded(run, part, lambda: part_conv(run))
         else:
             guarded(run, part, lambda part=part: part_whole(run, part))
     run.out.close()

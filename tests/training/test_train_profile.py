@@ -45,3 +45,14 @@ def test_kernel_kinds(profile_script):
     assert kind("void multi_tensor_apply_kernel<...FusedAdamMathFunctor") == "optimizer + clip"
     assert kind("pytorch_flash::flash_fwd_kernel") == "attention"
     assert kind("something_else") == "other"
+
+
+def test_shifted_conv_is_the_short_conv(profile_script):
+    """The profile's elementwise form of the short causal conv computes what ShortConv's nn.Conv1d does."""
+    import torch
+    from pytest_goni.models.layers import ShortConv
+
+    conv = ShortConv(6, 4, activation=False)
+    x = torch.randn(2, 9, 6, dtype=torch.float64)
+    conv = conv.double()
+    torch.testing.assert_close(profile_script.shifted_conv(x, conv.conv.weight), conv(x))
