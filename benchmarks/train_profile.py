@@ -244,7 +244,8 @@ def part_loss(run: Run) -> None:
     """linear_cross_entropy forward+backward alone, unpadded and padded; one chunk's head matmul."""
     n, d = run.batch * run.seq, (32 if run.args.cpu_smoke else 768)
     g = torch.Generator(device=run.device).manual_seed(0)
-    h = torch.randn(n, d, device=run.device, generator=g, dtype=torch.bfloat16 if run.compile else torch.float32)
+    half = torch.bfloat16 if run.device.startswith("cuda") else torch.float32  # what autocast hands the loss
+    h = torch.randn(n, d, device=run.device, generator=g, dtype=half)
     w = torch.randn(run.vocab, d, device=run.device, generator=g) * 0.02
     t = torch.randint(0, run.vocab, (n,), device=run.device, generator=g)
     h.requires_grad_(True)
@@ -258,7 +259,7 @@ def part_loss(run: Run) -> None:
             loss.backward()
         ms[f"loss fwd+bwd, pad {pad}"] = 1e3 * device_time(run, fwd_bwd)
     chunk = losses.chunk_tokens(run.vocab, n)
-    a = h.detach()[:chunk].to(torch.bfloat16 if run.compile else torch.float32)
+    a = h.detach()[:chunk]
     for width in (run.vocab, losses.padded(run.vocab, 64)):
         wb = torch.zeros(width, d, device=run.device, dtype=a.dtype)
         ms[f"head mm [{chunk}, {d}] x [{d}, {width}]"] = 1e3 * device_time(run, lambda wb=wb: a @ wb.T)
