@@ -16,6 +16,8 @@ side in one process, the parts that could hold it back:
   V as is (50,257) and padded to a multiple of 64; ``head-mm``: one chunk's head matmul at both widths.
 - ``features``: the compiled ``features`` forward+backward alone (the loss replaced by a fixed
   gradient), the step minus the loss and the optimizer.
+- ``loop-shifted`` (asked for): the loop of each ``--backends`` entry that has a short conv
+  (deltanet, gated-deltanet, mamba2, groundthink) with ShortConv as shifted multiply-adds.
 - ``reference``: a plain GPT of GPT-2 125M's shape (pre-LayerNorm blocks, fused qkv, SDPA causal,
   tanh GELU, tied head with the vocabulary padded to 50,304), its whole step's forward compiled with
   ``F.cross_entropy``, fused AdamW, clipping, bf16 autocast: what this shape reaches without the harness.
@@ -203,23 +205,31 @@ def guarded(run: Run, part: str, fn: Any) -> None:
             torch.cuda.empty_cache()
 
 
-def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2") -> None:
-    """The loop itself: tokens/s, then per-kind GPU time per step under torch.profiler."""
+def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: str = "conv1d") -> None:
+    """The loop itself: tokens/s, then per-kind GPU time per step under torch.profiler. ``conv_form``:
+    ShortConv's parallel form (models.layers.SHORT_CONV_FORM) for this row."""
+    from pytest_goni.models import layers
+
     a = run.args
     losses.DEFAULT_PAD_VOCAB = pad
+    layers.SHORT_CONV_FORM = conv_form
     try:
         model = run.model(backend)
+        if conv_form != "conv1d" and not any(isinstance(m, layers.ShortConv) for m in model.modules()):
+            return  # no short conv: the row would repeat the loop's
         res = train(model, run.batches(), a.warmup + a.steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
                     compile=run.compile, untimed_steps=a.warmup, log_every=64)
         step_s = res.train_seconds / a.steps
         kinds, busy = profile_steps(run, model, a.profile_steps)
-        run.emit(part, config={"backend": backend, "pad_vocab": pad, "compiled": res.compiled},
+        run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
+                               "compiled": res.compiled},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
                  losses=res.losses)
     finally:
         losses.DEFAULT_PAD_VOCAB = 0
+        layers.SHORT_CONV_FORM = "conv1d"
 
 
 def profile_steps(run: Run, model: nn.Module, steps: int) -> tuple[dict[str, float], float]:
@@ -334,15 +344,6 @@ def part_whole(run: Run, part: str) -> None:
     run.emit(part, config=config, step_ms=1e3 * sec, tokens_per_s=run.batch * run.seq / sec, first_steps_s=first)
 
 
-def shifted_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Depthwise causal conv as K shifted multiply-adds: x [B, T, C], weight [C, 1, K] -> [B, T, C]
-    (the same as ShortConv's nn.Conv1d without activation; elementwise, so Inductor can fuse it)."""
-    k = weight.shape[-1]
-    t = x.shape[1]
-    xp = F.pad(x, (0, 0, k - 1, 0))  # [B, T + K - 1, C], zeros before the first token
-    return sum(xp[:, j:j + t] * weight[:, 0, j] for j in range(k))
-
-
 def fwd_bwd(dev: torch.device, fn: Any, args: tuple) -> None:
     """``fn(*args)`` under the run's autocast, then a backward through a scalar of it."""
     with autocast_context(dev, None):
@@ -350,38 +351,54 @@ def fwd_bwd(dev: torch.device, fn: Any, args: tuple) -> None:
     y.float().square().mean().backward()
 
 
+def with_conv_form(form: str, fn: Any) -> Any:
+    """``fn`` called with ShortConv's parallel form set to ``form`` (and the default restored)."""
+    from pytest_goni.models import layers
+
+    def call(*args: Any) -> Any:
+        layers.SHORT_CONV_FORM = form
+        try:
+            return fn(*args)
+        finally:
+            layers.SHORT_CONV_FORM = "conv1d"
+    return call
+
+
 def part_conv(run: Run) -> None:
     """ShortConv (the deltanet / gated-deltanet / mamba2 short causal conv) forward+backward at the
-    8M training shape: cuDNN's depthwise nn.Conv1d as the models run it, against the shifted-sum form
-    eager and compiled. Suspect: the backends with the widest short convs are the slowest to train."""
+    8M training shape, its input in the autocast dtype as a projection hands it over: cuDNN's depthwise
+    nn.Conv1d as the models run it, against the shifted multiply-adds form, eager and compiled.
+    Suspect: the backends with the widest short convs are the slowest to train."""
     from pytest_goni.models.layers import ShortConv
 
     b, t = run.batch, run.seq
     dev = torch.device(run.device)
+    half = torch.bfloat16 if run.device.startswith("cuda") else torch.float32
     ms: dict[str, float] = {}
     for c in ((32,) if run.args.cpu_smoke else (384, 768)):
         conv = ShortConv(c, 4, activation=False).to(run.device)
-        x = torch.randn(b, t, c, device=run.device, requires_grad=True)
-        weight = conv.conv.weight
-        shifted = torch.compile(shifted_conv) if run.compile else shifted_conv
-        forms = {"nn.Conv1d (cuDNN)": (conv, (x,)), "shifted sum, eager": (shifted_conv, (x, weight)),
-                 "shifted sum, compiled": (shifted, (x, weight))}
-        for label, (fn, fn_args) in forms.items():
-            ms[f"C {c}: {label}"] = 1e3 * device_time(run, lambda fn=fn, fn_args=fn_args: fwd_bwd(dev, fn, fn_args))
-        with autocast_context(dev, None):
-            err = (conv(x) - shifted_conv(x, weight)).abs().max().item()
+        x = torch.randn(b, t, c, device=run.device, dtype=half, requires_grad=True)
+        compiled = torch.compile(conv) if run.compile else conv
+        forms = {"nn.Conv1d (cuDNN)": conv, "shifted, eager": with_conv_form("shifted", conv),
+                 "shifted, compiled": with_conv_form("shifted", compiled)}
+        for label, fn in forms.items():
+            ms[f"C {c}: {label}"] = 1e3 * device_time(run, lambda fn=fn, x=x: fwd_bwd(dev, fn, (x,)))
+        with torch.no_grad(), autocast_context(dev, None):
+            err = (conv(x).float() - with_conv_form("shifted", conv)(x).float()).abs().max().item()
         ms[f"C {c}: max |difference| (not ms)"] = err
-    run.emit("conv", config={"B": b, "T": t, "kernel": 4}, ms=ms)
+    run.emit("conv", config={"B": b, "T": t, "kernel": 4, "input_dtype": str(half)}, ms=ms)
 
 
-PARTS = ("loop", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
+PARTS = ("loop", "loop-pad64", "loop-shifted", "loss", "features", "reference", "hf-whole", "conv")
+DEFAULT_PARTS = ("loop", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="jsonl file to append rows to")
     p.add_argument("--device", default="cuda:0")
-    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS,
+                   help="loop-shifted: the loop with ShortConv as shifted multiply-adds (backends that have one)")
     p.add_argument("--size", default="125M", choices=["8M", "30M", "125M"], help="size preset of every model")
     p.add_argument("--backends", nargs="+", default=["gpt2"],
                    help="backends the loop part profiles (the other parts are GPT-2's)")
@@ -398,9 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.meta['device']}: bf16 matmul {run.meta['matmul_flops'] / 1e12:.0f} TFLOP/s", flush=True)
     for part in args.parts:
         if part.startswith("loop"):
-            for backend in args.backends if part == "loop" else ["gpt2"]:
-                guarded(run, part, lambda part=part, backend=backend:
-                        part_loop(run, part, 64 if part.endswith("pad64") else 0, backend))
+            for backend in args.backends if part in ("loop", "loop-shifted") else ["gpt2"]:
+                form = "shifted" if part == "loop-shifted" else "conv1d"
+                guarded(run, part, lambda part=part, backend=backend, form=form:
+                        part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form))
         elif part == "loss":
             guarded(run, part, lambda: part_loss(run))
         elif part == "features":

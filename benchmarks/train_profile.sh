@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# One lent-GPU call (about 6 minutes, one H200 is enough) for issue 13's missed training targets
+# One lent-GPU call (about 7 minutes, one H200 is enough) for issue 13's missed training targets
 # (benchmarks/train_profile.py):
 #   1. GPT-2 125M, B 16, T 1024: the loop (as benchmarks/training.py runs it, compiled) and the loop with
 #      the head padded to 50,304 rows, each with GPU time per step by kernel kind under torch.profiler;
 #      the loss alone (padded or not); the compiled features alone; a plain nanoGPT-style step and
 #      transformers' GPT-2 whole-model-compiled beside them.                          (T_PROFILE s)
-#   2. 8M, eager: the same loop profile for GPT-2 and the backends under 0.9x GPT-2.  (T_BACKENDS s)
+#   2. 8M, eager: the same loop profile for GPT-2 and the backends under 0.9x GPT-2, and for those with
+#      a short conv again with ShortConv as shifted multiply-adds (loop-shifted).    (T_BACKENDS s)
 #   source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && bash benchmarks/train_profile.sh
 # Packs $OUT/train-profile.tar.gz (jsonl, logs, versions); prints the rows last.
 set -u
 source "${BASH_SOURCE%/*}/device_out.sh" train-profile; R=$W
-T_PROFILE=${T_PROFILE:-300}; T_BACKENDS=${T_BACKENDS:-180}
+T_PROFILE=${T_PROFILE:-300}; T_BACKENDS=${T_BACKENDS:-240}
 BACKENDS=${BACKENDS:-gpt2 gla mamba2 rwkv6 deltanet gated-deltanet groundthink}
 export PYTHONUNBUFFERED=1
 record_env
@@ -20,7 +21,7 @@ timeout -s INT -k 15 "$T_PROFILE" python3 benchmarks/train_profile.py --device c
 echo "gpt2-125m rc=$? limit=${T_PROFILE}s took=$((SECONDS - t0))s" > "$R/rc.txt"
 t0=$SECONDS
 timeout -s INT -k 15 "$T_BACKENDS" python3 benchmarks/train_profile.py --device cuda:0 --out "$R/train-profile.jsonl" \
-    --size 8M --eager --parts loop --backends $BACKENDS > "$R/backends-8m.log" 2>&1
+    --size 8M --eager --parts loop loop-shifted --backends $BACKENDS > "$R/backends-8m.log" 2>&1
 echo "backends-8m rc=$? limit=${T_BACKENDS}s took=$((SECONDS - t0))s" >> "$R/rc.txt"
 pack
 cat "$R/versions.txt" "$R/rc.txt"

@@ -15,11 +15,33 @@ from torch import nn
 
 Tensor = torch.Tensor
 
+#: How ShortConv's parallel form runs: "conv1d" (cuDNN's depthwise nn.Conv1d, the default) or
+#: "shifted" (:func:`causal_conv_shifted`: K shifted multiply-adds, elementwise, so torch.compile fuses
+#: it into one kernel each way). The same function either way (tested); which trains faster on the
+#: H200 is measured by benchmarks/train_profile.py before any default changes.
+SHORT_CONV_FORM = "conv1d"
+
+
+def causal_conv_shifted(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Depthwise causal conv as K shifted multiply-adds: x [B, T, C], weight [C, 1, K] -> [B, T, C].
+
+    y[t] = sum_j w[:, j] x[t - K + 1 + j] (+ bias), zeros before the first token: what ShortConv's
+    nn.Conv1d computes. Accumulated in float32 at least (as cuDNN does), returned in x's dtype."""
+    k, t = weight.shape[-1], x.shape[1]
+    acc = torch.promote_types(x.dtype, torch.float32)
+    xp = F.pad(x, (0, 0, k - 1, 0)).to(acc)  # [B, T + K - 1, C]
+    w = weight[:, 0].to(acc)  # [C, K]
+    y = sum(xp[:, j:j + t] * w[:, j] for j in range(k))
+    if bias is not None:
+        y = y + bias.to(acc)
+    return y.to(x.dtype)
+
 
 class ShortConv(nn.Module):
     """Depthwise causal 1-D convolution over time (kernel K), optional SiLU: Mamba2 / DeltaNet style.
 
     State: the last K-1 *inputs* [B, C, K-1], zero-padded while fewer tokens have been seen.
+    The parallel form runs as :data:`SHORT_CONV_FORM` says.
     """
 
     def __init__(self, channels: int, kernel_size: int = 4, bias: bool = False, activation: bool = True):
@@ -33,6 +55,9 @@ class ShortConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, T, C] -> [B, T, C]."""
+        if SHORT_CONV_FORM == "shifted":
+            dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+            return self._act(causal_conv_shifted(x.to(dtype), self.conv.weight, self.conv.bias))
         t = x.shape[1]
         return self._act(self.conv(x.transpose(1, 2))[..., :t].transpose(1, 2))
 

@@ -25,9 +25,10 @@ def profile_script():
 def test_cpu_smoke_writes_every_part(profile_script, tmp_path):
     out = tmp_path / "p.jsonl"
     assert profile_script.main(["--cpu-smoke", "--out", str(out), "--warmup", "1", "--steps", "1",
-                                "--parts", "loop", "loss", "reference"]) == 0  # features, hf-whole: same helpers
+                                "--parts", "loop", "loss", "reference", "conv"]) == 0  # features, hf-whole: alike
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["part"] for r in rows] == ["loop", "loss", "reference"]
+    assert [r["part"] for r in rows] == ["loop", "loss", "reference", "conv"]
+    assert rows[3]["ms"]["C 32: max |difference| (not ms)"] < 1e-5  # the two conv forms agree
     for r in rows:
         assert r.get("status", "ok") == "ok", r
         assert {"date", "device", "versions", "commit", "command", "config"} <= set(r)
@@ -45,14 +46,3 @@ def test_kernel_kinds(profile_script):
     assert kind("void multi_tensor_apply_kernel<...FusedAdamMathFunctor") == "optimizer + clip"
     assert kind("pytorch_flash::flash_fwd_kernel") == "attention"
     assert kind("something_else") == "other"
-
-
-def test_shifted_conv_is_the_short_conv(profile_script):
-    """The profile's elementwise form of the short causal conv computes what ShortConv's nn.Conv1d does."""
-    import torch
-    from pytest_goni.models.layers import ShortConv
-
-    conv = ShortConv(6, 4, activation=False)
-    x = torch.randn(2, 9, 6, dtype=torch.float64)
-    conv = conv.double()
-    torch.testing.assert_close(profile_script.shifted_conv(x, conv.conv.weight), conv(x))
