@@ -38,6 +38,8 @@ class MeasureContext:
     artifacts: list[Path] = field(default_factory=list)
     #: thresholds of the gates reading this measurement (plots.GateLine), for its plots to draw
     gate_lines: list[Any] = field(default_factory=list)
+    #: the part this run measures (``contexts=8192``) when the measurement is split (parts.py)
+    part: str | None = None
 
     @property
     def is_cuda(self) -> bool:
@@ -50,7 +52,8 @@ class MeasureContext:
     def artifact(self, name: str) -> Path:
         """A path for a file this measurement writes (a plot, a log)."""
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-        path = self.artifact_dir / f"{self.spec_id}.{self.measurement}.{name}"
+        part = f"[{self.part}]" if self.part else ""  # parts on other workers: files of their own
+        path = self.artifact_dir / f"{self.spec_id}.{self.measurement}{part}.{name}"
         if path not in self.artifacts:
             self.artifacts.append(path)  # the reports place it under the gates reading this measurement
         return path

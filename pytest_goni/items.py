@@ -91,10 +91,11 @@ class GateItem(pytest.Item):
         gates = _session(self.config).gates(self.spec)
         text = ""
         for name in sorted(gates.measurements_behind(self.gate)):
-            res = gates.runner.results.get((str(self.spec.path), name))
-            if res is not None and res.failure is not None and res.failure.traceback:
-                text += f"\n  traceback of measurement {name!r} ({res.kind}), its own frames:\n"
-                text += "\n".join("    " + line for line in res.failure.traceback.rstrip().splitlines())
+            for res in gates.runner.runs_of(self.spec, name):
+                if res.failure is not None and res.failure.traceback:
+                    part = f"[{res.part['label']}]" if res.part else ""
+                    text += f"\n  traceback of measurement {name + part!r} ({res.kind}), its own frames:\n"
+                    text += "\n".join("    " + line for line in res.failure.traceback.rstrip().splitlines())
         return text
 
     def reportinfo(self) -> tuple[Path, int, str]:

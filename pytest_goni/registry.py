@@ -67,6 +67,11 @@ class MeasurementKind:
     :class:`pytest_goni.context.MeasureContext`. ``metrics(params)`` returns ``{key: unit}`` for
     every metric the kind will produce for those params, so a gate reading a key it never
     produces, or comparing it in the wrong unit, is a collection-time spec error.
+
+    ``split`` names a list param (its *axis*, e.g. ``contexts``) whose values the kind measures
+    independently: the measurement with ``params[split] = [a, b]`` returns exactly the metrics of
+    ``[a]`` and of ``[b]`` together. Under xdist each value can then run as a part of its own on
+    another worker (``pytest_goni.parts``); the gates read the parts' metrics merged.
     """
 
     name: str
@@ -77,6 +82,7 @@ class MeasurementKind:
     default_timeout_s: float = 900.0
     doc: str = ""
     origin: str = ""         # file:line of func
+    split: str | None = None  # the list param whose values are measured independently (see above)
 
 
 @dataclass
@@ -159,15 +165,17 @@ class Registries:
         metrics: Callable[[dict[str, Any]], dict[str, str]],
         requires_cuda: bool = False,
         default_timeout_s: float = 900.0,
+        split: str | None = None,
         replace: bool = False,
     ) -> Callable:
         """Decorator registering ``func(ctx, params) -> dict[str, Metric]`` as a kind.
+        ``split``: the list param measured value by value (see :class:`MeasurementKind`).
         ``replace=True`` replaces a kind of that name (else a clash is an error)."""
 
         def deco(func: Callable) -> Callable:
             self.kinds.add(
                 MeasurementKind(name, func, schema, metrics, requires_cuda, default_timeout_s,
-                                (func.__doc__ or "").strip(), origin_of(func)),
+                                (func.__doc__ or "").strip(), origin_of(func), split),
                 replace=replace,
             )
             return func

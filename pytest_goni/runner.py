@@ -21,6 +21,7 @@ from . import isolation, progress
 from .context import MeasureContext, MeasurementTimeout
 from .contract import ContractError, check_metrics
 from .device import release, worker_device
+from .parts import merge_records, values_needed
 from .plots import GateLine
 from .registry import REGISTRIES
 from .scheduling import marker_path
@@ -52,6 +53,7 @@ class MeasurementResult:
     worker: str = field(default_factory=lambda: os.environ.get("PYTEST_XDIST_WORKER", "main"))
     artifacts: list[Path] = field(default_factory=list)
     started_at: float = 0.0  # epoch seconds (time.time()) when it began: the run's timeline
+    part: dict[str, Any] | None = None  # a part of a split measurement: {axis, values, label} (parts.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class MeasurementResult:
                                                         "missing": self.failure.missing},
             "memory": self.memory, "isolation": self.isolation,
             "log": self.log, "artifacts": [str(p) for p in self.artifacts if Path(p).exists()],
+            **({"part": self.part} if self.part is not None else {}),
         }
 
 
@@ -108,7 +111,12 @@ class Runner:
         self.saving = False       # --goni-save: baseline gates are measured even with nothing to compare
         self.artifact_dir = artifact_dir or Path(tempfile.mkdtemp(prefix="goni-artifacts-"))
         self.results: dict[tuple[str, str], MeasurementResult] = {}
+        self.parts: dict[tuple[str, str], list[MeasurementResult]] = {}  # runs of parts, per measurement
         self.shipped: set[tuple[str, str]] = set()
+        self.shipped_parts: set[tuple[str, str, str]] = set()
+        # Run a split measurement's parts as gates need them (an xdist worker whose work units are
+        # parts, see scheduling.py), instead of the whole measurement at its first gate.
+        self.split = False
         self.isolation = "auto"   # --goni-isolation: auto | fork | none (see isolation.py)
         if self.device.startswith("cuda"):
             import torch
@@ -121,30 +129,53 @@ class Runner:
             self.results[key] = self._run(spec, name)
         return self.results[key]
 
-    def _run(self, spec: Spec, name: str) -> MeasurementResult:
+    def measure_values(self, spec: Spec, name: str, values: list[Any]) -> list[MeasurementResult]:
+        """The runs of measurement ``name`` that cover ``values`` of its split axis: the whole
+        measurement when it ran here, else its parts; values no part covers yet run now, together,
+        as one part (each value is measured once per process)."""
+        key = (str(spec.path), name)
+        if key in self.results:
+            return [self.results[key]]
+        runs = self.parts.setdefault(key, [])
+        done = {v for r in runs for v in r.part["values"]}
+        missing = [v for v in values if v not in done]
+        if missing:
+            runs.append(self._run(spec, name, missing))
+        wanted = set(values)
+        return [r for r in runs if wanted & set(r.part["values"])]
+
+    def _run(self, spec: Spec, name: str, values: list[Any] | None = None) -> MeasurementResult:
         mspec = spec.measurements[name]
         kind = REGISTRIES.kinds[mspec.kind]
+        split = mspec.split if values is not None else None
+        params = split.params(mspec.params, values) if split is not None else dict(mspec.params)
+        part = None if split is None else {"axis": split.axis, "values": list(params[split.axis]),
+                                           "label": split.label(params[split.axis])}
+        shown = name if part is None else f"{name}[{part['label']}]"
         ctx = MeasureContext(
             spec_id=spec.id, measurement=name, device=self.device, profile=spec.profile,
             profile_vars=spec.profile_vars, models=spec.models, spec_path=spec.path,
             artifact_dir=self.artifact_dir, deadline=time.monotonic() + mspec.timeout_s,
-            gate_lines=gate_lines(spec, name),
+            gate_lines=gate_lines(spec, name), part=None if part is None else part["label"],
         )
         result = MeasurementResult(name, mspec.kind, mspec.params, self.device, 0.0, log=ctx.log_lines,
-                                   artifacts=ctx.artifacts)
+                                   artifacts=ctx.artifacts, part=part)
         declared = {k[len(name) + 1:]: u for k, u in spec.metric_units.items() if k.startswith(name + ".")}
+        if split is not None:
+            keys = set().union(*(split.keys[v] for v in part["values"]))
+            declared = {k: u for k, u in declared.items() if k in keys}
 
         def work() -> tuple[Any, list[str], list[Path]]:
             with deadline_alarm(mspec.timeout_s):
-                metrics = kind.func(ctx, dict(mspec.params))
+                metrics = kind.func(ctx, params)
             return metrics, list(ctx.log_lines), list(ctx.artifacts)
 
         mode = isolation.choose_mode(self.isolation, self.device)
         kind_file = getattr(getattr(kind.func, "__code__", None), "co_filename", None)
         t0 = time.perf_counter()
         result.started_at = time.time()
-        progress.started(spec.id, name, mspec.kind, self.device)
-        with self._crash_marker(spec, name, mode) as previous_crash:
+        progress.started(spec.id, shown, mspec.kind, self.device)
+        with self._crash_marker(spec, shown, mode) as previous_crash:
             if previous_crash:
                 outcome = isolation.Outcome(error=f"process died: {previous_crash}")
             elif mode == "fork":
@@ -171,7 +202,7 @@ class Runner:
             where = f" at {outcome.location}" if outcome.location else ""
             if outcome.timed_out and not outcome.error.startswith("timeout"):
                 outcome.error = f"timeout: {outcome.error}"
-            reason = f"{outcome.error} in measurement {name!r} ({mspec.kind}){where}"
+            reason = f"{outcome.error} in measurement {shown!r} ({mspec.kind}){where}"
             if outcome.timed_out:
                 reason += f" (limit {mspec.timeout_s:g} s)"
             result.failure = MeasurementFailure(printable(reason), printable(outcome.traceback),
@@ -180,7 +211,7 @@ class Runner:
             with suppress(Exception):  # a broken CUDA context must not hide the failure
                 release(self.device)
         result.seconds = time.perf_counter() - t0
-        progress.finished(spec.id, name, result.seconds, result.failure.reason if result.failure else None)
+        progress.finished(spec.id, shown, result.seconds, result.failure.reason if result.failure else None)
         return result
 
     @contextmanager
@@ -204,28 +235,42 @@ class Runner:
         finally:
             path.unlink(missing_ok=True)
 
+    def runs_of(self, spec: Spec, name: str) -> list[MeasurementResult]:
+        """Every run of measurement ``name`` in this process: the whole, or the parts that ran."""
+        key = (str(spec.path), name)
+        return [self.results[key]] if key in self.results else list(self.parts.get(key, []))
+
     def gate_metrics(self, spec: Spec, gate: GateSpec) -> tuple[dict[str, Metric], list[str]]:
         """All metrics a gate reads, and the failure reasons of the measurements behind it (a
         missing optional dependency comes first, alone: the gate is skipped, not failed)."""
         metrics: dict[str, Metric] = {}
         failures: list[str] = []
         for name in sorted(gate.measurements):
-            res = self.measure(spec, name)
-            if res.failure and res.failure.missing:
-                return {}, [f"SKIP: measurement {name!r} ({res.kind}) skipped: {res.failure.reason}"]
-            if res.failure:
-                failures.append(res.failure.reason)
-            metrics.update({f"{name}.{k}": m for k, m in res.metrics.items()})
+            values = values_needed(spec, gate, name) if self.split else None
+            for res in (self.measure(spec, name),) if values is None else self.measure_values(spec, name, values):
+                if res.failure and res.failure.missing:
+                    return {}, [f"SKIP: measurement {name!r} ({res.kind}) skipped: {res.failure.reason}"]
+                if res.failure:
+                    failures.append(res.failure.reason)
+                metrics.update({f"{name}.{k}": m for k, m in res.metrics.items()})
         return metrics, failures
 
     def ship(self, spec: Spec, names: set[str]) -> dict[str, Any]:
-        """Measurement results not yet sent to the controller (each is sent once per process)."""
-        out = {}
+        """Measurement results not yet sent to the controller (each is sent once per process; the
+        parts of a split measurement merged into one record, which the controller merges again
+        with the parts other workers ran)."""
+        out: dict[str, Any] = {}
         for name in sorted(names):
             key = (str(spec.path), name)
             if key in self.results and key not in self.shipped:
                 self.shipped.add(key)
                 out[name] = self.results[key].to_json()
+            for run in self.parts.get(key, []):
+                part_key = key + (run.part["label"],)
+                if part_key not in self.shipped_parts:
+                    self.shipped_parts.add(part_key)
+                    record = run.to_json()
+                    out[name] = merge_records(out.get(name, record), record)
         return out
 
 

@@ -35,13 +35,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .parts import values_needed
+
 DIST_CHOICES = ("auto", "measurement", "spec")
 
 
-def share_groups(gates: Iterable[Any], prefix: str, split_checklists: bool = False) -> dict[str, str]:
+def share_groups(gates: Iterable[Any], prefix: str, split_checklists: bool = False,
+                 spec: Any = None) -> dict[str, str]:
     """gate id -> unit name: gates that read a common measurement are one unit (union-find over
     gates and measurements). A checklist joins its evidence gates' unit, unless
-    ``split_checklists``: then it is a unit of its own (``<prefix>::checklist:<id>``)."""
+    ``split_checklists``: then it is a unit of its own (``<prefix>::checklist:<id>``). Given the
+    ``spec``, a split measurement is a node per part (``rt_prefill[contexts=8192]``, parts.py): gates
+    reading different parts of it are different units."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -56,7 +61,8 @@ def share_groups(gates: Iterable[Any], prefix: str, split_checklists: bool = Fal
     for gate in gates:
         find("g:" + gate.id)
         for m in sorted(gate.measurements):
-            union("g:" + gate.id, "m:" + m)
+            for node in measurement_nodes(spec, gate, m):
+                union("g:" + gate.id, "m:" + node)
         if not split_checklists:
             for ref in gate.of:
                 union("g:" + gate.id, "g:" + ref)
@@ -68,11 +74,49 @@ def share_groups(gates: Iterable[Any], prefix: str, split_checklists: bool = Fal
         if split_checklists and gate.of and not members:
             names.setdefault(root, f"{CHECKLIST}{gate.id}")
         else:
-            names.setdefault(root, members[0][2:] if members else gate.id)
+            names.setdefault(root, _unit_name([m[2:] for m in members]) if members else gate.id)
     return {g.id: f"{prefix}::{names[find('g:' + g.id)]}" for g in gates}
 
 
 CHECKLIST = "checklist:"
+
+
+def _unit_name(nodes: list[str]) -> str:
+    """A unit's name: its first measurement, with every part of it the unit holds
+    (``rt_decode[contexts=131072,8192]``)."""
+    base, bracket, rest = nodes[0].partition("[")
+    if not bracket:
+        return base
+    axis = rest.split("=", 1)[0]
+    values = [n[len(base) + len(axis) + 2:-1] for n in nodes if n.startswith(f"{base}[{axis}=")]
+    return f"{base}[{axis}={','.join(values)}]"
+
+
+def measurement_nodes(spec: Any, gate: Any, name: str) -> list[str]:
+    """The nodes of measurement ``name`` that ``gate`` reads: the measurement, or (``spec`` given and
+    the measurement split) each part it reads, ``name[axis=value]``."""
+    split = getattr(spec.measurements.get(name), "split", None) if spec is not None else None
+    values = values_needed(spec, gate, name) if split is not None else None
+    if values is None:
+        return [name] if split is None else [f"{name}[{split.label([v])}]" for v in split.values]
+    return [f"{name}[{split.label([v])}]" for v in values]
+
+
+def node_cost(spec: Any, node: str, known: Callable[[str], float | None]) -> float:
+    """Expected seconds of one node (a measurement, or a part ``name[axis=value]``): its own last
+    duration, else (a part) its share of the whole measurement's, in proportion to the axis value
+    when the values are positive numbers (a context length), else an equal share."""
+    own = known(node)
+    if own is not None or "[" not in node:
+        return own or 0.0
+    name = node.split("[", 1)[0]
+    whole = known(name) or 0.0
+    split = getattr(spec.measurements.get(name), "split", None)
+    if split is None:
+        return 0.0
+    value = next(v for v in split.values if node == f"{name}[{split.label([v])}]")
+    numeric = all(isinstance(v, (int, float)) and v > 0 for v in split.values)
+    return whole * (value / sum(split.values) if numeric else 1 / len(split.values))
 
 
 def spreads_measurements(mode: str, workers: int, gpu_count: int) -> bool:
@@ -126,12 +170,16 @@ class SpecUnits:
             spec = self.load(path)
         except Exception:  # a spec error is reported by the workers' collection; keep the spec whole
             return {}
-        units = share_groups(spec.gates, file, split_checklists=True)
+        units = share_groups(spec.gates, file, split_checklists=True, spec=spec)
+        shown = spec.display_path
+
+        def known(node: str) -> float | None:  # kept under the spec path as the user wrote it; node ids: rootdir
+            return self.durations.get(f"{file}::{node}", self.durations.get(f"{shown}::{node}"))
+
         for unit in set(units.values()):
-            names = {m for g in spec.gates if units[g.id] == unit for m in g.measurements}
-            known = self.durations  # kept under the spec path as the user wrote it; node ids: rootdir
-            shown = spec.display_path
-            self._cost[unit] = sum(known.get(f"{file}::{m}", known.get(f"{shown}::{m}", 0.0)) for m in names)
+            nodes = {n for g in spec.gates if units[g.id] == unit for m in g.measurements
+                     for n in measurement_nodes(spec, g, m)}
+            self._cost[unit] = sum(node_cost(spec, n, known) for n in nodes)
         return units
 
 
@@ -278,6 +326,7 @@ class XdistScheduling:
             if self._folder is None:
                 self._folder = self.verdict_folder()
             node.workerinput["goni_verdicts"] = str(self._folder)
+            node.workerinput["goni_units"] = True  # this plugin's scheduler hands out the work
 
     def pytest_sessionfinish(self) -> None:
         """The workers' crash markers (pytest_goni.isolation) mean nothing once the run is over."""
@@ -349,7 +398,14 @@ def record_durations(config: Any, measurements: dict[str, dict[str, Any]], specs
     for spec_id, by_name in measurements.items():
         file = specs.get(spec_id, {}).get("file")
         for name, m in by_name.items():
-            if file and isinstance(m.get("seconds"), (int, float)):
+            if not file:
+                continue
+            parts = m.get("parts") or ([m] if m.get("part") else [])
+            for part in parts:  # a part of one axis value: its own duration, for the next split run
+                values = (part.get("part") or {}).get("values") or []
+                if len(values) == 1 and isinstance(part.get("seconds"), (int, float)):
+                    known[f"{file}::{name}[{part['part']['label']}]"] = round(float(part["seconds"]), 3)
+            if isinstance(m.get("seconds"), (int, float)) and not parts:
                 known[f"{file}::{name}"] = round(float(m["seconds"]), 3)
     cache.set(DURATIONS_KEY, known)
 

@@ -320,7 +320,20 @@ class GoniSession:
             self._runner = Runner(self.report_dir or self._artifact_folder(), self.baseline)
             self._runner.saving = bool(self.config.getoption("goni_save"))
             self._runner.isolation = self.config.getoption("goni_isolation")
+            self._runner.split = self.units_are_parts()
         return self._runner
+
+    def units_are_parts(self) -> bool:
+        """Whether this process is an xdist worker of a run whose units are measurements (and the
+        parts of split ones): then a gate runs only the parts of a measurement it reads. The worker
+        decides as the controller's scheduler did (same --goni-dist, worker count, GPU count)."""
+        from .scheduling import spreads_measurements
+
+        given = getattr(self.config, "workerinput", {})
+        if not given.get("goni_units"):
+            return False
+        return spreads_measurements(self.config.getoption("goni_dist"), int(given.get("workercount", 1)),
+                                    gpu_count())
 
     def _artifact_folder(self) -> Path | None:
         """Where plots go without --goni-report: pytest's numbered temporary folder (the last few runs

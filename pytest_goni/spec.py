@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 
+from .parts import Split, plan_split
 from .registry import REGISTRIES, UnknownName, explain_unknown
 from .yaml_positions import (
     KeyPath,
@@ -67,6 +68,7 @@ class MeasurementSpec:
     timeout_s: float
     mark: Mark
     requires_cuda: bool
+    split: Split | None = None  # its parts, when the kind declares a split axis (parts.py)
 
 
 @dataclass
@@ -354,7 +356,7 @@ class _Loader:
                 continue
             units.update({f"{name}.{key}": unit for key, unit in declared.items()})
             out[name] = MeasurementSpec(name, kind.name, params, timeout, nearest_mark(self.marks, path),
-                                        kind.requires_cuda)
+                                        kind.requires_cuda, plan_split(kind, params))
         return out, units
 
     def check_model_refs(self, schema: dict, params: dict, path: KeyPath, models: dict) -> None:

@@ -115,10 +115,12 @@ def build_timeline(controller: dict[str, Any], workers: dict[str, dict[str, Any]
     runs = []
     for spec_id, by_name in measurements.items():
         for name, m in by_name.items():
-            start = m.get("started_at")
-            if isinstance(start, (int, float)):
-                runs.append({"measurement": f"{spec_id}.{name}", "worker": m.get("worker"), "device": m.get("device"),
-                             "start": rel(start), "end": rel(start + float(m.get("seconds") or 0.0))})
+            for run in m.get("parts") or [m]:  # a split measurement: each part where and when it ran
+                start = run.get("started_at")
+                label = f"{spec_id}.{name}" + (f"[{run['part']['label']}]" if run.get("part") else "")
+                if isinstance(start, (int, float)):
+                    runs.append({"measurement": label, "worker": run.get("worker"), "device": run.get("device"),
+                                 "start": rel(start), "end": rel(start + float(run.get("seconds") or 0.0))})
     runs.sort(key=lambda r: r["start"])
     return {"origin": "the controller's process start; every time is seconds after it",
             "origin_epoch": origin, "process_start_from": start_from(),

@@ -65,7 +65,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     return units
 
 
-@measurement_kind("decode", schema=SCHEMA, metrics=metric_units)
+@measurement_kind("decode", schema=SCHEMA, metrics=metric_units, split="contexts")
 @under_cpu_threads()
 def measure_decode(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Per-token decode latency of every model side by side with its state filled to each context,

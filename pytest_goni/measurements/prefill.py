@@ -72,7 +72,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     return units
 
 
-@measurement_kind("prefill", schema=SCHEMA, metrics=metric_units)
+@measurement_kind("prefill", schema=SCHEMA, metrics=metric_units, split="contexts")
 @under_cpu_threads()
 def measure_prefill(ctx: Any, params: dict[str, Any]) -> dict[str, Metric]:
     """Time ``model.prefill(tokens)`` for every model side by side, per context and batch size."""

@@ -27,4 +27,11 @@ class Collected:
     def add(self, result: GateResult, spec: dict[str, Any], measurements: dict[str, Any]) -> None:
         self.specs.setdefault(spec["id"], spec)
         self.results.append(result)
-        self.measurements.setdefault(spec["id"], {}).update(measurements)
+        known = self.measurements.setdefault(spec["id"], {})
+        for name, record in measurements.items():
+            if record.get("part") or record.get("parts"):  # a part of a split measurement (parts.py)
+                from ..parts import merge_records
+
+                known[name] = merge_records(known.get(name, record), record)
+            else:
+                known[name] = record

@@ -5,8 +5,8 @@ pytest_goni.kernels) counts, at module level or inside a function. The floors, l
 module may import from its own floor and the floors below it:
 
 1. base: statuses, JSON cleaning, units, YAML positions, registries, statistics, timing, devices,
-   progress lines, plots, scheduling rules, the hook specs, the JSON schemas, optional extras,
-   exception notes.
+   progress lines, plots, scheduling rules, measurement parts, the hook specs, the JSON schemas,
+   optional extras, exception notes.
 2. machinery: kernels, models, training, tokenizers and corpora, the inference drivers, the
    benchmarkable ops, the measurement context, the V5 helpers, the synthetic tasks: the code
    measurements run.
@@ -32,7 +32,7 @@ PACKAGES = {"pytest_goni": ROOT / "pytest_goni", "pytest_goni.models": ROOT / "m
 
 FLOORS: list[tuple[str, ...]] = [
     ("pytest_goni", "status", "jsonsafe", "units", "yaml_positions", "registry", "stats", "timing", "device",
-     "progress", "plots", "scheduling", "hookspecs", "schema", "optional", "timeline", "errors"),
+     "progress", "plots", "scheduling", "parts", "hookspecs", "schema", "optional", "timeline", "errors"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
      "inference", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec", "spec_schema"),

@@ -79,6 +79,27 @@ def pytest_goni_register(registries):
         return {"loss": Metric.scalar(loss)}
 
     @registries.measurement_kind(
+        "sweep", split="points",
+        schema={"type": "object", "properties": {"points": {"type": "array", "items": {"type": "integer"}},
+                                                 "seconds": {"type": "number"}, "total": {"type": "boolean"}}},
+        metrics=lambda p: {**{f"p{v}.x": "s" for v in p["points"]}, **({"total": "s"} if p.get("total") else {})},
+    )
+    def sweep(ctx, params):
+        # a sweep measuring each point on its own (split axis "points"): one where.log line per run,
+        # with the points it measured and where; each point's samples depend on the point alone
+        import os
+        pts = params["points"]
+        line = (f"{ctx.spec_id}.{ctx.measurement} {os.environ.get('PYTEST_XDIST_WORKER', 'main')} {ctx.device} "
+                + ",".join(map(str, pts)))
+        with open(ctx.spec_path.parent / "where.log", "a") as fh:
+            fh.write(line + "\\n")
+        time.sleep(params.get("seconds", 0.2) * len(pts))
+        out = {f"p{v}.x": Metric.of([v * 0.01 * (1 + 0.01 * (i % 3 - 1)) for i in range(9)], "s") for v in pts}
+        if params.get("total"):  # a key of no single point: the measurement cannot split
+            out["total"] = Metric.scalar(sum(pts) * 0.01, "s")
+        return out
+
+    @registries.measurement_kind(
         "plotter", schema={"type": "object", "properties": {"value": {"type": "number"}}},
         metrics=lambda p: {"x": "s"},
     )
