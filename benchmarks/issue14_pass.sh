@@ -5,6 +5,8 @@
 #            (eager, graphed, floor, launches per step) and prefill at 1k/8k, the reference recipe beside them
 #   v5speed  specs/v5.yaml's speed-decode / speed-prefill gates re-measured (gpu profile)
 #   models   the all-backend 125M sweep (8k-128k); sys02  SYS-02 runtime+memory for three candidates
+#   hostprof where an eager prefill's host time goes (benchmarks/host_profile.py --model, cProfile) at 1k
+#            for HOSTPROF_MODELS (default: gla groundthink gated-deltanet): its log names the Python that costs
 # Everything lands in $OUT/issue14.tar.gz; a short summary is printed last. STEPS picks the parts
 # (default "tests decode v5speed"); BACKENDS, SYS02 (profiles) and the T_* limits are overridable, e.g.
 #   STEPS="tests models sys02" BACKENDS=transformer-rope,gpt2 bash benchmarks/issue14_pass.sh
@@ -32,6 +34,9 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
     --goni-profile gpu --goni-report "$R/v5speed" -q -k "speed-decode or speed-prefill"
 [[ $STEPS == *models* ]] && step models "$T_MODELS" python3 benchmarks/models.py --quick --budget-s "$B_MODELS" --reference \
     --backends "$BACKENDS" --out "$R/models.jsonl"
+[[ $STEPS == *hostprof* ]] && for m in ${HOSTPROF_MODELS:-gla groundthink gated-deltanet}; do
+  step "hostprof-$m" 60 python3 benchmarks/host_profile.py --model "$m" --T 1024 --calls 10 --top 25
+done
 [[ $STEPS == *sys02* ]] && for c in $SYS02; do
   step "sys02-$c" "$T_SYS02" python3 -m pytest -p no:cacheprovider --goni-spec specs/sys02.yaml --goni-profile "$c" \
       --goni-report "$R/sys02-$c" -q -k "rt- or mem-"
@@ -40,5 +45,6 @@ pack
 cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" 2>/dev/null
 for f in decode models; do [[ -f $R/$f.jsonl ]] && python3 benchmarks/models.py --render "$R/$f.jsonl"; done
 [[ -d $R/v5speed ]] && grep -hE "speed-(decode|prefill)" "$R/v5speed.log" | tail -4
+for f in "$R"/hostprof-*.log; do [[ -f $f ]] && grep -h "host time per call" "$f"; done
 [[ $STEPS == *sys02* ]] && for c in $SYS02; do echo "== $c"; grep -E "passed|failed" "$R/sys02-$c.log" 2>/dev/null | tail -1; done
 true
