@@ -519,7 +519,7 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "device": "cuda:0", "gpu": torch.cuda.get_device_name(0), "versions": versions(),
-            "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"}, "git": git_commit(),
+            "config": {"B": B, "H": H, "D": D, "dtype": "bfloat16"}, "git": git_commit(), "commit": git_commit(),
             "command": "python " + " ".join(sys.argv)}
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.train_shapes] or TRAIN_SHAPES
     fla_shapes = [tuple(int(x) for x in s.split(",")) for s in a.train_fla_shapes]

@@ -174,10 +174,10 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
     args = b.args
     world = b.meta["world_size"]
     base = {"backend": name, "size": size, "seq": seq, "mode": mode if world == 1 else f"{mode}, torchrun x{world}"}
-    if time.monotonic() > b.deadline:
-        b.emit({**base, "status": "skipped", "note": "past the run's budget"})
-        return
     cfg = model_config(name, size, seq, args.cpu_smoke)
+    if time.monotonic() > b.deadline:
+        b.emit({**base, "status": "skipped", "config": cfg, "note": "past the run's budget"})
+        return
     model = None
     try:
         torch.manual_seed(0)
