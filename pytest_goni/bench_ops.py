@@ -24,28 +24,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
+from .lazy import F, torch  # imported when an op first runs: a spec naming ops loads without torch
 from .registry import op
 
-#: Spec spellings of dtypes.
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+#: Spec spellings of dtypes (each is the name of a ``torch`` attribute).
+DTYPES: tuple[str, ...] = ("float32", "float64", "bfloat16", "float16")
 
 
 def to_dtype(name: str | torch.dtype) -> torch.dtype:
     """A ``torch.dtype`` from its spec name; a clear error for an unknown one."""
     if isinstance(name, torch.dtype):
         return name
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}") from None
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+    return getattr(torch, name)
 
 
 def itemsize(shape: Mapping[str, Any]) -> int:

@@ -8,6 +8,7 @@ import functools
 import gc
 import os
 import platform
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,18 @@ from typing import Any
 Measure = Callable[[Any, dict[str, Any]], Any]
 
 
+def no_gpu_driver() -> bool:
+    """True when this Linux host certainly has no GPU torch could use (no NVIDIA driver, no ROCm
+    device): then CUDA is not usable and torch need not be imported to ask. False when unsure."""
+    if not sys.platform.startswith("linux") or os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return os.environ.get("CUDA_VISIBLE_DEVICES", None) == ""
+    return not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
+                or Path("/dev/kfd").exists())
+
+
 def cuda_usable() -> bool:
+    if no_gpu_driver():  # loading a spec picks its profile here: no torch import on a CPU host
+        return False
     try:
         import torch
 

@@ -4,6 +4,11 @@ A spec names these by string; the registries are how names become code. Built-in
 themselves on import; third parties add theirs through the ``pytest_goni_register`` hook
 (a conftest.py or an installed pytest plugin) or the ``pytest_goni`` entry-point group
 (a module or callable that receives the :class:`Registries`).
+
+A run declares the built-ins by name only (:func:`declare_builtins`, from :data:`BUILTIN_NAMES`)
+and imports a built-in's module when a spec first asks for it: a process imports the kinds its
+specs use (and torch only if they need it), not all of them. :func:`load_builtins` imports them all
+(listings, the composed schema).
 """
 
 from __future__ import annotations
@@ -19,12 +24,30 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "pytest_goni"
 
+_KINDS = "pytest_goni.measurements."
+_MODELS = "pytest_goni.models"
+#: Each built-in name and the module whose import registers it (tests/plugin/test_plugin_registry.py
+#: checks this against what importing BUILTIN_MODULES registers).
+BUILTIN_NAMES: dict[str, dict[str, str]] = {
+    "kinds": {
+        **{k: _KINDS + k for k in ("context_scaling", "decode", "memory", "model_stats", "op_bench", "prefill",
+                                   "recall", "roofline", "synthetic_task", "tiers", "train_lm", "v5_compare")},
+        "param_match": _KINDS + "v5_params", "pretrained_ppl": _KINDS + "v5_pretrained",
+        "state_checks": _KINDS + "v5_state", "tokenizer": _KINDS + "tokenizer", "tokenizer_gpu": _KINDS + "tokenizer",
+    },
+    "backends": {
+        **dict.fromkeys(("deltanet", "gated-deltanet", "gla", "gpt2", "groundthink", "gru", "lstm", "mamba2",
+                         "mincut-gated", "retnet", "rwkv6", "rwkv7", "transformer-rope", "transformer-vanilla"),
+                        _MODELS),
+        "groundthink-reset": "pytest_goni.v5.broken",
+    },
+    "ops": dict.fromkeys(("copy", "matmul", "naive_attention", "sdpa_attention"), "pytest_goni.bench_ops"),
+}
+
 #: Modules whose import registers the built-in kinds, backends and ops.
-BUILTIN_MODULES = (
-    "pytest_goni.measurements",
-    "pytest_goni.models",
-    "pytest_goni.bench_ops",
-)
+BUILTIN_MODULES = tuple(sorted({m for names in BUILTIN_NAMES.values() for m in names.values()}))
+
+_loading_builtins = 0  # > 0 while a built-in module is imported: what it registers is a built-in
 
 
 class UnknownName(LookupError):
@@ -120,6 +143,47 @@ class Registry(dict):
     def __init__(self, what: str):
         super().__init__()
         self.what = what
+        self.lazy: dict[str, str] = {}      # declared built-in name -> the module that registers it
+        self.builtin: dict[str, Any] = {}   # built-in entries once imported (restore() may drop them)
+
+    def declare(self, names: dict[str, str]) -> None:
+        """Know built-in ``names`` (name -> module) without importing them; imported on first use."""
+        for name, module in names.items():
+            self.lazy.setdefault(name, module)
+
+    def _load(self, name: str) -> None:
+        """Import the module of a declared built-in not registered yet (once per process; a session
+        end's restore() may have dropped the entry since: it comes back from ``builtin``)."""
+        global _loading_builtins
+        module = self.lazy.get(name)
+        if module is None or dict.__contains__(self, name):
+            return
+        _loading_builtins += 1
+        try:
+            importlib.import_module(module)
+        finally:
+            _loading_builtins -= 1
+        if not dict.__contains__(self, name) and name in self.builtin:
+            dict.__setitem__(self, name, self.builtin[name])
+
+    def __getitem__(self, name: str) -> Any:
+        self._load(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load(name)
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in self.lazy
+
+    def names(self) -> list[str]:
+        """Every name known: registered, or a declared built-in not imported yet."""
+        return sorted(set(self.keys()) | set(self.lazy))
+
+    def load_all(self) -> None:
+        for name in list(self.lazy):
+            self._load(name)
 
     def add(self, entry: Any, *, replace: bool = False) -> Any:
         """Register ``entry`` under its name. Another entry of that name is a
@@ -130,6 +194,8 @@ class Registry(dict):
             raise RegistryClash(f"{self.what} {entry.name!r} is registered twice: at {shown(old.origin)} and "
                                 f"at {shown(entry.origin)} (rename one, or pass replace=True to replace it)")
         self[entry.name] = entry
+        if _loading_builtins:
+            self.builtin[entry.name] = entry
         return entry
 
     def origin(self, name: str) -> str:
@@ -139,7 +205,7 @@ class Registry(dict):
     def get_or_explain(self, name: str) -> Any:
         if name in self:
             return self[name]
-        raise UnknownName(explain_unknown(self.what, name, self.keys()))
+        raise UnknownName(explain_unknown(self.what, name, self.names()))
 
 
 def explain_unknown(what: str, name: str, known: Iterable[str], *, adjective: str = "unknown",
@@ -220,21 +286,42 @@ measurement_kind = REGISTRIES.measurement_kind
 backend = REGISTRIES.backend
 op = REGISTRIES.op
 
+_declared = False
 _loaded = False
 
 
-def load_builtins() -> Registries:
-    """Import the built-in modules (idempotent) and the entry-point group's plugins."""
-    global _loaded
-    if _loaded:
+def declare_builtins() -> Registries:
+    """Declare the built-ins by name (imported when first used) and run the entry-point group's
+    plugins (idempotent)."""
+    global _declared
+    if _declared:
         return REGISTRIES
-    _loaded = True
-    for mod in BUILTIN_MODULES:
-        importlib.import_module(mod)
+    _declared = True
+    for what, names in BUILTIN_NAMES.items():
+        getattr(REGISTRIES, what).declare(names)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         obj = ep.load()
         if callable(obj):
             obj(REGISTRIES)
+    return REGISTRIES
+
+
+def load_builtins() -> Registries:
+    """Import every built-in module (idempotent), as :func:`declare_builtins` and more: for
+    listings and the composed schema, which enumerate what is registered."""
+    global _loaded, _loading_builtins
+    declare_builtins()
+    if _loaded:
+        return REGISTRIES
+    _loaded = True
+    _loading_builtins += 1
+    try:
+        for mod in BUILTIN_MODULES:
+            importlib.import_module(mod)
+    finally:
+        _loading_builtins -= 1
+    for registry in (REGISTRIES.kinds, REGISTRIES.backends, REGISTRIES.ops):
+        registry.load_all()
     return REGISTRIES
 
 

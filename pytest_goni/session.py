@@ -19,7 +19,7 @@ import pytest
 from .device import cuda_usable
 from .gate_result import GateResult
 from .gates import GateRun
-from .registry import REGISTRIES, RegistryClash, load_builtins
+from .registry import REGISTRIES, RegistryClash, declare_builtins
 from .report import Collected
 from .runner import Runner
 from .spec import Problem, Spec, SpecError, load_spec
@@ -197,7 +197,7 @@ class GoniSession:
                 raise pytest.UsageError(f"--goni-compare: {exc}") from None
         config.stash[SESSION_KEY] = session
         config.pluginmanager.register(session, "goni-session")
-        load_builtins()  # imports the built-in kinds (and torch, which some of them import)
+        declare_builtins()  # by name: a kind's module (and torch) is imported when a spec uses it
         session.clock.mark("kinds_loaded")
         session.builtins = REGISTRIES.snapshot()
         try:
@@ -241,18 +241,39 @@ class GoniSession:
         from .scheduling import SpecUnits, XdistScheduling, cached_durations, spreads_measurements
 
         config = self.config
+        workers = len(config.getvalue("tx") or []) or int(config.getvalue("numprocesses") or 1)
+        spread = config.getoption("goni_dist")
 
-        # Importing torch and starting CUDA take seconds; xdist starts a worker only after
-        # pytest_configure_node returns, so the count runs beside the workers' start-up instead.
-        gpus_counted = InBackground(gpu_count, "goni-gpu-count") if self.is_xdist_controller() else None
+        def prepare() -> tuple[int, dict[Path, Any]]:
+            """The GPU count, and (when units are measurements) every spec loaded: importing torch,
+            starting CUDA and importing the kinds the specs use take seconds, and xdist starts a
+            worker only after pytest_configure_node returns, so this runs beside the workers'
+            start-up instead of before it."""
+            gpus = gpu_count()
+            loaded: dict[Path, Any] = {}
+            if spreads_measurements(spread, workers, gpus):
+                for path in sorted(self.spec_paths):
+                    try:
+                        loaded[path] = load_spec(path, display_path(config, path), self.profile, gpus > 0)
+                    except Exception as exc:  # noqa: BLE001 - raised again where the spec is asked for
+                        loaded[path] = exc
+            return gpus, loaded
+
+        prepared = InBackground(prepare, "goni-prepare") if self.is_xdist_controller() else None
 
         def units() -> SpecUnits:
-            workers = len(config.getvalue("tx") or []) or int(config.getvalue("numprocesses") or 1)
-            gpus = gpus_counted.result() if gpus_counted is not None else gpu_count()
+            gpus, loaded = prepared.result() if prepared is not None else prepare()
+
+            def load(path: Path) -> Any:
+                found = loaded.get(path)
+                if found is None:
+                    return load_spec(path, display_path(config, path), self.profile, gpus > 0)
+                if isinstance(found, Exception):
+                    raise found
+                return found
+
             roots = [config.rootpath, config.invocation_params.dir]
-            return SpecUnits(roots, self.spec_paths,
-                             lambda p: load_spec(p, display_path(config, p), self.profile, gpus > 0),
-                             spreads_measurements(config.getoption("goni_dist"), workers, gpus),
+            return SpecUnits(roots, self.spec_paths, load, spreads_measurements(spread, workers, gpus),
                              cached_durations(config))
 
         def verdict_folder() -> Path:

@@ -323,11 +323,10 @@ class _Loader:
     def check_models(self, models: dict) -> None:
         for name, cfg in models.items():
             backend = cfg.get("backend")
-            if isinstance(backend, str) and ":" not in backend:
-                try:
-                    REGISTRIES.backends.get_or_explain(backend)
-                except UnknownName as exc:
-                    self.problem(("models", name, "backend"), str(exc))
+            if isinstance(backend, str) and ":" not in backend and backend not in REGISTRIES.backends:
+                # known by name: a built-in backend's module (and torch) is imported when a model is built
+                self.problem(("models", name, "backend"),
+                             explain_unknown("model backend", backend, REGISTRIES.backends.names()))
             ref = cfg.get("match_params")
             if ref is not None and ref not in models:
                 self.problem(("models", name, "match_params"), _undefined("model", ref, models))

@@ -47,7 +47,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
+from .lazy import torch  # imported when something is first timed
 
 __all__ = [
     "Budget",

@@ -1,20 +1,5 @@
-"""measurements."""
+"""Built-in measurement kinds, one module per kind.
 
-from . import (  # noqa: F401,E402  (registration happens on import)
-    context_scaling,
-    decode,
-    memory,
-    model_stats,
-    op_bench,
-    prefill,
-    recall,
-    roofline,
-    synthetic_task,
-    tiers,
-    tokenizer,
-    train_lm,
-    v5_compare,
-    v5_params,
-    v5_pretrained,
-    v5_state,
-)
+A module registers its kind when imported; a run imports only the kinds its specs use, by the
+names in ``pytest_goni.registry.BUILTIN_NAMES`` (add a new kind's name and module there).
+"""

@@ -38,10 +38,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from ..bench_ops import DTYPES, to_dtype
 from ..device import is_oom
+from ..lazy import torch  # imported when it first measures
 from ..registry import REGISTRIES, Op, measurement_kind
 from ..stats import Metric, ratio_samples
 from ..timing import peak_memory, time_interleaved

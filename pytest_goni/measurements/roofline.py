@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import torch
-
+from ..lazy import torch  # imported when it first measures
 from ..registry import measurement_kind
 from ..stats import Metric, summarize
 from ..timing import last_level_cache_bytes, time_fn

@@ -8,11 +8,12 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..device import cpu_name
+from ..device import cpu_name, no_gpu_driver
 from ..jsonsafe import json_safe
 from ..status import STATUSES
 from . import Collected
@@ -37,6 +38,8 @@ def environment() -> dict[str, Any]:
                                                "pytest", "pytest-xdist", "numpy", "cupy-cuda13x", "cupy-cuda12x")},
     }
     try:
+        if "torch" not in sys.modules and no_gpu_driver():
+            raise ImportError("no GPU here, and nothing imported torch: not worth importing it to say so")
         import torch
 
         env["cuda"] = torch.version.cuda

@@ -6,7 +6,7 @@ module may import from its own floor and the floors below it:
 
 1. base: statuses, JSON cleaning, units, YAML positions, registries, statistics, timing, devices,
    progress lines, plots, scheduling rules, measurement parts, the hook specs, the JSON schemas,
-   optional extras, exception notes.
+   optional extras, exception notes, lazy imports.
 2. machinery: kernels, models, training, tokenizers and corpora, the inference drivers, the
    benchmarkable ops, the measurement context, the V5 helpers, the synthetic tasks: the code
    measurements run.
@@ -32,7 +32,8 @@ PACKAGES = {"pytest_goni": ROOT / "pytest_goni", "pytest_goni.models": ROOT / "m
 
 FLOORS: list[tuple[str, ...]] = [
     ("pytest_goni", "status", "jsonsafe", "units", "yaml_positions", "registry", "stats", "timing", "device",
-     "progress", "plots", "scheduling", "parts", "hookspecs", "schema", "optional", "timeline", "errors"),
+     "progress", "plots", "scheduling", "parts", "hookspecs", "schema", "optional", "timeline", "errors",
+     "lazy"),
     ("kernels", "models", "losses", "distributed", "training", "tokenizers", "corpora", "lm_data",
      "inference", "bench_ops", "context", "tier_workload", "v5", "tasks"),
     ("expr", "expect", "judge", "gate_kinds", "gate_result", "spec", "spec_schema"),

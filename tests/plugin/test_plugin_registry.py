@@ -27,6 +27,7 @@ def test_entry_point_plugins_receive_the_registries(monkeypatch: pytest.MonkeyPa
             return {}
 
     monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_declared", False)  # entry points run where built-ins are declared
     monkeypatch.setattr(registry, "entry_points", lambda group: [_EntryPoint(plugin)] if group == "pytest_goni" else [])
     registry.load_builtins()
     assert seen == [REGISTRIES]
@@ -106,3 +107,54 @@ def test_a_plugin_clashing_with_a_builtin_kind_is_a_usage_error(pytester: pytest
     assert res.ret != pytest.ExitCode.USAGE_ERROR, res.stderr.str()
     registry.load_builtins()
     assert "pytest_goni/measurements/op_bench.py:" in REGISTRIES.kinds.origin("op_bench")  # restored
+
+
+def test_builtin_names_are_what_their_modules_register() -> None:
+    """BUILTIN_NAMES (how a run knows the built-ins without importing them) lists every built-in
+    kind, backend and op, each with the module whose import registers it."""
+    import inspect
+
+    registry.load_builtins()
+    for what, names in registry.BUILTIN_NAMES.items():
+        reg = getattr(REGISTRIES, what)
+        for name, module in names.items():
+            entry = reg[name]
+            func = inspect.unwrap(getattr(entry, "func", None) or getattr(entry, "factory", None) or entry.fn)
+            assert func.__module__.startswith(module), (what, name, func.__module__, module)
+        code = {n: getattr(e, "func", None) or getattr(e, "factory", None) or e.fn for n, e in dict.items(reg)}
+        shipped = {n for n, f in code.items() if inspect.unwrap(f).__module__.startswith("pytest_goni.")}
+        assert shipped <= set(names), f"built-in {what} missing from BUILTIN_NAMES: {sorted(shipped - set(names))}"
+
+
+LOAD_ONLY = r"""
+import sys
+from pathlib import Path
+from pytest_goni.registry import REGISTRIES, declare_builtins
+from pytest_goni.spec import load_spec
+from pytest_goni.device import no_gpu_driver
+
+declare_builtins()
+spec = load_spec(Path(sys.argv[1]), "demo.yaml", "auto", False)
+loaded = sorted(m for m in sys.modules if m.startswith("pytest_goni.measurements."))
+print("kinds", loaded)
+print("torch", "torch" in sys.modules, "no_gpu_driver", no_gpu_driver())
+REGISTRIES.kinds["prefill"]
+print("after", "pytest_goni.measurements.prefill" in sys.modules, "torch" in sys.modules)
+"""
+
+
+def test_a_spec_loads_without_importing_kinds_it_does_not_use() -> None:
+    """A run imports the kinds its specs use, by name, and torch only when one needs it: loading the
+    demo spec (op_bench and roofline) imports neither torch nor any other kind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "specs" / "demo.yaml"
+    out = subprocess.run([sys.executable, "-c", LOAD_ONLY, str(demo)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["kinds"] == "['pytest_goni.measurements.op_bench', 'pytest_goni.measurements.roofline']"
+    if "no_gpu_driver True" in lines["torch"]:  # on a GPU host, picking the profile asks torch
+        assert lines["torch"].startswith("False"), lines
+    assert lines["after"] == "True True"  # a kind asked for by name is imported then
