@@ -37,9 +37,10 @@ run() {  # name, extra pytest args...
 run serial -n 0
 run n2 -n 2
 sleep 1; kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-# what a process imports before its session starts (after both runs: the files are cached, as they
-# were for the -n 2 workers): the 15 slowest imports, cumulative, of a collect-only start-up
-"$PY" -X importtime -m pytest "${SEL[@]}" --co -q -p no:xdist > /dev/null 2> "$R/importtime.txt"
+# what a process imports before its first gate (after both runs: the files are cached, as they were
+# for the -n 2 workers): the 15 slowest imports, cumulative, of a collect-only run (-s: pytest's
+# capture would swallow what is imported after it starts)
+"$PY" -X importtime -m pytest "${SEL[@]}" --co -q -s -p no:xdist > /dev/null 2> "$R/importtime.txt"
 sort -t'|' -k2 -n "$R/importtime.txt" | tail -15 > "$R/importtime-top.txt"
 walls=$("$PY" - "$R/walls.txt" <<'EOF'
 import re, sys

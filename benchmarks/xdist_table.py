@@ -4,8 +4,9 @@
 1. where the wall time went: each row a phase on the way from the shell's start to the process's
    exit, one column per process path (-n 0; -n 2 through each worker); a column sums to its wall;
 2. the -n 2 work units: worker, expected seconds (last run), sent, started, ended, measured;
-3. per measurement, where it ran and how long under -n 0 and -n 2, and whether every gate reading
-   it ran on its worker (the -v log's '[gwN] ... PASSED x.yaml::gate' lines).
+3. per measurement, where it ran and how long under -n 0 and -n 2 (a measurement split into parts:
+   each part's worker, device and seconds), and whether every gate reading it ran on its worker
+   (the -v log's '[gwN] ... PASSED x.yaml::gate' lines).
 
 Usage: python benchmarks/xdist_table.py DIR N0_START N0_END N2_START N2_END  (epoch seconds; DIR has
 serial/results.json, n2/results.json, n2.log; writes DIR/xdist.jsonl too)."""
@@ -59,14 +60,15 @@ def phases(results: dict, start: float, end: float, worker: str | None) -> list[
     return [
         ("shell -> controller process start", origin - start),
         ("controller: interpreter, pytest, plugins", _span(c, "process_start", "configured")),
-        ("controller: built-in kinds imported (torch)", _span(c, "configured", "kinds_loaded")),
+        ("controller: built-in kinds declared (by name; imported by the specs that use them)",
+         _span(c, "configured", "kinds_loaded")),
         ("controller: rest of configure -> session start", _span(c, "kinds_loaded", "session_start")),
         ("xdist starts the worker (controller session start -> its process start)",
          (None if w.get("process_start") is None else w["process_start"] - c["session_start"]) if on_worker else NA),
         ("worker: interpreter, pytest, plugins", _span(w, "process_start", "configured") if on_worker else NA),
-        ("worker: built-in kinds imported (torch)", _span(w, "configured", "kinds_loaded") if on_worker else NA),
+        ("worker: built-in kinds declared", _span(w, "configured", "kinds_loaded") if on_worker else NA),
         ("worker: rest of configure -> session start", _span(w, "kinds_loaded", "session_start") if on_worker else NA),
-        ("collection", _span(w, "session_start", "collected")),
+        ("collection (imports the kinds the specs use, torch with them)", _span(w, "session_start", "collected")),
         ("CUDA warm-up", _span(w, "collected", "warmup_end") if ready == "warmup_end" else 0.0),
         ("waiting for the first unit", _span(w, ready, "first_gate")),
         (f"measurements ({', '.join(m['measurement'] for m in runs)})", measured),
@@ -132,13 +134,20 @@ def main() -> None:
     for key in sorted(set(ms) | set(mp)):
         a, b = ms.get(key, {}), mp.get(key, {})
         ran_on = sorted({gate_worker.get(g, "?") for g in rd.get(key, set())})
-        per_device[b.get("device", "?")] = per_device.get(b.get("device", "?"), 0.0) + b.get("seconds", 0.0)
+        for run in b.get("parts") or [b]:  # a split measurement: each part on its own device
+            dev = run.get("device") or "?"
+            per_device[dev] = per_device.get(dev, 0.0) + (run.get("seconds") or 0.0)
         kind = b.get("kind", a.get("kind"))
+        where = (f"{b.get('worker')}, {b.get('device')}, {b.get('seconds', 0):.1f}" if not b.get("parts") else
+                 "; ".join(f"[{p['part']['label']}] {p.get('worker')}, {p.get('device')}, {p.get('seconds') or 0:.1f}"
+                           for p in b["parts"]))
         rows.append(f"| {key[0]}.{key[1]} | {kind} | {a.get('device')}, {a.get('seconds', 0):.1f}"
-                    f" | {b.get('worker')}, {b.get('device')}, {b.get('seconds', 0):.1f} | {', '.join(ran_on)} |")
+                    f" | {where} | {', '.join(ran_on)} |")
         records.append({"measurement": f"{key[0]}.{key[1]}", "serial_device": a.get("device"),
                         "serial_s": a.get("seconds"), "n2_worker": b.get("worker"), "n2_device": b.get("device"),
-                        "n2_s": b.get("seconds"), "gate_workers": ran_on})
+                        "n2_s": b.get("seconds"), "gate_workers": ran_on,
+                        "n2_parts": [{k: p.get(k) for k in ("part", "worker", "device", "seconds")}
+                                     for p in b.get("parts") or []]})
     verdicts_s = {(s["id"], g["gate"]): g["status"] for s in serial["specs"] for g in s["gates"]}
     verdicts_p = {(s["id"], g["gate"]): g["status"] for s in par["specs"] for g in s["gates"]}
     differ = sorted(k for k in verdicts_s if verdicts_p.get(k) != verdicts_s[k])
