@@ -3,8 +3,10 @@ task (mean and spread over seeds at each model's chosen lr, with validity, and t
 run), rank correlations.
 
     python benchmarks/archcomp_table.py out/archcomp/results.json [more results.json[.gz] ...]
+    python benchmarks/archcomp_table.py --curves out/archcomp/results.json   # validation curves
 
-Several files (one per device call, e.g. a task each) are merged into one set of tables.
+Several files (one per device call, e.g. a task each) are merged into one set of tables. ``--curves``
+prints, per task, each model's first validation step at 0.95 per seed and its curve (``val_curve``).
 """
 
 from __future__ import annotations
@@ -85,5 +87,33 @@ def tables(data: dict | list[dict]) -> str:
     return "\n".join(lines)
 
 
+def curve_tables(data: dict | list[dict], level: float = 0.95) -> str:
+    """Per task: each model's first evaluated step at ``level`` per seed, and its validation curve."""
+    from pytest_goni.measurements.synthetic_task import first_step_at
+
+    specs = [d["specs"][0] for d in (data if isinstance(data, list) else [data])]
+    ms = {k: v for spec in specs for k, v in spec["measurements"].items() if v.get("kind") == "synthetic_task"}
+    lines: list[str] = []
+    for name, m in sorted(ms.items()):
+        curves = {k.split(".")[0]: v["meta"]["val_curve"] for k, v in m["metrics"].items()
+                  if k.endswith(".accuracy") and v.get("meta", {}).get("val_curve")}
+        seeds = sorted({s for c in curves.values() for s in c}, key=int)
+        steps = sorted({int(p[0]) for c in curves.values() for pts in c.values() for p in pts})
+        lines += [f"{name}: validation accuracy by step (seed {' / '.join(seeds)}); first step at >= {level}", "",
+                  f"| model | step at {level} | " + " | ".join(str(s) for s in steps) + " |",
+                  "|---" * (len(steps) + 2) + "|"]
+        for model, c in sorted(curves.items()):
+            first = first_step_at(c, level)
+            at = {s: dict((int(p[0]), p[1]) for p in c.get(s, [])) for s in seeds}
+            cells = [" / ".join(f"{at[s][t]:.2f}" if t in at[s] else "-" for s in seeds) for t in steps]
+            lines.append(f"| {model} | " + " / ".join(str(first[s]) if first.get(s) is not None else "never"
+                                                        for s in seeds) + " | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(tables([_load(p) for p in sys.argv[1:]]))
+    if sys.argv[1:2] == ["--curves"]:
+        print(curve_tables([_load(p) for p in sys.argv[2:]]))
+    else:
+        print(tables([_load(p) for p in sys.argv[1:]]))

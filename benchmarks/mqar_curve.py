@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from pytest_goni.models.layers import ShortConv
+from pytest_goni.models.transformer import Attention
 
 from pytest_goni.measurements.synthetic_task import EpochBatches, first_step_at, predict_scored, scores
 from pytest_goni.registry import load_builtins, resolve_backend
@@ -33,11 +37,46 @@ class _Stop(Exception):
     """Raised from the evaluation once the target accuracy is reached."""
 
 
+class _Timeout(Exception):
+    """Raised on SIGTERM (``timeout``): the run so far is still written, marked ``killed``."""
+
+
+def _on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise _Timeout
+
+
+def attention_variant(model: torch.nn.Module, qkv_conv: int, no_mlp: bool) -> torch.nn.Module:
+    """Diagnostic changes to a transformer backend, forward (training) form only:
+
+    ``qkv_conv`` K > 0 puts a depthwise causal convolution (kernel K, no activation) after each
+    attention's q/k/v projection, the short convolution DeltaNet, Mamba-2 and Zoology's "BASED
+    recipe" put before their mixers: each position's key then carries the previous tokens, the
+    binding an attention layer otherwise has to learn with a previous-token head.
+    ``no_mlp`` drops each block's MLP (Zoology fig. 2's attention block: the state mixer is Identity).
+    """
+    for layer in model.layers:
+        attn = layer.parts[0].inner
+        if not isinstance(attn, Attention):
+            raise SystemExit(f"--qkv-conv / --no-mlp apply to the transformer backends, not {type(attn).__name__}")
+        if qkv_conv:
+            conv = ShortConv(attn.qkv.out_features, qkv_conv, activation=False)
+            attn.qkv = torch.nn.Sequential(attn.qkv, conv)
+        if no_mlp:
+            layer.parts = torch.nn.ModuleList([layer.parts[0]])
+    return model
+
+
 def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: int, task: MQAR, val) -> dict:
     train_set = task.generate(a.n, np.random.default_rng([a.seed, 0]))
     kw = dict(vocab_size=a.V, d_model=a.d, n_layers=a.layers, n_heads=a.heads, max_seq_len=a.T, seed=a.seed)
-    model = resolve_backend(backend)(**kw).to(a.device).train()
-    cfg = OptimConfig(lr=lr, warmup=a.warmup, weight_decay=a.wd, grad_clip=1.0, min_lr_ratio=0.1)
+    model = resolve_backend(backend)(**kw)
+    if a.qkv_conv or a.no_mlp:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(a.seed)
+            model = attention_variant(model, a.qkv_conv, a.no_mlp)
+    model = model.to(a.device).train()
+    cfg = OptimConfig(lr=lr, warmup=a.warmup, weight_decay=a.wd, grad_clip=a.clip, min_lr_ratio=a.min_lr_ratio,
+                      betas=(a.beta1, a.beta2))
     curve: list[list[float]] = []
     t_eval = 0.0
 
@@ -53,27 +92,61 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
         return acc
 
     t0 = time.perf_counter()
-    stopped, step_seconds = False, None
+    stopped, killed, step_seconds = False, False, None
     try:
         res = train(model, EpochBatches(train_set, batch, a.seed), steps, cfg, device=a.device,
-                    evaluate=evaluate, eval_every=a.every)
+                    evaluate=evaluate, eval_every=a.every, compile=False)  # eager, as gpu-quick's runs
         step_seconds = res.train_seconds / max(1, res.steps - 1)  # the loop's timing: first step apart
     except _Stop:
         stopped = True
+    except _Timeout:
+        killed = True
     seconds = time.perf_counter() - t0 - t_eval
-    if not stopped:  # the loop does not evaluate after its last step
+    if not (stopped or killed):  # the loop does not evaluate after its last step
         curve.append([steps, round(scores(predict_scored(model, val, a.device), val)[0], 4)])
     return {"backend": backend, "V": a.V, "T": a.T, "kv": a.kv, "random_non_queries": bool(a.rnq),
-            "d_model": a.d, "n_layers": a.layers, "n_heads": a.heads, "batch": batch, "lr": lr,
-            "train_examples": a.n, "steps": steps, "warmup": a.warmup, "weight_decay": a.wd, "seed": a.seed,
+            "d_model": a.d, "n_layers": a.layers, "n_heads": a.heads, "qkv_conv": a.qkv_conv, "no_mlp": a.no_mlp,
+            "batch": batch, "lr": lr, "train_examples": a.n, "steps": steps, "warmup": a.warmup,
+            "weight_decay": a.wd, "grad_clip": a.clip, "betas": [a.beta1, a.beta2], "min_lr_ratio": a.min_lr_ratio,
+            "seed": a.seed, "killed": killed,
             "device": a.device, "curve": curve, "final_val": curve[-1][1] if curve else None,
             "first_step_095": first_step_at({"0": curve}, 0.95)["0"], "stopped_at": a.stop if stopped else None,
-            "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(1, curve[-1][0]), 4),
+            "train_seconds": round(seconds, 2),
+            "seconds_per_step": round(seconds / max(1, curve[-1][0]), 4) if curve else None,
             "step_seconds_after_first": None if step_seconds is None else round(step_seconds, 5)}
+
+
+def _variant(r: dict) -> str:
+    """What a run changed from gpu-quick's recipe (4 x 4 heads, zero filler, AdamW wd 0.1 / b2 0.95 / clip 1)."""
+    parts = [f"h{r.get('n_heads')}" if r.get("n_heads") != 4 else "",
+             f"L{r.get('n_layers')}" if r.get("n_layers") != 4 else "",
+             f"conv{r['qkv_conv']}" if r.get("qkv_conv") else "", "no-mlp" if r.get("no_mlp") else "",
+             "random" if r.get("random_non_queries") else ""]
+    if r.get("weight_decay", 0.1) != 0.1 or r.get("grad_clip", 1.0) != 1.0 or r.get("warmup", 0.1) != 0.1:
+        parts.append(f"wd{r.get('weight_decay')} clip{r.get('grad_clip')} b2 {(r.get('betas') or [0, 0])[1]}")
+    parts.append("KILLED" if r.get("killed") else "")
+    return " ".join(x for x in parts if x) or "-"
+
+
+def table(paths: list[Path]) -> str:
+    """One line per run of the JSON-lines files: config, final accuracy, first step at 0.95, step cost."""
+    rows = [json.loads(line) for f in paths for line in f.read_text().splitlines() if line.startswith("{")]
+    out = [f"{'backend':17s} {'variant':30s} {'V':>5s} {'d':>4s} {'B':>4s} {'lr':>7s} {'sched':>5s} {'final':>6s} "
+           f"{'step@.95':>8s} {'s/step':>7s}  curve"]
+    for r in rows:
+        points = r.get("curve") or []
+        curve = " ".join(f"{s}:{acc:.2f}" for s, acc in points[::max(1, len(points) // 12)])
+        cost = r.get("step_seconds_after_first") or r.get("seconds_per_step") or 0
+        out.append(f"{r.get('backend', '?'):17s} {_variant(r):30s} {r.get('V', 0):5d} {r.get('d_model', 0):4d} "
+                   f"{r.get('batch', 0):4d} "
+                   f"{r.get('lr', 0):7.5f} {r.get('steps', 0):5d} {r.get('final_val') or 0:6.3f} "
+                   f"{str(r.get('first_step_095')):>8s} {cost:7.4f}  {curve}")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", type=Path, nargs="+", help="print the runs of these JSON-lines files and exit")
     p.add_argument("--backend", nargs="+", default=["transformer-rope"])
     p.add_argument("--V", type=int, default=128)
     p.add_argument("--T", type=int, default=64)
@@ -91,17 +164,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20_000, help="training examples (reshuffled every epoch)")
     p.add_argument("--warmup", type=float, default=0.1)
     p.add_argument("--wd", type=float, default=0.1)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient clipping norm (0: none)")
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="the cosine's floor (1: constant after warm-up)")
+    p.add_argument("--qkv-conv", type=int, default=0, help="diagnostic: short conv after attention's qkv (kernel)")
+    p.add_argument("--no-mlp", action="store_true", help="diagnostic: transformer blocks without their MLP")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
+    if a.table:
+        print(table(a.table))
+        return 0
     torch.set_num_threads(a.threads)
+    signal.signal(signal.SIGTERM, _on_term)
     load_builtins()
     task = MQAR(a.V, a.T, a.kv, random_non_queries=bool(a.rnq))
     val = task.generate(500, np.random.default_rng([0, 2]))
     for backend, batch, lr, steps in ((b, n, r, t) for b in a.backend for n in a.batch for r in a.lr for t in a.steps):
         row = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+               "commit": os.environ.get("GONI_GIT_COMMIT"),
                "command": "python benchmarks/mqar_curve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                **one_run(a, backend, batch, lr, steps, task, val)}
         line = json.dumps(row)
@@ -109,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.out:
             with a.out.open("a") as f:
                 f.write(line + "\n")
+        if row["killed"]:
+            break
     return 0
 
 

@@ -33,3 +33,71 @@ def test_curve_rows_per_backend_with_first_step_at_095(tmp_path: Path) -> None:
     assert _main()([*tiny, "--stop", "0"]) == 0
     last = json.loads(out.read_text().splitlines()[-1])
     assert last["curve"] == [[2, last["curve"][0][1]]] and last["stopped_at"] == 0
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("mqar_curve", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TINY = ["--V", "32", "--T", "16", "--kv", "2", "--d", "8", "--layers", "2", "--heads", "1", "--n", "64",
+        "--batch", "8", "--steps", "4", "--every", "2", "--stop", "2"]
+
+
+def test_qkv_conv_binds_the_previous_token_into_each_key() -> None:
+    """The diagnostic --qkv-conv: without it the first layer's keys at position t depend on token t
+    only; with it, also on token t-1 (what DeltaNet's short conv gives its keys)."""
+    import torch
+
+    from pytest_goni.registry import load_builtins, resolve_backend
+
+    mod = _module()
+    load_builtins()
+
+    def key_change(conv: int) -> float:
+        model = resolve_backend("transformer-rope")(vocab_size=32, d_model=8, n_layers=1, n_heads=1, max_seq_len=8)
+        model = mod.attention_variant(model, conv, no_mlp=False)
+        attn = model.layers[0].parts[0]
+        x = torch.tensor([[3, 5, 7, 9]])
+        y = x.clone()
+        y[0, 1] = 11  # change token 1; look at position 2's q/k/v
+        def qkv(t):
+            return attn.inner.qkv(attn.norm(model.embed(t)))[0, 2]
+        with torch.no_grad():
+            return float((qkv(x) - qkv(y)).abs().max())
+
+    assert key_change(0) == 0.0
+    assert key_change(4) > 1e-4
+
+
+def test_variant_runs_are_recorded_and_tabled(tmp_path: Path) -> None:
+    out = tmp_path / "v.jsonl"
+    mod = _module()
+    assert mod.main([*TINY, "--qkv-conv", "2", "--no-mlp", "--wd", "0.01", "--beta2", "0.999", "--clip", "0",
+                     "--warmup", "0", "--min-lr-ratio", "1", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["qkv_conv"] == 2 and row["no_mlp"] is True and row["killed"] is False
+    assert row["betas"] == [0.9, 0.999] and row["grad_clip"] == 0 and row["min_lr_ratio"] == 1
+    line = mod.table([out]).splitlines()[1]
+    assert line.startswith("transformer-rope") and "conv2 no-mlp wd0.01 clip0.0 b2 0.999" in line
+
+
+def test_a_terminated_run_still_writes_its_curve(tmp_path: Path) -> None:
+    """``timeout`` sends SIGTERM: the run so far is written, marked killed, and no further run starts."""
+    out = tmp_path / "k.jsonl"
+    mod = _module()
+    calls = {"n": 0}
+    real = mod.scores
+
+    def scores_then_term(pred, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            mod._on_term(15, None)
+        return real(pred, data)
+
+    mod.scores = scores_then_term
+    assert mod.main([*TINY, "--steps", "6", "--lr", "0.001", "0.002", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["killed"] is True and rows[0]["curve"] == [[2, rows[0]["curve"][0][1]]]
