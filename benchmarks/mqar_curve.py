@@ -103,7 +103,10 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
         killed = True
     seconds = time.perf_counter() - t0 - t_eval
     if not (stopped or killed):  # the loop does not evaluate after its last step
-        curve.append([steps, round(scores(predict_scored(model, val, a.device), val)[0], 4)])
+        try:
+            curve.append([steps, round(scores(predict_scored(model, val, a.device), val)[0], 4)])
+        except _Timeout:
+            killed = True
     return {"backend": backend, "V": a.V, "T": a.T, "kv": a.kv, "random_non_queries": bool(a.rnq),
             "d_model": a.d, "n_layers": a.layers, "n_heads": a.heads, "qkv_conv": a.qkv_conv, "no_mlp": a.no_mlp,
             "batch": batch, "lr": lr, "train_examples": a.n, "steps": steps, "warmup": a.warmup,

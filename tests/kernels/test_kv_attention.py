@@ -159,3 +159,18 @@ def test_kv_kernels_compile_for_sm90_without_a_gpu():
     if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
         pytest.skip("this Triton install carries no ptxas")
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    """RoPE's point (and what a previous-token head relies on): q_i . k_j after rotation is a function
+    of i - j, and rotation keeps norms; checked in float64 on random vectors at shifted positions."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 64, dtype=torch.float64, generator=g).unbind(0)
+    inv = rotary_inv_freq(64).double()
+    for i, j in ((5, 4), (9, 2), (30, 30)):
+        scores = [float((rotate(q, torch.tensor([i + s]), inv) * rotate(k, torch.tensor([j + s]), inv)).sum())
+                  for s in (0, 7, 100)]
+        assert max(scores) - min(scores) < 1e-10
+    assert torch.allclose(rotate(q, torch.tensor([13]), inv).norm(), q.norm())
+    assert abs(float((rotate(q, torch.tensor([1]), inv) * rotate(q, torch.tensor([0]), inv)).sum())
+               - float((q * q).sum())) > 1e-3  # positions do move the score
