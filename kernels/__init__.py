@@ -4,6 +4,7 @@ Dispatchers (Triton on CUDA, chunked torch elsewhere; layout [B, T, H, D], state
 float32) and single-token decode steps. Definitions: `pytest_goni.kernels.reference`.
 """
 
+from .decode_fusion import add_norm, silu_mul
 from .kv_attention import kv_decode
 from .mixer_steps import delta_mixer_step, gla_mixer_step, mamba2_ssd_step, rwkv6_mixer_step, short_conv_step
 from .ops import (
@@ -23,6 +24,7 @@ from .ops import (
 )
 
 __all__ = [
+    "add_norm",
     "delta_mixer_step",
     "delta_rule",
     "delta_rule_step",
@@ -40,6 +42,7 @@ __all__ = [
     "rwkv7_step",
     "simple_gla",
     "short_conv_step",
+    "silu_mul",
     "simple_gla_step",
     "sliding_window_attention",
 ]

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytest_goni import kernels
+
+from . import fusion
 from .kv_cache import Position
 
 Tensor = torch.Tensor
@@ -224,6 +227,14 @@ class SeqModule(nn.Module):
     def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         return self(x[:, None])[:, 0], state
 
+    def step_deferred(self, x: Tensor, pending: Tensor | None, state: Any) -> tuple[Tensor, Tensor | None, Any]:
+        """:meth:`step` of the hidden state ``x + pending`` (a residual add not yet done), returning
+        (x', pending', state) the same way; a pre-norm block fuses the add into its norm."""
+        if pending is not None:
+            x = x + pending
+        y, state = self.step(x, state)
+        return y, None, state
+
 
 class Residual(SeqModule):
     """Pre-norm residual: ``x + inner(norm(x))``, in both forms."""
@@ -243,6 +254,12 @@ class Residual(SeqModule):
     def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         y, state = self.inner.step(self.norm(x), state)
         return x + y, state
+
+    def step_deferred(self, x: Tensor, pending: Tensor | None, state: Any) -> tuple[Tensor, Tensor | None, Any]:
+        """The pending add and this block's norm as one kernel; this block's own add left pending."""
+        h, n = fusion.add_norm(x, pending, self.norm)
+        y, state = self.inner.step(n, state)
+        return h, y, state
 
 
 class Chain(SeqModule):
@@ -271,6 +288,13 @@ class Chain(SeqModule):
             new.append(s)
         return x, new
 
+    def step_deferred(self, x: Tensor, pending: Tensor | None, state: Any) -> tuple[Tensor, Tensor | None, Any]:
+        new = []
+        for part, s in zip(self.parts, state):
+            x, pending, s = part.step_deferred(x, pending, s)
+            new.append(s)
+        return x, pending, new
+
 
 class MLP(SeqModule):
     """Position-wise feed-forward: GELU (GPT style) or SwiGLU (LLaMA style)."""
@@ -289,6 +313,13 @@ class MLP(SeqModule):
         if self.kind == "swiglu":
             return self.down(F.silu(self.gate(x)) * self.up(x))
         return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """x [B, d]: SwiGLU's gate and up as one matmul and SiLU x up as one kernel when fused."""
+        if self.kind == "swiglu" and fusion.enabled():
+            g, u = fusion.split_linear(x, self, "gate_up", (self.gate, self.up))
+            return self.down(kernels.silu_mul(g, u)), state
+        return self(x), state
 
 
 class CausalLM(ModelContract, nn.Module):
@@ -379,10 +410,18 @@ class CausalLM(ModelContract, nn.Module):
         else:
             h = self._embed(token[:, None], pos)[:, 0]
         new = []
-        for layer, s in zip(self.layers, state["layers"]):
-            h, s = layer.step(h, s)
-            new.append(s)
+        if fusion.enabled():  # residual adds deferred into the next norm (models/fusion.py)
+            pending = None
+            for layer, s in zip(self.layers, state["layers"]):
+                h, pending, s = layer.step_deferred(h, pending, s)
+                new.append(s)
+            h = fusion.add_norm(h, pending, self.norm)[1]
+        else:
+            for layer, s in zip(self.layers, state["layers"]):
+                h, s = layer.step(h, s)
+                new.append(s)
+            h = self.norm(h)
         out = {"pos": pos + 1, "layers": new}
         if position is not None:
             out["position"] = position
-        return self.head(self.norm(h)), out
+        return self.head(h), out

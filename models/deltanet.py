@@ -23,6 +23,7 @@ from torch import nn
 from pytest_goni import kernels
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import MLP, CausalLM, Chain, ConfigError, ModelConfig, Residual, SeqModule, build
 from .gla import _swiglu_width
 from .layers import HeadRMSNorm, ShortConv, heads, init_linears, mamba_dt_bias
@@ -92,15 +93,19 @@ class DeltaNetMixer(SeqModule):
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         """One token: projections, three conv steps, then normalization, gates, the delta update,
         readout, head norm and output gate as one fused kernel (state updated in place)."""
-        q, k, v = (kernels.short_conv_step(proj(x), cache, conv.conv.weight[:, 0], conv.conv.bias, conv.activation)
-                   for proj, conv, cache in zip((self.q, self.k, self.v), (self.q_conv, self.k_conv, self.v_conv),
-                                                state["conv"]))
+        projs = (self.q, self.k, self.v, self.b) + ((self.a, self.out_gate) if self.gated else ())
+        if fusion.enabled():  # every projection of x as one matmul
+            outs = fusion.split_linear(x, self, "in", projs)
+        else:
+            outs = tuple(proj(x) for proj in projs)
+        q, k, v = (kernels.short_conv_step(y, cache, conv.conv.weight[:, 0], conv.conv.bias, conv.activation)
+                   for y, conv, cache in zip(outs[:3], (self.q_conv, self.k_conv, self.v_conv), state["conv"]))
         norm = self.norm.norm
         if self.gated:
-            o = kernels.delta_mixer_step(q, k, v, self.b(x), state["S"], norm.weight, norm.eps, a=self.a(x),
-                                         out_gate=self.out_gate(x), A_log=self.A_log, dt_bias=self.dt_bias)
+            o = kernels.delta_mixer_step(q, k, v, outs[3], state["S"], norm.weight, norm.eps, a=outs[4],
+                                         out_gate=outs[5], A_log=self.A_log, dt_bias=self.dt_bias)
         else:
-            o = kernels.delta_mixer_step(q, k, v, self.b(x), state["S"], norm.weight, norm.eps)
+            o = kernels.delta_mixer_step(q, k, v, outs[3], state["S"], norm.weight, norm.eps)
         return self.out(o), state
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from pytest_goni import kernels
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import MLP, CausalLM, Chain, ConfigError, ModelConfig, Residual, SeqModule, build
 from .layers import HeadGroupNorm, HeadRMSNorm, heads, init_linears, rotary_bthd
 
@@ -74,8 +75,12 @@ class GLAMixer(SeqModule):
         """One token: the projections, then gate, update, readout, head norm and output gate as one
         fused kernel (the state updated in place)."""
         norm = self.norm.norm
-        o = kernels.gla_mixer_step(self.q(x), self.k(x), self.v(x), self.gate(x), self.out_gate(x), state,
-                                   norm.weight, norm.eps, self.gate_temperature)
+        if fusion.enabled():  # q, k, v, the gate's low-rank half and the out gate: one matmul
+            q, k, v, low, og = fusion.split_linear(x, self, "in", (self.q, self.k, self.v, self.gate[0], self.out_gate))
+            gate = self.gate[1](low)
+        else:
+            q, k, v, gate, og = self.q(x), self.k(x), self.v(x), self.gate(x), self.out_gate(x)
+        o = kernels.gla_mixer_step(q, k, v, gate, og, state, norm.weight, norm.eps, self.gate_temperature)
         return self.out(o), state
 
 

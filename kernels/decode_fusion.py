@@ -1,0 +1,89 @@
+"""The elementwise ops around a decode step's matmuls, fused: one launch each on CUDA.
+
+At batch 1 a decode step is launch-bound (benchmarks/README.md, "Inference as deployed"): a
+pre-norm block spends a launch on the residual add and another on the next norm, and a SwiGLU MLP
+two on SiLU and the product. These operators do each pair in one kernel
+(`kernels.triton.decode_fusion`); here are their definitions in plain torch (the CPU path and the
+tests' reference):
+
+- ``add_norm(x, r, weight, bias, eps)``: ``h = x + r`` (rounded to x's dtype, as the unfused add
+  stores it) and its RMSNorm (``bias is None and not layer``) or LayerNorm over the last dim;
+  returns ``(h, norm(h))``, both in x's dtype;
+- ``silu_mul(a, b)``: ``silu(a) * b`` (SwiGLU's activation) in a's dtype.
+
+Rows may be strided views (a merged projection's output split in columns); the last dim must
+have a unit stride.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+
+from . import checks
+
+Tensor = torch.Tensor
+
+
+def _use_triton(backend: str | None, ref: Tensor) -> bool:
+    if backend not in (None, "torch", "triton"):
+        raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
+    return backend == "triton" or (backend is None and ref.is_cuda)
+
+
+def _triton(fn: str):
+    return getattr(importlib.import_module("pytest_goni.kernels.triton.decode_fusion"), fn)
+
+
+def _rows(name: str, x: Tensor) -> None:
+    checks.tensor(name, x, 2)
+    if x.stride(-1) != 1:
+        raise ValueError(f"{name} must have a unit stride in its last dim")
+
+
+def add_norm_torch(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | None, eps: float,
+                   layer: bool) -> tuple[Tensor, Tensor]:
+    h = x if r is None else x + r
+    acc = torch.promote_types(h.dtype, torch.float32)
+    y = h.to(acc)
+    if layer:
+        y = y - y.mean(-1, keepdim=True)
+    y = y * torch.rsqrt(y.square().mean(-1, keepdim=True) + eps)
+    if weight is not None:
+        y = y * weight.to(acc)
+    if bias is not None:
+        y = y + bias.to(acc)
+    return h, y.to(x.dtype)
+
+
+def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | None = None, eps: float = 1e-5,
+             layer: bool = False, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """x, r [B, d] -> (x + r, norm(x + r)): RMSNorm, or LayerNorm when ``layer`` (weight, bias [d],
+    either may be None); ``r=None`` norms x alone. Both outputs in x's dtype."""
+    _rows("x", x)
+    if r is not None:
+        _rows("r", r)
+        checks.same("r", r, tuple(x.shape), "like x: [B, d]")
+    d = x.shape[1]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (d,):
+            raise ValueError(f"{name} must have shape ({d},), got {tuple(p.shape)}")
+    if _use_triton(backend, x):
+        return _triton("add_norm")(x, r, weight, bias, float(eps), bool(layer))
+    return add_norm_torch(x, r, weight, bias, eps, layer)
+
+
+def silu_mul_torch(a: Tensor, b: Tensor) -> Tensor:
+    return (F.silu(a) * b).to(a.dtype)
+
+
+def silu_mul(a: Tensor, b: Tensor, backend: str | None = None) -> Tensor:
+    """a, b [B, F] -> silu(a) * b [B, F] (SwiGLU's activation), in a's dtype."""
+    _rows("a", a)
+    _rows("b", b)
+    checks.same("b", b, tuple(a.shape), "like a: [B, F]")
+    if _use_triton(backend, a):
+        return _triton("silu_mul")(a, b)
+    return silu_mul_torch(a, b)

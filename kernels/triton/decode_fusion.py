@@ -1,0 +1,65 @@
+"""Residual add + norm, and SwiGLU's SiLU x product, one launch each (definitions:
+`pytest_goni.kernels.decode_fusion`). One program per row; the row (d_model or the MLP width at
+decode) fits one block, so every statistic is a single in-register reduction."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _add_norm_kernel(x_ptr, r_ptr, w_ptr, b_ptr, h_ptr, y_ptr, sx, sr, D, eps,
+                     HAS_R: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, LAYER: tl.constexpr,
+                     BD: tl.constexpr):
+    row = tl.program_id(0)
+    o = tl.arange(0, BD)
+    m = o < D
+    x = tl.load(x_ptr + row * sx + o, mask=m, other=0.0)
+    if HAS_R:
+        r = tl.load(r_ptr + row * sr + o, mask=m, other=0.0)
+        h = (x.to(tl.float32) + r.to(tl.float32)).to(x_ptr.dtype.element_ty)  # as the unfused add stores it
+        tl.store(h_ptr + row * D + o, h, mask=m)
+        y = h.to(tl.float32)
+    else:
+        y = x.to(tl.float32)
+    if LAYER:
+        y = tl.where(m, y - tl.sum(y, 0) / D, 0.0)
+    y = y * tl.rsqrt(tl.sum(y * y, 0) / D + eps)
+    if HAS_W:
+        y = y * tl.load(w_ptr + o, mask=m, other=0.0).to(tl.float32)
+    if HAS_B:
+        y = y + tl.load(b_ptr + o, mask=m, other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * D + o, y.to(y_ptr.dtype.element_ty), mask=m)
+
+
+def add_norm(x, r, weight, bias, eps, layer):
+    b, d = x.shape
+    y = torch.empty(b, d, device=x.device, dtype=x.dtype)
+    h = torch.empty_like(y) if r is not None else x
+    bd = triton.next_power_of_2(d)
+    _add_norm_kernel[(b,)](x, x if r is None else r, x if weight is None else weight.contiguous(),
+                           x if bias is None else bias.contiguous(), h, y, x.stride(0),
+                           0 if r is None else r.stride(0), d, eps, HAS_R=r is not None, HAS_W=weight is not None,
+                           HAS_B=bias is not None, LAYER=layer, BD=bd, num_warps=4 if bd <= 2048 else 8)
+    return h, y
+
+
+@triton.jit
+def _silu_mul_kernel(a_ptr, b_ptr, y_ptr, sa, sb, F, BF: tl.constexpr):
+    row = tl.program_id(1)
+    o = tl.program_id(0) * BF + tl.arange(0, BF)
+    m = o < F
+    a = tl.load(a_ptr + row * sa + o, mask=m, other=0.0).to(tl.float32)
+    b = tl.load(b_ptr + row * sb + o, mask=m, other=0.0).to(tl.float32)
+    y = a / (1.0 + tl.exp(-a)) * b
+    tl.store(y_ptr + row * F + o, y.to(y_ptr.dtype.element_ty), mask=m)
+
+
+def silu_mul(a, b):
+    rows, f = a.shape
+    y = torch.empty(rows, f, device=a.device, dtype=a.dtype)
+    bf = 1024
+    _silu_mul_kernel[(triton.cdiv(f, bf), rows)](a, b, y, a.stride(0), b.stride(0), f, BF=bf, num_warps=4)
+    return y

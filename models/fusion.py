@@ -1,0 +1,117 @@
+"""Decode-step fusion as a deployment does it: fewer launches, the same math.
+
+At batch 1 a graphed decode step costs ~3.5 us per kernel on the H200 whatever the kernel does
+(benchmarks/README.md, "Inference as deployed"), so the step's time is its launch count. Three
+rewrites of the *step* only (forward and prefill are untouched, so the parity laws compare the
+fused step against the unfused parallel form):
+
+- projections that read the same input run as one matmul on weights concatenated once and cached
+  (:func:`split_linear`; q, k, v, gates... split from its output as views). The cache is keyed on
+  each source weight's storage and version, so a moved, cast or trained model rebuilds it;
+- a pre-norm block's residual add is deferred into the next block's norm (``kernels.add_norm``:
+  one kernel for ``h = x + r`` and ``norm(h)``; :class:`~pytest_goni.models.base.Residual`);
+- SwiGLU's SiLU and product run as one kernel (``kernels.silu_mul``).
+
+On by default whenever gradients are off (inference mode, no_grad: every decode path); training
+and any step under autograd run the unfused modules. ``GONI_DECODE_FUSION=0`` or
+:func:`decode_fusion(False) <decode_fusion>` turn it off (benchmarks/models.py measures both).
+The merged weights are a second copy of the projections (~0.5x the layer weights, bf16 at 125M:
+~100 MB), what a deployment that kept the training layout beside them would hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_goni import kernels
+
+Tensor = torch.Tensor
+
+#: The switch :func:`enabled` reads (env ``GONI_DECODE_FUSION=0`` starts it off).
+DECODE_FUSION = os.environ.get("GONI_DECODE_FUSION", "1") != "0"
+
+
+def enabled() -> bool:
+    """Fuse this step? Yes when the switch is on and no gradient is recorded."""
+    return DECODE_FUSION and not torch.is_grad_enabled()
+
+
+@contextlib.contextmanager
+def decode_fusion(on: bool) -> Iterator[None]:
+    """Turn the fused decode step on or off inside the block (a benchmark's old/new comparison)."""
+    global DECODE_FUSION
+    saved, DECODE_FUSION = DECODE_FUSION, bool(on)
+    try:
+        yield
+    finally:
+        DECODE_FUSION = saved
+
+
+def _signature(linears: Sequence[nn.Linear]) -> tuple:
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device)
+                 for lin in linears for p in (lin.weight, lin.bias) if p is not None)
+
+
+def merged_linear(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None, list[int]]:
+    """(weight [sum out, in], bias or None, output widths) of ``linears`` stacked by rows, built once
+    per weight version and cached on ``owner`` under ``key``."""
+    cache = owner.__dict__.setdefault("_goni_merged", {})
+    sig = _signature(linears)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1], hit[2], hit[3]
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable outside inference mode too
+        weight = torch.cat([lin.weight for lin in linears], 0)
+        bias = None
+        if any(lin.bias is not None for lin in linears):
+            bias = torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
+                              for lin in linears])
+    sizes = [lin.out_features for lin in linears]
+    cache[key] = (sig, weight, bias, sizes)
+    return weight, bias, sizes
+
+
+def split_linear(x: Tensor, owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
+    """``tuple(lin(x) for lin in linears)`` as one matmul: views of its output, in order."""
+    weight, bias, sizes = merged_linear(owner, key, linears)
+    return F.linear(x, weight, bias).split(sizes, dim=-1)
+
+
+def stacked_weight(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> Tensor:
+    """The weights of bias-free ``linears`` (same shape) as one [N, in, out] tensor (transposed for a
+    batched matmul ``x [N, B, in] @ w``), cached like :func:`merged_linear`."""
+    cache = owner.__dict__.setdefault("_goni_merged", {})
+    sig = _signature(linears)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    with torch.inference_mode(False), torch.no_grad():
+        weight = torch.stack([lin.weight.t() for lin in linears], 0).contiguous()
+    cache[key] = (sig, weight)
+    return weight
+
+
+def _norm_args(norm: nn.Module, x: Tensor) -> tuple[Tensor | None, Tensor | None, float, bool] | None:
+    """(weight, bias, eps, layer) of a last-dim RMSNorm / LayerNorm over x's width; None for another norm."""
+    if isinstance(norm, nn.RMSNorm) and tuple(norm.normalized_shape) == (x.shape[-1],):
+        eps = norm.eps if norm.eps is not None else torch.finfo(x.dtype).eps
+        return norm.weight, None, eps, False
+    if isinstance(norm, nn.LayerNorm) and tuple(norm.normalized_shape) == (x.shape[-1],):
+        return norm.weight, norm.bias, norm.eps, True
+    return None
+
+
+def add_norm(x: Tensor, r: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tensor]:
+    """(h, norm(h)) with h = x + r (x when r is None): one kernel for an RMSNorm / LayerNorm over
+    [B, d] rows, the modules otherwise."""
+    args = _norm_args(norm, x) if x.dim() == 2 else None
+    if args is None:
+        h = x if r is None else x + r
+        return h, norm(h)
+    return kernels.add_norm(x, r, *args)

@@ -1,0 +1,74 @@
+"""The decode-step elementwise fusions (kernels/decode_fusion.py): Triton against the plain-torch
+definition computed in float64, on strided rows as a merged projection's split gives them.
+
+Without CUDA these run in Triton's interpreter (TRITON_INTERPRET=1, set by the root conftest) at
+small fp32 shapes; odd widths exercise the masks.
+"""
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytest_goni.kernels import decode_fusion as df
+
+from pytest_goni import kernels
+
+pytest.importorskip("triton")
+CUDA = torch.cuda.is_available()
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+
+DEV = "cuda" if CUDA else "cpu"
+TOL = 2e-3 if CUDA else 1e-5
+
+
+def rand(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(DEV)
+
+
+@pytest.mark.parametrize("layer", [False, True])
+@pytest.mark.parametrize("with_r,with_w,with_b", [(True, True, True), (True, True, False), (False, True, False),
+                                                  (True, False, False)])
+def test_add_norm_matches_the_definition_on_strided_rows(layer, with_r, with_w, with_b):
+    d = 37
+    wide = rand(3, 2 * d + 5, seed=1)
+    x, r = wide[:, 3:3 + d], (rand(3, d, seed=2) if with_r else None)  # x: a strided view
+    w, b = (rand(d, seed=3) if with_w else None), (rand(d, seed=4) if with_b else None)
+    h, y = df.add_norm(x, r, w, b, 1e-5, layer, backend="triton")
+    dbl = (lambda t: None if t is None else t.double())
+    h_ref, y_ref = df.add_norm_torch(x.double(), dbl(r), dbl(w), dbl(b), 1e-5, layer)
+    torch.testing.assert_close(h.double(), h_ref, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(y.double(), y_ref, atol=TOL, rtol=TOL)
+    assert h.dtype == y.dtype == x.dtype
+
+
+def test_add_norm_is_the_modules_it_replaces():
+    d = 24
+    x, r = rand(2, d, seed=5), rand(2, d, seed=6)
+    rms, ln = torch.nn.RMSNorm(d, eps=1e-5).to(DEV), torch.nn.LayerNorm(d).to(DEV)
+    with torch.no_grad():
+        for m in (rms, ln):
+            m.weight.normal_()
+        ln.bias.normal_()
+        torch.testing.assert_close(kernels.add_norm(x, r, rms.weight, None, 1e-5)[1], rms(x + r), atol=TOL, rtol=TOL)
+        torch.testing.assert_close(kernels.add_norm(x, r, ln.weight, ln.bias, ln.eps, layer=True)[1], ln(x + r),
+                                   atol=TOL, rtol=TOL)
+
+
+def test_silu_mul_matches_the_definition_on_strided_rows():
+    f = 1500  # more than one block of the kernel
+    gu = rand(2, 2 * f, seed=7)
+    a, b = gu.split(f, dim=-1)
+    y = df.silu_mul(a, b, backend="triton")
+    torch.testing.assert_close(y.double(), F.silu(a.double()) * b.double(), atol=TOL, rtol=TOL)
+
+
+def test_bad_shapes_get_a_clear_error():
+    x = torch.randn(2, 8)
+    with pytest.raises(ValueError, match="r must have shape"):
+        kernels.add_norm(x, torch.randn(2, 7), None)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        kernels.add_norm(x, None, torch.randn(7))
+    with pytest.raises(ValueError, match="b must have shape"):
+        kernels.silu_mul(x, torch.randn(3, 8))
