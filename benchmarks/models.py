@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from pytest_goni.models.cost import decode_cost, prefill_cost
 from pytest_goni.models.decoding import PrefillRunner, StepRunner
+from pytest_goni.models.fusion import decode_fusion
 from pytest_goni.models.launches import count_launches, step_launches
 
 from pytest_goni.errors import exception_note
@@ -191,10 +192,20 @@ def bench_backend(run: Run, name: str) -> None:
     cfg = model_config(name, args.cpu_smoke, longest)
     base = {"backend": name, "config": cfg}
     # decode first: under a time budget the per-token numbers are the ones not to lose
-    measurements = [("decode", t) for t in args.decode] + [("prefill", t) for t in args.prefill]
+    variants = {"on": [True], "off": [False], "both": [False, True]}[args.decode_fusion]
+    measurements = ([("decode", t, fused) for t in args.decode for fused in variants]
+                    + [("prefill", t, None) for t in args.prefill])
+
+    def label(fused: bool | None) -> dict[str, Any]:
+        """The unfused decode step (models/fusion.py off) is its own row when both are measured."""
+        if fused is None:
+            return {}
+        return {"decode_fusion": fused, **({} if fused or len(variants) == 1 else {"backend": f"{name} (unfused)"})}
+
     if run.over_budget():
-        for phase, t in measurements:
-            run.emit({**base, "phase": phase, "context": t, "status": "skipped", "note": "time budget spent"})
+        for phase, t, fused in measurements:
+            run.emit({**base, **label(fused), "phase": phase, "context": t, "status": "skipped",
+                      "note": "time budget spent"})
         return
     try:
         t0 = time.perf_counter()
@@ -202,8 +213,8 @@ def bench_backend(run: Run, name: str) -> None:
         build_s = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - a backend that cannot build is a data point too
         status, note = _failure(exc)
-        for phase, t in measurements:
-            run.emit({**base, "phase": phase, "context": t, "status": status, "note": f"build: {note}"})
+        for phase, t, fused in measurements:
+            run.emit({**base, **label(fused), "phase": phase, "context": t, "status": status, "note": f"build: {note}"})
         release(run.device)
         return
     base.update(params=model.num_params(), params_non_embedding=model.num_params(embedding=False),
@@ -211,8 +222,8 @@ def bench_backend(run: Run, name: str) -> None:
     vocab = cfg["vocab_size"]
     oom_at: int | None = None
     try:
-        for phase, t in measurements:
-            rec = {**base, "phase": phase, "context": t}
+        for phase, t, fused in measurements:
+            rec = {**base, **label(fused), "phase": phase, "context": t}
             if oom_at is not None and t >= oom_at:
                 run.emit({**rec, "status": "skipped", "note": f"OOM at {oom_at} tokens"})
                 continue
@@ -220,7 +231,7 @@ def bench_backend(run: Run, name: str) -> None:
                 run.emit({**rec, "status": "skipped", "note": "time budget spent"})
                 continue
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), decode_fusion(fused is not False):
                     tokens = torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t))
                     tokens = tokens.to(run.device)
                     rec.update(prefill(run, model, tokens) if phase == "prefill" else decode(run, model, tokens))
@@ -423,6 +434,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, help="stop starting measurements after this (quick: 270)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: checks the script runs")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timings")
+    p.add_argument("--decode-fusion", choices=["on", "off", "both"], default="on",
+                   help="the fused decode step (models/fusion.py: merged projections, add+norm); both: "
+                        "the unfused step too, as its own row '<backend> (unfused)', side by side")
     p.add_argument("--generate", type=int, default=256, help="greedy tokens generated as one loop of replays")
     p.add_argument("--reference", action="store_true",
                    help="also time benchmarks/reference_decode.py (the static-cache graphed SDPA recipe)")

@@ -48,14 +48,14 @@ def _append(q_ptr, k_ptr, v_ptr, inv_ptr, len_ptr, qr_ptr, ck_ptr, cv_ptr,
         q2 = tl.load(q_base + half + oh, mask=mh, other=0.0).to(tl.float32)
         k1 = tl.load(k_base + oh, mask=mh, other=0.0).to(tl.float32)
         k2 = tl.load(k_base + half + oh, mask=mh, other=0.0).to(tl.float32)
-        tl.store(qr_ptr + bh * D + oh, q1 * c - q2 * s, mask=mh)
-        tl.store(qr_ptr + bh * D + half + oh, q2 * c + q1 * s, mask=mh)
+        tl.store(qr_ptr + bh * D + oh, (q1 * c - q2 * s).to(qr_ptr.dtype.element_ty), mask=mh)
+        tl.store(qr_ptr + bh * D + half + oh, (q2 * c + q1 * s).to(qr_ptr.dtype.element_ty), mask=mh)
         tl.store(ck_ptr + row * D + oh, (k1 * c - k2 * s).to(ck_ptr.dtype.element_ty), mask=mh)
         tl.store(ck_ptr + row * D + half + oh, (k2 * c + k1 * s).to(ck_ptr.dtype.element_ty), mask=mh)
     else:
         od = tl.arange(0, BD)
         md = od < D
-        tl.store(qr_ptr + bh * D + od, tl.load(q_base + od, mask=md, other=0.0).to(tl.float32), mask=md)
+        tl.store(qr_ptr + bh * D + od, tl.load(q_base + od, mask=md, other=0.0).to(qr_ptr.dtype.element_ty), mask=md)
         kk = tl.load(k_base + od, mask=md, other=0.0)
         tl.store(ck_ptr + row * D + od, kk.to(ck_ptr.dtype.element_ty), mask=md)
     ov = tl.arange(0, BDV)
@@ -127,6 +127,20 @@ def splits(capacity: int, bh: int, device: torch.device, block_n: int) -> tuple[
     return per, triton.cdiv(capacity, per)
 
 
+_POSITIONS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _positions(cap: int, device: torch.device) -> torch.Tensor:
+    """arange(cap) made once per capacity and device (the mask's one launch is then the compare);
+    a few capacities are kept, as a decode run uses one per model."""
+    key = (cap, device)
+    if key not in _POSITIONS:
+        if len(_POSITIONS) >= 8:
+            _POSITIONS.pop(next(iter(_POSITIONS)))
+        _POSITIONS[key] = torch.arange(cap, device=device)
+    return _POSITIONS[key]
+
+
 def kv_decode(q, k, v, cache_k, cache_v, length, inv_freq, scale, attention: str = "sdpa", block_n: int = 64,
               num_warps: int = 4):
     """See pytest_goni.kernels.kv_attention.kv_decode (inputs checked there).
@@ -143,7 +157,8 @@ def kv_decode(q, k, v, cache_k, cache_v, length, inv_freq, scale, attention: str
             raise ValueError(f"{name} must have a unit stride in its last dim")
     if not (cache_k.is_contiguous() and cache_v.is_contiguous()):
         raise ValueError("the KV caches must be contiguous [B, H, C, D]")
-    qr = torch.empty(b, h, d, device=q.device, dtype=torch.float32)
+    # SDPA takes the rotated q in the cache's dtype (written so by the append kernel: no cast launch)
+    qr = torch.empty(b, h, d, device=q.device, dtype=cache_k.dtype if attention == "sdpa" else torch.float32)
     bd, bdv = triton.next_power_of_2(d), triton.next_power_of_2(dv)
     rope = inv_freq is not None
     _append[(b * h,)](q, k, v, inv_freq if rope else qr, length, qr, cache_k, cache_v,
@@ -151,9 +166,8 @@ def kv_decode(q, k, v, cache_k, cache_v, length, inv_freq, scale, attention: str
                       h, cap, d, dv, ROPE=rope, HALF=triton.next_power_of_2(max(1, d // 2)), BD=bd, BDV=bdv,
                       num_warps=1)
     if attention == "sdpa":
-        valid = (torch.arange(cap, device=q.device) <= length).view(1, 1, 1, cap)  # keys 0..L
-        o = F.scaled_dot_product_attention(qr.to(cache_k.dtype)[:, :, None], cache_k, cache_v, attn_mask=valid,
-                                           scale=scale)
+        valid = (_positions(cap, q.device) <= length).view(1, 1, 1, cap)  # keys 0..L
+        o = F.scaled_dot_product_attention(qr[:, :, None], cache_k, cache_v, attn_mask=valid, scale=scale)
         length.add_(1)
         return o[:, :, 0].to(q.dtype)
     if attention != "split":

@@ -27,6 +27,10 @@ def rand(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(DEV)
 
 
+def _f64(t):
+    return None if t is None else t.double()
+
+
 @pytest.mark.parametrize("layer", [False, True])
 @pytest.mark.parametrize("with_r,with_w,with_b", [(True, True, True), (True, True, False), (False, True, False),
                                                   (True, False, False)])
@@ -36,8 +40,7 @@ def test_add_norm_matches_the_definition_on_strided_rows(layer, with_r, with_w, 
     x, r = wide[:, 3:3 + d], (rand(3, d, seed=2) if with_r else None)  # x: a strided view
     w, b = (rand(d, seed=3) if with_w else None), (rand(d, seed=4) if with_b else None)
     h, y = df.add_norm(x, r, w, b, 1e-5, layer, backend="triton")
-    dbl = (lambda t: None if t is None else t.double())
-    h_ref, y_ref = df.add_norm_torch(x.double(), dbl(r), dbl(w), dbl(b), 1e-5, layer)
+    h_ref, y_ref = df.add_norm_torch(x.double(), _f64(r), _f64(w), _f64(b), 1e-5, layer)
     torch.testing.assert_close(h.double(), h_ref, atol=TOL, rtol=TOL)
     torch.testing.assert_close(y.double(), y_ref, atol=TOL, rtol=TOL)
     assert h.dtype == y.dtype == x.dtype
@@ -72,3 +75,40 @@ def test_bad_shapes_get_a_clear_error():
         kernels.add_norm(x, None, torch.randn(7))
     with pytest.raises(ValueError, match="b must have shape"):
         kernels.silu_mul(x, torch.randn(3, 8))
+
+
+_COMPILE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from pytest_goni.kernels.triton import decode_fusion as m
+
+def sig(names, types, const):
+    s = dict(zip(names, types))
+    s.update({k: "constexpr" for k in const})
+    return s, {(list(s).index(k),): v for k, v in const.items()}
+
+P = "*bf16"
+cases = [
+    (m._add_norm_kernel, ["x_ptr", "r_ptr", "w_ptr", "b_ptr", "h_ptr", "y_ptr", "sx", "sr", "D", "eps"],
+     [P] * 6 + ["i32"] * 3 + ["fp32"],
+     {"HAS_R": True, "HAS_W": True, "HAS_B": True, "LAYER": layer, "BD": 1024}) for layer in (False, True)
+] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3, {"BF": 1024})]
+for fn, names, types, const in cases:
+    s, c = sig(names, types, const)
+    triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The compiled path (not the interpreter) accepts the kernels, in bf16 as a model runs them."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=120)
+    if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+        pytest.skip("this Triton install carries no ptxas")
+    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]

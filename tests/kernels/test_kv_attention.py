@@ -133,6 +133,9 @@ cases = [
     (m._append, ["q_ptr", "k_ptr", "v_ptr", "inv_ptr", "len_ptr", "qr_ptr", "ck_ptr", "cv_ptr", "sqb", "sqh", "skb",
                  "skh", "svb", "svh", "H", "C", "D", "DV"],
      [P, P, P, "*fp32", "*i64", "*fp32", P, P] + ["i32"] * 10, {"ROPE": True, "HALF": 32, "BD": 64, "BDV": 64}),
+    (m._append, ["q_ptr", "k_ptr", "v_ptr", "inv_ptr", "len_ptr", "qr_ptr", "ck_ptr", "cv_ptr", "sqb", "sqh", "skb",
+                 "skh", "svb", "svh", "H", "C", "D", "DV"],  # the SDPA path: q written in the cache's dtype
+     [P, P, P, "*fp32", "*i64", P, P, P] + ["i32"] * 10, {"ROPE": True, "HALF": 32, "BD": 64, "BDV": 64}),
     (m._split, ["qr_ptr", "ck_ptr", "cv_ptr", "len_ptr", "m_ptr", "l_ptr", "acc_ptr", "scale", "C", "D", "DV",
                 "SPLIT", "NSPLIT"],
      ["*fp32", P, P, "*i64", "*fp32", "*fp32", "*fp32", "fp32"] + ["i32"] * 5, {"BLOCK_N": 64, "BD": 64, "BDV": 64}),

@@ -7,6 +7,10 @@ per layer (kernels/mixer_steps.py) with none of the small gate ops it used to di
 
 import pytest
 import torch
+from pytest_goni.models import fusion
+from pytest_goni.models.base import Residual
+from pytest_goni.models.decoding import clone_state
+from pytest_goni.models.fusion import decode_fusion
 from pytest_goni.models.launches import count_launches, step_launches
 
 from pytest_goni import kernels
@@ -82,3 +86,47 @@ def test_cuda_count_leaves_out_the_annotation_ranges():
           SimpleNamespace(name="my_range", device_type=cuda, is_user_annotation=True),
           SimpleNamespace(name="Memcpy HtoD", device_type=cuda, is_user_annotation=False)]
     assert cuda_kernels(ev) == {"_mixer_kernel": 1, "Memcpy HtoD": 1}
+
+
+
+def _fused_and_unfused(name, model=None):
+    model = model if model is not None else resolve_backend(name)(**SHAPE).eval()
+    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        _, state = model.prefill(tokens)
+    counts, logits = {}, {}
+    for on in (False, True):
+        with decode_fusion(on):
+            counts[on] = step_launches(model, tokens[:, -1], state)
+            with torch.inference_mode():
+                logits[on] = model.step(tokens[:, -1], clone_state(state))[0]
+    return model, counts, logits
+
+
+@pytest.mark.parametrize("name", ["gla", "gated-deltanet", "mamba2", "rwkv6", "groundthink", "transformer-rope"])
+def test_fused_step_launches_fewer_kernels_for_the_same_logits(name):
+    """models/fusion.py: merged projections and add+norm cut the step's launches, not its result;
+    every pre-norm block's norm (and the final one) is one add_norm kernel."""
+    model, counts, logits = _fused_and_unfused(name)
+    assert counts[True].launches < counts[False].launches, (counts[True].by_op, counts[False].by_op)
+    blocks = sum(isinstance(m, Residual) for m in model.modules())
+    assert counts[True].by_op["goni.kernel::add_norm"] == blocks + 1, counts[True].by_op
+    torch.testing.assert_close(logits[True], logits[False], atol=2e-5, rtol=1e-5)
+
+
+def test_merged_weights_follow_the_model_and_training_steps_stay_unfused():
+    """The merged projection is rebuilt when a weight changes in place; with gradients on, the step
+    runs the plain modules (training never sees the merged copies)."""
+    model, _, before = _fused_and_unfused("gla")
+    with torch.no_grad():
+        model.layers[0].parts[0].inner.v.weight.mul_(2.0)
+    _, _, after = _fused_and_unfused("gla", model)
+    assert not torch.allclose(before[True], after[True])
+    torch.testing.assert_close(after[True], after[False], atol=2e-5, rtol=1e-5)
+    assert fusion.enabled() is False  # gradients on: the plain modules run
+    with torch.no_grad():
+        assert fusion.enabled() is True
+    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(1))
+    _, state = model.prefill(tokens)
+    count = count_launches(lambda: model.step(tokens[:, -1], state))
+    assert "goni.kernel::add_norm" not in count.by_op and "goni.kernel::silu_mul" not in count.by_op
