@@ -25,6 +25,7 @@ from torch import nn
 
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import ConfigError, ModelConfig, ModelContract, build, check_tokens, prefill_positions
 from .kv_cache import KVCache, Position
 
@@ -173,6 +174,9 @@ class GPT2Backend(ModelContract, nn.Module):
         tr = self.hf.transformer
         h = tr.wte(token) + tr.wpe(position.t)  # [B, d]
         position.advance()
+        if fusion.enabled():
+            logits = self._step_fused(h, state["kv"])
+            return logits, {"pos": state["pos"] + 1, "position": position, "kv": state["kv"]}
         for block, cache in zip(tr.h, state["kv"]):
             q, k, v = (x[:, :, 0] for x in self._heads(block.attn, block.ln_1(h)[:, None]))  # [B, H, D]
             cache.before_step()
@@ -180,6 +184,22 @@ class GPT2Backend(ModelContract, nn.Module):
             h = h + block.attn.c_proj(o.reshape(h.shape))
             h = h + block.mlp(block.ln_2(h))
         return self.hf.lm_head(tr.ln_f(h)), {"pos": state["pos"] + 1, "position": position, "kv": state["kv"]}
+
+    def _step_fused(self, h: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """The same block with fewer launches (models/fusion.py): each residual add done inside the
+        next LayerNorm's kernel, GELU (tanh form, transformers' ``gelu_new``) as one op."""
+        tr = self.hf.transformer
+        gelu_new = self.hf.config.activation_function == "gelu_new"
+        pending = None
+        for block, cache in zip(tr.h, caches):
+            h, x = fusion.add_norm(h, pending, block.ln_1)
+            q, k, v = (t[:, :, 0] for t in self._heads(block.attn, x[:, None]))  # [B, H, D]
+            cache.before_step()
+            o = kv_decode(q, k, v, cache.k, cache.v, cache.length)
+            h, x = fusion.add_norm(h, block.attn.c_proj(o.reshape(h.shape)), block.ln_2)
+            mlp = block.mlp
+            pending = (mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh")) if gelu_new else mlp(x))
+        return self.hf.lm_head(fusion.add_norm(h, pending, tr.ln_f)[1])
 
 
 @backend("gpt2")

@@ -22,6 +22,7 @@ from torch import nn
 from pytest_goni import kernels
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import CausalLM, ConfigError, ModelConfig, Residual, SeqModule, build
 from .layers import ShortConv, init_linears, mamba_dt_bias
 
@@ -86,7 +87,8 @@ class Mamba2Mixer(SeqModule):
         conv = self.conv.conv
         xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
         y = kernels.mamba2_ssd_step(xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D)
-        return self.out_proj(self.norm(y)), state
+        y = fusion.add_norm(y, None, self.norm)[1] if fusion.enabled() else self.norm(y)  # one kernel, CPU too
+        return self.out_proj(y), state
 
 
 def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:

@@ -29,6 +29,7 @@ from torch import nn
 from pytest_goni import kernels
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import CausalLM, Chain, ConfigError, ModelConfig, Residual, SeqModule, build
 from .layers import HeadGroupNorm, heads, init_linears, token_shift
 
@@ -88,13 +89,15 @@ class TimeMix6(SeqModule):
         self.ln_x = HeadGroupNorm(n_heads, n, eps=64e-5)
         self.mix_rank = mix_rank
 
-    def _mixed(self, x: Tensor, last: Tensor | None) -> tuple[Tensor, ...]:
+    def _mixed(self, x: Tensor, last: Tensor | None, stacked: bool = False) -> Any:
         """The ddlerp token shift: (xw, xk, xv, xr, xg), each [B, T, d], x_i = x + (x_prev - x) *
-        (maa_i + lora_i(x)); the five lerps as one broadcast op (a decode step's launches)."""
+        (maa_i + lora_i(x)); the five lerps as one broadcast op (a decode step's launches).
+        ``stacked``: the one [5, B, T, d] tensor they are views of."""
         prev = token_shift(x, last)
         lora = torch.tanh(torch.lerp(x, prev, self.maa_x.to(x.dtype)) @ self.maa_w1).unflatten(-1, (5, self.mix_rank))
         m = torch.einsum("btfr,frd->fbtd", lora, self.maa_w2)
-        return torch.lerp(x, prev, (self.maa[:, None, None, :] + m).to(x.dtype)).unbind(0)
+        mixed = torch.lerp(x, prev, (self.maa[:, None, None, :] + m).to(x.dtype))
+        return mixed if stacked else mixed.unbind(0)
 
     def _decay_lora(self, xw: Tensor) -> Tensor:
         return torch.tanh(xw @ self.decay_w1) @ self.decay_w2
@@ -122,10 +125,15 @@ class TimeMix6(SeqModule):
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         """One token: token shift and projections in torch, then decay, the wkv update and readout,
         GroupNorm and the swish(g) gate as one fused kernel (state["S"] updated in place)."""
-        xw, xk, xv, xr, xg = (t[:, 0] for t in self._mixed(x[:, None], state["shift"]))
+        mixed = self._mixed(x[:, None], state["shift"], stacked=True)[:, :, 0]  # [5, B, d]: w, k, v, r, g
+        if fusion.enabled():  # k, v, r, g: four projections of four inputs as one batched matmul
+            w = fusion.stacked_weight(self, "kvrg", (self.k, self.v, self.r, self.g))
+            k, v, r, g = torch.bmm(mixed[1:], w).unbind(0)
+        else:
+            k, v, r, g = self.k(mixed[1]), self.v(mixed[2]), self.r(mixed[3]), self.g(mixed[4])
         norm = self.ln_x.norm
-        o = kernels.rwkv6_mixer_step(self.r(xr), self.k(xk), self.v(xv), self._decay_lora(xw), self.decay,
-                                     self.g(xg), self.bonus, state["S"], norm.weight, norm.bias, norm.eps)
+        o = kernels.rwkv6_mixer_step(r, k, v, self._decay_lora(mixed[0]), self.decay, g, self.bonus, state["S"],
+                                     norm.weight, norm.bias, norm.eps)
         return self.out(o), {"shift": x, "S": state["S"]}
 
 
