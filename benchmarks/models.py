@@ -426,7 +426,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="jsonl file to append results to")
     p.add_argument("--render", nargs="+", type=Path, help="print a Markdown table of these jsonl files")
     p.add_argument("--backends", help="comma-separated backends (default: every registered one)")
-    p.add_argument("--prefill", type=int, nargs="+", help="prefill lengths (default 1024 8192 32768)")
+    p.add_argument("--prefill", type=int, nargs="*",
+                   help="prefill lengths (default 8192 32768 131072; the flag alone: none, decode only)")
     p.add_argument("--decode", type=int, nargs="+", help="decode contexts (default 1024 32768)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
@@ -447,7 +448,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.out:
         p.error("--out is required (or --render FILES)")
     smoke = args.cpu_smoke
-    args.prefill = args.prefill or ([32, 64, 96] if smoke else [8192, 32768, 131072])
+    if args.prefill is None:
+        args.prefill = [32, 64, 96] if smoke else [8192, 32768, 131072]
     args.decode = args.decode or ([32, 96] if smoke else [8192, 32768, 131072])
     if args.budget_s is None and args.quick:
         args.budget_s = 270.0

@@ -47,6 +47,18 @@ def test_cpu_smoke_writes_every_measurement(bench, tmp_path, capsys):
     assert "| gla |" in printed and "prefill 16" in printed and " launches" in printed  # the Markdown summary
 
 
+def test_decode_fusion_both_measures_the_unfused_step_beside_the_fused_one(bench, tmp_path, capsys):
+    out = tmp_path / "m.jsonl"
+    assert bench.main(["--cpu-smoke", "--out", str(out), "--backends", "gla", "--prefill", "--decode", "40",
+                       "--decode-fusion", "both"]) == 0
+    recs = read(out)
+    assert [(r["backend"], r["phase"], r["decode_fusion"]) for r in recs] == [
+        ("gla (unfused)", "decode", False), ("gla", "decode", True)]
+    assert all(r["status"] == "ok" for r in recs)
+    assert recs[1]["launches"] < recs[0]["launches"]  # the fused step launches fewer kernels
+    assert "| gla (unfused) |" in capsys.readouterr().out
+
+
 def test_oom_is_a_data_point_and_skips_longer_contexts(bench, tmp_path, monkeypatch):
     real = resolve_backend("gla")
 
