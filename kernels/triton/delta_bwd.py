@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from . import wy
-from .common import chunk_log_decay, chunk_reverse_cumsum, decayed_scores, dot_precision, tiles
+from .common import chunk_log_decay, chunk_reverse_cumsum, decayed_scores, dot_precision, tiles, unit_lower_inverse
 
 # The backward recomputes U, W and the states itself, so it picks its own chunk: 32 (at 64 the
 # reverse walk's [C, Dk] float32 tiles spill 1.6-3.4 KB on sm_90, ptxas of Triton 3.9; at 32 with
@@ -170,7 +170,7 @@ def _reverse_walk_kernel(q_ptr, k_ptr, w_ptr, g_ptr, do_ptr, unew_ptr, states_pt
 @triton.jit
 def _wy_bwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, du_ptr, dw_ptr, dqw_ptr, dkw_ptr,
                    dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, db_ptr, T, H, DK, DV,
-                   C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr):
     """One chunk: the WY backward (dV, dbeta, the rest of dK), dQ / dK / dV in the inputs' dtype and
     dL/dB = q.dq - v.dv per token (float32)."""
@@ -197,12 +197,7 @@ def _wy_bwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, du_ptr, dw_ptr, dqw_ptr
     kf = k.to(tl.float32)
     kk = tl.dot(kf, tl.trans(kf), input_precision=INV_PRECISION)
     a = kk * (beta[:, None] * dec)
-    eye = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)
-    x = eye - a
-    p = a
-    for _ in tl.static_range(LOG2C - 1):
-        p = tl.dot(p, p, input_precision=INV_PRECISION)
-        x = x + tl.dot(x, p, input_precision=INV_PRECISION)
+    x = unit_lower_inverse(a, C, INV_PRECISION)
     du = tl.load(du_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
     dw = tl.load(dw_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
     xt = tl.trans(x)
@@ -275,7 +270,7 @@ def delta_bwd(q, k, v, g, beta, do, dht, scale, *, initial_state, chunk: int = C
     dbeta = torch.empty_like(beta)
     db = torch.empty(b, t, h, device=dev, dtype=torch.float32)
     _wy_bwd_kernel[(nt, b * h)](q, k, v, beta, gp, du, dw, dq_w, dk_w, dq, dk, dv, dbeta, db, t, h, dk_, dv_,
-                                C=chunk, LOG2C=chunk.bit_length() - 1, BK=bk,
+                                C=chunk, BK=bk,
                                 BV=max(16, triton.next_power_of_2(dv_)), HAS_G=g is not None, PRECISION=prec,
                                 INV_PRECISION="tf32x3" if q.dtype == torch.float32 else "tf32", num_warps=8,
                                 num_stages=stages)

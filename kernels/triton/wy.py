@@ -3,11 +3,13 @@
 Per chunk of C tokens, with b the chunk-local cumsum of the log-decay g (computed here from the
 raw g; none for the plain delta rule) and A_ij = beta_i exp(b_i - b_j) k_i.k_j for j < i:
 
-  X = (I + A)^-1 = (I - A)(I + A^2)(I + A^4) ... (I + A^(C/2))     (A is nilpotent: A^C = 0)
+  X = (I + A)^-1 (`common.unit_lower_inverse`: forward substitution by masked [C, C] tl.dots),
   U = X (beta V),   W = X (beta exp(b) K).
 
-The inverse is log2(C) - 1 squarings and as many products of [C, C] matrices, all tl.dot, instead
-of a sequential forward substitution. U and W come back in the input dtype, layout [B, T, H, D].
+Until 2026-12-01 X was the Neumann product (I - A)(I + A^2)...(I + A^(C/2)): without decay and with
+correlated keys it cancels huge partial sums (U 1e3x off in exact float32), the suspected cause of
+the plain delta rule's NaN in bf16 training at T 4096 (tests/kernels/test_triton_delta_segments.py).
+U and W come back in the input dtype, layout [B, T, H, D].
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import chunk_log_decay, decayed_scores, dot_precision
+from .common import chunk_log_decay, decayed_scores, dot_precision, unit_lower_inverse
 
 
 @triton.jit
 def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H, DK, DV,
-               C: tl.constexpr, LOG2C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr,
                STORE_ATT: tl.constexpr):
     n = tl.program_id(0)
@@ -43,12 +45,7 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
     strict = oc[:, None] > oc[None, :]
     dec = tl.exp(tl.where(strict, bc[:, None] - bc[None, :], float("-inf")))
     a = tl.dot(k, tl.trans(k), input_precision=PRECISION) * (beta[:, None] * dec)
-    eye = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)
-    x = eye - a
-    p = a
-    for _ in tl.static_range(LOG2C - 1):
-        p = tl.dot(p, p, input_precision=INV_PRECISION)
-        x = x + tl.dot(x, p, input_precision=INV_PRECISION)
+    x = unit_lower_inverse(a, C, INV_PRECISION)
     xd = x.to(k.dtype)
     vb = (v.to(tl.float32) * beta[:, None]).to(k.dtype)
     kb = (k.to(tl.float32) * (beta * tl.exp(bc))[:, None]).to(k.dtype)
@@ -88,7 +85,7 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
     grid = (triton.cdiv(t, chunk), b * h)
     _wy_kernel[grid](k, v, beta.contiguous(), g.contiguous() if g is not None else beta, u, w,
                      q if q is not None else k, att if att is not None else u, t, h, dk, dv,
-                     C=chunk, LOG2C=chunk.bit_length() - 1, BK=max(16, triton.next_power_of_2(dk)),
+                     C=chunk, BK=max(16, triton.next_power_of_2(dk)),
                      BV=max(16, triton.next_power_of_2(dv)), HAS_G=g is not None, PRECISION=prec,
                      INV_PRECISION=inv_precision or prec, STORE_ATT=q is not None, num_warps=num_warps)
     return u, w, att
