@@ -38,8 +38,13 @@ TIME_ARGS = {
 
 
 def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.float32,
-                device="cpu", seed: int = 0, decay_scale: float = 1.0) -> dict[str, Tensor]:
-    """Keyword arguments for `op` (positional order of the dispatcher), fresh from `seed`."""
+                device="cpu", seed: int = 0, decay_scale: float = 1.0, key_mix: float = 0.0) -> dict[str, Tensor]:
+    """Keyword arguments for `op` (positional order of the dispatcher), fresh from `seed`.
+
+    key_mix > 0 (delta rules): every key is key_mix * one shared direction per head + (1 - key_mix)
+    * its own, normalized: correlated keys, as a trained layer's conv + SiLU features make them
+    (0.7: mean cosine ~0.85), where a chunk's (I + A)^-1 is hard to form stably.
+    """
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def rnd(*shape):
@@ -49,6 +54,8 @@ def make_inputs(op: str, b: int, t: int, h: int, dk: int, dv: int, dtype=torch.f
         return torch.rand(*shape, generator=gen, device=device)
 
     q, k, v = rnd(b, t, h, dk), rnd(b, t, h, dk), rnd(b, t, h, dv)
+    if key_mix:
+        k = key_mix * F.normalize(rnd(1, 1, h, dk), dim=-1) * dk**0.5 + (1 - key_mix) * k
     vec_decay = F.logsigmoid(rnd(b, t, h, dk) + 2.0) * decay_scale
     scal_decay = F.logsigmoid(rnd(b, t, h) + 2.0) * decay_scale
     if op == "gla":

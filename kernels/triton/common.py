@@ -43,18 +43,15 @@ def unit_lower_inverse(a, C: tl.constexpr, PRECISION: tl.constexpr):
     """
     oc = tl.arange(0, C)
     blk = oc // 16
-    pos = oc % 16
-    same = blk[:, None] == blk[None, :]
-    inside = tl.where(same, a, 0.0)
     x = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)
     for r in tl.static_range(1, 16):  # row r of every block from the rows above it (final already)
-        x -= tl.dot(tl.where((pos == r)[:, None], inside, 0.0), x, input_precision=PRECISION)
-    across = tl.where(same, 0.0, a)
+        rows = ((oc % 16) == r)[:, None] & (blk[:, None] == blk[None, :])
+        x -= tl.dot(tl.where(rows, a, 0.0), x, input_precision=PRECISION)
     for r in tl.static_range(1, C // 16):
         # y: rows of block r only; x @ y = D_r y_r (x's columns of block r: D_r in block r's rows,
         # zero in every other row, as X is lower triangular and later blocks are still D_s)
-        y = tl.dot(tl.where((blk == r)[:, None], across, 0.0), x, input_precision=PRECISION)
-        x -= tl.dot(x, y, input_precision=PRECISION)
+        rows = (blk == r)[:, None] & (blk[None, :] < r)
+        x -= tl.dot(x, tl.dot(tl.where(rows, a, 0.0), x, input_precision=PRECISION), input_precision=PRECISION)
     return x
 
 

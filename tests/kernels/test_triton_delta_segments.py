@@ -116,19 +116,36 @@ def test_nan_input_gives_nan_output(name):
         assert torch.isnan(s).any()
 
 
-def test_wy_solves_the_unit_triangular_system():
-    """U, W against torch.linalg.solve_triangular in float64 on one chunk."""
-    a = make_inputs("gated_delta_rule", 1, 64, 1, 32, 32, device=DEV, seed=95)
-    u, w, att = wy.wy(a["k"], a["v"], a["g"], a["beta"], 64)
+def _check_wy(a, chunk, tol):
+    """U, W of `wy.wy` on the first chunk against torch.linalg.solve_triangular in float64."""
+    g = a.get("g")
+    u, w, att = wy.wy(a["k"], a["v"], g, a["beta"], chunk)
     assert att is None
-    k, v = a["k"][0, :, 0].double(), a["v"][0, :, 0].double()
-    beta, b = a["beta"][0, :, 0].double(), a["g"][0, :, 0].double().cumsum(0)
+    k, v = a["k"][0, :chunk, 0].double(), a["v"][0, :chunk, 0].double()
+    beta = a["beta"][0, :chunk, 0].double()
+    b = g[0, :chunk, 0].double().cumsum(0) if g is not None else torch.zeros_like(beta)
     lower = torch.tril(beta[:, None] * torch.exp(b[:, None] - b[None, :]) * (k @ k.T), -1)
-    lower += torch.eye(64, dtype=torch.float64, device=k.device)
+    lower += torch.eye(chunk, dtype=torch.float64, device=k.device)
     rhs = beta[:, None] * torch.cat([v, k * torch.exp(b)[:, None]], 1)
     sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
-    assert rel_err(u[0, :, 0], sol[:, :32]) <= FP32_TOL
-    assert rel_err(w[0, :, 0], sol[:, 32:]) <= FP32_TOL
+    dv = v.shape[-1]
+    assert rel_err(u[0, :chunk, 0], sol[:, :dv]) <= tol
+    assert rel_err(w[0, :chunk, 0], sol[:, dv:]) <= tol
+
+
+def test_wy_solves_the_unit_triangular_system():
+    _check_wy(make_inputs("gated_delta_rule", 1, 64, 1, 32, 32, device=DEV, seed=95), 64, FP32_TOL)
+
+
+@pytest.mark.parametrize("op", DELTA_OPS)
+@pytest.mark.parametrize("chunk", [32, 64])  # the backward's chunk and the forward's
+def test_wy_correlated_keys_stay_accurate(op, chunk):
+    """Keys with mean cosine 0.85 and beta near 1, as a trained DeltaNet layer's can be: without decay
+    the old inverse, the Neumann product (I - A)(I + A^2)..., cancelled partial sums of (1 + |A|)^C and
+    gave U 1e7x off in exact float32 (the suspected cause of deltanet's NaN in bf16 training at T 4096)."""
+    a = make_inputs(op, 1, chunk, 1, 16, 16, device=DEV, seed=97, key_mix=0.7)
+    a["beta"] = 0.9 + 0.1 * a["beta"]
+    _check_wy(a, chunk, FP32_TOL)
 
 
 def test_bad_options_raise_clear_errors():

@@ -122,6 +122,30 @@ def test_grad_of_output_only():
     _check(grads(ours, a, state_grad=False, seed=5), grads(ref, a, state_grad=False, seed=5), FP32_TOL)
 
 
+@pytest.mark.parametrize("op, t", [("delta_rule", 1040), ("gated_delta_rule", 1040),
+                                   pytest.param("delta_rule", 4095, marks=pytest.mark.slow)])
+def test_correlated_keys_long_t_h200_plan(op, t, monkeypatch):
+    """Long T with a short last chunk under the H200's segment plan (132 SMs: segments of 16 forward
+    chunks; 2 at T 1040, 4 at T 4095, the slow case: ~12-25 s in the interpreter), keys correlated as
+    a trained layer's (mean cosine 0.85), beta = sigmoid: every gradient against the float64 chunked
+    torch form (the sequential reference is slow at this T; the chunked form matches it in
+    test_kernels_torch). deltanet trained to NaN at T 4096 on the H200 (bf16) while the random keys
+    (cosine ~0) of the other tests passed; the old WY inverse was far off here in exact float32."""
+    from pytest_goni.kernels import chunked
+    from pytest_goni.kernels.triton import segments
+
+    monkeypatch.setattr(segments, "_sms", lambda device_type, index: 132)
+    a = make_inputs(op, 1, t, 1, 16, 16, device=DEV, seed=68, key_mix=0.7)
+    a["beta"] = torch.sigmoid(4 * a["beta"])
+
+    def ref(initial_state=None, **x):
+        x = {n: y.double() for n, y in x.items()}
+        if op == "delta_rule":
+            return chunked.delta_rule_chunked(**x, scale=0.3, output_final_state=True)
+        return chunked.gated_delta_rule_chunked(**x, scale=0.3, output_final_state=True)
+    _check(grads(_triton(op), a, None, seed=8), grads(ref, a, None, seed=8), FP32_TOL)
+
+
 @pytest.mark.skipif(CUDA, reason="emulates the GPU's dots in the interpreter; on a GPU: test_gpu_grads_model_shapes")
 @pytest.mark.parametrize("op, dtype", [(op, torch.bfloat16) for op in ALL] + [("gla", torch.float32),
                                                                           ("rwkv6", torch.float32)])
