@@ -9,7 +9,10 @@ tests' reference):
 - ``add_norm(x, r, weight, bias, eps)``: ``h = x + r`` (rounded to x's dtype, as the unfused add
   stores it) and its RMSNorm (``bias is None and not layer``) or LayerNorm over the last dim;
   returns ``(h, norm(h))``, both in x's dtype;
-- ``silu_mul(a, b)``: ``silu(a) * b`` (SwiGLU's activation) in a's dtype.
+- ``silu_mul(a, b)``: ``silu(a) * b`` (SwiGLU's activation) in a's dtype;
+- ``norm_linear`` / ``silu_mul_linear``: each of the above with the matmul that follows it, as one
+  GEMV kernel whose prologue makes the input row (batch-1 decode: the weight read is the work).
+  Opt-in (models/fusion.py's ``GONI_DECODE_GEMV=1``) until measured against cuBLAS on the GPU.
 
 Rows may be strided views (a merged projection's output split in columns); the last dim must
 have a unit stride.
@@ -58,10 +61,7 @@ def add_norm_torch(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Ten
     return h, y.to(x.dtype)
 
 
-def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | None = None, eps: float = 1e-5,
-             layer: bool = False, backend: str | None = None) -> tuple[Tensor, Tensor]:
-    """x, r [B, d] -> (x + r, norm(x + r)): RMSNorm, or LayerNorm when ``layer`` (weight, bias [d],
-    either may be None); ``r=None`` norms x alone. Both outputs in x's dtype."""
+def _check_add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | None) -> None:
     _rows("x", x)
     if r is not None:
         _rows("r", r)
@@ -70,6 +70,13 @@ def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | 
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != (d,):
             raise ValueError(f"{name} must have shape ({d},), got {tuple(p.shape)}")
+
+
+def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | None = None, eps: float = 1e-5,
+             layer: bool = False, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """x, r [B, d] -> (x + r, norm(x + r)): RMSNorm, or LayerNorm when ``layer`` (weight, bias [d],
+    either may be None); ``r=None`` norms x alone. Both outputs in x's dtype."""
+    _check_add_norm(x, r, weight, bias)
     if _use_triton(backend, x):
         return _triton("add_norm")(x, r, weight, bias, float(eps), bool(layer))
     return add_norm_torch(x, r, weight, bias, eps, layer)
@@ -87,3 +94,41 @@ def silu_mul(a: Tensor, b: Tensor, backend: str | None = None) -> Tensor:
     if _use_triton(backend, a):
         return _triton("silu_mul")(a, b)
     return silu_mul_torch(a, b)
+
+
+#: The widest input row the fused GEMVs take (the whole row is one block of the kernel).
+GEMV_MAX_K = 8192
+
+
+def _linear_args(name: str, weight: Tensor, bias: Tensor | None, k: int) -> None:
+    checks.tensor(name, weight, 2)
+    if weight.shape[1] != k:
+        raise ValueError(f"{name} must be [N, {k}] (the input row's width), got {tuple(weight.shape)}")
+    if k > GEMV_MAX_K:
+        raise ValueError(f"the fused GEMV takes rows of at most {GEMV_MAX_K}, got {k}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float,
+                layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b)."""
+    _check_add_norm(x, r, norm_weight, norm_bias)
+    _linear_args("weight", weight, bias, x.shape[1])
+    if _use_triton(backend, x):
+        return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias)
+    h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)
+    return h, F.linear(n, weight, bias)
+
+
+def silu_mul_linear(a: Tensor, b: Tensor, weight: Tensor, bias: Tensor | None = None,
+                    backend: str | None = None) -> Tensor:
+    """:func:`silu_mul` and the linear layer after it (SwiGLU's down projection) as one kernel on CUDA."""
+    _rows("a", a)
+    _rows("b", b)
+    checks.same("b", b, tuple(a.shape), "like a: [B, F]")
+    _linear_args("weight", weight, bias, a.shape[1])
+    if _use_triton(backend, a):
+        return _triton("silu_mul_linear")(a, b, weight, bias)
+    return F.linear(silu_mul_torch(a, b), weight, bias)

@@ -63,3 +63,67 @@ def silu_mul(a, b):
     bf = 1024
     _silu_mul_kernel[(triton.cdiv(f, bf), rows)](a, b, y, a.stride(0), b.stride(0), f, BF=bf, num_warps=4)
     return y
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, sr, N, K, eps,
+                 PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
+                 LAYER: tl.constexpr, HAS_WB: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):
+    """y = W z (+ bias) for one row, z made from the whole input row by the prologue: PRO 1 the
+    add + norm of `_add_norm_kernel` (program 0 stores h), PRO 2 silu(x) * r. Every program computes
+    the (cheap) prologue itself and reads its BN rows of W."""
+    pn = tl.program_id(0)
+    row = tl.program_id(1)
+    ok = tl.arange(0, BD)
+    mk = ok < K
+    x = tl.load(x_ptr + row * sx + ok, mask=mk, other=0.0)
+    if PRO == 1:
+        if HAS_R:
+            r = tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0)
+            h = (x.to(tl.float32) + r.to(tl.float32)).to(x_ptr.dtype.element_ty)
+            tl.store(h_ptr + row * K + ok, h, mask=mk & ((ok * 0 + pn) == 0))  # program 0 writes h
+            z = h.to(tl.float32)
+        else:
+            z = x.to(tl.float32)
+        if LAYER:
+            z = tl.where(mk, z - tl.sum(z, 0) / K, 0.0)
+        z = z * tl.rsqrt(tl.sum(z * z, 0) / K + eps)
+        if HAS_NW:
+            z = z * tl.load(nw_ptr + ok, mask=mk, other=0.0).to(tl.float32)
+        if HAS_NB:
+            z = z + tl.load(nb_ptr + ok, mask=mk, other=0.0).to(tl.float32)
+    else:
+        a = x.to(tl.float32)
+        z = a / (1.0 + tl.exp(-a)) * tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0).to(tl.float32)
+    z = z.to(x_ptr.dtype.element_ty).to(tl.float32)  # rounded as the unfused op stores its output
+    on = pn * BN + tl.arange(0, BN)
+    mn = on < N
+    w = tl.load(w_ptr + on[:, None] * K + ok[None, :], mask=mn[:, None] & mk[None, :], other=0.0)
+    y = tl.sum(w.to(tl.float32) * z[None, :], 1)
+    if HAS_WB:
+        y = y + tl.load(wb_ptr + on, mask=mn, other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
+
+
+def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias):
+    b, k = x.shape
+    n = weight.shape[0]
+    weight = weight.contiguous()
+    y = torch.empty(b, n, device=x.device, dtype=x.dtype)
+    h = torch.empty(b, k, device=x.device, dtype=x.dtype) if (pro == 1 and r is not None) else x
+    bd = triton.next_power_of_2(k)
+    bn = max(1, min(16, 4096 // bd))
+    _gemv_kernel[(triton.cdiv(n, bn), b)](
+        x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
+        weight, x if bias is None else bias.contiguous(), h, y, x.stride(0), 0 if r is None else r.stride(0),
+        n, k, eps, PRO=pro, HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=layer,
+        HAS_WB=bias is not None, BN=bn, BD=bd, num_warps=4)
+    return h, y
+
+
+def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias):
+    return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias)
+
+
+def silu_mul_linear(a, b, weight, bias):
+    return _gemv(2, a, b, None, None, 0.0, False, weight, bias)[1]

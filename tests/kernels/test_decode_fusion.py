@@ -67,6 +67,29 @@ def test_silu_mul_matches_the_definition_on_strided_rows():
     torch.testing.assert_close(y.double(), F.silu(a.double()) * b.double(), atol=TOL, rtol=TOL)
 
 
+@pytest.mark.parametrize("layer,with_r,with_bias", [(False, True, False), (True, True, True), (False, False, True)])
+def test_norm_linear_is_add_norm_then_the_matmul(layer, with_r, with_bias):
+    d, n = 40, 23  # odd widths: the row and the weight tiles are masked
+    wide = rand(2, d + 9, seed=11)
+    x, r = wide[:, 9:], (rand(2, d, seed=12) if with_r else None)
+    nw, nb = rand(d, seed=13), (rand(d, seed=14) if layer else None)
+    w, b = rand(n, d, seed=15), (rand(n, seed=16) if with_bias else None)
+    h, y = df.norm_linear(x, r, nw, nb, 1e-5, layer, w, b, backend="triton")
+    h_ref, z = df.add_norm_torch(x.double(), _f64(r), nw.double(), _f64(nb), 1e-5, layer)
+    torch.testing.assert_close(h.double(), h_ref, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(y.double(), F.linear(z, w.double(), _f64(b)), atol=TOL, rtol=TOL)
+
+
+def test_silu_mul_linear_is_silu_mul_then_the_matmul():
+    f, n = 70, 33
+    gu = rand(2, 2 * f, seed=17)
+    a, b = gu.split(f, dim=-1)
+    w = rand(n, f, seed=18)
+    y = df.silu_mul_linear(a, b, w, backend="triton")
+    ref = F.linear(F.silu(a.double()) * b.double(), w.double())
+    torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+
+
 def test_bad_shapes_get_a_clear_error():
     x = torch.randn(2, 8)
     with pytest.raises(ValueError, match="r must have shape"):
@@ -75,6 +98,8 @@ def test_bad_shapes_get_a_clear_error():
         kernels.add_norm(x, None, torch.randn(7))
     with pytest.raises(ValueError, match="b must have shape"):
         kernels.silu_mul(x, torch.randn(3, 8))
+    with pytest.raises(ValueError, match=r"weight must be \[N, 8\]"):
+        kernels.norm_linear(x, None, None, None, 1e-5, False, torch.randn(4, 7))
 
 
 _COMPILE = """
@@ -93,7 +118,11 @@ cases = [
     (m._add_norm_kernel, ["x_ptr", "r_ptr", "w_ptr", "b_ptr", "h_ptr", "y_ptr", "sx", "sr", "D", "eps"],
      [P] * 6 + ["i32"] * 3 + ["fp32"],
      {"HAS_R": True, "HAS_W": True, "HAS_B": True, "LAYER": layer, "BD": 1024}) for layer in (False, True)
-] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3, {"BF": 1024})]
+] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3, {"BF": 1024})] + [
+    (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "sx", "sr", "N", "K",
+                      "eps"], [P] * 8 + ["i32"] * 4 + ["fp32"],
+     {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
+      "BD": bd}) for pro, layer, bn, bd in ((1, False, 4, 1024), (1, True, 4, 1024), (2, False, 2, 2048))]
 for fn, names, types, const in cases:
     s, c = sig(names, types, const)
     triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
