@@ -4,9 +4,10 @@
 #   decode   benchmarks/models.py for the V5 candidate and the baselines side by side: decode at 1k/8k/32k
 #            (eager, graphed, floor, launches per step) and prefill at 1k/8k, the reference recipe beside them
 #   fusion   the fused decode step (models/fusion.py: merged projections, add+norm, SiLU x up) against the
-#            unfused one, side by side in one process (models.py --decode-fusion both: rows "<backend>" and
-#            "<backend> (unfused)"), graphed decode at 8k/32k/128k with floors and CUDA kernel counts, the
-#            reference recipe beside them; needs the tests step first (graphed parity of the fused default)
+#            unfused one and the opt-in fused GEMVs, side by side in one process (models.py --decode-fusion
+#            all: rows "<backend>", "<backend> (unfused)", "<backend> (gemv)"), graphed decode at 8k/32k/128k
+#            with floors and CUDA kernel counts, the reference recipe beside them; graphed parity with the
+#            GEMVs on first (gemv-tests); run it after the tests step (graphed parity of the fused default)
 #   v5speed  specs/v5.yaml's speed-decode / speed-prefill gates re-measured (gpu profile)
 #   models   the all-backend 125M sweep (8k-128k); sys02  SYS-02 runtime+memory for three candidates
 #   hostprof where an eager prefill's host time goes (benchmarks/host_profile.py --model, cProfile) at 1k
@@ -33,10 +34,13 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
     tests/kernels/test_kv_attention.py tests/models/test_decoding.py \
     -k "not test_graphed_runner or transformer or gpt2 or gla or delta or mamba2 or rwkv6 or groundthink"
 [[ $STEPS == *tests* ]] && step mixer-tests 60 python3 -m pytest -p no:cacheprovider -q tests/kernels/test_mixer_steps.py \
-    tests/kernels/test_decode_fusion.py
+    tests/kernels/test_decode_fusion.py tests/models/test_decode_fusion.py
+# the opt-in fused GEMVs (GONI_DECODE_GEMV=1): graphed parity with them on, before they are timed
+[[ $STEPS == *fusion* ]] && step gemv-tests 60 env GONI_DECODE_GEMV=1 python3 -m pytest -p no:cacheprovider -q -m gpu \
+    tests/models/test_decoding.py -k "graphed and (transformer or gla or delta or mamba2)"
 # shellcheck disable=SC2086  # FUSION_CONTEXTS is a list of numbers
 [[ $STEPS == *fusion* ]] && step fusion "$T_FUSION" python3 benchmarks/models.py --quick --budget-s "$B_FUSION" \
-    --reference --decode-fusion both --backends "$DECODE_BACKENDS" --decode $FUSION_CONTEXTS --prefill \
+    --reference --decode-fusion all --backends "$DECODE_BACKENDS" --decode $FUSION_CONTEXTS --prefill \
     --out "$R/fusion.jsonl"
 [[ $STEPS == *decode* ]] && step decode "$T_DECODE" python3 benchmarks/models.py --quick --budget-s "$B_DECODE" --reference \
     --backends "$DECODE_BACKENDS" --decode 1024 8192 32768 --prefill 1024 8192 --out "$R/decode.jsonl"
@@ -52,7 +56,7 @@ done
       --goni-report "$R/sys02-$c" -q -k "rt- or mem-"
 done
 pack
-cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" 2>/dev/null
+cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" "$R/gemv-tests.log" 2>/dev/null
 for f in decode fusion models; do [[ -f $R/$f.jsonl ]] && python3 benchmarks/models.py --render "$R/$f.jsonl"; done
 [[ -d $R/v5speed ]] && grep -hE "speed-(decode|prefill)" "$R/v5speed.log" | tail -4
 for f in "$R"/hostprof-*.log; do [[ -f $f ]] && grep -h "host time per call" "$f"; done

@@ -56,6 +56,10 @@ from pytest_goni.report.results import git_commit as results_git_commit
 from pytest_goni.timing import peak_memory, time_fn
 
 CLASS_125M = {"size": "125M", "vocab_size": 50257}
+#: --decode-fusion: the decode steps measured (models/fusion.py): (fused, fused GEMVs) of each
+FUSION_FLAGS = {"unfused": (False, False), "fused": (True, None), "gemv": (True, True)}
+DECODE_VARIANTS = {"on": ["fused"], "off": ["unfused"], "both": ["unfused", "fused"],
+                   "all": ["unfused", "fused", "gemv"]}
 PER_BACKEND = {"mamba2": {"n_layers": 24}}
 LEARNED_POSITIONS = {"gpt2", "transformer-vanilla"}
 TINY = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2}
@@ -192,19 +196,21 @@ def bench_backend(run: Run, name: str) -> None:
     cfg = model_config(name, args.cpu_smoke, longest)
     base = {"backend": name, "config": cfg}
     # decode first: under a time budget the per-token numbers are the ones not to lose
-    variants = {"on": [True], "off": [False], "both": [False, True]}[args.decode_fusion]
-    measurements = ([("decode", t, fused) for t in args.decode for fused in variants]
+    variants = DECODE_VARIANTS[args.decode_fusion]
+    measurements = ([("decode", t, v) for t in args.decode for v in variants]
                     + [("prefill", t, None) for t in args.prefill])
 
-    def label(fused: bool | None) -> dict[str, Any]:
-        """The unfused decode step (models/fusion.py off) is its own row when both are measured."""
-        if fused is None:
+    def label(variant: str | None) -> dict[str, Any]:
+        """Each decode variant but the default fused step is its own row when several are measured."""
+        if variant is None:
             return {}
-        return {"decode_fusion": fused, **({} if fused or len(variants) == 1 else {"backend": f"{name} (unfused)"})}
+        fused, gemv = FUSION_FLAGS[variant]
+        row = {} if variant == "fused" or len(variants) == 1 else {"backend": f"{name} ({variant})"}
+        return {"decode_fusion": fused, "decode_gemv": gemv, **row}
 
     if run.over_budget():
-        for phase, t, fused in measurements:
-            run.emit({**base, **label(fused), "phase": phase, "context": t, "status": "skipped",
+        for phase, t, variant in measurements:
+            run.emit({**base, **label(variant), "phase": phase, "context": t, "status": "skipped",
                       "note": "time budget spent"})
         return
     try:
@@ -213,8 +219,9 @@ def bench_backend(run: Run, name: str) -> None:
         build_s = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - a backend that cannot build is a data point too
         status, note = _failure(exc)
-        for phase, t, fused in measurements:
-            run.emit({**base, **label(fused), "phase": phase, "context": t, "status": status, "note": f"build: {note}"})
+        for phase, t, variant in measurements:
+            run.emit({**base, **label(variant), "phase": phase, "context": t, "status": status,
+                      "note": f"build: {note}"})
         release(run.device)
         return
     base.update(params=model.num_params(), params_non_embedding=model.num_params(embedding=False),
@@ -222,8 +229,8 @@ def bench_backend(run: Run, name: str) -> None:
     vocab = cfg["vocab_size"]
     oom_at: int | None = None
     try:
-        for phase, t, fused in measurements:
-            rec = {**base, **label(fused), "phase": phase, "context": t}
+        for phase, t, variant in measurements:
+            rec = {**base, **label(variant), "phase": phase, "context": t}
             if oom_at is not None and t >= oom_at:
                 run.emit({**rec, "status": "skipped", "note": f"OOM at {oom_at} tokens"})
                 continue
@@ -231,7 +238,8 @@ def bench_backend(run: Run, name: str) -> None:
                 run.emit({**rec, "status": "skipped", "note": "time budget spent"})
                 continue
             try:
-                with torch.inference_mode(), decode_fusion(fused is not False):
+                flags = FUSION_FLAGS[variant] if variant is not None else (True, None)
+                with torch.inference_mode(), decode_fusion(*flags):
                     tokens = torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t))
                     tokens = tokens.to(run.device)
                     rec.update(prefill(run, model, tokens) if phase == "prefill" else decode(run, model, tokens))
@@ -435,9 +443,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, help="stop starting measurements after this (quick: 270)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: checks the script runs")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timings")
-    p.add_argument("--decode-fusion", choices=["on", "off", "both"], default="on",
-                   help="the fused decode step (models/fusion.py: merged projections, add+norm); both: "
-                        "the unfused step too, as its own row '<backend> (unfused)', side by side")
+    p.add_argument("--decode-fusion", choices=list(DECODE_VARIANTS), default="on",
+                   help="the fused decode step (models/fusion.py: merged projections, add+norm); both: the "
+                        "unfused step too, as its own row '<backend> (unfused)'; all: and the opt-in fused "
+                        "GEMVs (GONI_DECODE_GEMV), row '<backend> (gemv)'; side by side")
     p.add_argument("--generate", type=int, default=256, help="greedy tokens generated as one loop of replays")
     p.add_argument("--reference", action="store_true",
                    help="also time benchmarks/reference_decode.py (the static-cache graphed SDPA recipe)")

@@ -25,7 +25,7 @@ import importlib
 import torch
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, ops
 
 Tensor = torch.Tensor
 
@@ -33,7 +33,9 @@ Tensor = torch.Tensor
 def _use_triton(backend: str | None, ref: Tensor) -> bool:
     if backend not in (None, "torch", "triton"):
         raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
-    return backend == "triton" or (backend is None and ref.is_cuda)
+    if backend is not None:
+        return backend == "triton"
+    return ref.is_cuda if ops._DISPATCH_AS is None else ops._DISPATCH_AS == "cuda"  # ops.dispatch_as
 
 
 def _triton(fn: str):

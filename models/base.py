@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_goni import kernels
-
 from . import fusion
 from .kv_cache import Position
 
@@ -257,6 +255,8 @@ class Residual(SeqModule):
 
     def step_deferred(self, x: Tensor, pending: Tensor | None, state: Any) -> tuple[Tensor, Tensor | None, Any]:
         """The pending add and this block's norm as one kernel; this block's own add left pending."""
+        if fusion.gemv_enabled() and hasattr(self.inner, "step_prenorm"):  # the norm inside its first GEMV
+            return self.inner.step_prenorm(x, pending, self.norm, state)
         h, n = fusion.add_norm(x, pending, self.norm)
         y, state = self.inner.step(n, state)
         return h, y, state
@@ -318,8 +318,17 @@ class MLP(SeqModule):
         """x [B, d]: SwiGLU's gate and up as one matmul and SiLU x up as one kernel when fused."""
         if self.kind == "swiglu" and fusion.enabled():
             g, u = fusion.split_linear(x, self, "gate_up", (self.gate, self.up))
-            return self.down(kernels.silu_mul(g, u)), state
+            return fusion.swiglu_down(g, u, self.down), state
         return self(x), state
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: Any
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, MLP(norm(h)), state), h = x + pending: the add and norm inside the first GEMV."""
+        if self.kind == "swiglu":
+            h, (g, u) = fusion.norm_split_linear(x, pending, norm, self, "gate_up", (self.gate, self.up))
+            return h, fusion.swiglu_down(g, u, self.down), state
+        h, (a,) = fusion.norm_split_linear(x, pending, norm, self, "up", (self.up,))
+        return h, self.down(F.gelu(a, approximate="tanh")), state
 
 
 class CausalLM(ModelContract, nn.Module):

@@ -93,11 +93,23 @@ class DeltaNetMixer(SeqModule):
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         """One token: projections, three conv steps, then normalization, gates, the delta update,
         readout, head norm and output gate as one fused kernel (state updated in place)."""
-        projs = (self.q, self.k, self.v, self.b) + ((self.a, self.out_gate) if self.gated else ())
+        projs = self._in()
         if fusion.enabled():  # every projection of x as one matmul
             outs = fusion.split_linear(x, self, "in", projs)
         else:
             outs = tuple(proj(x) for proj in projs)
+        return self._step_merged(outs, state)
+
+    def _in(self) -> tuple[nn.Linear, ...]:
+        return (self.q, self.k, self.v, self.b) + ((self.a, self.out_gate) if self.gated else ())
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending: the add and norm inside the merged GEMV."""
+        h, outs = fusion.norm_split_linear(x, pending, norm, self, "in", self._in())
+        return (h, *self._step_merged(outs, state))
+
+    def _step_merged(self, outs: tuple[Tensor, ...], state: dict[str, Any]) -> tuple[Tensor, Any]:
         q, k, v = (kernels.short_conv_step(y, cache, conv.conv.weight[:, 0], conv.conv.bias, conv.activation)
                    for y, conv, cache in zip(outs[:3], (self.q_conv, self.k_conv, self.v_conv), state["conv"]))
         norm = self.norm.norm

@@ -37,20 +37,36 @@ Tensor = torch.Tensor
 DECODE_FUSION = os.environ.get("GONI_DECODE_FUSION", "1") != "0"
 
 
+#: Opt-in (env ``GONI_DECODE_GEMV=1``): the norm before a block's first matmul, and SwiGLU's SiLU x up
+#: before its down projection, as the prologue of one Triton GEMV (``kernels.norm_linear`` /
+#: ``silu_mul_linear``) instead of cuBLAS after a separate kernel: one launch fewer per fused pair,
+#: kept off until its GEMV is measured against cuBLAS's on the GPU.
+DECODE_GEMV = os.environ.get("GONI_DECODE_GEMV", "0") == "1"
+
+
+def gemv_enabled() -> bool:
+    """Fuse the norms into the following GEMVs (:data:`DECODE_GEMV`, on top of :func:`enabled`)?"""
+    return DECODE_GEMV and enabled()
+
+
 def enabled() -> bool:
     """Fuse this step? Yes when the switch is on and no gradient is recorded."""
     return DECODE_FUSION and not torch.is_grad_enabled()
 
 
 @contextlib.contextmanager
-def decode_fusion(on: bool) -> Iterator[None]:
-    """Turn the fused decode step on or off inside the block (a benchmark's old/new comparison)."""
-    global DECODE_FUSION
-    saved, DECODE_FUSION = DECODE_FUSION, bool(on)
+def decode_fusion(on: bool, gemv: bool | None = None) -> Iterator[None]:
+    """Turn the fused decode step on or off inside the block (a benchmark's old/new comparison);
+    ``gemv`` sets :data:`DECODE_GEMV` too (None: left as it is)."""
+    global DECODE_FUSION, DECODE_GEMV
+    saved = DECODE_FUSION, DECODE_GEMV
+    DECODE_FUSION = bool(on)
+    if gemv is not None:
+        DECODE_GEMV = bool(gemv)
     try:
         yield
     finally:
-        DECODE_FUSION = saved
+        DECODE_FUSION, DECODE_GEMV = saved
 
 
 def _signature(linears: Sequence[nn.Linear]) -> tuple:
@@ -115,3 +131,30 @@ def add_norm(x: Tensor, r: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tens
         h = x if r is None else x + r
         return h, norm(h)
     return kernels.add_norm(x, r, *args)
+
+
+def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner: nn.Module, key: str,
+                      linears: Sequence[nn.Linear]) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """(h, outputs of ``linears`` on norm(h)) with h = x + pending: the add, the norm and the merged
+    matmul as one GEMV kernel (``kernels.norm_linear``) where the norm is an RMSNorm / LayerNorm."""
+    weight, bias, sizes = merged_linear(owner, key, linears)
+    args = _norm_args(norm, x) if x.dim() == 2 and x.shape[-1] <= kernels.decode_fusion.GEMV_MAX_K else None
+    if args is None:
+        h, n = add_norm(x, pending, norm)
+        return h, F.linear(n, weight, bias).split(sizes, dim=-1)
+    h, y = kernels.norm_linear(x, pending, *args, weight, bias)
+    return h, y.split(sizes, dim=-1)
+
+
+def norm_linear(x: Tensor, norm: nn.Module, linear: nn.Linear) -> Tensor:
+    """``linear(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise."""
+    if gemv_enabled():
+        return norm_split_linear(x, None, norm, linear, "self", (linear,))[1][0]
+    return linear(add_norm(x, None, norm)[1])
+
+
+def swiglu_down(g: Tensor, u: Tensor, down: nn.Linear) -> Tensor:
+    """``down(silu(g) * u)``: one GEMV kernel when :func:`gemv_enabled`, two kernels otherwise."""
+    if gemv_enabled() and g.shape[-1] <= kernels.decode_fusion.GEMV_MAX_K:
+        return kernels.silu_mul_linear(g, u, down.weight, down.bias)
+    return down(kernels.silu_mul(g, u))

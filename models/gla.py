@@ -74,14 +74,28 @@ class GLAMixer(SeqModule):
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Any]:
         """One token: the projections, then gate, update, readout, head norm and output gate as one
         fused kernel (the state updated in place)."""
-        norm = self.norm.norm
         if fusion.enabled():  # q, k, v, the gate's low-rank half and the out gate: one matmul
-            q, k, v, low, og = fusion.split_linear(x, self, "in", (self.q, self.k, self.v, self.gate[0], self.out_gate))
-            gate = self.gate[1](low)
-        else:
-            q, k, v, gate, og = self.q(x), self.k(x), self.v(x), self.gate(x), self.out_gate(x)
-        o = kernels.gla_mixer_step(q, k, v, gate, og, state, norm.weight, norm.eps, self.gate_temperature)
+            return self._step_merged(fusion.split_linear(x, self, "in", self._in()), state)
+        norm = self.norm.norm
+        o = kernels.gla_mixer_step(self.q(x), self.k(x), self.v(x), self.gate(x), self.out_gate(x), state,
+                                   norm.weight, norm.eps, self.gate_temperature)
         return self.out(o), state
+
+    def _in(self) -> tuple[nn.Linear, ...]:
+        return self.q, self.k, self.v, self.gate[0], self.out_gate
+
+    def _step_merged(self, outs: tuple[Tensor, ...], state: Tensor) -> tuple[Tensor, Any]:
+        q, k, v, low, og = outs
+        norm = self.norm.norm
+        o = kernels.gla_mixer_step(q, k, v, self.gate[1](low), og, state, norm.weight, norm.eps,
+                                   self.gate_temperature)
+        return self.out(o), state
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: Tensor
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending: the add and norm inside the merged GEMV."""
+        h, outs = fusion.norm_split_linear(x, pending, norm, self, "in", self._in())
+        return (h, *self._step_merged(outs, state))
 
 
 class RetentionMixer(SeqModule):

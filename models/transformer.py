@@ -18,6 +18,7 @@ from torch import nn
 
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import MLP, CausalLM, Chain, ModelConfig, Residual, SeqModule, build
 from .kv_cache import KVCache
 
@@ -64,10 +65,19 @@ class Attention(SeqModule):
         return self._merge(o), KVCache(k, v)
 
     def step(self, x: Tensor, state: KVCache) -> tuple[Tensor, Any]:
-        b = x.shape[0]
-        q, k, v = self.qkv(x).view(b, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, D] each
+        return self._step_from(self.qkv(x), state)
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: KVCache
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending: the add and norm inside the qkv GEMV."""
+        h, (qkv,) = fusion.norm_split_linear(x, pending, norm, self, "qkv", (self.qkv,))
+        return (h, *self._step_from(qkv, state))
+
+    def _step_from(self, qkv: Tensor, state: KVCache) -> tuple[Tensor, Any]:
+        b = qkv.shape[0]
+        q, k, v = qkv.view(b, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, D] each
         state.before_step()
-        o = kv_decode(q, k, v, state.k, state.v, state.length, inv_freq=self.inv_freq(x.device))
+        o = kv_decode(q, k, v, state.k, state.v, state.length, inv_freq=self.inv_freq(qkv.device))
         return self.out(o.reshape(b, -1)), state
 
 
