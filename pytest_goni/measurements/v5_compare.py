@@ -102,6 +102,9 @@ SCHEMA: dict[str, Any] = params_schema(["candidate", "baseline", "rungs", "corpu
     "weight_decay": {"type": "number", "minimum": 0},
     "task_fraction": {"type": "number", "minimum": 0, "maximum": 1},
     "max_train_distance": {"type": "integer", "minimum": 0},
+    "distance_law": {"enum": list(dialogue.DISTANCE_LAWS),
+                     "description": "how training episodes' distractor turns are drawn up to max_train_distance: "
+                                    "uniform (default) or harmonic, P(d) ~ 1/(d+1) (more, shorter episodes)"},
     "eval_tokens": COUNT,
     "ppl_docs": {"type": "integer", "minimum": 1},
     "ppl_doc_chars": {"type": "integer", "minimum": 50},
@@ -273,6 +276,7 @@ class _V5Run:
         chash = config_hash({"params": self.p, "optim": describe_config(self.cfg), "steps": self.steps,
                              "vocab": self.vocab, "val": self.val_hash})
         self.curves: dict[str, list[list[float]]] = {}
+        self.streams: dict[int, dict[int, torch.Tensor]] = {}  # seed -> step -> rows: built once, read by every run
         self.samples: dict[str, list[tuple[str, str]]] = {}
         matrix_rows = {}
         for rung, overrides in self.p["rungs"].items():
@@ -297,7 +301,9 @@ class _V5Run:
         ctx = self.ctx
         batches = MixedBatches(self.train_ids, self.seq_len, self.batch, seed,
                                float(self.p.get("task_fraction", 0.5)), self.encode, self.train_lines,
-                               self.eot, int(self.p.get("max_train_distance", 4)))
+                               self.eot, int(self.p.get("max_train_distance", 4)),
+                               str(self.p.get("distance_law", "uniform")),
+                               store=self.streams.setdefault(seed, {}))
         seed_everything(seed)
         model = pair.build(role, seed, ctx.device)
         if ctx.is_cuda:
