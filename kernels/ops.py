@@ -91,12 +91,26 @@ def gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, ba
     return chunked.gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
 
 
+def _first_token(q, k, v, scale, output_final_state, u=None):
+    """One token from a zero state, in closed form: S_1 = k^T v (the decay multiplies the zero state)
+    and o = scale q S_1, or for RWKV-6 (which reads S_0 plus its bonus) o = scale r diag(u) k^T v.
+    The chunked and Triton forms pad that one token to a whole chunk (64x the work); a model whose
+    state is reset every token (the V5 broken candidate) runs every token this way. Float32 inside,
+    autograd through torch; o in q's dtype, the state in float32 as the other forms return it."""
+    kk = k.float() if u is None else k.float() * u.float()          # [B, 1, H, Dk]
+    o = scale * (q.float() * kk).sum(-1, keepdim=True) * v.float()   # [B, 1, H, Dv]
+    s = k.float()[:, 0, :, :, None] * v.float()[:, 0, :, None, :] if output_final_state else None  # [B, H, Dk, Dv]
+    return o.to(q.dtype), s
+
+
 def simple_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, backend=None):
     """Scalar decay (RetNet / Mamba2 SSD): S_t = exp(g_t) S_{t-1} + k_t^T v_t; g [B, T, H]."""
     b, t, h, dk, dv = checks.qkv(q, k, v)
     _scalar_gate("g", g, b, t, h)
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
+    if t == 1 and initial_state is None and backend is None:
+        return _first_token(q, k, v, sc, output_final_state)
     if _pick(backend, (q, k, v, g, initial_state), "simple_gla") == "triton":
         return _triton("autograd", "simple_gla")(q, k, v, g, sc, initial_state, output_final_state)
     return chunked.simple_gla_chunked(q, k, v, g, sc, initial_state, output_final_state)
@@ -139,6 +153,8 @@ def rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=Fals
     checks.same("u", u, (h, dk), "[H, Dk]")
     checks.state(initial_state, b, h, dk, dv)
     sc = checks.scale(scale, dk)
+    if t == 1 and initial_state is None and backend is None:
+        return _first_token(r, k, v, sc, output_final_state, u=u)
     if _pick(backend, (r, k, v, w, u, initial_state), "rwkv6") == "triton":
         return _triton("autograd", "rwkv6")(r, k, v, w, u, sc, initial_state, output_final_state)
     return chunked.rwkv6_chunked(r, k, v, w, u, sc, initial_state, output_final_state)
