@@ -66,6 +66,12 @@ def test_uniform_law_draws_as_before_and_harmonic_is_shorter() -> None:
     rng = np.random.default_rng(0)
     dists = [training_episode(rng, LINES, 20, law="harmonic").distance for _ in range(3000)]
     assert max(dists) == 20 and np.mean(dists) == pytest.approx(4.76, abs=0.4)
+    sq = distance_weights(20, "inverse_square")
+    assert float((np.arange(21) * sq).sum()) == pytest.approx(1.28, abs=0.01)
+    assert float(sq[:3].sum()) == pytest.approx(0.85, abs=0.01)
+    assert float(sq[10:].sum()) == pytest.approx(0.03, abs=0.005)
+    dists = [training_episode(rng, LINES, 20, law="inverse_square").distance for _ in range(3000)]
+    assert np.mean(np.array(dists) <= 2) == pytest.approx(0.85, abs=0.03) and max(dists) > 10
     with pytest.raises(ValueError, match="unknown distance law"):
         distance_weights(3, "linear")
 
