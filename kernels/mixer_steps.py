@@ -178,18 +178,36 @@ def gla_mixer_step_torch(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, out_gate
 
 def gla_mixer_step(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, out_gate: Tensor, state: Tensor,
                    norm_weight: Tensor, eps: float, temperature: float, scale: float | None = None,
-                   backend: str | None = None) -> Tensor:
+                   backend: str | None = None, gate_weight: Tensor | None = None,
+                   gate_bias: Tensor | None = None) -> Tensor:
     """GLA after its projections: q, k, gate (pre-logsigmoid) [B, H*Dk], v, out_gate [B, H*Dv],
     state [B, H, Dk, Dv] float32 in place, RMSNorm per head (norm_weight [Dv]). Returns
-    RMSNorm(o) * swish(out_gate) [B, H*Dv]."""
+    RMSNorm(o) * swish(out_gate) [B, H*Dv]. With ``gate_weight`` [H*Dk, R] (and ``gate_bias``
+    [H*Dk]), ``gate`` is the low-rank gate's input [B, R] and its up-projection runs in the kernel."""
     checks.tensor("q", q, 2)
     b, h = q.shape[0], state.shape[1]
     dk, dv = _state(state, b, h)
-    for name, x, w in (("q", q, dk), ("k", k, dk), ("gate", gate, dk), ("v", v, dv), ("out_gate", out_gate, dv)):
-        _rows(name, x, b, h * w)
+    gate_width = dk if gate_weight is None else None
+    if gate_weight is not None:
+        checks.tensor("gate_weight", gate_weight, 2)
+        if gate_weight.shape[0] != h * dk:
+            raise ValueError(f"gate_weight must be [H*Dk={h * dk}, R], got {tuple(gate_weight.shape)}")
+        if gate_bias is not None and tuple(gate_bias.shape) != (h * dk,):
+            raise ValueError(f"gate_bias must have shape ({h * dk},), got {tuple(gate_bias.shape)}")
+        checks.tensor("gate", gate, 2)
+        checks.same("gate", gate, (b, gate_weight.shape[1]), "[B, R]: the low-rank gate's input")
+        if gate.stride(-1) != 1:
+            raise ValueError("gate must have a unit stride in its last dim")
+    for name, x, w in (("q", q, dk), ("k", k, dk), ("gate", gate, gate_width), ("v", v, dv),
+                       ("out_gate", out_gate, dv)):
+        if w is not None:
+            _rows(name, x, b, h * w)
     sc = checks.scale(scale, dk)
     if _use_triton(backend, q):
-        return _triton("gla_mixer_step")(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, sc)
+        return _triton("gla_mixer_step")(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, sc,
+                                         gate_weight, gate_bias)
+    if gate_weight is not None:
+        gate = F.linear(gate, gate_weight, gate_bias)
     return gla_mixer_step_torch(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, sc)
 
 

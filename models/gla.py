@@ -86,9 +86,9 @@ class GLAMixer(SeqModule):
 
     def _step_merged(self, outs: tuple[Tensor, ...], state: Tensor) -> tuple[Tensor, Any]:
         q, k, v, low, og = outs
-        norm = self.norm.norm
-        o = kernels.gla_mixer_step(q, k, v, self.gate[1](low), og, state, norm.weight, norm.eps,
-                                   self.gate_temperature)
+        norm, up = self.norm.norm, self.gate[1]
+        o = kernels.gla_mixer_step(q, k, v, low, og, state, norm.weight, norm.eps, self.gate_temperature,
+                                   gate_weight=up.weight, gate_bias=up.bias)  # the gate's up-projection inside
         return self.out(o), state
 
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: Tensor

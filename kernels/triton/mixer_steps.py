@@ -34,9 +34,9 @@ def _softplus(x):
 @triton.jit
 def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr,
                   s_ptr, o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh,
-                  scale, eps, temperature, H, DK, DV,
+                  scale, eps, temperature, H, DK, DV, R,
                   MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_OG: tl.constexpr,
-                  BK: tl.constexpr, BV: tl.constexpr):
+                  BK: tl.constexpr, BV: tl.constexpr, BR: tl.constexpr, HAS_GB: tl.constexpr):
     iv = tl.program_id(0)
     bh = tl.program_id(1)
     bi = bh // H
@@ -52,7 +52,18 @@ def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_pt
     sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
     s = tl.load(s_ptr + sp, mask=m2, other=0.0)
     if MODE == 0:  # GLA: log-decay logsigmoid(gate) / temperature
-        gr = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        if BR > 0:  # gate = W2 low + b from the gate's low-rank half [R] (W2 [H*DK, R] at p0, b at p1)
+            orr = tl.arange(0, BR)
+            mr = orr < R
+            low = tl.load(gate_ptr + bi * sgate + orr, mask=mr, other=0.0).to(tl.float32)
+            w2 = tl.load(p0_ptr + (h * DK + ok)[:, None] * R + orr[None, :], mask=mk[:, None] & mr[None, :],
+                         other=0.0).to(tl.float32)
+            gr = tl.sum(w2 * low[None, :], 1)
+            if HAS_GB:
+                gr = gr + tl.load(p1_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+            gr = gr.to(gate_ptr.dtype.element_ty).to(tl.float32)  # rounded as the unfused linear stores it
+        else:
+            gr = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
         g = (tl.minimum(gr, 0.0) - _log1p(tl.exp(-tl.abs(gr)))) / temperature
         s = s * tl.exp(g)[:, None] + k[:, None] * v[None, :]
         o = tl.sum(q[:, None] * s, 0) * scale
@@ -138,7 +149,8 @@ def short_conv_step(x, conv_state, weight, bias, activation):
 
 
 def _launch(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p0=None, p1=None, p2=None,
-            nw=None, nb=None, qh=None, kh=None, nwh=0, scale=1.0, eps=0.0, temperature=1.0, split_v=False):
+            nw=None, nb=None, qh=None, kh=None, nwh=0, scale=1.0, eps=0.0, temperature=1.0, split_v=False,
+            rank=0, has_gb=False):
     bs, h, dk, dv = state.shape
     o = torch.empty(bs, h * dv, device=v.device, dtype=out_dtype)
     bk = triton.next_power_of_2(dk)
@@ -155,8 +167,9 @@ def _launch(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p
         dummy if p0 is None else p0, dummy if p1 is None else p1, dummy if p2 is None else p2,
         dummy if nw is None else nw, dummy if nb is None else nb, state, o,
         row(q), row(k), row(v), row(gate), row(beta), row(og), dk if qh is None else qh, dk if kh is None else kh,
-        nwh, scale, eps, temperature, h, dk, dv,
+        nwh, scale, eps, temperature, h, dk, dv, rank,
         MODE=mode, HAS_G=gate is not None, HAS_OG=og is not None, BK=bk, BV=bv,
+        BR=triton.next_power_of_2(rank) if rank else 0, HAS_GB=has_gb,
         num_warps=4 if bk * bv <= 4096 else 8)
     return o
 
@@ -173,9 +186,13 @@ def rwkv6_mixer_step(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias
                    p1=bonus.contiguous(), nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps)
 
 
-def gla_mixer_step(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, scale):
+def gla_mixer_step(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, scale, gate_weight=None,
+                   gate_bias=None):
+    low_rank = {} if gate_weight is None else {
+        "p0": gate_weight.contiguous(), "p1": None if gate_bias is None else gate_bias.contiguous(),
+        "rank": gate_weight.shape[1], "has_gb": gate_bias is not None}
     return _launch(GLA, q, k, v, state, out_gate.dtype, gate=gate, og=out_gate, nw=norm_weight.contiguous(),
-                   scale=scale, eps=eps, temperature=temperature)
+                   scale=scale, eps=eps, temperature=temperature, **low_rank)
 
 
 def delta_mixer_step(q, k, v, b, a, out_gate, state, A_log, dt_bias, norm_weight, eps, scale):
