@@ -5,7 +5,7 @@
 #            (eager, graphed, floor, launches per step) and prefill at 1k/8k, the reference recipe beside them
 #   fusion   the fused decode step (models/fusion.py: merged projections, add+norm, SiLU x up) against the
 #            unfused one and the opt-in fused GEMVs, side by side in one process (models.py --decode-fusion
-#            all: rows "<backend>", "<backend> (unfused)", "<backend> (gemv)"), graphed decode at 8k/32k/128k
+#            all: rows "<backend>", "<backend> (unfused)", "<backend> (gemv)"), graphed decode at 32k/128k
 #            with floors and CUDA kernel counts, the reference recipe beside them; graphed parity with the
 #            GEMVs on first (gemv-tests); run it after the tests step (graphed parity of the fused default)
 #   v5speed  specs/v5.yaml's speed-decode / speed-prefill gates re-measured (gpu profile)
@@ -19,7 +19,7 @@ set -u
 STEPS=${STEPS:-tests decode v5speed}; SYS02=${SYS02:-gpu gpu-gated-deltanet gpu-mamba2}
 source "${BASH_SOURCE%/*}/device_out.sh" issue14; R=$W
 T_TESTS=${T_TESTS:-90}; T_DECODE=${T_DECODE:-270}; B_DECODE=${B_DECODE:-240}; T_V5=${T_V5:-90}
-T_FUSION=${T_FUSION:-240}; B_FUSION=${B_FUSION:-200}; FUSION_CONTEXTS=${FUSION_CONTEXTS:-8192 32768 131072}
+T_FUSION=${T_FUSION:-210}; B_FUSION=${B_FUSION:-170}; FUSION_CONTEXTS=${FUSION_CONTEXTS:-32768 131072}
 T_MODELS=${T_MODELS:-80}; B_MODELS=${B_MODELS:-66}; T_SYS02=${T_SYS02:-75}
 DECODE_BACKENDS=${DECODE_BACKENDS:-gpt2,transformer-rope,gla,gated-deltanet,mamba2,rwkv6,groundthink}
 BACKENDS=${BACKENDS:-transformer-rope,gla,gated-deltanet,mamba2}
