@@ -115,13 +115,14 @@ def _linear_args(name: str, weight: Tensor, bias: Tensor | None, k: int) -> None
 def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float,
                 layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None
                 ) -> tuple[Tensor, Tensor]:
-    """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b)."""
+    """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b), the
+    product in W's dtype (under autocast the caller passes W already cast, as F.linear would)."""
     _check_add_norm(x, r, norm_weight, norm_bias)
     _linear_args("weight", weight, bias, x.shape[1])
     if _use_triton(backend, x):
         return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias)
     h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)
-    return h, F.linear(n, weight, bias)
+    return h, F.linear(n.to(weight.dtype), weight, bias)
 
 
 def silu_mul_linear(a: Tensor, b: Tensor, weight: Tensor, bias: Tensor | None = None,
@@ -133,4 +134,4 @@ def silu_mul_linear(a: Tensor, b: Tensor, weight: Tensor, bias: Tensor | None = 
     _linear_args("weight", weight, bias, a.shape[1])
     if _use_triton(backend, a):
         return _triton("silu_mul_linear")(a, b, weight, bias)
-    return F.linear(silu_mul_torch(a, b), weight, bias)
+    return F.linear(silu_mul_torch(a, b).to(weight.dtype), weight, bias)

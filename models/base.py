@@ -328,7 +328,7 @@ class MLP(SeqModule):
             h, (g, u) = fusion.norm_split_linear(x, pending, norm, self, "gate_up", (self.gate, self.up))
             return h, fusion.swiglu_down(g, u, self.down), state
         h, (a,) = fusion.norm_split_linear(x, pending, norm, self, "up", (self.up,))
-        return h, self.down(F.gelu(a, approximate="tanh")), state
+        return h, fusion.linear(F.gelu(a, approximate="tanh"), self.down), state
 
 
 class CausalLM(ModelContract, nn.Module):
@@ -425,12 +425,13 @@ class CausalLM(ModelContract, nn.Module):
                 h, pending, s = layer.step_deferred(h, pending, s)
                 new.append(s)
             h = fusion.add_norm(h, pending, self.norm)[1]
+            logits = fusion.linear(h, self.head)  # under autocast: the head cast once, not every step
         else:
             for layer, s in zip(self.layers, state["layers"]):
                 h, s = layer.step(h, s)
                 new.append(s)
-            h = self.norm(h)
+            logits = self.head(self.norm(h))
         out = {"pos": pos + 1, "layers": new}
         if position is not None:
             out["position"] = position
-        return self.head(h), out
+        return logits, out

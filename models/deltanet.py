@@ -118,7 +118,7 @@ class DeltaNetMixer(SeqModule):
                                          out_gate=outs[5], A_log=self.A_log, dt_bias=self.dt_bias)
         else:
             o = kernels.delta_mixer_step(q, k, v, outs[3], state["S"], norm.weight, norm.eps)
-        return self.out(o), state
+        return fusion.linear(o, self.out), state
 
 
 def _deltanet(cfg: ModelConfig, own: dict[str, Any], gated: bool) -> CausalLM:

@@ -70,26 +70,48 @@ def decode_fusion(on: bool, gemv: bool | None = None) -> Iterator[None]:
 
 
 def _signature(linears: Sequence[nn.Linear]) -> tuple:
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device)
-                 for lin in linears for p in (lin.weight, lin.bias) if p is not None)
+    out = []
+    for lin in linears:
+        for p in (lin.weight, lin.bias):
+            if p is not None:
+                try:
+                    version = p._version
+                except RuntimeError:  # an inference tensor keeps no version (it cannot change in place either)
+                    version = -1
+                out.append((p.data_ptr(), version, p.dtype, p.device))
+    return tuple(out)
+
+
+def compute_dtype(weight: Tensor) -> torch.dtype:
+    """The dtype a matmul on ``weight`` runs in here: autocast's where it is on for the weight's
+    device (F.linear would cast the weight on every call), the weight's own otherwise."""
+    dev = weight.device.type
+    if weight.is_floating_point() and torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return weight.dtype
 
 
 def merged_linear(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None, list[int]]:
     """(weight [sum out, in], bias or None, output widths) of ``linears`` stacked by rows, built once
-    per weight version and cached on ``owner`` under ``key``."""
+    per weight version and cached on ``owner`` under ``key``. Under autocast the copy is made in
+    autocast's dtype, so no step casts a weight again (what casting a model once at load does); one
+    linear that needs no cast is returned as it is."""
+    sizes = [lin.out_features for lin in linears]
+    dtype = compute_dtype(linears[0].weight)
+    if len(linears) == 1 and linears[0].weight.dtype == dtype:
+        return linears[0].weight, linears[0].bias, sizes
     cache = owner.__dict__.setdefault("_goni_merged", {})
     sig = _signature(linears)
-    hit = cache.get(key)
+    hit = cache.get((key, dtype))
     if hit is not None and hit[0] == sig:
         return hit[1], hit[2], hit[3]
     with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable outside inference mode too
-        weight = torch.cat([lin.weight for lin in linears], 0)
+        weight = torch.cat([lin.weight for lin in linears], 0).to(dtype)
         bias = None
         if any(lin.bias is not None for lin in linears):
             bias = torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
-                              for lin in linears])
-    sizes = [lin.out_features for lin in linears]
-    cache[key] = (sig, weight, bias, sizes)
+                              for lin in linears]).to(dtype)
+    cache[(key, dtype)] = (sig, weight, bias, sizes)
     return weight, bias, sizes
 
 
@@ -99,16 +121,25 @@ def split_linear(x: Tensor, owner: nn.Module, key: str, linears: Sequence[nn.Lin
     return F.linear(x, weight, bias).split(sizes, dim=-1)
 
 
+def linear(x: Tensor, lin: nn.Linear) -> Tensor:
+    """``lin(x)``; when fused, under autocast, on a weight cast once and cached (no cast per step)."""
+    if not enabled():
+        return lin(x)
+    weight, bias, _ = merged_linear(lin, "self", (lin,))
+    return F.linear(x, weight, bias)
+
+
 def stacked_weight(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> Tensor:
     """The weights of bias-free ``linears`` (same shape) as one [N, in, out] tensor (transposed for a
     batched matmul ``x [N, B, in] @ w``), cached like :func:`merged_linear`."""
     cache = owner.__dict__.setdefault("_goni_merged", {})
     sig = _signature(linears)
+    key = (key, compute_dtype(linears[0].weight))
     hit = cache.get(key)
     if hit is not None and hit[0] == sig:
         return hit[1]
     with torch.inference_mode(False), torch.no_grad():
-        weight = torch.stack([lin.weight.t() for lin in linears], 0).contiguous()
+        weight = torch.stack([lin.weight.t() for lin in linears], 0).to(compute_dtype(linears[0].weight)).contiguous()
     cache[key] = (sig, weight)
     return weight
 
@@ -146,15 +177,16 @@ def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner:
     return h, y.split(sizes, dim=-1)
 
 
-def norm_linear(x: Tensor, norm: nn.Module, linear: nn.Linear) -> Tensor:
-    """``linear(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise."""
+def norm_linear(x: Tensor, norm: nn.Module, lin: nn.Linear) -> Tensor:
+    """``lin(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise."""
     if gemv_enabled():
-        return norm_split_linear(x, None, norm, linear, "self", (linear,))[1][0]
-    return linear(add_norm(x, None, norm)[1])
+        return norm_split_linear(x, None, norm, lin, "self", (lin,))[1][0]
+    return linear(add_norm(x, None, norm)[1], lin)
 
 
 def swiglu_down(g: Tensor, u: Tensor, down: nn.Linear) -> Tensor:
     """``down(silu(g) * u)``: one GEMV kernel when :func:`gemv_enabled`, two kernels otherwise."""
     if gemv_enabled() and g.shape[-1] <= kernels.decode_fusion.GEMV_MAX_K:
-        return kernels.silu_mul_linear(g, u, down.weight, down.bias)
-    return down(kernels.silu_mul(g, u))
+        weight, bias, _ = merged_linear(down, "self", (down,))
+        return kernels.silu_mul_linear(g, u, weight, bias)
+    return linear(kernels.silu_mul(g, u), down)

@@ -89,7 +89,7 @@ class GLAMixer(SeqModule):
         norm, up = self.norm.norm, self.gate[1]
         o = kernels.gla_mixer_step(q, k, v, low, og, state, norm.weight, norm.eps, self.gate_temperature,
                                    gate_weight=up.weight, gate_bias=up.bias)  # the gate's up-projection inside
-        return self.out(o), state
+        return fusion.linear(o, self.out), state
 
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: Tensor
                      ) -> tuple[Tensor, Tensor, Any]:

@@ -134,7 +134,7 @@ class TimeMix6(SeqModule):
         norm = self.ln_x.norm
         o = kernels.rwkv6_mixer_step(r, k, v, self._decay_lora(mixed[0]), self.decay, g, self.bonus, state["S"],
                                      norm.weight, norm.bias, norm.eps)
-        return self.out(o), {"shift": x, "S": state["S"]}
+        return fusion.linear(o, self.out), {"shift": x, "S": state["S"]}
 
 
 class ChannelMix(SeqModule):

@@ -78,7 +78,7 @@ class Attention(SeqModule):
         q, k, v = qkv.view(b, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, D] each
         state.before_step()
         o = kv_decode(q, k, v, state.k, state.v, state.length, inv_freq=self.inv_freq(qkv.device))
-        return self.out(o.reshape(b, -1)), state
+        return fusion.linear(o.reshape(b, -1), self.out), state
 
 
 def _transformer(cfg: ModelConfig, rope: bool) -> CausalLM:

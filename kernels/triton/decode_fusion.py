@@ -95,7 +95,7 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, 
     else:
         a = x.to(tl.float32)
         z = a / (1.0 + tl.exp(-a)) * tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0).to(tl.float32)
-    z = z.to(x_ptr.dtype.element_ty).to(tl.float32)  # rounded as the unfused op stores its output
+    z = z.to(w_ptr.dtype.element_ty).to(tl.float32)  # rounded as the matmul's input (autocast: to W's dtype)
     on = pn * BN + tl.arange(0, BN)
     mn = on < N
     w = tl.load(w_ptr + on[:, None] * K + ok[None, :], mask=mn[:, None] & mk[None, :], other=0.0)
@@ -109,7 +109,7 @@ def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias):
     b, k = x.shape
     n = weight.shape[0]
     weight = weight.contiguous()
-    y = torch.empty(b, n, device=x.device, dtype=x.dtype)
+    y = torch.empty(b, n, device=x.device, dtype=weight.dtype)  # as F.linear (autocast: in W's dtype)
     h = torch.empty(b, k, device=x.device, dtype=x.dtype) if (pro == 1 and r is not None) else x
     bd = triton.next_power_of_2(k)
     bn = max(1, min(16, 4096 // bd))

@@ -5,6 +5,8 @@ counter on known calls, and that every recurrent backend's step runs its mixer a
 per layer (kernels/mixer_steps.py) with none of the small gate ops it used to dispatch around it.
 """
 
+import contextlib
+
 import pytest
 import torch
 from pytest_goni.models import fusion
@@ -133,3 +135,28 @@ def test_merged_weights_follow_the_model_and_training_steps_stay_unfused():
     _, state = model.prefill(tokens)
     count = count_launches(lambda: model.step(tokens[:, -1], state))
     assert "goni.kernel::add_norm" not in count.by_op and "goni.kernel::silu_mul" not in count.by_op
+
+
+def test_under_autocast_the_fused_step_casts_its_weights_once():
+    """Spec runs decode under bf16 autocast without its weight cache (a CUDA graph forbids it), so the
+    unfused step casts every weight every step; the fused one keeps merged copies in bf16, made once,
+    and gives the same logits."""
+    model = resolve_backend("gla")(**SHAPE).eval()
+    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(2))
+
+    def ctx():
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))
+        return stack
+
+    with ctx():
+        _, state = model.prefill(tokens)
+        with decode_fusion(False):
+            plain = model.step(tokens[:, -1], clone_state(state))[0]
+        fused = model.step(tokens[:, -1], clone_state(state))[0]
+    torch.testing.assert_close(fused.float(), plain.float(), atol=2e-2, rtol=2e-2)
+    merged = model.layers[0].parts[0].inner.__dict__["_goni_merged"]
+    assert {key for key in merged} == {("in", torch.bfloat16)}
+    assert all(t.dtype == torch.bfloat16 for t in merged[("in", torch.bfloat16)][1:3] if t is not None)
+    assert model.head.__dict__["_goni_merged"][("self", torch.bfloat16)][1].dtype == torch.bfloat16
