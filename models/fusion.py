@@ -82,6 +82,10 @@ def _signature(linears: Sequence[nn.Linear]) -> tuple:
     return tuple(out)
 
 
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def compute_dtype(weight: Tensor) -> torch.dtype:
     """The dtype a matmul on ``weight`` runs in here: autocast's where it is on for the weight's
     device (F.linear would cast the weight on every call), the weight's own otherwise."""
@@ -111,7 +115,8 @@ def merged_linear(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> t
         if any(lin.bias is not None for lin in linears):
             bias = torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
                               for lin in linears]).to(dtype)
-    cache[(key, dtype)] = (sig, weight, bias, sizes)
+    if not _capturing():  # a copy first made while a CUDA graph captures lives in its pool: not cached
+        cache[(key, dtype)] = (sig, weight, bias, sizes)
     return weight, bias, sizes
 
 
@@ -140,7 +145,8 @@ def stacked_weight(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> 
         return hit[1]
     with torch.inference_mode(False), torch.no_grad():
         weight = torch.stack([lin.weight.t() for lin in linears], 0).to(compute_dtype(linears[0].weight)).contiguous()
-    cache[key] = (sig, weight)
+    if not _capturing():
+        cache[key] = (sig, weight)
     return weight
 
 

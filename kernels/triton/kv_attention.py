@@ -133,6 +133,8 @@ _POSITIONS: dict[tuple[int, torch.device], torch.Tensor] = {}
 def _positions(cap: int, device: torch.device) -> torch.Tensor:
     """arange(cap) made once per capacity and device (the mask's one launch is then the compare);
     a few capacities are kept, as a decode run uses one per model."""
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():  # in a graph's pool: not kept
+        return torch.arange(cap, device=device)
     key = (cap, device)
     if key not in _POSITIONS:
         if len(_POSITIONS) >= 8:
