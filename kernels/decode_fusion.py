@@ -9,7 +9,8 @@ tests' reference):
 - ``add_norm(x, r, weight, bias, eps)``: ``h = x + r`` (rounded to x's dtype, as the unfused add
   stores it) and its RMSNorm (``bias is None and not layer``) or LayerNorm over the last dim;
   returns ``(h, norm(h))``, both in x's dtype;
-- ``silu_mul(a, b)``: ``silu(a) * b`` (SwiGLU's activation) in a's dtype;
+- ``silu_mul(a, b)``: ``silu(a) * b`` (SwiGLU's activation) in a's dtype; ``act="sigmoid"`` and
+  ``"relu2"`` (RWKV's channel mix) likewise;
 - ``norm_linear`` / ``silu_mul_linear``: each of the above with the matmul that follows it, as one
   GEMV kernel whose prologue makes the input row (batch-1 decode: the weight read is the work).
   Opt-in (models/fusion.py's ``GONI_DECODE_GEMV=1``) until measured against cuBLAS on the GPU.
@@ -84,18 +85,29 @@ def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | 
     return add_norm_torch(x, r, weight, bias, eps, layer)
 
 
-def silu_mul_torch(a: Tensor, b: Tensor) -> Tensor:
-    return (F.silu(a) * b).to(a.dtype)
+def silu_mul_torch(a: Tensor, b: Tensor | None, act: str = "silu") -> Tensor:
+    if act == "relu2":
+        return torch.relu(a).square()
+    return ((F.silu(a) if act == "silu" else torch.sigmoid(a)) * b).to(a.dtype)
 
 
-def silu_mul(a: Tensor, b: Tensor, backend: str | None = None) -> Tensor:
-    """a, b [B, F] -> silu(a) * b [B, F] (SwiGLU's activation), in a's dtype."""
+ACTS = ("silu", "sigmoid", "relu2")
+
+
+def silu_mul(a: Tensor, b: Tensor | None, backend: str | None = None, act: str = "silu") -> Tensor:
+    """a, b [B, F] -> silu(a) * b [B, F] (SwiGLU's activation), in a's dtype; ``act="sigmoid"``:
+    sigmoid(a) * b (RWKV's receptance gate); ``act="relu2"``: relu(a)^2, b None (RWKV's channel-mix key)."""
+    if act not in ACTS:
+        raise ValueError(f"act must be one of {ACTS}, got {act!r}")
     _rows("a", a)
-    _rows("b", b)
-    checks.same("b", b, tuple(a.shape), "like a: [B, F]")
+    if (b is None) != (act == "relu2"):
+        raise ValueError("b is required, except for act='relu2' which takes none")
+    if b is not None:
+        _rows("b", b)
+        checks.same("b", b, tuple(a.shape), "like a: [B, F]")
     if _use_triton(backend, a):
-        return _triton("silu_mul")(a, b)
-    return silu_mul_torch(a, b)
+        return _triton("silu_mul")(a, b, act)
+    return silu_mul_torch(a, b, act)
 
 
 #: The widest input row the fused GEMVs take (the whole row is one block of the kernel).

@@ -167,7 +167,16 @@ class ChannelMix(SeqModule):
         return self._mix(x, None), x[:, -1]
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Any]:
-        return self._mix(x[:, None], state)[:, 0], x
+        """x [B, d]; fused: relu(k)^2 and sigmoid(r) x kv one kernel each (kernels.silu_mul's acts)."""
+        if not fusion.enabled():
+            return self._mix(x[:, None], state)[:, 0], x
+        prev = state.to(x.dtype)
+        k = fusion.linear(torch.lerp(x, prev, self.maa_k.to(x.dtype)), self.key)
+        kv = fusion.linear(kernels.silu_mul(k, None, act="relu2"), self.value)
+        if self.receptance is None:
+            return kv, x
+        r = fusion.linear(torch.lerp(x, prev, self.maa_r.to(x.dtype)), self.receptance)
+        return kernels.silu_mul(r, kv, act="sigmoid"), x
 
 
 class TimeMix7(nn.Module):

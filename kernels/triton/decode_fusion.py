@@ -46,22 +46,35 @@ def add_norm(x, r, weight, bias, eps, layer):
     return h, y
 
 
+ACTS = {"silu": 0, "sigmoid": 1, "relu2": 2}
+
+
 @triton.jit
-def _silu_mul_kernel(a_ptr, b_ptr, y_ptr, sa, sb, F, BF: tl.constexpr):
+def _silu_mul_kernel(a_ptr, b_ptr, y_ptr, sa, sb, F, BF: tl.constexpr, ACT: tl.constexpr):
+    """y = act(a) * b: ACT 0 SiLU, 1 sigmoid, 2 relu(a)^2 (no b)."""
     row = tl.program_id(1)
     o = tl.program_id(0) * BF + tl.arange(0, BF)
     m = o < F
     a = tl.load(a_ptr + row * sa + o, mask=m, other=0.0).to(tl.float32)
-    b = tl.load(b_ptr + row * sb + o, mask=m, other=0.0).to(tl.float32)
-    y = a / (1.0 + tl.exp(-a)) * b
+    if ACT == 2:
+        r = tl.maximum(a, 0.0).to(y_ptr.dtype.element_ty).to(tl.float32)  # relu's output, rounded, then squared
+        y = r * r
+    else:
+        b = tl.load(b_ptr + row * sb + o, mask=m, other=0.0).to(tl.float32)
+        if ACT == 0:
+            y = a / (1.0 + tl.exp(-a)) * b
+        else:
+            y = (1.0 / (1.0 + tl.exp(-a))).to(y_ptr.dtype.element_ty).to(tl.float32) * b
     tl.store(y_ptr + row * F + o, y.to(y_ptr.dtype.element_ty), mask=m)
 
 
-def silu_mul(a, b):
+def silu_mul(a, b, act="silu"):
     rows, f = a.shape
     y = torch.empty(rows, f, device=a.device, dtype=a.dtype)
     bf = 1024
-    _silu_mul_kernel[(triton.cdiv(f, bf), rows)](a, b, y, a.stride(0), b.stride(0), f, BF=bf, num_warps=4)
+    _silu_mul_kernel[(triton.cdiv(f, bf), rows)](a, a if b is None else b, y, a.stride(0),
+                                                 0 if b is None else b.stride(0), f, BF=bf, ACT=ACTS[act],
+                                                 num_warps=4)
     return y
 
 

@@ -90,6 +90,18 @@ def test_silu_mul_linear_is_silu_mul_then_the_matmul():
     torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
 
 
+@pytest.mark.parametrize("act", ["sigmoid", "relu2"])
+def test_the_other_activations_match_their_definitions(act):
+    f = 1100
+    gu = rand(2, 2 * f, seed=19)
+    a, b = gu.split(f, dim=-1)
+    b = None if act == "relu2" else b
+    y = df.silu_mul(a, b, backend="triton", act=act)
+    ad = a.double()
+    ref = torch.relu(ad).square() if act == "relu2" else torch.sigmoid(ad) * b.double()
+    torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+
+
 def test_bad_shapes_get_a_clear_error():
     x = torch.randn(2, 8)
     with pytest.raises(ValueError, match="r must have shape"):
@@ -98,6 +110,10 @@ def test_bad_shapes_get_a_clear_error():
         kernels.add_norm(x, None, torch.randn(7))
     with pytest.raises(ValueError, match="b must have shape"):
         kernels.silu_mul(x, torch.randn(3, 8))
+    with pytest.raises(ValueError, match="b is required"):
+        kernels.silu_mul(x, None)
+    with pytest.raises(ValueError, match="act must be one of"):
+        kernels.silu_mul(x, x, act="gelu")
     with pytest.raises(ValueError, match=r"weight must be \[N, 8\]"):
         kernels.norm_linear(x, None, None, None, 1e-5, False, torch.randn(4, 7))
 
@@ -118,7 +134,8 @@ cases = [
     (m._add_norm_kernel, ["x_ptr", "r_ptr", "w_ptr", "b_ptr", "h_ptr", "y_ptr", "sx", "sr", "D", "eps"],
      [P] * 6 + ["i32"] * 3 + ["fp32"],
      {"HAS_R": True, "HAS_W": True, "HAS_B": True, "LAYER": layer, "BD": 1024}) for layer in (False, True)
-] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3, {"BF": 1024})] + [
+] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3,
+      {"BF": 1024, "ACT": act}) for act in (0, 1, 2)] + [
     (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "sx", "sr", "N", "K",
                       "eps"], [P] * 8 + ["i32"] * 4 + ["fp32"],
      {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
