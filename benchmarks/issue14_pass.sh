@@ -3,11 +3,12 @@
 #   tests    GPU parity of the graphed / static-cache paths and the fused mixer kernels (kernels/mixer_steps.py)
 #   decode   benchmarks/models.py for the V5 candidate and the baselines side by side: decode at 1k/8k/32k
 #            (eager, graphed, floor, launches per step) and prefill at 1k/8k, the reference recipe beside them
-#   fusion   the fused decode step (models/fusion.py: merged projections, add+norm, SiLU x up) against the
-#            unfused one and the opt-in fused GEMVs, side by side in one process (models.py --decode-fusion
-#            all: rows "<backend>", "<backend> (unfused)", "<backend> (gemv)"), graphed decode at 32k/128k
-#            with floors and CUDA kernel counts, the reference recipe beside them; graphed parity with the
-#            GEMVs on first (gemv-tests); run it after the tests step (graphed parity of the fused default)
+#   fusion   the fused decode step (models/fusion.py: merged projections, add+norm, SiLU x up, and by default
+#            the norms inside Triton GEMVs) against the unfused one and the fused one without the GEMVs, side
+#            by side in one process (models.py --decode-fusion all: rows "<backend> (unfused)", "<backend>
+#            (fused)", "<backend>" = the default), graphed decode at 32k/128k with floors and CUDA kernel
+#            counts, the reference recipe beside them; graphed parity without the GEMVs first (nogemv-tests);
+#            run it after the tests step (graphed parity of the default)
 #   v5speed  specs/v5.yaml's speed-decode / speed-prefill gates re-measured (gpu profile)
 #   models   the all-backend 125M sweep (8k-128k); sys02  SYS-02 runtime+memory for three candidates
 #   hostprof where an eager prefill's host time goes (benchmarks/host_profile.py --model, cProfile) at 1k
@@ -35,8 +36,8 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
     -k "not test_graphed_runner or transformer or gpt2 or gla or delta or mamba2 or rwkv6 or groundthink"
 [[ $STEPS == *tests* ]] && step mixer-tests 60 python3 -m pytest -p no:cacheprovider -q tests/kernels/test_mixer_steps.py \
     tests/kernels/test_decode_fusion.py tests/models/test_decode_fusion.py
-# the opt-in fused GEMVs (GONI_DECODE_GEMV=1): graphed parity with them on, before they are timed
-[[ $STEPS == *fusion* ]] && step gemv-tests 60 env GONI_DECODE_GEMV=1 python3 -m pytest -p no:cacheprovider -q -m gpu \
+# the fused step without the (default) fused GEMVs (GONI_DECODE_GEMV=0): its graphed parity too, before it is timed
+[[ $STEPS == *fusion* ]] && step nogemv-tests 60 env GONI_DECODE_GEMV=0 python3 -m pytest -p no:cacheprovider -q -m gpu \
     tests/models/test_decoding.py -k "graphed and (transformer or gla or delta or mamba2)"
 # shellcheck disable=SC2086  # FUSION_CONTEXTS is a list of numbers
 [[ $STEPS == *fusion* ]] && step fusion "$T_FUSION" python3 benchmarks/models.py --quick --budget-s "$B_FUSION" \
@@ -56,7 +57,7 @@ done
       --goni-report "$R/sys02-$c" -q -k "rt- or mem-"
 done
 pack
-cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" "$R/gemv-tests.log" 2>/dev/null
+cat "$R/rc.txt"; tail -2 "$R/gpu-tests.log" "$R/mixer-tests.log" "$R/nogemv-tests.log" 2>/dev/null
 for f in decode fusion models; do [[ -f $R/$f.jsonl ]] && python3 benchmarks/models.py --render "$R/$f.jsonl"; done
 [[ -d $R/v5speed ]] && grep -hE "speed-(decode|prefill)" "$R/v5speed.log" | tail -4
 for f in "$R"/hostprof-*.log; do [[ -f $f ]] && grep -h "host time per call" "$f"; done

@@ -57,8 +57,8 @@ from pytest_goni.timing import peak_memory, time_fn
 
 CLASS_125M = {"size": "125M", "vocab_size": 50257}
 #: --decode-fusion: the decode steps measured (models/fusion.py): (fused, fused GEMVs) of each
-FUSION_FLAGS = {"unfused": (False, False), "fused": (True, None), "gemv": (True, True)}
-DECODE_VARIANTS = {"on": ["fused"], "off": ["unfused"], "both": ["unfused", "fused"],
+FUSION_FLAGS = {"default": (True, None), "unfused": (False, False), "fused": (True, False), "gemv": (True, True)}
+DECODE_VARIANTS = {"on": ["default"], "off": ["unfused"], "both": ["unfused", "default"],
                    "all": ["unfused", "fused", "gemv"]}
 PER_BACKEND = {"mamba2": {"n_layers": 24}}
 LEARNED_POSITIONS = {"gpt2", "transformer-vanilla"}
@@ -205,7 +205,7 @@ def bench_backend(run: Run, name: str) -> None:
         if variant is None:
             return {}
         fused, gemv = FUSION_FLAGS[variant]
-        row = {} if variant == "fused" or len(variants) == 1 else {"backend": f"{name} ({variant})"}
+        row = {} if variant in ("default", "gemv") or len(variants) == 1 else {"backend": f"{name} ({variant})"}
         return {"decode_fusion": fused, "decode_gemv": gemv, **row}
 
     if run.over_budget():
@@ -444,9 +444,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: checks the script runs")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timings")
     p.add_argument("--decode-fusion", choices=list(DECODE_VARIANTS), default="on",
-                   help="the fused decode step (models/fusion.py: merged projections, add+norm); both: the "
-                        "unfused step too, as its own row '<backend> (unfused)'; all: and the opt-in fused "
-                        "GEMVs (GONI_DECODE_GEMV), row '<backend> (gemv)'; side by side")
+                   help="the decode step as models/fusion.py makes it by default (on), unfused (off), both "
+                        "(the unfused as its own row '<backend> (unfused)'), or all three: unfused, fused "
+                        "without the GEMVs ('<backend> (fused)') and with them ('<backend>': the default); "
+                        "side by side")
     p.add_argument("--generate", type=int, default=256, help="greedy tokens generated as one loop of replays")
     p.add_argument("--reference", action="store_true",
                    help="also time benchmarks/reference_decode.py (the static-cache graphed SDPA recipe)")

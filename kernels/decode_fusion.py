@@ -13,7 +13,7 @@ tests' reference):
   ``"relu2"`` (RWKV's channel mix) likewise;
 - ``norm_linear`` / ``silu_mul_linear``: each of the above with the matmul that follows it, as one
   GEMV kernel whose prologue makes the input row (batch-1 decode: the weight read is the work).
-  Opt-in (models/fusion.py's ``GONI_DECODE_GEMV=1``) until measured against cuBLAS on the GPU.
+  Used by default in the decode step (models/fusion.py's ``DECODE_GEMV``; ``GONI_DECODE_GEMV=0`` off).
 
 Rows may be strided views (a merged projection's output split in columns); the last dim must
 have a unit stride.

@@ -1,7 +1,7 @@
 """Decode-step fusion as a deployment does it: fewer launches, the same math.
 
 At batch 1 a graphed decode step costs ~3.5 us per kernel on the H200 whatever the kernel does
-(benchmarks/README.md, "Inference as deployed"), so the step's time is its launch count. Three
+(benchmarks/README.md, "Inference as deployed"), so the step's time is its launch count. These
 rewrites of the *step* only (forward and prefill are untouched, so the parity laws compare the
 fused step against the unfused parallel form):
 
@@ -10,13 +10,16 @@ fused step against the unfused parallel form):
   each source weight's storage and version, so a moved, cast or trained model rebuilds it;
 - a pre-norm block's residual add is deferred into the next block's norm (``kernels.add_norm``:
   one kernel for ``h = x + r`` and ``norm(h)``; :class:`~pytest_goni.models.base.Residual`);
-- SwiGLU's SiLU and product run as one kernel (``kernels.silu_mul``).
+- SwiGLU's SiLU and product run as one kernel (``kernels.silu_mul``; RWKV's channel mix likewise);
+- the norm before a block's first matmul, and SiLU x up before SwiGLU's down projection, as the
+  prologue of one Triton GEMV (:data:`DECODE_GEMV`, ``kernels.norm_linear`` / ``silu_mul_linear``);
+- under autocast the merged copies, out projections and LM head are cast once (:func:`linear`).
 
 On by default whenever gradients are off (inference mode, no_grad: every decode path); training
 and any step under autograd run the unfused modules. ``GONI_DECODE_FUSION=0`` or
 :func:`decode_fusion(False) <decode_fusion>` turn it off (benchmarks/models.py measures both).
-The merged weights are a second copy of the projections (~0.5x the layer weights, bf16 at 125M:
-~100 MB), what a deployment that kept the training layout beside them would hold.
+The merged weights are a second copy of the projections they merge (a lone linear is used as it is),
+what a deployment that kept the training layout beside them would hold.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ Tensor = torch.Tensor
 DECODE_FUSION = os.environ.get("GONI_DECODE_FUSION", "1") != "0"
 
 
-#: Opt-in (env ``GONI_DECODE_GEMV=1``): the norm before a block's first matmul, and SwiGLU's SiLU x up
-#: before its down projection, as the prologue of one Triton GEMV (``kernels.norm_linear`` /
-#: ``silu_mul_linear``) instead of cuBLAS after a separate kernel: one launch fewer per fused pair,
-#: kept off until its GEMV is measured against cuBLAS's on the GPU.
-DECODE_GEMV = os.environ.get("GONI_DECODE_GEMV", "0") == "1"
+#: On by default (env ``GONI_DECODE_GEMV=0`` turns it off): the norm before a block's first matmul, and
+#: SwiGLU's SiLU x up before its down projection, as the prologue of one Triton GEMV
+#: (``kernels.norm_linear`` / ``silu_mul_linear``) instead of cuBLAS after a separate kernel: one launch
+#: fewer per fused pair. Parity is shown on CPU (tests/models/test_decode_fusion.py); its speed against
+#: cuBLAS's GEMV is what benchmarks/models.py --decode-fusion all measures (rows "fused" vs "gemv").
+DECODE_GEMV = os.environ.get("GONI_DECODE_GEMV", "1") != "0"
 
 
 def gemv_enabled() -> bool:

@@ -99,7 +99,7 @@ def _fused_and_unfused(name, model=None):
         _, state = model.prefill(tokens)
     counts, logits = {}, {}
     for on in (False, True):
-        with decode_fusion(on):
+        with decode_fusion(on, gemv=False):  # the GEMVs have their own count test below
             counts[on] = step_launches(model, tokens[:, -1], state)
             with torch.inference_mode():
                 logits[on] = model.step(tokens[:, -1], clone_state(state))[0]
@@ -160,3 +160,22 @@ def test_under_autocast_the_fused_step_casts_its_weights_once():
     assert {key for key in merged} == {("in", torch.bfloat16)}
     assert all(t.dtype == torch.bfloat16 for t in merged[("in", torch.bfloat16)][1:3] if t is not None)
     assert model.head.__dict__["_goni_merged"][("self", torch.bfloat16)][1].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", ["gla", "gated-deltanet", "mamba2", "transformer-rope"])
+def test_the_fused_gemvs_launch_fewer_kernels_still(name):
+    """With the GEMVs (the default) a pre-norm block's norm runs inside its first matmul: fewer launches
+    than add_norm + matmul, the same logits."""
+    model = resolve_backend(name)(**SHAPE).eval()
+    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        _, state = model.prefill(tokens)
+    counts, logits = {}, {}
+    for gemv in (False, True):
+        with decode_fusion(True, gemv=gemv):
+            counts[gemv] = step_launches(model, tokens[:, -1], state)
+            with torch.inference_mode():
+                logits[gemv] = model.step(tokens[:, -1], clone_state(state))[0]
+    assert counts[True].launches < counts[False].launches
+    assert counts[True].by_op["goni.kernel::norm_linear"] > 0
+    torch.testing.assert_close(logits[True], logits[False], atol=2e-5, rtol=1e-5)

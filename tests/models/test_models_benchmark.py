@@ -54,7 +54,7 @@ def test_decode_fusion_both_measures_the_unfused_step_beside_the_fused_one(bench
     recs = read(out)
     assert [(r["backend"], r["phase"], r["decode_fusion"]) for r in recs] == [
         ("gla (unfused)", "decode", False), ("gla", "decode", True)]
-    assert [r["decode_gemv"] for r in recs] == [False, None]  # None: as GONI_DECODE_GEMV says
+    assert [r["decode_gemv"] for r in recs] == [False, None]  # None: the default (GONI_DECODE_GEMV)
     assert all(r["status"] == "ok" for r in recs)
     assert recs[1]["launches"] < recs[0]["launches"]  # the fused step launches fewer kernels
     assert "| gla (unfused) |" in capsys.readouterr().out
