@@ -31,14 +31,6 @@ from . import checks, ops
 Tensor = torch.Tensor
 
 
-def _use_triton(backend: str | None, ref: Tensor) -> bool:
-    if backend not in (None, "torch", "triton"):
-        raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
-    if backend is not None:
-        return backend == "triton"
-    return ref.is_cuda if ops._DISPATCH_AS is None else ops._DISPATCH_AS == "cuda"  # ops.dispatch_as
-
-
 def _triton(fn: str):
     return getattr(importlib.import_module("pytest_goni.kernels.triton.decode_fusion"), fn)
 
@@ -80,7 +72,7 @@ def add_norm(x: Tensor, r: Tensor | None, weight: Tensor | None, bias: Tensor | 
     """x, r [B, d] -> (x + r, norm(x + r)): RMSNorm, or LayerNorm when ``layer`` (weight, bias [d],
     either may be None); ``r=None`` norms x alone. Both outputs in x's dtype."""
     _check_add_norm(x, r, weight, bias)
-    if _use_triton(backend, x):
+    if ops.use_triton(backend, x):
         return _triton("add_norm")(x, r, weight, bias, float(eps), bool(layer))
     return add_norm_torch(x, r, weight, bias, eps, layer)
 
@@ -105,7 +97,7 @@ def silu_mul(a: Tensor, b: Tensor | None, backend: str | None = None, act: str =
     if b is not None:
         _rows("b", b)
         checks.same("b", b, tuple(a.shape), "like a: [B, F]")
-    if _use_triton(backend, a):
+    if ops.use_triton(backend, a):
         return _triton("silu_mul")(a, b, act)
     return silu_mul_torch(a, b, act)
 
@@ -131,7 +123,7 @@ def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bi
     product in W's dtype (under autocast the caller passes W already cast, as F.linear would)."""
     _check_add_norm(x, r, norm_weight, norm_bias)
     _linear_args("weight", weight, bias, x.shape[1])
-    if _use_triton(backend, x):
+    if ops.use_triton(backend, x):
         return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias)
     h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)
     return h, F.linear(n.to(weight.dtype), weight, bias)
@@ -144,6 +136,6 @@ def silu_mul_linear(a: Tensor, b: Tensor, weight: Tensor, bias: Tensor | None = 
     _rows("b", b)
     checks.same("b", b, tuple(a.shape), "like a: [B, F]")
     _linear_args("weight", weight, bias, a.shape[1])
-    if _use_triton(backend, a):
+    if ops.use_triton(backend, a):
         return _triton("silu_mul_linear")(a, b, weight, bias)
     return F.linear(silu_mul_torch(a, b).to(weight.dtype), weight, bias)

@@ -30,14 +30,6 @@ from . import checks, ops
 Tensor = torch.Tensor
 
 
-def _use_triton(backend: str | None, ref: Tensor) -> bool:
-    if backend not in (None, "torch", "triton"):
-        raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
-    if backend is not None:
-        return backend == "triton"
-    return ref.is_cuda if ops._DISPATCH_AS is None else ops._DISPATCH_AS == "cuda"  # ops.dispatch_as
-
-
 def _triton(fn: str):
     return getattr(importlib.import_module("pytest_goni.kernels.triton.mixer_steps"), fn)
 
@@ -85,7 +77,7 @@ def short_conv_step(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor 
     _rows("x", x, b, c)
     checks.tensor("weight", weight, 2)
     checks.same("weight", weight, (c, km1 + 1), "[C, K]")
-    if _use_triton(backend, x):
+    if ops.use_triton(backend, x):
         return _triton("short_conv_step")(x, conv_state, weight, bias, activation)
     return short_conv_step_torch(x, conv_state, weight, bias, activation)
 
@@ -116,7 +108,7 @@ def mamba2_ssd_step(xbc: Tensor, z: Tensor, dt: Tensor, state: Tensor, dt_bias: 
     n, p = _state(state, b, h)
     _rows("xbc", xbc, b, h * p + 2 * n)
     _rows("z", z, b, h * p)
-    if _use_triton(backend, z):
+    if ops.use_triton(backend, z):
         return _triton("mamba2_ssd_step")(xbc, z, dt, state, dt_bias, A_log, D)
     return mamba2_ssd_step_torch(xbc, z, dt, state, dt_bias, A_log, D)
 
@@ -151,7 +143,7 @@ def rwkv6_mixer_step(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, decay: Ten
     dk, dv = _state(state, b, h)
     for name, x, w in (("r", r, dk), ("k", k, dk), ("w_lora", w_lora, dk), ("v", v, dv), ("g", g, dv)):
         _rows(name, x, b, h * w)
-    if _use_triton(backend, g):
+    if ops.use_triton(backend, g):
         return _triton("rwkv6_mixer_step")(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps,
                                            scale)
     return rwkv6_mixer_step_torch(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale)
@@ -203,7 +195,7 @@ def gla_mixer_step(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, out_gate: Tens
         if w is not None:
             _rows(name, x, b, h * w)
     sc = checks.scale(scale, dk)
-    if _use_triton(backend, q):
+    if ops.use_triton(backend, q):
         return _triton("gla_mixer_step")(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, sc,
                                          gate_weight, gate_bias)
     if gate_weight is not None:
@@ -254,6 +246,6 @@ def delta_mixer_step(q: Tensor, k: Tensor, v: Tensor, b: Tensor, state: Tensor, 
     if out_gate is not None:
         _rows("out_gate", out_gate, bs, h * dv)
     sc = checks.scale(scale, dk)
-    if _use_triton(backend, v):
+    if ops.use_triton(backend, v):
         return _triton("delta_mixer_step")(q, k, v, b, a, out_gate, state, A_log, dt_bias, norm_weight, eps, sc)
     return delta_mixer_step_torch(q, k, v, b, a, out_gate, state, A_log, dt_bias, norm_weight, eps, sc)

@@ -70,6 +70,16 @@ def _pick(backend: str | None, tensors, op: str | None = None) -> str:
     return "triton"
 
 
+def use_triton(backend: str | None, ref: Tensor) -> bool:
+    """Whether a single-path kernel (mixer steps, decode fusion) takes its Triton form: `backend` forces it,
+    else the reference tensor's device, or the device `dispatch_as` names."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
+    if backend is not None:
+        return backend == "triton"
+    return ref.is_cuda if _DISPATCH_AS is None else _DISPATCH_AS == "cuda"
+
+
 def _scalar_gate(name: str, x: Tensor, b: int, t: int, h: int) -> None:
     checks.tensor(name, x, 3)
     checks.same(name, x, (b, t, h), "[B, T, H]")

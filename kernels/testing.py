@@ -126,3 +126,36 @@ def grads(fn, args: dict[str, Tensor], initial_state: Tensor | None = None, seed
         out["initial_state"] = s0.grad
     out["o"] = o.detach()
     return out
+
+
+SM90_PRELUDE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import importlib
+m = importlib.import_module("pytest_goni.kernels.triton." + MODULE)
+
+def compile90(fn, names, types, const):
+    s = dict(zip(names, types))
+    s.update({k: "constexpr" for k in const})
+    c = {(list(s).index(k),): v for k, v in const.items()}
+    triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
+"""
+
+
+def compile_sm90(module: str, body: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Compile kernels of ``pytest_goni.kernels.triton.<module>`` for sm_90 without a GPU, in a fresh
+    Python without TRITON_INTERPRET (the interpreter accepts what Triton's frontend rejects). ``body``
+    calls ``compile90(m.<kernel>, names, types, constexprs)``. Returns ("ok" | "no-ptxas" | "failed",
+    the stderr tail): a Triton install without ptxas cannot say."""
+    import os
+    import subprocess
+    import sys
+
+    run_env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | (env or {})
+    code = f"MODULE = {module!r}\n{SM90_PRELUDE}\n{body}\nprint('compiled')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env, timeout=120)
+    if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+        return "no-ptxas", proc.stderr[-2000:]
+    ok = proc.returncode == 0 and "compiled" in proc.stdout
+    return ("ok" if ok else "failed"), proc.stderr[-2000:]

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytest_goni.kernels import decode_fusion as df
+from pytest_goni.kernels.testing import compile_sm90
 
 from pytest_goni import kernels
 
@@ -118,17 +119,7 @@ def test_bad_shapes_get_a_clear_error():
         kernels.norm_linear(x, None, None, None, 1e-5, False, torch.randn(4, 7))
 
 
-_COMPILE = """
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from pytest_goni.kernels.triton import decode_fusion as m
-
-def sig(names, types, const):
-    s = dict(zip(names, types))
-    s.update({k: "constexpr" for k in const})
-    return s, {(list(s).index(k),): v for k, v in const.items()}
-
+_SM90 = """
 P = "*bf16"
 cases = [
     (m._add_norm_kernel, ["x_ptr", "r_ptr", "w_ptr", "b_ptr", "h_ptr", "y_ptr", "sx", "sr", "D", "eps"],
@@ -141,20 +132,14 @@ cases = [
      {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
       "BD": bd}) for pro, layer, bn, bd in ((1, False, 4, 1024), (1, True, 4, 1024), (2, False, 2, 2048))]
 for fn, names, types, const in cases:
-    s, c = sig(names, types, const)
-    triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
-print("compiled")
+    compile90(fn, names, types, const)
 """
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
     """The compiled path (not the interpreter) accepts the kernels, in bf16 as a model runs them."""
-    import subprocess
-    import sys
-
     pytest.importorskip("triton.backends.nvidia")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=120)
-    if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+    status, err = compile_sm90("decode_fusion", _SM90)
+    if status == "no-ptxas":
         pytest.skip("this Triton install carries no ptxas")
-    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]
+    assert status == "ok", err

@@ -13,7 +13,7 @@ import os
 import pytest
 import torch
 from pytest_goni.kernels.kv_attention import kv_decode, rotary_inv_freq, rotate
-from pytest_goni.kernels.testing import rel_err
+from pytest_goni.kernels.testing import compile_sm90, rel_err
 
 CUDA = torch.cuda.is_available()
 DEV = "cuda" if CUDA else "cpu"
@@ -117,17 +117,7 @@ def test_kv_decode_long_cache_bf16_on_cuda(length, attention):
     assert rel_err(o, o_ref) <= 1e-2 and int(n) == length + 1
 
 
-_COMPILE = """
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from pytest_goni.kernels.triton import kv_attention as m
-
-def sig(names, types, const):
-    s = dict(zip(names, types))
-    s.update({k: "constexpr" for k in const})
-    return s, {(list(s).index(k),): v for k, v in const.items()}
-
+_SM90 = """
 P = "*bf16"
 cases = [
     (m._append, ["q_ptr", "k_ptr", "v_ptr", "inv_ptr", "len_ptr", "qr_ptr", "ck_ptr", "cv_ptr", "sqb", "sqh", "skb",
@@ -143,25 +133,18 @@ cases = [
      ["*fp32", "*fp32", "*fp32", P, "*i64", "i32", "i32"], {"BS": 64, "BDV": 64}),
 ]
 for fn, names, types, const in cases:
-    s, c = sig(names, types, const)
-    triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
-print("compiled")
+    compile90(fn, names, types, const)
 """
 
 
 def test_kv_kernels_compile_for_sm90_without_a_gpu():
     """The compiled path (not the interpreter) accepts the kernels: Triton's frontend rejects what the
     interpreter lets through (a plain Python global inside a kernel), so compile them for sm_90 here."""
-    import subprocess
-    import sys
-
     pytest.importorskip("triton.backends.nvidia")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    proc = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=120)
-    if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+    status, err = compile_sm90("kv_attention", _SM90, {'TRITON_DEFAULT_FP_FUSION': '1'})
+    if status == "no-ptxas":
         pytest.skip("this Triton install carries no ptxas")
-    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]
+    assert status == "ok", err
 
 
 def test_rotary_scores_depend_only_on_relative_position():

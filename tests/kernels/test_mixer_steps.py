@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 from pytest_goni.kernels import mixer_steps as ms
+from pytest_goni.kernels.testing import compile_sm90
 
 pytest.importorskip("triton")
 CUDA = torch.cuda.is_available()
@@ -133,34 +134,21 @@ def test_gla_gate_up_projection_inside_the_kernel(with_bias):
         ms.gla_mixer_step(**{**args, "gate": low}, gate_weight=w2[1:], backend="torch")
 
 
-_COMPILE = """
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from pytest_goni.kernels.triton import mixer_steps as m
-
+_SM90 = """
 names = ["q_ptr", "k_ptr", "v_ptr", "gate_ptr", "beta_ptr", "og_ptr", "p0_ptr", "p1_ptr", "p2_ptr", "nw_ptr",
          "nb_ptr", "s_ptr", "o_ptr", "sq", "sk", "sv", "sgate", "sbeta", "sog", "qh", "kh", "nwh", "scale", "eps",
          "temperature", "H", "DK", "DV", "R"]
 types = ["*bf16"] * 11 + ["*fp32", "*bf16"] + ["i32"] * 9 + ["fp32"] * 3 + ["i32"] * 4
 for br in (0, 16):
     const = {"MODE": 0, "HAS_G": True, "HAS_OG": True, "BK": 64, "BV": 64, "BR": br, "HAS_GB": br > 0}
-    s = dict(zip(names, types))
-    s.update({k: "constexpr" for k in const})
-    c = {(list(s).index(k),): v for k, v in const.items()}
-    triton.compile(ASTSource(fn=m._mixer_kernel, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
-print("compiled")
+    compile90(m._mixer_kernel, names, types, const)
 """
 
 
 def test_gla_mode_compiles_for_sm90_without_a_gpu():
     """The compiled path (not the interpreter) accepts the GLA mode with and without the gate's up-projection."""
-    import subprocess
-    import sys
-
     pytest.importorskip("triton.backends.nvidia")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=120)
-    if "ptxas" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+    status, err = compile_sm90("mixer_steps", _SM90)
+    if status == "no-ptxas":
         pytest.skip("this Triton install carries no ptxas")
-    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]
+    assert status == "ok", err
