@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,22 @@ def compute_dtype(weight: Tensor) -> torch.dtype:
     return weight.dtype
 
 
+def _cached(owner: nn.Module, key: tuple, linears: Sequence[nn.Linear], build: Callable[[], tuple]) -> tuple:
+    """``build()`` (a tuple of tensors made from ``linears``' weights), made once per weight version and
+    cached on ``owner`` under ``key``; plain tensors, usable outside inference mode too. A copy first
+    made while a CUDA graph captures lives in that graph's pool, so it is not cached."""
+    cache = owner.__dict__.setdefault("_goni_merged", {})
+    sig = _signature(linears)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1:]
+    with torch.inference_mode(False), torch.no_grad():
+        values = build()
+    if not _capturing():
+        cache[key] = (sig, *values)
+    return values
+
+
 def merged_linear(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None, list[int]]:
     """(weight [sum out, in], bias or None, output widths) of ``linears`` stacked by rows, built once
     per weight version and cached on ``owner`` under ``key``. Under autocast the copy is made in
@@ -108,19 +124,15 @@ def merged_linear(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> t
     dtype = compute_dtype(linears[0].weight)
     if len(linears) == 1 and linears[0].weight.dtype == dtype:
         return linears[0].weight, linears[0].bias, sizes
-    cache = owner.__dict__.setdefault("_goni_merged", {})
-    sig = _signature(linears)
-    hit = cache.get((key, dtype))
-    if hit is not None and hit[0] == sig:
-        return hit[1], hit[2], hit[3]
-    with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable outside inference mode too
+
+    def build() -> tuple[Tensor, Tensor | None]:
         weight = torch.cat([lin.weight for lin in linears], 0).to(dtype)
-        bias = None
-        if any(lin.bias is not None for lin in linears):
-            bias = torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
-                              for lin in linears]).to(dtype)
-    if not _capturing():  # a copy first made while a CUDA graph captures lives in its pool: not cached
-        cache[(key, dtype)] = (sig, weight, bias, sizes)
+        if all(lin.bias is None for lin in linears):
+            return weight, None
+        return weight, torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
+                                  for lin in linears]).to(dtype)
+
+    weight, bias = _cached(owner, (key, dtype), linears, build)
     return weight, bias, sizes
 
 
@@ -141,16 +153,9 @@ def linear(x: Tensor, lin: nn.Linear) -> Tensor:
 def stacked_weight(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> Tensor:
     """The weights of bias-free ``linears`` (same shape) as one [N, in, out] tensor (transposed for a
     batched matmul ``x [N, B, in] @ w``), cached like :func:`merged_linear`."""
-    cache = owner.__dict__.setdefault("_goni_merged", {})
-    sig = _signature(linears)
-    key = (key, compute_dtype(linears[0].weight))
-    hit = cache.get(key)
-    if hit is not None and hit[0] == sig:
-        return hit[1]
-    with torch.inference_mode(False), torch.no_grad():
-        weight = torch.stack([lin.weight.t() for lin in linears], 0).to(compute_dtype(linears[0].weight)).contiguous()
-    if not _capturing():
-        cache[key] = (sig, weight)
+    dtype = compute_dtype(linears[0].weight)
+    (weight,) = _cached(owner, (key, dtype), linears,
+                        lambda: (torch.stack([lin.weight.t() for lin in linears], 0).to(dtype).contiguous(),))
     return weight
 
 

@@ -19,8 +19,10 @@ Measure = Callable[[Any, dict[str, Any]], Any]
 def no_gpu_driver() -> bool:
     """True when this Linux host certainly has no GPU torch could use (no NVIDIA driver, no ROCm
     device): then CUDA is not usable and torch need not be imported to ask. False when unsure."""
-    if not sys.platform.startswith("linux") or os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return os.environ.get("CUDA_VISIBLE_DEVICES", None) == ""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
     return not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
                 or Path("/dev/kfd").exists())
 
