@@ -63,7 +63,7 @@ def _pick(backend: str | None, tensors, op: str | None = None) -> str:
     if backend is not None:
         return backend
     ts = [x for x in tensors if isinstance(x, torch.Tensor)]
-    if not (ts[0].is_cuda if _DISPATCH_AS is None else _DISPATCH_AS == "cuda"):
+    if not _as_cuda(ts[0]):
         return "torch"
     if op not in TRAINABLE and torch.is_grad_enabled() and any(x.requires_grad for x in ts):
         return "torch"
@@ -77,6 +77,11 @@ def use_triton(backend: str | None, ref: Tensor) -> bool:
         raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
     if backend is not None:
         return backend == "triton"
+    return _as_cuda(ref)
+
+
+def _as_cuda(ref: Tensor) -> bool:
+    """Dispatch as on CUDA? The reference tensor's device, or the device `dispatch_as` names."""
     return ref.is_cuda if _DISPATCH_AS is None else _DISPATCH_AS == "cuda"
 
 
