@@ -17,7 +17,8 @@
 # Packs $OUT/deltanet-train.tar.gz (logs, jsonl, versions); prints rc, the rows, the tests' summary, errors.
 set -u
 source "${BASH_SOURCE%/*}/device_out.sh" deltanet-train; R=$W
-T_TRAIN=${T_TRAIN:-40}; T_TESTS=${T_TESTS:-25}; T_PROBE=${T_PROBE:-25}  # <= 90 s with record_env and pack
+T_TRAIN=${T_TRAIN:-110}; T_TESTS=${T_TESTS:-60}; T_PROBE=${T_PROBE:-0}  # ~3 min; 2026-12-01: first compiles at T 4096 > 40 s
+# (T_PROBE=0 skips the probe)
 record_env
 t0=$(date +%s)
 timeout -s INT -k 10 "$T_TRAIN" python3 benchmarks/training.py --device cuda:0 --modes eager \
@@ -25,11 +26,11 @@ timeout -s INT -k 10 "$T_TRAIN" python3 benchmarks/training.py --device cuda:0 -
     --budget-s $((T_TRAIN - 10)) --out "$R/training-eager.jsonl" > "$R/train.log" 2>&1
 echo "training rc=$? wall=$(( $(date +%s) - t0 )) s" > "$R/rc.txt"
 t0=$(date +%s)
-timeout -s INT -k 10 "$T_TESTS" python3 -m pytest -p no:cacheprovider -p no:randomly -q -rA \
+timeout -s INT -k 10 "$T_TESTS" python3 -m pytest -p no:cacheprovider -p no:randomly -q -rA -m gpu \
     tests/kernels/test_triton_grads.py -k "correlated" > "$R/tests.log" 2>&1
 echo "correlated-key tests rc=$? wall=$(( $(date +%s) - t0 )) s" >> "$R/rc.txt"
 t0=$(date +%s)
-timeout -s INT -k 10 "$T_PROBE" python3 benchmarks/delta_inverse_probe.py --device cuda:0 --size 30M --seq 4096 \
+[ "$T_PROBE" -gt 0 ] && timeout -s INT -k 10 "$T_PROBE" python3 benchmarks/delta_inverse_probe.py --device cuda:0 --size 30M --seq 4096 \
     --batch 16 --steps 10 --out "$R/inverse-probe.jsonl" > "$R/probe.log" 2>&1
 echo "inverse probe rc=$? wall=$(( $(date +%s) - t0 )) s" >> "$R/rc.txt"
 python3 - "$R/training-eager.jsonl" > "$R/losses.txt" 2>&1 <<'PY'
