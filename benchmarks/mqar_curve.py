@@ -32,6 +32,12 @@ from pytest_goni.registry import load_builtins, resolve_backend
 from pytest_goni.tasks.mqar import MQAR
 from pytest_goni.training import OptimConfig, train
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from zoology_attention import ZoologyAttentionLM  # noqa: E402 - a sibling file, found once the path is set
+
+#: ``--backend`` name of the hand-written reference of Zoology fig. 2's attention model.
+REFERENCE = "zoology-attention"
+
 
 class _Stop(Exception):
     """Raised from the evaluation once the target accuracy is reached."""
@@ -69,7 +75,10 @@ def attention_variant(model: torch.nn.Module, qkv_conv: int, no_mlp: bool) -> to
 def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: int, task: MQAR, val) -> dict:
     train_set = task.generate(a.n, np.random.default_rng([a.seed, 0]))
     kw = dict(vocab_size=a.V, d_model=a.d, n_layers=a.layers, n_heads=a.heads, max_seq_len=a.T, seed=a.seed)
-    model = resolve_backend(backend)(**kw)
+    if backend == REFERENCE:  # the hand-written fig. 2 model (benchmarks/zoology_attention.py)
+        model = ZoologyAttentionLM(**kw, dropout=a.dropout, embed_dropout=a.dropout)
+    else:
+        model = resolve_backend(backend)(**kw)
     if a.qkv_conv or a.no_mlp:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(a.seed)
@@ -150,7 +159,8 @@ def table(paths: list[Path]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", type=Path, nargs="+", help="print the runs of these JSON-lines files and exit")
-    p.add_argument("--backend", nargs="+", default=["transformer-rope"])
+    p.add_argument("--backend", nargs="+", default=["transformer-rope"],
+                   help=f"registered backends, or {REFERENCE} (benchmarks/zoology_attention.py)")
     p.add_argument("--V", type=int, default=128)
     p.add_argument("--T", type=int, default=64)
     p.add_argument("--kv", type=int, default=4)
@@ -173,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="the cosine's floor (1: constant after warm-up)")
     p.add_argument("--qkv-conv", type=int, default=0, help="diagnostic: short conv after attention's qkv (kernel)")
     p.add_argument("--no-mlp", action="store_true", help="diagnostic: transformer blocks without their MLP")
+    p.add_argument("--dropout", type=float, default=0.1,
+                   help=f"{REFERENCE} only: attention and embedding dropout (Zoology fig. 2: 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
