@@ -118,6 +118,7 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
             killed = True
     return {"backend": backend, "V": a.V, "T": a.T, "kv": a.kv, "random_non_queries": bool(a.rnq),
             "d_model": a.d, "n_layers": a.layers, "n_heads": a.heads, "qkv_conv": a.qkv_conv, "no_mlp": a.no_mlp,
+            "dropout": a.dropout if backend == REFERENCE else 0.0,
             "batch": batch, "lr": lr, "train_examples": a.n, "steps": steps, "warmup": a.warmup,
             "weight_decay": a.wd, "grad_clip": a.clip, "betas": [a.beta1, a.beta2], "min_lr_ratio": a.min_lr_ratio,
             "seed": a.seed, "killed": killed,
@@ -133,7 +134,7 @@ def _variant(r: dict) -> str:
     parts = [f"h{r.get('n_heads')}" if r.get("n_heads") != 4 else "",
              f"L{r.get('n_layers')}" if r.get("n_layers") != 4 else "",
              f"conv{r['qkv_conv']}" if r.get("qkv_conv") else "", "no-mlp" if r.get("no_mlp") else "",
-             "random" if r.get("random_non_queries") else ""]
+             "random" if r.get("random_non_queries") else "", f"drop{r['dropout']:g}" if r.get("dropout") else ""]
     if r.get("weight_decay", 0.1) != 0.1 or r.get("grad_clip", 1.0) != 1.0 or r.get("warmup", 0.1) != 0.1:
         parts.append(f"wd{r.get('weight_decay')} clip{r.get('grad_clip')} b2 {(r.get('betas') or [0, 0])[1]}")
     parts.append("KILLED" if r.get("killed") else "")

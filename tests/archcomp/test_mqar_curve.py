@@ -101,3 +101,33 @@ def test_a_terminated_run_still_writes_its_curve(tmp_path: Path) -> None:
     assert mod.main([*TINY, "--steps", "6", "--lr", "0.001", "0.002", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["killed"] is True and rows[0]["curve"] == [[2, rows[0]["curve"][0][1]]]
+
+
+def test_zoology_reference_is_causal_tied_and_has_figure_2s_parameters() -> None:
+    """benchmarks/zoology_attention.py: no look-ahead, the head is the token embedding, and the
+    parameter count is fig. 2's shape (token + position tables, per layer Wqkv + out_proj with
+    biases and two LayerNorms, a final LayerNorm; no MLP)."""
+    import torch
+
+    _module()  # puts benchmarks/ on sys.path
+    from zoology_attention import ZoologyAttentionLM
+
+    V, d, L, T = 50, 16, 2, 12
+    model = ZoologyAttentionLM(V, d, n_layers=L, n_heads=1, max_seq_len=T).eval()
+    assert model.head.weight is model.embed.weight
+    per_layer = (3 * d * d + 3 * d) + (d * d + d) + 2 * (2 * d)
+    assert sum(p.numel() for p in model.parameters()) == V * d + T * d + L * per_layer + 2 * d
+    x = torch.randint(0, V, (1, T))
+    y = x.clone()
+    y[0, 6:] = (y[0, 6:] + 1) % V
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    torch.testing.assert_close(a[:, :6], b[:, :6], rtol=0, atol=0)
+    assert (a[:, 6:] - b[:, 6:]).abs().max() > 1e-6
+
+
+def test_zoology_reference_trains_through_the_curve_script(tmp_path: Path) -> None:
+    out = tmp_path / "z.jsonl"
+    assert _module().main([*TINY, "--backend", "zoology-attention", "--dropout", "0", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["backend"] == "zoology-attention" and row["dropout"] == 0 and [s for s, _ in row["curve"]] == [2, 4]
