@@ -79,7 +79,9 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
         model = ZoologyAttentionLM(**kw, dropout=a.dropout, embed_dropout=a.dropout)
     else:
         model = resolve_backend(backend)(**kw)
-    if a.qkv_conv or a.no_mlp:
+    if backend == REFERENCE and a.qkv_conv:
+        raise SystemExit(f"--qkv-conv applies to the transformer backends, not {REFERENCE}")
+    if (a.qkv_conv or a.no_mlp) and backend != REFERENCE:  # the reference has no MLP already
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(a.seed)
             model = attention_variant(model, a.qkv_conv, a.no_mlp)
