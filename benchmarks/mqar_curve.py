@@ -87,7 +87,7 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
             model = attention_variant(model, a.qkv_conv, a.no_mlp)
     model = model.to(a.device).train()
     cfg = OptimConfig(lr=lr, warmup=a.warmup, weight_decay=a.wd, grad_clip=a.clip, min_lr_ratio=a.min_lr_ratio,
-                      betas=(a.beta1, a.beta2))
+                      betas=(a.beta1, a.beta2), autocast=False if a.fp32 else None)
     curve: list[list[float]] = []
     t_eval = 0.0
 
@@ -123,6 +123,7 @@ def one_run(a: argparse.Namespace, backend: str, batch: int, lr: float, steps: i
             "dropout": a.dropout if backend == REFERENCE else 0.0,
             "batch": batch, "lr": lr, "train_examples": a.n, "steps": steps, "warmup": a.warmup,
             "weight_decay": a.wd, "grad_clip": a.clip, "betas": [a.beta1, a.beta2], "min_lr_ratio": a.min_lr_ratio,
+            "autocast": "off" if a.fp32 or a.device == "cpu" else "bf16",
             "seed": a.seed, "killed": killed,
             "device": a.device, "curve": curve, "final_val": curve[-1][1] if curve else None,
             "first_step_095": first_step_at({"0": curve}, 0.95)["0"], "stopped_at": a.stop if stopped else None,
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlp", action="store_true", help="diagnostic: transformer blocks without their MLP")
     p.add_argument("--dropout", type=float, default=0.1,
                    help=f"{REFERENCE} only: attention and embedding dropout (Zoology fig. 2: 0.1)")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (Zoology trains in float32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
