@@ -12,6 +12,10 @@ side in one process, the parts that could hold it back:
   GPU time per step by kind of kernel (matmul, our loss kernel, attention, Inductor's fused kernels,
   optimizer and clipping, other) and GPU busy time against the step's wall time (busy << wall: the
   host or a sync holds the GPU back). ``loop-pad64``: the same with the head padded to 50,304 rows.
+- ``loop-whole``: the loop with ``compile_loss`` (``train(..., compile_loss=True)``): features, head
+  and a torch-only chunked cross-entropy compiled as one graph, so Inductor sees the loss too (no
+  Triton kernel of ours, no eager chunk loop); measured and profiled exactly as ``loop``.
+  ``loop-whole-pad64`` (asked for): the same with the head padded to 50,304 rows.
 - ``loss``: ``linear_cross_entropy`` forward+backward alone on [B*T, d] x [V, d] under autocast,
   V as is (50,257) and padded to a multiple of 64; ``head-mm``: one chunk's head matmul at both widths.
 - ``features``: the compiled ``features`` forward+backward alone (the loss replaced by a fixed
@@ -205,9 +209,11 @@ def guarded(run: Run, part: str, fn: Any) -> None:
             torch.cuda.empty_cache()
 
 
-def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: str = "conv1d") -> None:
+def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: str = "conv1d",
+              compile_loss: bool = False) -> None:
     """The loop itself: tokens/s, then per-kind GPU time per step under torch.profiler. ``conv_form``:
-    ShortConv's parallel form (models.layers.SHORT_CONV_FORM) for this row."""
+    ShortConv's parallel form (models.layers.SHORT_CONV_FORM) for this row; ``compile_loss``: the
+    loss compiled with the features (``train(..., compile_loss=True)``)."""
     from pytest_goni.models import layers
 
     a = run.args
@@ -218,11 +224,11 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
         if conv_form != "conv1d" and not any(isinstance(m, layers.ShortConv) for m in model.modules()):
             return  # no short conv: the row would repeat the loop's
         res = train(model, run.batches(), a.warmup + a.steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
-                    compile=run.compile, untimed_steps=a.warmup, log_every=64)
+                    compile=run.compile, untimed_steps=a.warmup, log_every=64, compile_loss=compile_loss)
         step_s = res.train_seconds / a.steps
-        kinds, busy = profile_steps(run, model, a.profile_steps)
+        kinds, busy = profile_steps(run, model, a.profile_steps, compile_loss)
         run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
-                               "compiled": res.compiled},
+                               "compiled": res.compiled, "compile_loss": compile_loss},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
@@ -232,7 +238,8 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
         layers.SHORT_CONV_FORM = "conv1d"
 
 
-def profile_steps(run: Run, model: nn.Module, steps: int) -> tuple[dict[str, float], float]:
+def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False
+                  ) -> tuple[dict[str, float], float]:
     """GPU ms per step by kind over ``steps`` more steps of ``model`` (already compiled and warm)."""
     if not run.device.startswith("cuda") or steps < 1:
         return {}, 0.0
@@ -240,7 +247,7 @@ def profile_steps(run: Run, model: nn.Module, steps: int) -> tuple[dict[str, flo
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         train(model, run.batches(), steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
-              compile=run.compile, untimed_steps=1, log_every=64)
+              compile=run.compile, untimed_steps=1, log_every=64, compile_loss=compile_loss)
     by_kind: Counter = Counter()
     for ev in prof.events():
         if ev.device_type != torch.autograd.DeviceType.CUDA or getattr(ev, "is_user_annotation", False):
@@ -389,8 +396,9 @@ def part_conv(run: Run) -> None:
     run.emit("conv", config={"B": b, "T": t, "kernel": 4, "input_dtype": str(half)}, ms=ms)
 
 
-PARTS = ("loop", "loop-pad64", "loop-shifted", "loss", "features", "reference", "hf-whole", "conv")
-DEFAULT_PARTS = ("loop", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
+PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-shifted", "loss", "features", "reference",
+         "hf-whole", "conv")
+DEFAULT_PARTS = ("loop", "loop-pad64", "loop-whole", "loss", "features", "reference", "hf-whole", "conv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             for backend in args.backends if part in ("loop", "loop-shifted") else ["gpt2"]:
                 form = "shifted" if part == "loop-shifted" else "conv1d"
                 guarded(run, part, lambda part=part, backend=backend, form=form:
-                        part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form))
+                        part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form,
+                                  compile_loss=part.startswith("loop-whole")))
         elif part == "loss":
             guarded(run, part, lambda: part_loss(run))
         elif part == "features":

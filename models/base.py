@@ -203,7 +203,9 @@ def check_tokens(tokens: Any, vocab_size: int, ndim: int = 2, name: str = "token
         raise ValueError(f"{name} must be {shape}, got shape {tuple(tokens.shape)}")
     if tokens.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(tokens.shape)})")
-    if tokens.device.type == "cpu":  # on a GPU this check would sync every call
+    # On a GPU this check would sync every call; under torch.compile it would break the graph and
+    # recompile for every new (min, max) pair (dynamo specialises the ints), so it runs eager CPU only.
+    if tokens.device.type == "cpu" and not torch.compiler.is_compiling():
         lo, hi = int(tokens.min()), int(tokens.max())
         if lo < 0 or hi >= vocab_size:
             raise ValueError(f"{name} ids must lie in [0, {vocab_size}), got range [{lo}, {hi}]")

@@ -159,3 +159,87 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
     with torch.autocast(dev, enabled=False):
         return _LinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, fn, vp)
+
+
+def _chunk_loss_and_grad_pointwise(logits: Tensor, targets: Tensor, ignore_index: int, grad_dtype: torch.dtype,
+                                   vocab: int) -> tuple[Tensor, Tensor]:
+    """:func:`_chunk_loss_and_grad` out of place, the one-hot as a comparison instead of a scatter:
+    under Inductor the float32 softmax lives in registers (a reduction kernel for the log-sum-exp,
+    a pointwise kernel from the bf16 logits to the bf16 gradient), never in memory. Columns from
+    ``vocab`` on (zero-padding of the head) are left out of the softmax and get a zero gradient."""
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    cols = torch.arange(x.shape[1], device=x.device)[None, :]
+    if x.shape[1] > vocab:
+        x = x.masked_fill(cols >= vocab, float("-inf"))
+    valid = targets != ignore_index
+    safe = torch.where(valid, targets, torch.zeros_like(targets))
+    lse = torch.logsumexp(x, dim=-1)
+    picked = x.gather(1, safe[:, None])[:, 0]
+    loss = ((lse - picked) * valid).sum()
+    keep = valid.to(x.dtype)[:, None]
+    grad = ((x - lse[:, None]).exp() - (cols == safe[:, None]).to(x.dtype)) * keep
+    return loss, grad.to(grad_dtype)
+
+
+class _CompilableLinearCrossEntropy(torch.autograd.Function):
+    """:class:`_LinearCrossEntropy` in torch ops only (no Triton, no ``out=``, no data-dependent
+    Python), so ``torch.compile`` traces it into the same graph as the model: the chunk loop is
+    unrolled at trace time (a fixed number of static-shape chunks). The forward forms d/dh (compute
+    dtype) and d/dW (float32) chunk by chunk, so no chunk's logits outlive it: nothing of size
+    [N, V] is saved for the backward, which only scales the two by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int,  # type: ignore[override]
+                chunk: int, dtype: torch.dtype, vocab_padded: int) -> Tensor:
+        hc, wc = h.to(dtype), weight.to(dtype)
+        vocab = wc.shape[0]
+        if vocab_padded > vocab:  # zero rows: aligned matmuls, the padded columns masked in the softmax
+            wc = torch.cat([wc, wc.new_zeros(vocab_padded - vocab, wc.shape[1])])
+        acc = torch.promote_types(dtype, torch.float32)
+        total = torch.zeros((), device=h.device, dtype=acc)
+        grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc)
+        grad_h = []
+        for start in range(0, hc.shape[0], chunk):
+            hs = hc[start:start + chunk]
+            logits = hs @ wc.T  # [n_chunk, V (padded)] in the compute dtype
+            loss, g = _chunk_loss_and_grad_pointwise(logits, targets[start:start + chunk], ignore_index, dtype,
+                                                     vocab)
+            total = total + loss
+            grad_h.append(g @ wc)
+            grad_w = grad_w + (g.T @ hs)[:vocab].to(acc)
+        ctx.save_for_backward(torch.cat(grad_h), grad_w)
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors
+        return ((grad_h * grad_out).to(ctx.dtypes[0]), (grad_w * grad_out).to(ctx.dtypes[1]),
+                None, None, None, None, None)
+
+
+def compilable_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100,
+                                    chunk: int | None = None, pad_vocab: int | None = None) -> Tensor:
+    """:func:`linear_cross_entropy` (same value, same gradients up to rounding) written for
+    ``torch.compile``: torch ops only, every row kept (no boolean indexing, which would sync), the
+    chunks of ``chunk`` tokens (default :func:`chunk_tokens`) unrolled by dynamo; ``pad_vocab`` as
+    there. Compiled with the model's ``features`` it makes one graph from tokens to the summed
+    loss, so Inductor fuses each chunk's softmax and gradient and schedules the head with the body;
+    without grad mode it only scores. Eager, it runs the same ops (slower than the fused path)."""
+    d = h.shape[-1]
+    h2, t2 = h.reshape(-1, d), targets.reshape(-1)
+    if h2.shape[0] != t2.shape[0]:
+        raise ValueError(f"{h2.shape[0]} hidden rows but {t2.shape[0]} targets")
+    dev = h.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+    n = chunk or chunk_tokens(weight.shape[0], h2.shape[0], CHUNK_ELEMENTS)
+    vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
+    with torch.autocast(dev, enabled=False):
+        if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
+            total = torch.zeros((), device=h.device, dtype=torch.promote_types(dtype, torch.float32))
+            hc, wc = h2.to(dtype), weight.to(dtype)
+            for start in range(0, hc.shape[0], n):
+                loss, _ = _chunk_loss_and_grad(hc[start:start + n] @ wc.T, t2[start:start + n], ignore_index, None)
+                total = total + loss
+            return total
+        return _CompilableLinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, vp)

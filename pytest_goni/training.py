@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_goni.errors import exception_note
-from pytest_goni.losses import linear_cross_entropy
+from pytest_goni.losses import compilable_linear_cross_entropy, linear_cross_entropy
 
 #: Targets equal to this are not scored (padding, non-query positions of a recall task).
 IGNORE_INDEX = -100
@@ -159,24 +159,47 @@ class LossModule(nn.Module):
 
     ``compile`` compiles the model's ``features`` (the chunked loss's loop stays eager);
     ``fused_loss`` takes each chunk's softmax and gradient in one Triton kernel (None: on CUDA,
-    see :func:`pytest_goni.losses.linear_cross_entropy`)."""
+    see :func:`pytest_goni.losses.linear_cross_entropy`).
+    ``compile_loss`` puts the loss in the same function as the features instead: tokens -> features
+    -> head -> chunked cross-entropy (:func:`pytest_goni.losses.compilable_linear_cross_entropy`,
+    torch ops only), compiled as one graph when ``compile`` is on, so Inductor sees the whole
+    step's forward; eager it runs the same torch ops."""
 
-    def __init__(self, model: nn.Module, compile: bool = False, fused_loss: bool | None = None):
+    def __init__(self, model: nn.Module, compile: bool = False, fused_loss: bool | None = None,
+                 compile_loss: bool = False):
         super().__init__()
         self.model = model
         self.chunked = has_chunked_head(model)
         self.fused_loss = fused_loss
-        body = model.features if self.chunked else model
-        self._body = torch.compile(body) if compile else body
+        self.compile_loss = compile_loss
+        if compile_loss:  # a function of the model, so a second LossModule of it reuses the compiled code
+            self._whole = torch.compile(model_loss) if compile else model_loss
+        else:
+            body = model.features if self.chunked else model
+            self._body = torch.compile(body) if compile else body
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.compile_loss:
+            return self._whole(self.model, x, y, self.chunked)
         if self.chunked:
             h = self._body(x)
             return linear_cross_entropy(h, self.model.head.weight, y, ignore_index=IGNORE_INDEX,
                                         fused=self.fused_loss)
-        logits = self._body(x)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="sum")
+        return full_cross_entropy(self._body(x), y)
+
+
+def model_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunked: bool) -> torch.Tensor:
+    """Summed cross-entropy of ``model`` in torch ops only, the head's in chunks when ``chunked``:
+    what ``LossModule(compile_loss=True)`` compiles as one graph."""
+    if chunked:
+        return compilable_linear_cross_entropy(model.features(x), model.head.weight, y, ignore_index=IGNORE_INDEX)
+    return full_cross_entropy(model(x), y)
+
+
+def full_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of whole logits [..., V] (models without a chunkable head)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 def _sync(device: torch.device) -> None:
@@ -237,7 +260,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
           rank: int = 0, world: int = 1, tokens_per_step: int | None = None,
           check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
           eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
-          log_every: int = 16, untimed_steps: int = 1) -> TrainResult:
+          log_every: int = 16, untimed_steps: int = 1, compile_loss: bool = False) -> TrainResult:
     """The loop itself (see :func:`train` for the arguments).
 
     Rank ``r`` of ``world`` trains on rows ``[r*B/world, (r+1)*B/world)`` of each global batch; the
@@ -245,7 +268,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
     average is the single-process mean-loss gradient."""
     model.train()
     compiled = compile
-    loss_fn: nn.Module = LossModule(model, compile=compiled)
+    loss_fn: nn.Module = LossModule(model, compile=compiled, compile_loss=compile_loss)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -366,6 +389,7 @@ def train(
     log_every: int = 16,
     untimed_steps: int = 1,
     gpus: int = 1,
+    compile_loss: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` steps on ``batch_fn(step) -> (inputs, targets)``.
 
@@ -380,6 +404,9 @@ def train(
     ``gpus``: processes training together under DDP (one per GPU; gloo processes on the CPU), each
     on its rows of the same global batch; the model is trained in place all the same. Inside a
     torchrun launch (``WORLD_SIZE`` > 1) the loop joins that process group instead.
+    ``compile_loss``: the head and the cross-entropy in the same compiled graph as the model's
+    features (see :class:`LossModule`; off by default until a GPU row shows it faster); a failed
+    compilation falls back to the default eager loss as ``compile`` does.
     """
     if steps < 1:
         raise ValueError(f"a training run needs at least one step (got {steps})")
@@ -388,7 +415,7 @@ def train(
         compile = dev.type == "cuda" and steps >= COMPILE_MIN_STEPS
     kw = dict(tokens_per_step=tokens_per_step, evaluate=evaluate, eval_every=eval_every,
               schedule_steps=schedule_steps, compile=compile, log_every=log_every,
-              untimed_steps=untimed_steps)
+              untimed_steps=untimed_steps, compile_loss=compile_loss)
     from pytest_goni import distributed
 
     if distributed.launched_by_torchrun():
