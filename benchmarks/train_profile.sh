@@ -2,7 +2,8 @@
 # One lent-GPU call (about 7 minutes, one H200 is enough) for issue 13's missed training targets
 # (benchmarks/train_profile.py):
 #   1. GPT-2 125M, B 16, T 1024: the loop (as benchmarks/training.py runs it, compiled) and the loop with
-#      the head padded to 50,304 rows, each with GPU time per step by kernel kind under torch.profiler;
+#      the head padded to 50,304 rows, and the loop with the loss compiled in the model's graph
+#      (loop-whole), each with GPU time per step by kernel kind under torch.profiler;
 #      the loss alone (padded or not); the compiled features alone; a plain nanoGPT-style step and
 #      transformers' GPT-2 whole-model-compiled beside them.                          (T_PROFILE s)
 #   2. 8M, eager: the same loop profile for GPT-2 and the backends under 0.9x GPT-2, and for those with

@@ -16,7 +16,10 @@ What makes it fast without changing what it computes:
   least :data:`COMPILE_MIN_STEPS` steps, unless asked otherwise); the first step, which holds the
   compilation and the kernels' JIT, is timed apart (``first_step_seconds``) and never enters
   tokens/s. If the first step fails with compilation on (or, on CUDA, in the Triton loss
-  kernel), the run falls back to eager torch and ``compile_error`` says why.
+  kernel), the run falls back to eager torch and ``compile_error`` says why;
+- ``compile_loss`` (opt-in until a GPU row shows it faster): the head and a torch-only chunked
+  cross-entropy compiled in the same graph as ``features``, so Inductor sees the whole forward
+  (and fuses each chunk's softmax and gradient) instead of an eager chunk loop around a Triton kernel.
 
 Several processes (``gpus > 1``, or a torchrun launch) run the same loop under
 DistributedDataParallel: see :mod:`pytest_goni.distributed`. Each rank takes its rows of the same

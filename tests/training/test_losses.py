@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pytest_goni.losses import _chunk_loss_and_grad, chunk_tokens, linear_cross_entropy
+from pytest_goni.losses import (
+    _chunk_loss_and_grad,
+    chunk_tokens,
+    compilable_linear_cross_entropy,
+    linear_cross_entropy,
+)
 
 IGNORE = -100
 
@@ -172,3 +177,82 @@ def test_padded_vocabulary_through_the_triton_rows_kernel():
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-4)
     for a, b in zip(g_fused, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk, pad", [(7, 0), (None, 0), (7, 64), (16, 8)])
+def test_compilable_form_matches_full_logits_in_float64(chunk, pad):
+    """The torch-only form ``compile_loss`` traces: same value and gradients, chunks not dividing
+    the rows, padded vocabularies masked out of the softmax, unscored rows kept but scored 0."""
+    h, w, t = case(53, 16, 300, torch.float64, seed=11 + (chunk or 0))
+    ref, gh, gw = reference(h, w, t, scale=0.37)
+    out = compilable_linear_cross_entropy(h, w, t, ignore_index=IGNORE, chunk=chunk, pad_vocab=pad)
+    ours_h, ours_w = torch.autograd.grad(out * 0.37, (h, w))
+    assert out.dtype == torch.float64 and ours_w.shape == w.shape
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours_h, gh, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(ours_w, gw, rtol=1e-12, atol=1e-13)
+    with torch.no_grad():  # evaluation: the loss alone
+        torch.testing.assert_close(compilable_linear_cross_entropy(h, w, t, chunk=chunk), ref)
+
+
+def test_compilable_form_under_bf16_autocast_matches_the_default_loss():
+    h, w, t = case(64, 32, 500, torch.float32, seed=12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = compilable_linear_cross_entropy(h.view(4, 16, 32), w, t.view(4, 16), chunk=16)
+        theirs = linear_cross_entropy(h, w, t, chunk=16)
+    g_ours = torch.autograd.grad(ours, (h, w))
+    g_theirs = torch.autograd.grad(theirs, (h, w))
+    assert g_ours[0].dtype == g_ours[1].dtype == torch.float32
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-3)
+    for a, b in zip(g_ours, g_theirs):
+        assert (a - b).norm() / b.norm() < 1e-2
+
+
+@pytest.mark.slow  # one Inductor compilation on the CPU: ~10 s cold (C++ build), ~2 s from its cache
+def test_compiled_form_allocates_no_float32_logits_and_keeps_one_chunk_alive():
+    """Inductor's generated code for forward+backward under bf16 autocast: no float32 buffer with
+    a vocabulary-sized row of logits (the softmax stays inside the fused kernels), bf16 logits of
+    one chunk at a time, and the gradients equal the eager form's."""
+    from torch._inductor.utils import run_and_get_code
+
+    n, d, v, chunk = 96, 32, 1000, 32
+    h, w, t = case(n, d, v, torch.float32, seed=13)
+
+    def step(fn):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(h, w, t)
+        return (out.detach(), *torch.autograd.grad(out, (h, w)))
+
+    def loss(h, w, t):
+        return compilable_linear_cross_entropy(h, w, t, ignore_index=IGNORE, chunk=chunk)
+
+    torch._dynamo.reset()
+    compiled, codes = run_and_get_code(step, torch.compile(loss))
+    eager = step(loss)
+    torch._dynamo.reset()
+    allocs = [line.strip() for code in codes for line in code.splitlines() if "empty_strided" in line]
+    logits = [a for a in allocs if f"({chunk}, {v})" in a or f"({n}, {v})" in a]
+    assert len(codes) == 2  # forward and backward
+    assert not [a for a in allocs if "float32" in a and (f"({chunk}, {v})" in a or f"({n}, {v})" in a)], allocs
+    assert len(logits) == 1 and "bfloat16" in logits[0], logits  # one chunk buffer, reused chunk after chunk
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-3)
+    for a, b in zip(compiled[1:], eager[1:]):
+        assert (a - b).norm() / b.norm() < 1e-2
+
+
+@pytest.mark.gpu
+def test_compiled_form_on_cuda_matches_the_fused_loss():
+    """What ``compile_loss`` runs on the GPU (Inductor's kernels, bf16 autocast, GPT-2's vocabulary,
+    padded or not) against the default loss (the Triton rows kernel)."""
+    h, w, t = (x.cuda() for x in case(4096, 128, 50257, torch.float32, seed=14))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        fused = linear_cross_entropy(h, w, t)
+    g_fused = torch.autograd.grad(fused, (h, w))
+    for pad in (0, 64):
+        fn = torch.compile(lambda h, w, t, pad=pad: compilable_linear_cross_entropy(h, w, t, pad_vocab=pad))
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            ours = fn(h, w, t)
+        torch.testing.assert_close(ours, fused, rtol=1e-4, atol=1e-2)
+        for a, b in zip(torch.autograd.grad(ours, (h, w)), g_fused):
+            assert (a - b).norm() / b.norm() < 1e-2
+    torch._dynamo.reset()
