@@ -64,6 +64,7 @@ KINDS = (("convolution", ("conv", "dgrad", "wgrad", "fprop_implicit")),
          ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "splitk", "cublas", "gemv")),
          ("attention", ("flash", "fmha", "sdpa", "attention")),
          ("loss kernel", ("_ce_rows",)),
+         ("loss kernel (Inductor)", ("logsumexp",)),  # loop-whole: the fused softmax (+ gradient) kernels
          ("optimizer + clip", ("adam", "multi_tensor", "foreach", "l2norm")),
          ("inductor fused", ("triton_",)),
          ("memcpy / memset", ("memcpy", "memset")),
@@ -398,7 +399,7 @@ def part_conv(run: Run) -> None:
 
 PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-shifted", "loss", "features", "reference",
          "hf-whole", "conv")
-DEFAULT_PARTS = ("loop", "loop-pad64", "loop-whole", "loss", "features", "reference", "hf-whole", "conv")
+DEFAULT_PARTS = ("loop", "loop-whole", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ def test_kernel_kinds(profile_script):
     assert kind("nvjet_sm90_tst_64x8_64x16_4x1_v_bz_TNT") == "matmul"
     assert kind("_ce_rows") == "loss kernel"
     assert kind("triton_poi_fused_add_0") == "inductor fused"
+    assert kind("triton_red_fused_logsumexp_3") == "loss kernel (Inductor)"
     assert kind("void multi_tensor_apply_kernel<...FusedAdamMathFunctor") == "optimizer + clip"
     assert kind("pytorch_flash::flash_fwd_kernel") == "attention"
     assert kind("something_else") == "other"
