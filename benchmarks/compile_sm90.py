@@ -8,11 +8,16 @@ reads the PTX of Triton 3.9) and prints spill bytes per thread, registers and sh
 
   python benchmarks/compile_sm90.py --d 64 128 --modules diagonal_bwd delta_bwd rwkv7_bwd
   python benchmarks/compile_sm90.py --models rwkv7 --d 64 --modules rwkv7 rwkv7_bwd
+  python benchmarks/compile_sm90.py --decode --models gla gated-deltanet mamba2 transformer-rope rwkv6 gpt2 \
+      --d 16 --modules --triton-path /tmp/t36
 
 --models records instead the launches of one training step of each named LM (2 layers, 2 heads of D,
 bf16 autocast, every operator dispatched as on CUDA: `kernels.ops.dispatch_as`), so the kernels are
 compiled at the signatures the model makes (mixed dtypes under autocast), not only the operators' own
-tests' (one dtype for all inputs). Exit status 1 when a launch fails to compile (or the interpreter
+tests' (one dtype for all inputs); with --decode, the launches of their forward, prefill and fused decode
+steps (tests/models/test_decode_fusion.py's check). A kernel whose TTGIR holds a float32 (tf32) wgmma
+with N = 8 fails too: Triton reads past its shared operand there (the H200's illegal memory access at
+head size 16, 2026-12-01). Exit status 1 when a launch fails to compile (or the interpreter
 run fails: the launches up to the failing one are compiled all the same). --triton-path compiles with
 another Triton's frontend (the GPU image has 3.6, this machine 3.9).
 """
@@ -33,9 +38,10 @@ PTR = {"bfloat16": "*bf16", "float32": "*fp32", "float16": "*fp16", "int64": "*i
 SHAPE_ARGS = {"T", "H", "B", "DK", "DV", "NT", "L", "NSEG", "TP", "NCHUNK", "BK", "LOG2C", "SUB", "LIMIT"}
 
 
-def record(d: int, path: str, models: list[str]) -> int:
+def record(d: int, path: str, models: list[str], decode: bool = False) -> int:
     """Run every operator's forward+backward (bf16 and fp32, T 200), or one training step of each of
-    `models`, in the interpreter; save the launches."""
+    `models` (with `decode`: their forward, prefill and fused decode steps), in the interpreter; save
+    the launches."""
     import torch
     from pytest_goni.kernels import testing
     from triton.runtime import interpreter
@@ -55,7 +61,7 @@ def record(d: int, path: str, models: list[str]) -> int:
     interpreter.InterpretedFunction.run = recording_run
     try:
         for name in models:
-            model_step(name, d)
+            (decode_steps if decode else model_step)(name, d)
         for op in testing.OPS if not models else ():
             for dtype in (torch.bfloat16, torch.float32):
                 a = testing.make_inputs(op, 1, 200, 1, d, d, dtype=dtype, seed=1)
@@ -93,11 +99,35 @@ def model_step(name: str, d: int) -> float:
     return loss.item()
 
 
+def decode_steps(name: str, d: int) -> None:
+    """tests/models/test_decode_fusion.py's check of LM `name` (2 layers, 2 heads of d, float32): the
+    parallel forward, a prefill, then fused decode steps with and without the GEMVs, every operator
+    dispatched as on CUDA."""
+    import torch
+    from pytest_goni.kernels import ops
+    from pytest_goni.models.fusion import decode_fusion
+
+    from pytest_goni.registry import load_builtins, resolve_backend
+
+    load_builtins()
+    torch.manual_seed(0)
+    model = resolve_backend(name)(vocab_size=64, d_model=2 * d, n_layers=2, n_heads=2).eval()
+    ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(3))
+    for gemv in (False, True):
+        with torch.inference_mode(), ops.dispatch_as("cuda"):
+            model(ids)
+            _, state = model.prefill(ids[:, :9])
+            with decode_fusion(True, gemv=gemv):
+                for t in range(9, 11):
+                    _, state = model.step(ids[:, t], state)
+
+
 def compile_all(path: str, modules: list[str]) -> int:
     """Compile each recorded launch of `modules` for sm_90; one line per launch. Returns the failures."""
     import importlib
 
     import triton
+    from pytest_goni.kernels.testing import tf32_n8_wgmma
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -133,6 +163,10 @@ def compile_all(path: str, modules: list[str]) -> int:
             print(f"FAILED {label}: {exception_note(e)}", flush=True)
             failed += 1
             continue
+        if tf32_n8_wgmma(kernel.asm["ttgir"]):
+            print(f"FAILED {label}: a tf32 wgmma with N = 8 (reads past its shared operand on sm_90)", flush=True)
+            failed += 1
+            continue
         with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
             f.write(kernel.asm["ptx"])
         info = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
@@ -152,13 +186,16 @@ def main() -> int:
                    help="kernels/triton modules to compile (none: every recorded launch)")
     p.add_argument("--models", nargs="*", default=[],
                    help="record one bf16-autocast training step of these LMs instead of the operators' tests")
+    p.add_argument("--decode", action="store_true",
+                   help="with --models: record their forward, prefill and fused decode steps (float32, as "
+                   "tests/models/test_decode_fusion.py) instead of a training step")
     p.add_argument("--triton-path", help="compile with the Triton installed here (e.g. `pip install --no-deps "
                    "--target DIR triton==3.6.0`, the GPU image's), put first on the compile phase's PYTHONPATH")
     p.add_argument("--phase", choices=["record", "compile"], help=argparse.SUPPRESS)
     p.add_argument("--launches", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase == "record":
-        return record(args.d[0], args.launches, args.models)
+        return record(args.d[0], args.launches, args.models, args.decode)
     if args.phase == "compile":
         return 1 if compile_all(args.launches, args.modules) else 0
     failed = False
@@ -168,7 +205,7 @@ def main() -> int:
             launches = os.path.join(tmp, "launches.json")
             env = {**os.environ, "TRITON_INTERPRET": "1"}
             failed |= subprocess.run([sys.executable, __file__, "--phase", "record", "--d", str(d), "--launches",
-                                      launches, "--models", *args.models], env=env,
+                                      launches, "--models", *args.models] + ["--decode"] * args.decode, env=env,
                                      stderr=subprocess.DEVNULL).returncode != 0
             env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
             env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")

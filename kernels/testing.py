@@ -7,6 +7,8 @@ numerically well-posed and the relative error against the float64 reference mean
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 
@@ -128,6 +130,18 @@ def grads(fn, args: dict[str, Tensor], initial_state: Tensor | None = None, seed
     return out
 
 
+# A Hopper wgmma on float32 (tf32) operands with N = 8 per instruction reads past its shared-memory operand
+# (the allocator does not pad it: triton-lang/triton#10629). Triton 3.6 and 3.9 emit one when a [64, 16]
+# float32 dot is split over two warp groups; the WY kernel's at head size 16 gave the H200's "illegal
+# memory access" (tests/models/test_decode_fusion.py, gated-deltanet, 2026-12-01).
+_TF32_N8 = re.compile(r"nvidia_mma<\{versionMajor = 3,[^}]*instrShape = \[\d+, 8, 8\]")
+
+
+def tf32_n8_wgmma(ttgir: str) -> bool:
+    """Does a kernel's TTGIR (``compiled.asm["ttgir"]``) hold a tf32 wgmma layout with N = 8?"""
+    return _TF32_N8.search(ttgir) is not None
+
+
 SM90_PRELUDE = """
 import triton
 from triton.backends.compiler import GPUTarget
@@ -135,11 +149,32 @@ from triton.compiler import ASTSource
 import importlib
 m = importlib.import_module("pytest_goni.kernels.triton." + MODULE)
 
-def compile90(fn, names, types, const):
+def compile90(fn, names, types, const, **options):
     s = dict(zip(names, types))
     s.update({k: "constexpr" for k in const})
     c = {(list(s).index(k),): v for k, v in const.items()}
-    triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32))
+    return triton.compile(ASTSource(fn=fn, signature=s, constexprs=c), target=GPUTarget("cuda", 90, 32),
+                          options=options or None)
+
+def ttgir90(fn, names, types, const, **options):
+    # the TTGIR for sm_90 alone (frontend and layout passes: seconds, where LLVM and ptxas take a minute)
+    from triton._C.libtriton import ir
+    from triton.compiler.compiler import make_backend
+    s = dict(zip(names, types))
+    s.update({k: "constexpr" for k in const})
+    src = ASTSource(fn=fn, signature=s, constexprs={(list(s).index(k),): v for k, v in const.items()})
+    target = GPUTarget("cuda", 90, 32)
+    backend = make_backend(target)
+    opts = backend.parse_options(dict(options))
+    stages = {}
+    backend.add_stages(stages, opts, src.language)
+    ctx = ir.context()
+    ir.load_dialects(ctx)
+    backend.load_dialects(ctx)
+    mod = src.make_ir(target, opts, backend.get_codegen_implementation(opts), backend.get_module_map(), ctx)
+    for ext in ("ttir", "ttgir"):
+        mod = stages[ext](mod, {})
+    return str(mod)
 """
 
 

@@ -66,6 +66,16 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
+def dot_width(d: int, num_warps: int) -> int:
+    """Power-of-two tile width covering d for the N side of a [C, width] float32 tl.dot in a kernel of
+    `num_warps` warps: at least 16 per warp group. Triton (3.6 and 3.9) splits a 64-row dot's N over
+    the warp groups, and a [64, 16] float32 result over two of them becomes a tf32 wgmma with N = 8,
+    which reads past its shared-memory operand on sm_90 (triton-lang/triton#10629): the H200's
+    "illegal memory access" in the WY kernel at head size 16 (2026-12-01). The extra columns are
+    masked (zeros in, nothing stored)."""
+    return max(16 * max(1, num_warps // 4), triton.next_power_of_2(d))
+
+
 def tiles(dk: int, dv: int, bv: int | None, cap: int) -> tuple[int, int]:
     """(BK covering all of Dk, value block BV): `bv` as given, or the value width capped at `cap`."""
     bk = max(16, triton.next_power_of_2(dk))

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import chunk_log_decay, decayed_scores, dot_precision, unit_lower_inverse
+from .common import chunk_log_decay, decayed_scores, dot_precision, dot_width, unit_lower_inverse
 
 
 @triton.jit
@@ -85,7 +85,7 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
     grid = (triton.cdiv(t, chunk), b * h)
     _wy_kernel[grid](k, v, beta.contiguous(), g.contiguous() if g is not None else beta, u, w,
                      q if q is not None else k, att if att is not None else u, t, h, dk, dv,
-                     C=chunk, BK=max(16, triton.next_power_of_2(dk)),
-                     BV=max(16, triton.next_power_of_2(dv)), HAS_G=g is not None, PRECISION=prec,
-                     INV_PRECISION=inv_precision or prec, STORE_ATT=q is not None, num_warps=num_warps)
+                     C=chunk, BK=dot_width(dk, num_warps), BV=dot_width(dv, num_warps), HAS_G=g is not None,
+                     PRECISION=prec, INV_PRECISION=inv_precision or prec, STORE_ATT=q is not None,
+                     num_warps=num_warps)
     return u, w, att

@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from pytest_goni.kernels.testing import REFERENCE, make_inputs, random_state, rel_err
+from pytest_goni.kernels.testing import REFERENCE, compile_sm90, make_inputs, random_state, rel_err
 
 pytest.importorskip("triton")
 
@@ -146,6 +146,42 @@ def test_wy_correlated_keys_stay_accurate(op, chunk):
     a = make_inputs(op, 1, chunk, 1, 16, 16, device=DEV, seed=97, key_mix=0.7)
     a["beta"] = 0.9 + 0.1 * a["beta"]
     _check_wy(a, chunk, FP32_TOL)
+
+
+_WY_SM90 = """
+from pytest_goni.kernels.testing import tf32_n8_wgmma
+fn = m._wy_kernel
+names = [p.name for p in fn.params]
+types = ["*fp32"] * 8 + ["i32"] * 4
+for const, options in LAUNCHES:
+    assert not tf32_n8_wgmma(ttgir90(fn, names[:12], types, const, **options)), ("tf32 wgmma, N = 8", const, options)
+"""
+
+
+def test_wy_float32_at_head_size_16_compiles_without_tf32_n8_wgmma(monkeypatch):
+    """The WY launch the forward makes at Dk 16 (Dv 32: gated-deltanet's expand_v 2; and 16), float32,
+    compiled for sm_90: no tf32 wgmma with N = 8, which reads past its shared operand (the H200's
+    illegal memory access in tests/models/test_decode_fusion.py, 2026-12-01; `common.dot_width`)."""
+    pytest.importorskip("triton.backends.nvidia")
+    launches = []
+
+    class Recorder:  # the launch's constexprs and options, then the real launch
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                options = {k: kwargs[k] for k in ("num_warps", "num_stages") if k in kwargs}
+                launches.append(({k: v for k, v in kwargs.items() if k not in options}, options))
+                return kernel[grid](*args, **kwargs)
+            return launch
+
+    kernel = wy._wy_kernel
+    monkeypatch.setattr(wy, "_wy_kernel", Recorder())
+    for dv in (32, 16):
+        a = make_inputs("gated_delta_rule", 1, 12, 2, 16, dv, device=DEV, seed=5)
+        _run("gated_delta_rule", a)
+    status, err = compile_sm90("wy", f"LAUNCHES = {launches!r}\n{_WY_SM90}", {"TRITON_DEFAULT_FP_FUSION": "1"})
+    if status == "no-ptxas":
+        pytest.skip("this Triton install carries no ptxas")
+    assert status == "ok", err
 
 
 def test_bad_options_raise_clear_errors():
