@@ -23,7 +23,7 @@ import triton.language as tl
 
 from .. import checks
 from . import segments, wy
-from .common import chunk_log_decay, decayed_scores, dot_precision, state_in, state_out, tiles
+from .common import chunk_log_decay, decayed_scores, dot_precision, dot_width, state_in, state_out, tiles
 
 CHUNK = 64
 BV = 32  # default value block of the walks
@@ -104,9 +104,10 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
 
     Returns (o [B, T, H, Dv] in q's dtype, final state [B, H, Dk, Dv] float32 or None).
     segment_chunks: chunks per segment (0: one segment; None: `segments.plan` decides);
-    bv: value-block width of the walks (power of two >= 16, default 32); num_warps: of the walks
-    (default 4); precompute_att: the WY launch also stores each chunk's decayed Q K^T
-    ([B, T, H, C]) so the output walk reads it instead of recomputing it for every value block;
+    bv: value-block width of the walks (power of two >= 16, default 32; float32: raised to 16 per warp
+    group, see `common.dot_width`); num_warps: of the walks (default 4); precompute_att: the WY launch
+    also stores each chunk's decayed Q K^T ([B, T, H, C]) so the output walk reads it instead of
+    recomputing it for every value block;
     inv_precision: tl.dot precision of the WY inverse's float32 products (`wy.wy`).
     """
     scale = checks.scale(scale, q.shape[-1])
@@ -118,6 +119,8 @@ def gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state=None, output_fin
     # 4 warps: ptxas (Triton 3.9) reports a small spill at BV=32, yet on the H100 (Triton 3.6) it ran
     # 1.7-1.9x faster than 8 warps at 8k-128k (benchmarks/results/kernels-sweep-2026-11-23-h100.jsonl)
     num_warps = num_warps or 4
+    if q.dtype == torch.float32:  # a [C, BV] tf32 dot over two warp groups at BV 16 is an N = 8 wgmma (`dot_width`)
+        bv = max(bv, dot_width(bv, num_warps))
     prec = dot_precision(q.dtype)
     gp = g.contiguous() if g is not None else beta
     o = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
