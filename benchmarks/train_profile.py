@@ -14,7 +14,9 @@ side in one process, the parts that could hold it back:
   host or a sync holds the GPU back). ``loop-pad64``: the same with the head padded to 50,304 rows.
 - ``loop-whole``: the loop with ``compile_loss`` (``train(..., compile_loss=True)``): features, head
   and a torch-only chunked cross-entropy compiled as one graph, so Inductor sees the loss too (no
-  Triton kernel of ours, no eager chunk loop); measured and profiled exactly as ``loop``.
+  Triton kernel of ours, no eager chunk loop); measured and profiled exactly as ``loop``. Every loop
+  row says how many graphs Dynamo compiled and how many graph breaks it took (``dynamo``; with the
+  profiled steps' recompilations, if any): loop-whole should be one graph for GPT-2.
   ``loop-whole-pad64`` (asked for): the same with the head padded to 50,304 rows.
 - ``loss``: ``linear_cross_entropy`` forward+backward alone on [B*T, d] x [V, d] under autocast,
   V as is (50,257) and padded to a multiple of 64; ``head-mm``: one chunk's head matmul at both widths.
@@ -49,6 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._dynamo.utils import counters
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training import device_name, git_commit, markov_tokens, matmul_rate, sync, versions  # noqa: E402
@@ -224,16 +227,18 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
         model = run.model(backend)
         if conv_form != "conv1d" and not any(isinstance(m, layers.ShortConv) for m in model.modules()):
             return  # no short conv: the row would repeat the loop's
+        counters.clear()
         res = train(model, run.batches(), a.warmup + a.steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
                     compile=run.compile, untimed_steps=a.warmup, log_every=64, compile_loss=compile_loss)
         step_s = res.train_seconds / a.steps
         kinds, busy = profile_steps(run, model, a.profile_steps, compile_loss)
+        dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values())}
         run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
                                "compiled": res.compiled, "compile_loss": compile_loss},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
-                 losses=res.losses)
+                 losses=res.losses, dynamo=dynamo)
     finally:
         losses.DEFAULT_PAD_VOCAB = 0
         layers.SHORT_CONV_FORM = "conv1d"

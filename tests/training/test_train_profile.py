@@ -30,6 +30,7 @@ def test_cpu_smoke_writes_every_part(profile_script, tmp_path):
     assert [r["part"] for r in rows] == ["loop", "loss", "reference", "conv", "loop-whole"]
     assert rows[4]["config"]["compile_loss"] and not rows[0]["config"]["compile_loss"]
     assert set(rows[4]) == set(rows[0])  # measured and reported as the loop is
+    assert rows[4]["dynamo"] == {"graphs": 0, "graph_breaks": 0}  # the smoke does not compile
     assert rows[4]["losses"] == pytest.approx(rows[0]["losses"], rel=1e-5)
     assert rows[3]["ms"]["C 32: max |difference| (not ms)"] < 1e-5  # the two conv forms agree
     for r in rows:
