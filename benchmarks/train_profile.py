@@ -4,17 +4,21 @@
     python benchmarks/train_profile.py --cpu-smoke --out /tmp/train-profile.jsonl   # plumbing, seconds
 
 Issue 13 asks GPT-2 125M (B=16, T=1024, GPT-2 vocabulary, bf16) for >= 40% MFU; the loop reached
-23.2% compiled on 2026-12-01 (66.4 ms a step where 40% is 38.5 ms). This script measures, side by
-side in one process, the parts that could hold it back:
+23.2% compiled on 2026-12-01 (66.4 ms a step where 40% is 38.5 ms), then 38.3% with the loss in the
+compiled graph (``loop-whole``, 40.1 ms; the default since). This script measures, side by side in one
+process, the parts that could hold it back:
 
-- ``loop``: ``pytest_goni.training.train`` as benchmarks/training.py runs it (compiled ``features``,
-  chunked loss, fused AdamW): tokens/s; then more steps of the same model under torch.profiler:
+- ``loop``: ``pytest_goni.training.train`` with ``compile_loss=False`` (compiled ``features``, the
+  eager chunked loss with its Triton kernel, fused AdamW; the loop's default until 2026-12-01):
+  tokens/s; then more steps of the same model under torch.profiler:
   GPU time per step by kind of kernel (matmul, our loss kernel, attention, Inductor's fused kernels,
   optimizer and clipping, other) and GPU busy time against the step's wall time (busy << wall: the
   host or a sync holds the GPU back). ``loop-pad64``: the same with the head padded to 50,304 rows.
-- ``loop-whole``: the loop with ``compile_loss`` (``train(..., compile_loss=True)``): features, head
-  and a torch-only chunked cross-entropy compiled as one graph, so Inductor sees the loss too (no
-  Triton kernel of ours, no eager chunk loop); measured and profiled exactly as ``loop``. Every loop
+- ``loop-whole``: the loop with ``compile_loss`` (``train(..., compile_loss=True)``; the loop's
+  default whenever it compiles since 2026-12-01's H200 rows, 40.1 ms a step against the ``loop``
+  row's 66.6): features, head and a torch-only chunked cross-entropy compiled as one graph, so
+  Inductor sees the loss too (no Triton kernel of ours, no eager chunk loop); measured and profiled
+  exactly as ``loop``. Every loop
   row says how many graphs Dynamo compiled and how many graph breaks it took (``dynamo``; with the
   profiled steps' recompilations, if any): loop-whole should be one graph for GPT-2.
   ``loop-whole-pad64`` (asked for): the same with the head padded to 50,304 rows.

@@ -15,6 +15,12 @@ as the issue's table counts; attention's own T-dependent FLOPs are left out, whi
 attention models at T=4096). The data is an order-1 Markov stream (each token has 4 likely
 successors), so losses fall and a run that learns nothing shows it.
 
+Modes: ``eager`` is ``train(..., compile=False)`` (the eager chunked loss, its Triton chunk kernel on
+CUDA); ``compiled`` is ``train(..., compile=True)`` with the loop's default loss for a compiled run:
+features, head and chunked cross-entropy compiled as one graph (``compile_loss``). Each row's
+``config["loss"]`` says which loss ran (``TrainResult.loss``: after a compile failure, the eager
+fallback's).
+
 ``--ddp-check`` trains one model on 1 GPU and on 2 GPUs (DDP, same seed, same global batch and
 order) and records both loss curves, their largest difference, and the tokens/s ratio. Under
 torchrun (``WORLD_SIZE`` > 1) the ordinary benchmark runs data-parallel over the launched group
@@ -192,7 +198,7 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
                     device=b.device, compile=mode == "compiled", untimed_steps=args.warmup, log_every=64)
         tok_s = res.tokens_per_second
         step_s = res.train_seconds / max(1, args.steps)
-        b.emit({**base, "status": "ok", "config": cfg, "params": n_params,
+        b.emit({**base, "status": "ok", "config": {**cfg, "loss": res.loss}, "params": n_params,
                 "params_non_embedding": model.num_params(embedding=False), "build_s": round(build_s, 2),
                 "tokens_per_s": tok_s, "step_s": step_s, "mfu": 6 * n_params * tok_s / b.meta["matmul_flops"],
                 "first_steps_s": res.first_step_seconds, "warmup_steps": args.warmup, "timed_steps": args.steps,

@@ -85,14 +85,36 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch):
         return call
 
     monkeypatch.setattr(training.torch, "compile", broken)
-    res = run(4, steps=5, compile=True)
+    res = run(4, steps=5, compile=True)  # compile_loss follows compile: the whole forward fails to compile
     assert not res.compiled and res.compile_error == "RuntimeError: backend compiler failed\nsecond line"
+    assert res.loss == "chunked, linear_cross_entropy (eager, torch chunk; features eager)"
     monkeypatch.undo()
     assert res.losses == run(4, steps=5).losses
 
 
 def test_compile_default_is_on_only_for_long_cuda_runs():
-    assert run(4, steps=2).compiled is False  # CPU: never by default
+    res = run(4, steps=2)
+    assert res.compiled is False  # CPU: never by default
+    assert res.loss == "chunked, linear_cross_entropy (eager, Triton chunk kernel on CUDA; features eager)"
+
+
+def test_the_loss_compiles_with_the_features_whenever_the_loop_compiles(monkeypatch):
+    """``compile_loss`` defaults to ``compile``: one compiled function, features + head + loss
+    (the H200's faster step); ``compile_loss=False`` keeps the eager loss beside compiled features."""
+    seen = []
+
+    def record(fn, *a, **k):
+        seen.append(getattr(fn, "__name__", type(fn).__name__))
+        return fn  # run eagerly: which function the loop compiles is the point here
+
+    monkeypatch.setattr(training.torch, "compile", record)
+    res = run(4, steps=3, name="gpt2", compile=True)
+    assert seen == ["model_loss"] and res.compiled
+    assert res.loss == "chunked, compilable_linear_cross_entropy (in one graph with the features)"
+    seen.clear()
+    res = run(4, steps=3, name="gpt2", compile=True, compile_loss=False)
+    assert seen == ["features"] and res.compiled
+    assert res.loss == "chunked, linear_cross_entropy (eager, Triton chunk kernel on CUDA; features compiled)"
 
 
 def test_evaluation_is_timed_apart_and_matches_evaluate_loss():
