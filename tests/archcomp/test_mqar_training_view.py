@@ -45,3 +45,9 @@ def test_the_loops_loss_is_cross_entropy_on_the_scored_positions() -> None:
         by_hand = -(logits.log_softmax(-1)[scored].gather(1, y[scored][:, None])).sum()
     torch.testing.assert_close(ours, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours, by_hand, rtol=1e-5, atol=1e-5)
+    # and the gradients it sends every parameter (the tied table gets the head's and the embedding's)
+    params = list(model.parameters())
+    g_ours = torch.autograd.grad(LossModule(model)(x, y), params)
+    g_want = torch.autograd.grad(F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1), reduction="sum"), params)
+    for a, b in zip(g_ours, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
