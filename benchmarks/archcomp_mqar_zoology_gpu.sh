@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# One lent-GPU call (one H200, ~9 min with setup): MQAR at Zoology fig. 2's own recipe, to settle
+# One lent-GPU call (one H200, ~9 min with setup: T_RUN 420 s of runs): MQAR at Zoology fig. 2's own recipe, to settle
 # whether attention's 1/kv plateau in gpu-quick is a bug or a budget (benchmarks/README.md, "MQAR:
 # is our attention faithful?"). Every run is benchmarks/mqar_curve.py at fig. 2's smallest point and
 # training recipe (HazyResearch/zoology zoology/experiments/paper/figure2.py, train.py, config.py):
 # V 8192, T 64, kv 4, zero filler, 100,000 examples, batch 512, AdamW (wd 0.1, betas 0.9/0.999),
 # no warm-up, no clipping, cosine to 0 over 64 epochs (12,544 steps; Zoology steps it per epoch,
 # ours per step), float32 (Zoology has no autocast), validation every epoch (196 steps), stopping
-# at 0.99 as Zoology's early stopping does. Eight processes share the GPU (launch-bound steps
+# at 0.99 as Zoology's early stopping does. Nine processes share the GPU (launch-bound steps
 # overlap); each is cut at T_RUN s and still writes its curve (marked killed).
 #   cd .dev/<branch> && source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && \
 #     bash benchmarks/archcomp_mqar_zoology_gpu.sh
@@ -20,13 +20,17 @@
 # rope-4x4-*:   the spec's strong baseline as gpu-quick builds it (transformer-rope, d 256, 4 layers
 #               x 4 heads, SwiGLU MLP) at this recipe, lr 4.64e-4 and 2.15e-3: the budget it needs
 # vanilla-4x4:  transformer-vanilla at that shape, lr 4.64e-4
+# gq-v128:      not Zoology's recipe: gpu-quick's own MQAR recipe (batch 128, 450 steps, lr 0.0022,
+#               bf16) for rope 4 x 4 at V 128, where the CPU runs leave the plateau by step ~150 (d 64):
+#               can a one-call gpu-quick judge MQAR at that (smaller, easier) vocabulary?
 # Output: $OUT/archcomp-mqar-zoology.tar.gz (one JSON line per run, logs, versions); a table last.
 set -u
-T_RUN=${T_RUN:-480}
+T_RUN=${T_RUN:-420}
 source "${BASH_SOURCE%/*}/device_out.sh" archcomp-mqar-zoology
 record_env
 Q=${Q:-"--device cuda --V 8192 --T 64 --kv 4 --rnq 0 --n 100000 --batch 512 --steps 12544 --every 196 --stop 0.99
    --wd 0.1 --beta2 0.999 --clip 0 --warmup 0 --min-lr-ratio 0 --fp32"}  # Q: a CPU dry run can shrink it
+GQ=${GQ:-"--device cuda --V 128 --T 64 --kv 4 --rnq 0 --n 100000 --batch 128 --steps 450 --every 50 --stop 0.99"}
 FIG2="--d 64 --layers 2 --heads 1"
 SPEC="--d 256 --layers 4 --heads 4"
 start=$(date +%s)
@@ -42,6 +46,7 @@ run rope-2x1 --backend transformer-rope $FIG2 --no-mlp --lr 0.000464 &
 run rope-4x4-lr4.6e-4 --backend transformer-rope $SPEC --lr 0.000464 &
 run rope-4x4-lr2.2e-3 --backend transformer-rope $SPEC --lr 0.00215 &
 run vanilla-4x4 --backend transformer-vanilla $SPEC --lr 0.000464 &
+Q=$GQ run gq-v128 --backend transformer-rope $SPEC --lr 0.0022 &
 wait
 echo "archcomp mqar zoology wall_s=$(( $(date +%s) - start ))" | tee "$W/rc.txt"
 pack
