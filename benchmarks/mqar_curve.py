@@ -138,8 +138,10 @@ def _variant(r: dict) -> str:
              f"L{r.get('n_layers')}" if r.get("n_layers") != 4 else "",
              f"conv{r['qkv_conv']}" if r.get("qkv_conv") else "", "no-mlp" if r.get("no_mlp") else "",
              "random" if r.get("random_non_queries") else "", f"drop{r['dropout']:g}" if r.get("dropout") else ""]
-    if r.get("weight_decay", 0.1) != 0.1 or r.get("grad_clip", 1.0) != 1.0 or r.get("warmup", 0.1) != 0.1:
+    if r.get("weight_decay", 0.1) != 0.1 or r.get("grad_clip", 1.0) != 1.0 or (r.get("betas") or [0, 0.95])[1] != 0.95:
         parts.append(f"wd{r.get('weight_decay')} clip{r.get('grad_clip')} b2 {(r.get('betas') or [0, 0])[1]}")
+    if r.get("warmup", 0.1) != 0.1:
+        parts.append(f"warm{r['warmup']:g}")
     parts.append("KILLED" if r.get("killed") else "")
     return " ".join(x for x in parts if x) or "-"
 
