@@ -6,7 +6,7 @@
 # V 8192, T 64, kv 4, zero filler, 100,000 examples, batch 512, AdamW (wd 0.1, betas 0.9/0.999),
 # no warm-up, no clipping, cosine to 0 over 64 epochs (12,544 steps; Zoology steps it per epoch,
 # ours per step), float32 (Zoology has no autocast), validation every epoch (196 steps), stopping
-# at 0.99 as Zoology's early stopping does. Twelve processes share the GPU (launch-bound steps
+# at 0.99 as Zoology's early stopping does. Thirteen processes share the GPU (launch-bound steps
 # overlap); each is cut at T_RUN s and still writes its curve (marked killed).
 #   cd .dev/<branch> && source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && \
 #     bash benchmarks/archcomp_mqar_zoology_gpu.sh
@@ -23,10 +23,13 @@
 # gq-v128:      not Zoology's recipe: gpu-quick's own MQAR recipe (batch 128, 450 steps, lr 0.0022,
 #               bf16) for rope 4 x 4 at V 128, where the CPU runs leave the plateau by step ~150 (d 64):
 #               can a one-call gpu-quick judge MQAR at that (smaller, easier) vocabulary?
-# gq-*-warm*:   gpu-quick's recipe with a longer linear warm-up (--warmup N steps; gpu-quick's is 10%,
-#               45 of 450): on CPU at V 256 (d 64, 4 x 4) a 250-step warm-up took rope off the plateau
-#               by step 250-300 where 45 steps kept it there through 450 (README). At V 8192: 450 steps
-#               with 250 of warm-up (the gpu-quick candidate), 2,000 with 1,000; V 1024 with 250 of 450.
+# gq-v8192-s1, -s2: gpu-quick's recipe at its own point (V 8192, 2,000-step schedule), seeds 1 and 2:
+#               on CPU at V 256 the jump off the plateau is a matter of the seed (seeds 1-3 of rope
+#               4 x 4 left it by step ~150-250 where seed 0 stayed through 450; README), and every
+#               H200 run so far was seed 0
+# gq-v1024-s1:  the same at V 1024, 450 steps, seed 1 (seed 0 stayed on the H200)
+# gq-v8192-warm1000: seed 0 with a 1,000-step warm-up of 2,000 (seed 0 at V 256 on CPU left the
+#               plateau with a 250-step warm-up, not with gpu-quick's 45)
 # Output: $OUT/archcomp-mqar-zoology.tar.gz (one JSON line per run, logs, versions); a table last.
 set -u
 T_RUN=${T_RUN:-420}
@@ -51,9 +54,9 @@ run rope-4x4-lr4.6e-4 --backend transformer-rope $SPEC --lr 0.000464 &
 run rope-4x4-lr2.2e-3 --backend transformer-rope $SPEC --lr 0.00215 &
 run vanilla-4x4 --backend transformer-vanilla $SPEC --lr 0.000464 &
 Q=$GQ run gq-v128 --backend transformer-rope $SPEC --lr 0.0022 &
-Q="$GQ --V 8192" run gq-v8192-warm250 --backend transformer-rope $SPEC --lr 0.0022 --warmup 250 &
+for s in 1 2; do Q="$GQ --V 8192 --steps 2000" run gq-v8192-s$s --backend transformer-rope $SPEC --lr 0.0022 --seed $s & done
+Q="$GQ --V 1024" run gq-v1024-s1 --backend transformer-rope $SPEC --lr 0.0022 --seed 1 &
 Q="$GQ --V 8192 --steps 2000" run gq-v8192-warm1000 --backend transformer-rope $SPEC --lr 0.0022 --warmup 1000 &
-Q="$GQ --V 1024" run gq-v1024-warm250 --backend transformer-rope $SPEC --lr 0.0022 --warmup 250 &
 wait
 echo "archcomp mqar zoology wall_s=$(( $(date +%s) - start ))" | tee "$W/rc.txt"
 pack
