@@ -3,12 +3,20 @@
 ``linear_cross_entropy(h, weight, targets)`` is ``F.cross_entropy(h @ weight.T, targets,
 reduction="sum")`` computed a chunk of tokens at a time. The gradients are formed in the same pass
 (the softmax of a chunk is at hand, so d/dlogits = softmax - onehot costs no second matmul for the
-logits): the forward stores d(sum)/dh [N, d] and d(sum)/dweight [V, d] (float32) and the backward
-only scales them by the incoming gradient. Peak extra memory is one chunk's logits instead of
-B x T x V, which at GPT-2's 50,257 tokens and B=16, T=1024 is 3.3 GB of float32 per copy.
+logits): the forward stores d(sum)/dh [N, d] (compute dtype) and d(sum)/dweight [V, d] (summed
+over chunks in float32) and the backward only scales them by the incoming gradient. Peak extra
+memory is one chunk's logits instead of B x T x V, which at GPT-2's 50,257 tokens and B=16, T=1024
+is 3.3 GB of float32 per copy.
 
-Precision follows the caller: under autocast the matmuls run in the autocast dtype (bf16) and the
-softmax in float32, as ``F.cross_entropy(logits.float())`` after an autocast head would.
+Precision follows the caller: under autocast the three matmuls of each chunk (logits, d/dh, d/dW)
+run in the autocast dtype (bf16) with float32 accumulation inside the GEMM, and the softmax in
+float32, as ``F.cross_entropy(logits.float())`` after an autocast head would; only d/dW's sum over
+chunks is a float32 add (tested: every matmul's operands are bf16 under autocast).
+
+Two forms: :func:`linear_cross_entropy`, an eager chunk loop (a Triton kernel per chunk on CUDA),
+and :func:`compilable_linear_cross_entropy`, torch ops only, which ``training.train`` compiles into
+the model's graph whenever it compiles (on the H200, GPT-2 125M, that step is 1.66x the eager
+loss's; benchmarks/README.md, Training).
 
 ``pad_vocab`` (off by default) pads the vocabulary to a multiple of its value with zero rows of the
 weight, so the three head matmuls see leading dimensions that are multiples of 8 elements (GPT-2's

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_goni.losses import (
     _chunk_loss_and_grad,
@@ -206,6 +207,37 @@ def test_compilable_form_under_bf16_autocast_matches_the_default_loss():
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-3)
     for a, b in zip(g_ours, g_theirs):
         assert (a - b).norm() / b.norm() < 1e-2
+
+
+class _MatmulDtypes(TorchDispatchMode):
+    """Records (phase, operand dtypes) of every matmul dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase, self.seen = "forward", []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm):
+            self.seen.append((self.phase, tuple(a.dtype for a in args if isinstance(a, torch.Tensor))))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("form", [linear_cross_entropy, compilable_linear_cross_entropy])
+def test_under_bf16_autocast_every_head_matmul_runs_in_bf16(form):
+    """The eager loss's three matmuls per chunk (logits, d/dh, d/dW) take bf16 operands under
+    autocast, as the compilable form's do; only d/dW's sum over chunks is float32, and the backward
+    runs no matmul (it scales the stored gradients). Checked because a reading of the H200 profile
+    (2026-12-01) had d/dW as a float32 GEMM: it is not (benchmarks/README.md, Training)."""
+    h, w, t = case(64, 32, 500, torch.float32, seed=14)
+    t[t == IGNORE] = 0  # every row scored: the CPU's eager form would leave unscored rows out
+    rec = _MatmulDtypes()
+    with rec:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = form(h, w, t, chunk=16)
+        rec.phase = "backward"
+        out.backward()
+    assert rec.seen == [("forward", (torch.bfloat16, torch.bfloat16))] * 3 * 4  # 3 per chunk, 4 chunks
+    assert h.grad.dtype == w.grad.dtype == torch.float32
 
 
 @pytest.mark.slow  # one Inductor compilation on the CPU: ~10 s cold (C++ build), ~2 s from its cache
