@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One lent-GPU call (about 7 minutes, one H200 is enough) for issue 13's missed training targets
 # (benchmarks/train_profile.py):
-#   1. GPT-2 125M, B 16, T 1024: the loop (as benchmarks/training.py runs it, compiled) and the loop with
-#      the head padded to 50,304 rows, and the loop with the loss compiled in the model's graph
+#   1. GPT-2 125M, B 16, T 1024: the loop with the eager loss beside compiled features (loop), the same with
+#      the head padded to 50,304 rows, and the loop's compiled default, the loss in the model's graph
 #      (loop-whole), each with GPU time per step by kernel kind under torch.profiler;
 #      the loss alone (padded or not); the compiled features alone; a plain nanoGPT-style step and
 #      transformers' GPT-2 whole-model-compiled beside them.                          (T_PROFILE s)
