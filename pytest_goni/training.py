@@ -91,6 +91,7 @@ class TrainResult:
     loss: str = ""  # which loss ran (LossModule.describe), after any fallback
     world_size: int = 1  # processes (GPUs on CUDA) that trained the model together
     devices: list[str] = field(default_factory=list)
+    stopped_at: int | None = None  # the step whose evaluation reached ``stop_at`` (None: ran every step)
 
     @property
     def tokens_per_second(self) -> float:
@@ -281,12 +282,16 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
           rank: int = 0, world: int = 1, tokens_per_step: int | None = None,
           check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
           eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
-          log_every: int = 16, untimed_steps: int = 1, compile_loss: bool = False) -> TrainResult:
+          log_every: int = 16, untimed_steps: int = 1, compile_loss: bool = False,
+          stop_at: float | None = None) -> TrainResult:
     """The loop itself (see :func:`train` for the arguments).
 
     Rank ``r`` of ``world`` trains on rows ``[r*B/world, (r+1)*B/world)`` of each global batch; the
     summed loss is scaled by ``world / scored targets of the global batch`` so that DDP's gradient
     average is the single-process mean-loss gradient."""
+    if stop_at is not None and (world > 1 or evaluate is None or eval_every < 1):
+        raise ValueError("stop_at needs an evaluate function, eval_every >= 1 and a single process "
+                         "(only rank 0 evaluates)")
     model.train()
     compiled = compile
     base = LossModule(model, compile=compiled, compile_loss=compile_loss)
@@ -341,6 +346,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
         return False
 
     done = False
+    reached: int | None = None
     for step in range(steps):
         if check is not None:
             check()
@@ -384,6 +390,9 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
                 evals.append((step + 1, evaluate(model)))
             model.train()
             eval_s += time.perf_counter() - t_eval
+            if stop_at is not None and evals[-1][1] >= stop_at:
+                reached = step + 1
+                break
     if not done:
         stopped(reads.flush(final=True))
     _sync(device)
@@ -392,7 +401,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
     return TrainResult(losses, lrs[:n], norms, n, tps * n, train_s, evals,
                        timed_tokens=tps * max(0, ran - untimed), first_step_seconds=first_s,
                        compiled=compiled, compile_error=compile_error, loss=base.describe(), world_size=world,
-                       devices=[str(device)])
+                       devices=[str(device)], stopped_at=reached)
 
 
 def train(
@@ -412,6 +421,7 @@ def train(
     untimed_steps: int = 1,
     gpus: int = 1,
     compile_loss: bool | None = None,
+    stop_at: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` steps on ``batch_fn(step) -> (inputs, targets)``.
 
@@ -431,6 +441,11 @@ def train(
     against 66.6 ms a step with the loss eager); False keeps the eager chunked loss beside compiled
     features. A failed compilation falls back to eager torch and the eager loss, as ``compile`` does;
     ``TrainResult.loss`` says which loss ran.
+    ``stop_at``: early stopping (Zoology's: stop once validation accuracy exceeds 0.99): the run ends
+    after the first evaluation whose value is at least ``stop_at`` (``TrainResult.stopped_at`` is
+    that step, ``steps`` the steps run). The schedule is still laid out for ``steps`` (or
+    ``schedule_steps``), so the steps run are the same steps the full run takes. Needs ``evaluate``,
+    ``eval_every`` and one process.
     """
     if steps < 1:
         raise ValueError(f"a training run needs at least one step (got {steps})")
@@ -441,9 +456,11 @@ def train(
         compile_loss = compile
     kw = dict(tokens_per_step=tokens_per_step, evaluate=evaluate, eval_every=eval_every,
               schedule_steps=schedule_steps, compile=compile, log_every=log_every,
-              untimed_steps=untimed_steps, compile_loss=compile_loss)
+              untimed_steps=untimed_steps, compile_loss=compile_loss, stop_at=stop_at)
     from pytest_goni import distributed
 
+    if stop_at is not None and (gpus > 1 or distributed.launched_by_torchrun()):
+        raise ValueError("stop_at is single-process only (rank 0 alone evaluates, so the ranks could not agree)")
     if distributed.launched_by_torchrun():
         return distributed.train_in_group(model, batch_fn, steps, cfg, run_loop=run_loop, check=check, **kw)
     if gpus > 1:

@@ -26,12 +26,20 @@ Order of work:
    many models above chance lie on the accuracy / training-time Pareto front (more than one: a
    trade-off).
 
+``stop_at: a`` (with ``eval_every``) is Zoology's early stopping: each run ends at the first
+evaluation whose validation accuracy is at least ``a``, on the same data in the same order and
+under the same learning-rate schedule as the full run (the schedule is laid out for ``steps``), so
+a stopped run is the full run's first steps. The accuracies are scored after the last step run, as
+without it; ``M.steps_run`` (per seed) and ``M.train_seconds`` are what the run spent, and the
+step each seed reached ``a`` is in their meta (``stopped_at``, None: never).
+
 ``label_shift: k`` moves every label k positions later: the public repository's flip-flop bug, on
 purpose, for the tests that a mislabelled task is reported INVALID.
 
 Keys: ``task.oracle_accuracy task.majority_accuracy task.chance task.aligned task.valid
 task.baseline_accuracy``; per model ``M.accuracy M.accuracy_<set> M.accuracy_len<f> M.seq_accuracy
-M.train_seconds M.params M.state_bytes M.best_lr M.final_loss``; ``ranking.kendall_tau
+M.train_seconds M.params M.state_bytes M.best_lr M.final_loss`` (and ``M.steps_run`` with
+``stop_at``); ``ranking.kendall_tau
 ranking.disagreements pareto_size models_valid``.
 """
 
@@ -88,6 +96,10 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "eval_every": {"type": "integer", "minimum": 0,
                    "description": "validation accuracy every this many steps (0: only at the end); the "
                                   "curve is kept in each model's accuracy meta (val_curve)"},
+    "stop_at": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                "description": "early stopping (Zoology's, at 0.99): a run ends at the first evaluation "
+                               "(every eval_every steps) whose validation accuracy is at least this; "
+                               "M.steps_run and M.train_seconds say what it spent (default: every step)"},
 }, required=("task",))
 
 #: Evaluation batch rows (inference only; small enough for 8k-vocabulary heads on a GPU).
@@ -110,6 +122,9 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     except TaskError as e:
         raise ValueError(str(e)) from None
     _check_refs(params)
+    if "stop_at" in params and int(params.get("eval_every", 0)) < 1:
+        raise ValueError("stop_at needs eval_every >= 1 (the validation accuracy it stops on is "
+                         "measured every eval_every steps)")
     units = {f"task.{k}": "" for k in ("oracle_accuracy", "majority_accuracy", "chance", "aligned", "valid")}
     if "baseline" in params:
         units["task.baseline_accuracy"] = ""
@@ -118,6 +133,8 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     for m in params["models"]:
         units.update({f"{m}.{k}": "" for k in per})
         units.update({f"{m}.train_seconds": "s", f"{m}.state_bytes": "B"})
+        if "stop_at" in params:
+            units[f"{m}.steps_run"] = ""
     units.update({"pareto_size": "", "models_valid": ""})
     if "expected_ranking" in params:
         units.update({"ranking.kendall_tau": "", "ranking.disagreements": ""})
@@ -336,6 +353,7 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
     runs: dict[float, list[dict[str, Any]]] = {}
     max_len = task.seq_len(max([1, *_factors(params)]))
     every = int(params.get("eval_every", 0))
+    stop_at = float(params["stop_at"]) if "stop_at" in params else None
     for lr in lrs:
         cfg = OptimConfig(lr=lr, warmup=float(params.get("warmup", 0.1)),
                           weight_decay=float(params.get("weight_decay", 0.1)),
@@ -348,12 +366,13 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
             t0 = time.perf_counter()
             res = train(model, batches, steps, cfg, device=ctx.device, compile=bool(params.get("compile", False)),
                         check=step_check(ctx, f"{name} lr {lr:g} seed {seed}", steps, times=2),
-                        evaluate=evaluator if every else None, eval_every=every)
+                        evaluate=evaluator if every else None, eval_every=every, stop_at=stop_at)
             seconds = time.perf_counter() - t0 - evaluator.seconds  # training only
             run = {"lr": lr, "seed": seed, "seconds": seconds, "final_loss": res.final_loss,
                    "val": scores(predict_scored(model, sets.val, ctx.device), sets.val)[0],
-                   "epochs": batches.epochs_for(res.steps)}
-            run["val_curve"] = [[s, round(a, 4)] for s, a in res.eval_points] + [[res.steps, round(run["val"], 4)]]
+                   "epochs": batches.epochs_for(res.steps), "steps_run": res.steps, "stopped_at": res.stopped_at}
+            run["val_curve"] = [[s, round(a, 4)] for s, a in res.eval_points if s < res.steps]
+            run["val_curve"].append([res.steps, round(run["val"], 4)])
             run["accuracy"], run["seq_accuracy"] = scores(predict_scored(model, sets.test, ctx.device), sets.test)
             for key, (_, data) in sets.extra.items():
                 run[key] = scores(predict_scored(model, data, ctx.device), data)[0]
@@ -361,6 +380,8 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
             run["state_bytes"] = state_bytes(model, sets.test, ctx.device)
             ctx.log(f"{name} lr {lr:g} seed {seed}: val {run['val']:.3f} test {run['accuracy']:.3f} "
                     f"loss {res.final_loss:.3f} in {seconds:.1f} s"
+                    + (f" ({res.steps} of {steps} steps: validation reached {stop_at:g})"
+                       if res.stopped_at is not None else "")
                     + (f"; val by step {' '.join(f'{s}:{a:.2f}' for s, a in run['val_curve'])}" if every else ""))
             runs.setdefault(lr, []).append(run)
             del model
@@ -386,6 +407,13 @@ def _model_metrics(name: str, r: dict[str, Any], task: Task, params: dict[str, A
                                         epochs=r.get("epochs"), val_curve=r.get("val_curve"))
     out[f"{name}.train_seconds"] = Metric.of(r.get("seconds", nan), "s", note="wall time of each seed's "
                                              "training run at the chosen lr", **meta, **flag)
+    if "stop_at" in params:
+        reached = {str(s): v for s, v in zip(params.get("seeds", [0]), r.get("stopped_at", []))}
+        out[f"{name}.train_seconds"].meta["stopped_at"] = reached
+        out[f"{name}.steps_run"] = Metric.of(r.get("steps_run", nan), "", note=f"steps of each seed's run at the "
+                                             f"chosen lr; stops at validation accuracy >= {params['stop_at']:g}, "
+                                             f"evaluated every {params['eval_every']} of {params.get('steps', 1000)}"
+                                             " steps", stopped_at=reached, **meta, **flag)
     out[f"{name}.best_lr"] = Metric.scalar(r.get("best_lr", math.nan), "", exact=True, **meta, **flag)
     out[f"{name}.params"] = Metric.scalar(r.get("params", nan)[0], "", exact=True, **meta, **flag)
     out[f"{name}.state_bytes"] = Metric.scalar(r.get("state_bytes", nan)[0], "B", exact=True,

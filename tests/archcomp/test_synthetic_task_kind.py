@@ -117,3 +117,41 @@ def test_each_seed_starts_from_its_own_weights(tmp_path) -> None:
     a0, a1, b0 = weights(0), weights(1), weights(0)
     assert all((x == y).all() for x, y in zip(a0, b0))
     assert any(not (x == y).all() for x, y in zip(a0, a1))
+
+
+def test_stop_at_ends_each_run_at_the_first_validation_level_and_records_it(tmp_path, monkeypatch) -> None:
+    """``stop_at`` (Zoology's early stopping): every run ends at the first evaluation at or above the
+    level (a scripted validation accuracy, reached at the second evaluation: step 4 of 8); the steps
+    run and the step reached are reported per seed; without ``stop_at`` nothing of that appears."""
+    from pytest_goni.context import MeasureContext
+    from pytest_goni.measurements import synthetic_task
+    from pytest_goni.registry import load_builtins
+
+    load_builtins()
+    script = [0.5, 0.95, 0.97]  # each run's evaluations (a fresh evaluator per run)
+
+    def scripted(self, model) -> float:
+        self.calls = getattr(self, "calls", 0) + 1
+        return script[self.calls - 1] if stop else 0.5
+
+    monkeypatch.setattr(synthetic_task._ValAccuracy, "__call__", scripted)
+    models = {"lstm": {"backend": "lstm", "d_model": 8, "n_layers": 1}}
+    ctx = MeasureContext("t", "m", "cpu", "cpu", {}, models, tmp_path / "s.yaml", tmp_path)
+    params = {"task": "flip_flop", "task_params": {"seq_len": 16}, "models": ["lstm"], "steps": 8,
+              "batch_size": 4, "train_examples": 16, "val_examples": 8, "test_examples": 16, "lrs": [0.01],
+              "seeds": [0, 1], "cpu_threads": 1, "plot": False, "eval_every": 2}
+    stop = True
+    out = synthetic_task.measure_synthetic_task(ctx, {**params, "stop_at": 0.9})
+    assert out["lstm.steps_run"].samples == [4.0, 4.0]
+    assert out["lstm.steps_run"].meta["stopped_at"] == {"0": 4, "1": 4}
+    assert out["lstm.train_seconds"].meta["stopped_at"] == {"0": 4, "1": 4}
+    curve = out["lstm.accuracy"].meta["val_curve"]
+    assert [s for s, _ in curve["0"]] == [2, 4] and curve["0"][0][1] == 0.5  # the last point: the real final val
+    assert 0 <= out["lstm.accuracy"].value() <= 1
+    assert set(out) == set(synthetic_task.metric_units({**params, "stop_at": 0.9}))
+    stop = False
+    plain = synthetic_task.measure_synthetic_task(ctx, params)
+    assert "lstm.steps_run" not in plain and "stopped_at" not in plain["lstm.train_seconds"].meta
+    assert [s for s, _ in plain["lstm.accuracy"].meta["val_curve"]["0"]] == [2, 4, 6, 8]
+    with pytest.raises(ValueError, match="stop_at needs eval_every"):
+        synthetic_task.metric_units({**params, "eval_every": 0, "stop_at": 0.9})

@@ -159,3 +159,35 @@ def test_compile_loss_traces_one_graph_and_stays_bit_for_bit_reproducible(monkey
     eager = run(4, steps=4, name="gpt2")
     torch.testing.assert_close(first.losses, eager.losses, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(first.grad_norms, eager.grad_norms, rtol=1e-4, atol=1e-6)
+
+
+class Scripted:
+    """A stub ``evaluate``: the next of a scripted list of validation accuracies per call."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values, self.calls = list(values), 0
+
+    def __call__(self, model: torch.nn.Module) -> float:
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+def test_stop_at_ends_the_run_at_the_first_evaluation_that_reaches_it():
+    """Early stopping: the run stops after the first evaluation at or above ``stop_at`` (step 6 of
+    12, evaluated every 2), and the steps it ran are exactly the full run's first steps (same data,
+    same order, same schedule); without ``stop_at`` the run is the one it always was."""
+    full = run(4, steps=12, evaluate=Scripted([0.5, 0.98, 0.99, 1.0, 1.0]), eval_every=2)
+    plain = run(4, steps=12)
+    stop = run(4, steps=12, evaluate=Scripted([0.5, 0.98, 0.99, 1.0, 1.0]), eval_every=2, stop_at=0.99)
+    assert full.stopped_at is None and full.steps == 12 and [s for s, _ in full.eval_points] == [2, 4, 6, 8, 10]
+    assert plain.losses == full.losses and plain.lrs == full.lrs  # evaluating changes nothing either
+    assert stop.stopped_at == 6 and stop.steps == 6 and stop.eval_points == [(2, 0.5), (4, 0.98), (6, 0.99)]
+    assert stop.losses == full.losses[:6] and stop.lrs == full.lrs[:6] and stop.grad_norms == full.grad_norms[:6]
+    assert stop.tokens == 6 * 4 * 32
+    never = run(4, steps=12, evaluate=Scripted([0.5] * 5), eval_every=2, stop_at=0.99)
+    assert never.stopped_at is None and never.losses == full.losses
+
+
+def test_stop_at_needs_an_evaluation():
+    with pytest.raises(ValueError, match="stop_at needs an evaluate function"):
+        run(4, steps=2, stop_at=0.99)
