@@ -26,10 +26,10 @@ Order of work:
    many models above chance lie on the accuracy / training-time Pareto front (more than one: a
    trade-off).
 
-``stop_at: a`` (with ``eval_every``) is Zoology's early stopping: each run ends at the first
-evaluation whose validation accuracy is at least ``a``, on the same data in the same order and
-under the same learning-rate schedule as the full run (the schedule is laid out for ``steps``), so
-a stopped run is the full run's first steps. The accuracies are scored after the last step run, as
+``stop_at: a`` (with ``eval_every``; 0, the default, is off) is Zoology's early stopping: each run
+ends at the first evaluation whose validation accuracy is at least ``a``, on the same data in the
+same order and under the same learning-rate schedule as the full run (the schedule is laid out for
+``steps``), so a stopped run is the full run's first steps. The accuracies are scored after the last step run, as
 without it; ``M.steps_run`` (per seed) and ``M.train_seconds`` are what the run spent, and the
 step each seed reached ``a`` is in their meta (``stopped_at``, None: never).
 
@@ -96,10 +96,11 @@ SCHEMA: dict[str, Any] = named_models_schema({
     "eval_every": {"type": "integer", "minimum": 0,
                    "description": "validation accuracy every this many steps (0: only at the end); the "
                                   "curve is kept in each model's accuracy meta (val_curve)"},
-    "stop_at": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+    "stop_at": {"type": "number", "minimum": 0, "maximum": 1,
                 "description": "early stopping (Zoology's, at 0.99): a run ends at the first evaluation "
                                "(every eval_every steps) whose validation accuracy is at least this; "
-                               "M.steps_run and M.train_seconds say what it spent (default: every step)"},
+                               "M.steps_run and M.train_seconds say what it spent (0, the default: every "
+                               "step, so a profile can turn it off)"},
 }, required=("task",))
 
 #: Evaluation batch rows (inference only; small enough for 8k-vocabulary heads on a GPU).
@@ -108,6 +109,12 @@ EVAL_ROWS = 256
 
 def _factors(params: dict[str, Any]) -> list[int]:
     return [int(f) for f in params.get("length_factors", [])]
+
+
+def stop_level(params: dict[str, Any]) -> float | None:
+    """The validation accuracy that ends a run early (``stop_at``; None when absent or 0: off)."""
+    level = float(params.get("stop_at", 0))
+    return level if level > 0 else None
 
 
 def build_task(params: dict[str, Any]) -> Task:
@@ -122,7 +129,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     except TaskError as e:
         raise ValueError(str(e)) from None
     _check_refs(params)
-    if "stop_at" in params and int(params.get("eval_every", 0)) < 1:
+    if stop_level(params) is not None and int(params.get("eval_every", 0)) < 1:
         raise ValueError("stop_at needs eval_every >= 1 (the validation accuracy it stops on is "
                          "measured every eval_every steps)")
     units = {f"task.{k}": "" for k in ("oracle_accuracy", "majority_accuracy", "chance", "aligned", "valid")}
@@ -133,7 +140,7 @@ def metric_units(params: dict[str, Any]) -> dict[str, str]:
     for m in params["models"]:
         units.update({f"{m}.{k}": "" for k in per})
         units.update({f"{m}.train_seconds": "s", f"{m}.state_bytes": "B"})
-        if "stop_at" in params:
+        if stop_level(params) is not None:
             units[f"{m}.steps_run"] = ""
     units.update({"pareto_size": "", "models_valid": ""})
     if "expected_ranking" in params:
@@ -353,7 +360,7 @@ def _train_model(ctx: Any, params: dict[str, Any], task: Task, sets: _Sets, name
     runs: dict[float, list[dict[str, Any]]] = {}
     max_len = task.seq_len(max([1, *_factors(params)]))
     every = int(params.get("eval_every", 0))
-    stop_at = float(params["stop_at"]) if "stop_at" in params else None
+    stop_at = stop_level(params)
     for lr in lrs:
         cfg = OptimConfig(lr=lr, warmup=float(params.get("warmup", 0.1)),
                           weight_decay=float(params.get("weight_decay", 0.1)),
@@ -407,7 +414,7 @@ def _model_metrics(name: str, r: dict[str, Any], task: Task, params: dict[str, A
                                         epochs=r.get("epochs"), val_curve=r.get("val_curve"))
     out[f"{name}.train_seconds"] = Metric.of(r.get("seconds", nan), "s", note="wall time of each seed's "
                                              "training run at the chosen lr", **meta, **flag)
-    if "stop_at" in params:
+    if stop_level(params) is not None:
         reached = {str(s): v for s, v in zip(params.get("seeds", [0]), r.get("stopped_at", []))}
         out[f"{name}.train_seconds"].meta["stopped_at"] = reached
         out[f"{name}.steps_run"] = Metric.of(r.get("steps_run", nan), "", note=f"steps of each seed's run at the "

@@ -153,5 +153,6 @@ def test_stop_at_ends_each_run_at_the_first_validation_level_and_records_it(tmp_
     plain = synthetic_task.measure_synthetic_task(ctx, params)
     assert "lstm.steps_run" not in plain and "stopped_at" not in plain["lstm.train_seconds"].meta
     assert [s for s, _ in plain["lstm.accuracy"].meta["val_curve"]["0"]] == [2, 4, 6, 8]
+    assert set(synthetic_task.metric_units({**params, "stop_at": 0})) == set(plain)  # 0: off (a profile's value)
     with pytest.raises(ValueError, match="stop_at needs eval_every"):
         synthetic_task.metric_units({**params, "eval_every": 0, "stop_at": 0.9})
