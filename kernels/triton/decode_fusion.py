@@ -10,6 +10,20 @@ import triton.language as tl
 
 
 @triton.jit
+def _normed_row(z, o, m, w_ptr, b_ptr, D, eps, HAS_W: tl.constexpr, HAS_B: tl.constexpr, LAYER: tl.constexpr):
+    """RMSNorm (LayerNorm when LAYER) of one float32 row z [BD] (entries past D masked by m), times the
+    weight and plus the bias when given: the norm both the add+norm kernel and the GEMV prologue use."""
+    if LAYER:
+        z = tl.where(m, z - tl.sum(z, 0) / D, 0.0)
+    z = z * tl.rsqrt(tl.sum(z * z, 0) / D + eps)
+    if HAS_W:
+        z = z * tl.load(w_ptr + o, mask=m, other=0.0).to(tl.float32)
+    if HAS_B:
+        z = z + tl.load(b_ptr + o, mask=m, other=0.0).to(tl.float32)
+    return z
+
+
+@triton.jit
 def _add_norm_kernel(x_ptr, r_ptr, w_ptr, b_ptr, h_ptr, y_ptr, sx, sr, D, eps,
                      HAS_R: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, LAYER: tl.constexpr,
                      BD: tl.constexpr):
@@ -24,13 +38,7 @@ def _add_norm_kernel(x_ptr, r_ptr, w_ptr, b_ptr, h_ptr, y_ptr, sx, sr, D, eps,
         y = h.to(tl.float32)
     else:
         y = x.to(tl.float32)
-    if LAYER:
-        y = tl.where(m, y - tl.sum(y, 0) / D, 0.0)
-    y = y * tl.rsqrt(tl.sum(y * y, 0) / D + eps)
-    if HAS_W:
-        y = y * tl.load(w_ptr + o, mask=m, other=0.0).to(tl.float32)
-    if HAS_B:
-        y = y + tl.load(b_ptr + o, mask=m, other=0.0).to(tl.float32)
+    y = _normed_row(y, o, m, w_ptr, b_ptr, D, eps, HAS_W, HAS_B, LAYER)
     tl.store(y_ptr + row * D + o, y.to(y_ptr.dtype.element_ty), mask=m)
 
 
@@ -98,13 +106,7 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, 
             z = h.to(tl.float32)
         else:
             z = x.to(tl.float32)
-        if LAYER:
-            z = tl.where(mk, z - tl.sum(z, 0) / K, 0.0)
-        z = z * tl.rsqrt(tl.sum(z * z, 0) / K + eps)
-        if HAS_NW:
-            z = z * tl.load(nw_ptr + ok, mask=mk, other=0.0).to(tl.float32)
-        if HAS_NB:
-            z = z + tl.load(nb_ptr + ok, mask=mk, other=0.0).to(tl.float32)
+        z = _normed_row(z, ok, mk, nw_ptr, nb_ptr, K, eps, HAS_NW, HAS_NB, LAYER)
     else:
         a = x.to(tl.float32)
         z = a / (1.0 + tl.exp(-a)) * tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0).to(tl.float32)
