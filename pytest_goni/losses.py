@@ -54,17 +54,49 @@ def chunk_tokens(vocab: int, n_tokens: int, elements: int = CHUNK_ELEMENTS) -> i
     return min(n, max(1, n_tokens))
 
 
+def _scored_loss(x: Tensor, targets: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(summed CE of the float logits x [n, V] on scored rows, log-sum-exp per row, scored mask,
+    targets with unscored rows sent to 0): the part both chunk forms share."""
+    valid = targets != ignore_index
+    safe = torch.where(valid, targets, torch.zeros_like(targets))
+    lse = torch.logsumexp(x, dim=-1)
+    picked = x.gather(1, safe[:, None])[:, 0]
+    return ((lse - picked) * valid).sum(), lse, valid, safe
+
+
+def _padded_head(weight: Tensor, dtype: torch.dtype, vocab_padded: int) -> Tensor:
+    """The head in the compute dtype with zero rows appended up to ``vocab_padded``."""
+    wc = weight.to(dtype)
+    if vocab_padded > wc.shape[0]:
+        wc = torch.cat([wc, wc.new_zeros(vocab_padded - wc.shape[0], wc.shape[1])])
+    return wc
+
+
+def _scaled_grads(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """The backward of both forms: the forward's d/dh and d/dW scaled by the incoming gradient."""
+    grad_h, grad_w = ctx.saved_tensors
+    gh = (grad_h * grad_out).to(ctx.dtypes[0]) if grad_h is not None else None
+    gw = (grad_w * grad_out).to(ctx.dtypes[1]) if grad_w is not None else None
+    return gh, gw
+
+
+def _rows(h: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
+    """h [..., d] and targets [...] as [N, d] and [N], and the compute dtype (autocast's when on)."""
+    d = h.shape[-1]
+    h2, t2 = h.reshape(-1, d), targets.reshape(-1)
+    if h2.shape[0] != t2.shape[0]:
+        raise ValueError(f"{h2.shape[0]} hidden rows but {t2.shape[0]} targets")
+    dev = h.device.type
+    return h2, t2, torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+
+
 def _chunk_loss_and_grad(logits: Tensor, targets: Tensor, ignore_index: int, grad_dtype: torch.dtype | None
                          ) -> tuple[Tensor, Tensor | None]:
     """Summed CE of one chunk's logits [n, V] (any float dtype) and, when ``grad_dtype`` is given,
     d(sum)/dlogits = (softmax - onehot) on scored rows, in ``grad_dtype``. The torch reference of
     the Triton kernel; written in place on one float32 copy of the logits."""
     x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 softmax (fp64 kept)
-    valid = targets != ignore_index
-    safe = torch.where(valid, targets, torch.zeros_like(targets))
-    lse = torch.logsumexp(x, dim=-1)
-    picked = x.gather(1, safe[:, None])[:, 0]
-    loss = ((lse - picked) * valid).sum()
+    loss, lse, valid, safe = _scored_loss(x, targets, ignore_index)
     if grad_dtype is None:
         return loss, None
     keep = valid.to(x.dtype)[:, None]
@@ -98,10 +130,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int,  # type: ignore[override]
                 chunk: int, dtype: torch.dtype, chunk_fn: Callable, vocab_padded: int) -> Tensor:
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        hc, wc = h.to(dtype), weight.to(dtype)
-        vocab = wc.shape[0]
-        if vocab_padded > vocab:  # zero rows: padded logits are 0, cut off before the softmax
-            wc = torch.cat([wc, wc.new_zeros(vocab_padded - vocab, wc.shape[1])])
+        # zero-padded head rows: their logits are 0 and cut off before the softmax
+        hc, wc, vocab = h.to(dtype), _padded_head(weight, dtype, vocab_padded), weight.shape[0]
         n = hc.shape[0]
         acc = torch.promote_types(dtype, torch.float32)
         total = torch.zeros((), device=h.device, dtype=acc)
@@ -128,10 +158,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
-        gh = (grad_h * grad_out).to(ctx.dtypes[0]) if grad_h is not None else None
-        gw = (grad_w * grad_out).to(ctx.dtypes[1]) if grad_w is not None else None
-        return gh, gw, None, None, None, None, None, None
+        return *_scaled_grads(ctx, grad_out), None, None, None, None, None, None
 
 
 def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100,
@@ -147,10 +174,7 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     over float32 logits, a fifth of a GPT-2 125M step). ``pad_vocab``: pad the head's rows to a
     multiple of this (None: :data:`DEFAULT_PAD_VOCAB`; 0: none); the result is the same.
     """
-    d = h.shape[-1]
-    h2, t2 = h.reshape(-1, d), targets.reshape(-1)
-    if h2.shape[0] != t2.shape[0]:
-        raise ValueError(f"{h2.shape[0]} hidden rows but {t2.shape[0]} targets")
+    h2, t2, dtype = _rows(h, targets)
     dev = h.device.type
     if dev == "cpu" and targets.device.type == "cpu":
         # Unscored rows add 0 to the loss and its gradients: leave them out of the matmuls (a
@@ -159,7 +183,6 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
         keep = t2 != ignore_index
         if not bool(keep.all()):
             h2, t2 = h2[keep], t2[keep]
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     n = chunk or chunk_tokens(weight.shape[0], h2.shape[0])
     if fused is None:
         fused = h.is_cuda and dtype != torch.float64 and triton_available()
@@ -179,11 +202,7 @@ def _chunk_loss_and_grad_pointwise(logits: Tensor, targets: Tensor, ignore_index
     cols = torch.arange(x.shape[1], device=x.device)[None, :]
     if x.shape[1] > vocab:
         x = x.masked_fill(cols >= vocab, float("-inf"))
-    valid = targets != ignore_index
-    safe = torch.where(valid, targets, torch.zeros_like(targets))
-    lse = torch.logsumexp(x, dim=-1)
-    picked = x.gather(1, safe[:, None])[:, 0]
-    loss = ((lse - picked) * valid).sum()
+    loss, lse, valid, safe = _scored_loss(x, targets, ignore_index)
     keep = valid.to(x.dtype)[:, None]
     grad = ((x - lse[:, None]).exp() - (cols == safe[:, None]).to(x.dtype)) * keep
     return loss, grad.to(grad_dtype)
@@ -199,10 +218,8 @@ class _CompilableLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int,  # type: ignore[override]
                 chunk: int, dtype: torch.dtype, vocab_padded: int) -> Tensor:
-        hc, wc = h.to(dtype), weight.to(dtype)
-        vocab = wc.shape[0]
-        if vocab_padded > vocab:  # zero rows: aligned matmuls, the padded columns masked in the softmax
-            wc = torch.cat([wc, wc.new_zeros(vocab_padded - vocab, wc.shape[1])])
+        # zero-padded head rows: aligned matmuls, the padded columns masked in the softmax
+        hc, wc, vocab = h.to(dtype), _padded_head(weight, dtype, vocab_padded), weight.shape[0]
         acc = torch.promote_types(dtype, torch.float32)
         total = torch.zeros((), device=h.device, dtype=acc)
         grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc)
@@ -221,9 +238,7 @@ class _CompilableLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
-        return ((grad_h * grad_out).to(ctx.dtypes[0]), (grad_w * grad_out).to(ctx.dtypes[1]),
-                None, None, None, None, None)
+        return *_scaled_grads(ctx, grad_out), None, None, None, None, None
 
 
 def compilable_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100,
@@ -237,12 +252,8 @@ def compilable_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, 
     B 16 T 1024, a 40.1 ms step against 66.6 ms with :func:`linear_cross_entropy` eager beside the
     compiled features). Without grad mode it only scores. Eager, it runs the same ops (slower than
     the fused path)."""
-    d = h.shape[-1]
-    h2, t2 = h.reshape(-1, d), targets.reshape(-1)
-    if h2.shape[0] != t2.shape[0]:
-        raise ValueError(f"{h2.shape[0]} hidden rows but {t2.shape[0]} targets")
+    h2, t2, dtype = _rows(h, targets)
     dev = h.device.type
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     n = chunk or chunk_tokens(weight.shape[0], h2.shape[0], CHUNK_ELEMENTS)
     vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
     with torch.autocast(dev, enabled=False):
