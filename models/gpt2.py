@@ -10,6 +10,15 @@ Two counts are reported for every config, because they differ:
 
 :func:`match_gpt2_config` finds the GPT-2 shape whose true count is nearest a target (total or
 non-embedding), for the V5 seed's "parameter-matched comparisons".
+
+Training runs :meth:`GPT2Backend.train_features`, a plain nanoGPT-style forward over the SAME
+parameters as transformers' module (so HF weights, ``forward``, ``features``, evaluation and the
+decode paths are unchanged): one qkv matmul, ``F.scaled_dot_product_attention(is_causal=True)``,
+tanh GELU, the module's own LayerNorms, learned positions and dropout modules. Its values and
+gradients equal transformers' forward (float64: to rounding, tested), and ``training.train`` uses it
+for GPT-2 unless ``plain_forward=False``. Why: on the H200 transformers' GPT-2 compiled whole
+reached 38.1% MFU where a plain GPT of the same shape (with a padded vocabulary) reached 45.8%
+(benchmarks/README.md, Training); this path takes the module's plumbing out of the comparison.
 """
 
 from __future__ import annotations
@@ -143,6 +152,40 @@ class GPT2Backend(ModelContract, nn.Module):
         self._check_len(tokens.shape[1])
         return self.hf(input_ids=tokens, use_cache=False).logits
 
+    def train_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> the final LayerNorm's hidden states [B, T, d]: :meth:`features` written
+        plainly (nanoGPT's block) over transformers' parameters, what ``training.train`` runs.
+
+        Each Conv1D (weight [d_in, d_out]) is applied as ``F.linear(x, weight.t(), bias)``, which
+        ATen lowers to ``addmm(bias, x2d, weight)``: one GEMM on the weight as stored, no copy, the
+        bias fused, i.e. the same cuBLAS call as transformers' Conv1D. nanoGPT's [d_out, d_in] layout
+        would need a transposed copy of every weight per step, and buys nothing: a linear layer's
+        forward, input-gradient and weight-gradient GEMMs use all three operand layouts in either
+        storage. What this path drops is transformers' plumbing around the same ops (mask creation,
+        output recording, head split/merge copies, config lookups). Dropout: the module's own
+        ``nn.Dropout`` layers (embeddings, residuals) and SDPA's ``dropout_p`` = the attention's
+        ``attn_dropout.p`` while training, called in transformers' order, so the random masks match
+        too on the CPU (tested)."""
+        tokens = check_tokens(tokens, self.vocab_size)
+        b, t = tokens.shape
+        self._check_len(t)
+        tr, cfg = self.hf.transformer, self.hf.config
+        _check_plain(cfg)
+        n_head, d = cfg.n_head, cfg.n_embd
+        tanh_gelu = cfg.activation_function == "gelu_new"
+        h = tr.drop(tr.wte(tokens) + tr.wpe(torch.arange(t, device=tokens.device)))  # [B, T, d]
+        for block in tr.h:
+            attn, mlp = block.attn, block.mlp
+            qkv = _conv1d(block.ln_1(h), attn.c_attn)  # [B, T, 3d]: q, k, v in one matmul
+            q, k, v = qkv.view(b, t, 3, n_head, d // n_head).permute(2, 0, 3, 1, 4)  # each [B, H, T, D]
+            p = attn.attn_dropout.p if attn.training else 0.0
+            o = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=attn.scaling)  # [B, H, T, D]
+            h = h + attn.resid_dropout(_conv1d(o.transpose(1, 2).reshape(b, t, d), attn.c_proj))  # [B, T, d]
+            u = _conv1d(block.ln_2(h), mlp.c_fc)  # [B, T, d_ff]
+            u = F.gelu(u, approximate="tanh") if tanh_gelu else mlp.act(u)
+            h = h + mlp.dropout(_conv1d(u, mlp.c_proj))  # [B, T, d]
+        return tr.ln_f(h)
+
     def _heads(self, attn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q, k, v [B, H, T, D] from the fused c_attn projection of x [B, T, d]."""
         b, t, d = x.shape
@@ -200,6 +243,19 @@ class GPT2Backend(ModelContract, nn.Module):
             mlp = block.mlp
             pending = (mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh")) if gelu_new else mlp(x))
         return self.hf.lm_head(fusion.add_norm(h, pending, tr.ln_f)[1])
+
+
+def _conv1d(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """transformers' Conv1D (weight [d_in, d_out]) as a linear layer: x [..., d_in] -> [..., d_out]."""
+    return F.linear(x, conv.weight.t(), conv.bias)
+
+
+def _check_plain(cfg: Any) -> None:
+    """The plain forward reproduces transformers' GPT-2 block as this backend builds it; refuse
+    the config switches it does not (never set by ``build_gpt2``) instead of computing else."""
+    if cfg.add_cross_attention or (cfg.reorder_and_upcast_attn and cfg._attn_implementation == "eager"):
+        raise ValueError("gpt2: the plain training forward does not reproduce add_cross_attention or "
+                         "reorder_and_upcast_attn; train with plain_forward=False")
 
 
 @backend("gpt2")

@@ -23,7 +23,10 @@ What makes it fast without changing what it computes:
   eager torch with the eager loss and ``compile_error`` says why;
 - without compilation (the CPU, short runs), or with ``compile_loss=False`` beside compiled
   ``features``, the loss is an eager chunk loop; on CUDA each chunk's softmax and gradient are one
-  Triton kernel, in place on its bf16 logits.
+  Triton kernel, in place on its bf16 logits;
+- a model's plain training forward (``train_features``, same parameters and values as
+  ``features``: GPT-2's nanoGPT-style block over transformers' weights) when it has one, unless
+  ``plain_forward=False``; evaluation keeps ``features``. ``TrainResult.forward`` says which ran.
 
 Several processes (``gpus > 1``, or a torchrun launch) run the same loop under
 DistributedDataParallel: see :mod:`pytest_goni.distributed`. Each rank takes its rows of the same
@@ -92,6 +95,7 @@ class TrainResult:
     world_size: int = 1  # processes (GPUs on CUDA) that trained the model together
     devices: list[str] = field(default_factory=list)
     stopped_at: int | None = None  # the step whose evaluation reached ``stop_at`` (None: ran every step)
+    forward: str = ""  # the model function the loss trained through (LossModule.forward_name)
 
     @property
     def tokens_per_second(self) -> float:
@@ -156,6 +160,13 @@ def autocast_context(device: torch.device, enabled: bool | None) -> contextlib.A
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def features_of(model: nn.Module, plain: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model.features``, or its plain training forward ``train_features`` (same parameters, same
+    values; GPT-2's) when ``plain`` and the model has one."""
+    fast = getattr(model, "train_features", None) if plain else None
+    return fast if callable(fast) else model.features
+
+
 def has_chunked_head(model: nn.Module) -> bool:
     """True when ``model(x) == model.head(model.features(x))`` with a bias-free linear head, so the
     loss can be taken in chunks (the models/ backends all qualify)."""
@@ -172,21 +183,24 @@ class LossModule(nn.Module):
     step's forward (what :func:`train` runs when it compiles); eager it runs the same torch ops.
     Without it ``compile`` compiles the model's ``features`` only and the chunked loss's loop
     stays eager (:func:`pytest_goni.losses.linear_cross_entropy`), ``fused_loss`` taking each
-    chunk's softmax and gradient in one Triton kernel (None: on CUDA)."""
+    chunk's softmax and gradient in one Triton kernel (None: on CUDA). ``plain_forward``: the
+    features through the model's ``train_features`` when it has one (:func:`features_of`)."""
 
     def __init__(self, model: nn.Module, compile: bool = False, fused_loss: bool | None = None,
-                 compile_loss: bool = False):
+                 compile_loss: bool = False, plain_forward: bool = False):
         super().__init__()
         self.model = model
         self.chunked = has_chunked_head(model)
         self.fused_loss = fused_loss
         self.compile_loss = compile_loss
         self.compiled = compile
+        self.plain = plain_forward and self.chunked
+        fn = features_of(model, self.plain) if self.chunked else model
+        self.forward_name = f"{type(model).__name__}.{getattr(fn, '__name__', 'forward')}"
         if compile_loss:  # a function of the model, so a second LossModule of it reuses the compiled code
             self._whole = torch.compile(model_loss) if compile else model_loss
         else:
-            body = model.features if self.chunked else model
-            self._body = torch.compile(body) if compile else body
+            self._body = torch.compile(fn) if compile else fn
 
     def describe(self) -> str:
         """Which loss this module runs, for results (``TrainResult.loss``)."""
@@ -202,7 +216,7 @@ class LossModule(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.compile_loss:
-            return self._whole(self.model, x, y, self.chunked)
+            return self._whole(self.model, x, y, self.chunked, self.plain)
         if self.chunked:
             h = self._body(x)
             return linear_cross_entropy(h, self.model.head.weight, y, ignore_index=IGNORE_INDEX,
@@ -210,11 +224,14 @@ class LossModule(nn.Module):
         return full_cross_entropy(self._body(x), y)
 
 
-def model_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunked: bool) -> torch.Tensor:
-    """Summed cross-entropy of ``model`` in torch ops only, the head's in chunks when ``chunked``:
-    what ``LossModule(compile_loss=True)`` compiles as one graph."""
+def model_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunked: bool, plain: bool = False
+               ) -> torch.Tensor:
+    """Summed cross-entropy of ``model`` in torch ops only, the head's in chunks when ``chunked``
+    (the features through ``train_features`` when ``plain``, :func:`features_of`): what
+    ``LossModule(compile_loss=True)`` compiles as one graph."""
     if chunked:
-        return compilable_linear_cross_entropy(model.features(x), model.head.weight, y, ignore_index=IGNORE_INDEX)
+        h = features_of(model, plain)(x)
+        return compilable_linear_cross_entropy(h, model.head.weight, y, ignore_index=IGNORE_INDEX)
     return full_cross_entropy(model(x), y)
 
 
@@ -283,7 +300,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
           check: Callable[[], None] | None = None, evaluate: Callable[[nn.Module], float] | None = None,
           eval_every: int = 0, schedule_steps: int | None = None, compile: bool = False,
           log_every: int = 16, untimed_steps: int = 1, compile_loss: bool = False,
-          stop_at: float | None = None) -> TrainResult:
+          stop_at: float | None = None, plain_forward: bool = True) -> TrainResult:
     """The loop itself (see :func:`train` for the arguments).
 
     Rank ``r`` of ``world`` trains on rows ``[r*B/world, (r+1)*B/world)`` of each global batch; the
@@ -294,7 +311,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
                          "(only rank 0 evaluates)")
     model.train()
     compiled = compile
-    base = LossModule(model, compile=compiled, compile_loss=compile_loss)
+    base = LossModule(model, compile=compiled, compile_loss=compile_loss, plain_forward=plain_forward)
     loss_fn: nn.Module = base
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -368,7 +385,8 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
                     raise
                 compile_error = exception_note(exc, 600)
                 compiled = False
-                base = LossModule(model, compile=False, fused_loss=False)  # the eager loss, torch only
+                base = LossModule(model, compile=False, fused_loss=False,  # the eager loss, torch only
+                                  plain_forward=plain_forward)
                 loss_fn = base if world == 1 else type(loss_fn)(base, device_ids=loss_fn.device_ids,
                                                                 gradient_as_bucket_view=True)
                 loss, norm = one_step(step, x, y, count)
@@ -401,7 +419,7 @@ def _loop(model: nn.Module, batch_fn: BatchFn, steps: int, cfg: OptimConfig, *, 
     return TrainResult(losses, lrs[:n], norms, n, tps * n, train_s, evals,
                        timed_tokens=tps * max(0, ran - untimed), first_step_seconds=first_s,
                        compiled=compiled, compile_error=compile_error, loss=base.describe(), world_size=world,
-                       devices=[str(device)], stopped_at=reached)
+                       devices=[str(device)], stopped_at=reached, forward=base.forward_name)
 
 
 def train(
@@ -422,6 +440,7 @@ def train(
     gpus: int = 1,
     compile_loss: bool | None = None,
     stop_at: float | None = None,
+    plain_forward: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` steps on ``batch_fn(step) -> (inputs, targets)``.
 
@@ -446,6 +465,10 @@ def train(
     that step, ``steps`` the steps run). The schedule is still laid out for ``steps`` (or
     ``schedule_steps``), so the steps run are the same steps the full run takes. Needs ``evaluate``,
     ``eval_every`` and one process.
+    ``plain_forward``: train through the model's ``train_features`` when it has one (GPT-2: a plain
+    nanoGPT-style forward over transformers' parameters, the same values to rounding; evaluation
+    keeps ``features``); False trains through ``features`` (transformers' module for GPT-2).
+    ``TrainResult.forward`` names the function that ran.
     """
     if steps < 1:
         raise ValueError(f"a training run needs at least one step (got {steps})")
@@ -456,7 +479,7 @@ def train(
         compile_loss = compile
     kw = dict(tokens_per_step=tokens_per_step, evaluate=evaluate, eval_every=eval_every,
               schedule_steps=schedule_steps, compile=compile, log_every=log_every,
-              untimed_steps=untimed_steps, compile_loss=compile_loss, stop_at=stop_at)
+              untimed_steps=untimed_steps, compile_loss=compile_loss, stop_at=stop_at, plain_forward=plain_forward)
     from pytest_goni import distributed
 
     if stop_at is not None and (gpus > 1 or distributed.launched_by_torchrun()):

@@ -209,9 +209,10 @@ def _model_metrics(name: str, runs: list, seeds: list[int], spike_window: int, t
 
 
 def _how(res: Any) -> dict[str, Any]:
-    """How a run was made, for every metric's meta: GPUs (processes), devices, compilation."""
+    """How a run was made, for every metric's meta: GPUs (processes), devices, compilation, the
+    model function trained through (GPT-2: its plain ``train_features``)."""
     return {"gpus": res.world_size, "devices": res.devices, "compiled": res.compiled,
-            "compile_error": res.compile_error}
+            "compile_error": res.compile_error, "forward": res.forward}
 
 
 def _plot(ctx: Any, curves: dict[str, list[list[float]]], seeds: list[int]) -> None:

@@ -113,8 +113,11 @@ def test_the_loss_compiles_with_the_features_whenever_the_loop_compiles(monkeypa
     assert res.loss == "chunked, compilable_linear_cross_entropy (in one graph with the features)"
     seen.clear()
     res = run(4, steps=3, name="gpt2", compile=True, compile_loss=False)
-    assert seen == ["features"] and res.compiled
+    assert seen == ["train_features"] and res.compiled  # GPT-2's plain forward, compiled alone
     assert res.loss == "chunked, linear_cross_entropy (eager, Triton chunk kernel on CUDA; features compiled)"
+    seen.clear()
+    res = run(4, steps=3, name="gpt2", compile=True, compile_loss=False, plain_forward=False)
+    assert seen == ["features"] and res.forward == "GPT2Backend.features"
 
 
 def test_evaluation_is_timed_apart_and_matches_evaluate_loss():
@@ -154,11 +157,40 @@ def test_compile_loss_traces_one_graph_and_stays_bit_for_bit_reproducible(monkey
     again = run(4, steps=4, name="gpt2", compile=True, compile_loss=True)
     torch._dynamo.reset()
     assert first.compiled and first.compile_error is None and (graphs, breaks) == (1, 0)
+    assert first.forward == "GPT2Backend.train_features"  # the plain forward, the default
     assert first.losses == again.losses and first.grad_norms == again.grad_norms
     monkeypatch.undo()
     eager = run(4, steps=4, name="gpt2")
     torch.testing.assert_close(first.losses, eager.losses, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(first.grad_norms, eager.grad_norms, rtol=1e-4, atol=1e-6)
+
+
+def test_gpt2_trains_through_its_plain_forward_reproducibly_and_as_transformers_does():
+    """The loop's default for GPT-2 is ``train_features`` (the plain forward over transformers'
+    weights): bit-for-bit the same run twice, the transformers-forward run (``plain_forward=False``)
+    up to float32 rounding, and evaluation untouched; other backends train through ``features``."""
+    plain, again = run(4, steps=6, name="gpt2"), run(4, steps=6, name="gpt2")
+    hf = run(4, steps=6, name="gpt2", plain_forward=False)
+    assert plain.forward == "GPT2Backend.train_features" and hf.forward == "GPT2Backend.features"
+    assert plain.losses == again.losses and plain.grad_norms == again.grad_norms
+    torch.testing.assert_close(plain.losses, hf.losses, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain.grad_norms, hf.grad_norms, rtol=1e-4, atol=1e-6)
+    assert run(4, steps=2).forward == "CausalLM.features"  # gla: no plain forward of its own
+
+
+def test_plain_gpt2_loss_is_one_dynamo_graph_without_breaks():
+    """``torch._dynamo.explain`` of the function the loop compiles (features through the plain
+    forward, head, chunked loss): one graph, no break."""
+    from pytest_goni.training import model_loss
+
+    model = tiny("gpt2").train()
+    x, y = IDS[:2 * 37].view(2, 37), IDS[1:2 * 37 + 1].view(2, 37)
+    torch._dynamo.reset()
+    try:
+        info = torch._dynamo.explain(model_loss)(model, x, y, True, True)
+    finally:
+        torch._dynamo.reset()
+    assert (info.graph_count, info.graph_break_count) == (1, 0), info.break_reasons
 
 
 class Scripted:
