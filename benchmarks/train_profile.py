@@ -5,8 +5,9 @@
 
 Issue 13 asks GPT-2 125M (B=16, T=1024, GPT-2 vocabulary, bf16) for >= 40% MFU; the loop reached
 23.2% compiled on 2026-12-01 (66.4 ms a step where 40% is 38.5 ms), then 38.3% with the loss in the
-compiled graph (``loop-whole``, 40.1 ms; the default since). This script measures, side by side in one
-process, the parts that could hold it back:
+compiled graph (``loop-whole``, 40.1 ms; the default since); GPT-2 now trains through its plain forward
+by default (``loop-plain``, not measured yet). This script measures, side by side in one process, the
+parts that could hold it back:
 
 - ``loop``: ``pytest_goni.training.train`` with ``compile_loss=False`` (compiled ``features``, the
   eager chunked loss with its Triton kernel, fused AdamW; the loop's default until 2026-12-01):
@@ -22,6 +23,12 @@ process, the parts that could hold it back:
   row says how many graphs Dynamo compiled and how many graph breaks it took (``dynamo``; with the
   profiled steps' recompilations, if any): loop-whole should be one graph for GPT-2.
   ``loop-whole-pad64`` (asked for): the same with the head padded to 50,304 rows.
+  Every row above trains through transformers' module (``plain_forward=False``), as measured before.
+- ``loop-plain``: the loop as it now runs GPT-2 (``train``'s defaults when compiling): ``loop-whole``
+  with the features through the plain forward over the same parameters (``GPT2Backend.train_features``:
+  one qkv addmm, SDPA causal, tanh GELU); ``loop-plain-pad64``: the same with the head padded to
+  50,304 rows. Beside ``loop-whole``, ``loop-whole-pad64`` and ``reference`` they split what is left
+  between transformers' module and the unaligned vocabulary width.
 - ``loss``: ``linear_cross_entropy`` forward+backward alone on [B*T, d] x [V, d] under autocast,
   V as is (50,257) and padded to a multiple of 64; ``head-mm``: one chunk's head matmul at both widths.
 - ``features``: the compiled ``features`` forward+backward alone (the loss replaced by a fixed
@@ -77,6 +84,10 @@ KINDS = (("convolution", ("conv", "dgrad", "wgrad", "fprop_implicit")),
          ("memcpy / memset", ("memcpy", "memset")),
          ("embedding", ("embedding", "index", "scatter", "gather")),
          ("elementwise / reduce (aten)", ("elementwise", "reduce", "vectorized")))
+
+
+#: kernels listed by name in a loop row (``top_kernels``), the most GPU time first
+TOP_KERNELS = 15
 
 
 def kind_of(name: str) -> str:
@@ -197,7 +208,7 @@ def summary(r: dict[str, Any]) -> str:
         parts.append(f"{r['tokens_per_s']:>10,.0f} tok/s{mfu}")
     if "gpu_busy_ms" in r:
         parts.append(f"GPU busy {r['gpu_busy_ms']:.2f} ms/step")
-    for key in ("ms", "ms_by_kind"):
+    for key in ("ms", "ms_by_kind", "top_kernels"):
         if r.get(key):
             parts.append("\n" + " " * 14 + ("\n" + " " * 14).join(
                 f"{k}: {v:.3g}" if "not ms" in k else f"{k}: {v:.3f} ms" for k, v in r[key].items()))
@@ -218,10 +229,11 @@ def guarded(run: Run, part: str, fn: Any) -> None:
 
 
 def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: str = "conv1d",
-              compile_loss: bool = False) -> None:
+              compile_loss: bool = False, plain: bool = False) -> None:
     """The loop itself: tokens/s, then per-kind GPU time per step under torch.profiler. ``conv_form``:
     ShortConv's parallel form (models.layers.SHORT_CONV_FORM) for this row; ``compile_loss``: the
-    loss compiled with the features (``train(..., compile_loss=True)``)."""
+    loss compiled with the features (``train(..., compile_loss=True)``); ``plain``: the model's plain
+    training forward where it has one (``train(..., plain_forward=True)``, GPT-2's)."""
     from pytest_goni.models import layers
 
     a = run.args
@@ -233,38 +245,45 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
             return  # no short conv: the row would repeat the loop's
         counters.clear()
         res = train(model, run.batches(), a.warmup + a.steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
-                    compile=run.compile, untimed_steps=a.warmup, log_every=64, compile_loss=compile_loss)
+                    compile=run.compile, untimed_steps=a.warmup, log_every=64, compile_loss=compile_loss,
+                    plain_forward=plain)
         step_s = res.train_seconds / a.steps
-        kinds, busy = profile_steps(run, model, a.profile_steps, compile_loss)
+        kinds, busy, top = profile_steps(run, model, a.profile_steps, compile_loss, plain)
         dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values())}
         run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
-                               "compiled": res.compiled, "compile_loss": compile_loss},
+                               "compiled": res.compiled, "compile_loss": compile_loss, "forward": res.forward},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
-                 losses=res.losses, dynamo=dynamo)
+                 top_kernels=top, losses=res.losses, dynamo=dynamo)
     finally:
         losses.DEFAULT_PAD_VOCAB = 0
         layers.SHORT_CONV_FORM = "conv1d"
 
 
-def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False
-                  ) -> tuple[dict[str, float], float]:
-    """GPU ms per step by kind over ``steps`` more steps of ``model`` (already compiled and warm)."""
+def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False, plain: bool = False
+                  ) -> tuple[dict[str, float], float, dict[str, float]]:
+    """GPU ms per step by kind over ``steps`` more steps of ``model`` (already compiled and warm), their
+    sum, and the :data:`TOP_KERNELS` kernels with the most ms per step by name (which attention kernel
+    ran, which GEMMs)."""
     if not run.device.startswith("cuda") or steps < 1:
-        return {}, 0.0
+        return {}, 0.0, {}
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         train(model, run.batches(), steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
-              compile=run.compile, untimed_steps=1, log_every=64, compile_loss=compile_loss)
+              compile=run.compile, untimed_steps=1, log_every=64, compile_loss=compile_loss, plain_forward=plain)
     by_kind: Counter = Counter()
+    by_name: Counter = Counter()
     for ev in prof.events():
         if ev.device_type != torch.autograd.DeviceType.CUDA or getattr(ev, "is_user_annotation", False):
             continue
-        by_kind[kind_of(ev.name)] += ev.time_range.elapsed_us() / 1e3
+        ms = ev.time_range.elapsed_us() / 1e3
+        by_kind[kind_of(ev.name)] += ms
+        by_name[ev.name[:120]] += ms
     per_step = {k: round(v / steps, 3) for k, v in by_kind.most_common()}
-    return per_step, sum(per_step.values())
+    top = {k: round(v / steps, 3) for k, v in by_name.most_common(TOP_KERNELS)}
+    return per_step, sum(per_step.values()), top
 
 
 def part_loss(run: Run) -> None:
@@ -406,9 +425,10 @@ def part_conv(run: Run) -> None:
     run.emit("conv", config={"B": b, "T": t, "kernel": 4, "input_dtype": str(half)}, ms=ms)
 
 
-PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-shifted", "loss", "features", "reference",
-         "hf-whole", "conv")
-DEFAULT_PARTS = ("loop", "loop-whole", "loop-pad64", "loss", "features", "reference", "hf-whole", "conv")
+PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "loop-shifted",
+         "loss", "features", "reference", "hf-whole", "conv")
+DEFAULT_PARTS = ("loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "reference", "loop", "loss",
+                 "features", "hf-whole", "conv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                 form = "shifted" if part == "loop-shifted" else "conv1d"
                 guarded(run, part, lambda part=part, backend=backend, form=form:
                         part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form,
-                                  compile_loss=part.startswith("loop-whole")))
+                                  compile_loss=part.startswith(("loop-whole", "loop-plain")),
+                                  plain=part.startswith("loop-plain")))
         elif part == "loss":
             guarded(run, part, lambda: part_loss(run))
         elif part == "features":

@@ -2,10 +2,12 @@
 # One lent-GPU call (about 7 minutes, one H200 is enough) for issue 13's missed training targets
 # (benchmarks/train_profile.py):
 #   1. GPT-2 125M, B 16, T 1024: the loop with the eager loss beside compiled features (loop), the same with
-#      the head padded to 50,304 rows, and the loop's compiled default, the loss in the model's graph
-#      (loop-whole), each with GPU time per step by kernel kind under torch.profiler;
+#      the head padded to 50,304 rows, and the loop's compiled loss in the model's graph through
+#      transformers' module (loop-whole), each with GPU time per step by kernel kind under torch.profiler;
 #      the loss alone (padded or not); the compiled features alone; a plain nanoGPT-style step and
 #      transformers' GPT-2 whole-model-compiled beside them.                          (T_PROFILE s)
+#      With PARTS="loop-whole loop-plain loop-whole-pad64 loop-plain-pad64 reference hf-whole": transformers'
+#      module against GPT-2's plain training forward (the loop's default since), head padded or not.
 #   2. 8M, eager: the same loop profile for GPT-2 and the backends under 0.9x GPT-2, and for those with
 #      a short conv again with ShortConv as shifted multiply-adds (loop-shifted).    (T_BACKENDS s)
 #   source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && bash benchmarks/train_profile.sh

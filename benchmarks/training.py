@@ -198,7 +198,7 @@ def bench_one(b: Bench, name: str, size: str, seq: int, mode: str) -> None:
                     device=b.device, compile=mode == "compiled", untimed_steps=args.warmup, log_every=64)
         tok_s = res.tokens_per_second
         step_s = res.train_seconds / max(1, args.steps)
-        b.emit({**base, "status": "ok", "config": {**cfg, "loss": res.loss}, "params": n_params,
+        b.emit({**base, "status": "ok", "config": {**cfg, "loss": res.loss, "forward": res.forward}, "params": n_params,
                 "params_non_embedding": model.num_params(embedding=False), "build_s": round(build_s, 2),
                 "tokens_per_s": tok_s, "step_s": step_s, "mfu": 6 * n_params * tok_s / b.meta["matmul_flops"],
                 "first_steps_s": res.first_step_seconds, "warmup_steps": args.warmup, "timed_steps": args.steps,

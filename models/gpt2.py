@@ -18,7 +18,9 @@ tanh GELU, the module's own LayerNorms, learned positions and dropout modules. I
 gradients equal transformers' forward (float64: to rounding, tested), and ``training.train`` uses it
 for GPT-2 unless ``plain_forward=False``. Why: on the H200 transformers' GPT-2 compiled whole
 reached 38.1% MFU where a plain GPT of the same shape (with a padded vocabulary) reached 45.8%
-(benchmarks/README.md, Training); this path takes the module's plumbing out of the comparison.
+(benchmarks/README.md, Training); compiled, transformers' module hands SDPA a materialised causal
+mask (no flash kernel), this path ``is_causal=True``. Its speed is measured by
+``benchmarks/train_profile.py`` (``loop-plain``), not assumed.
 """
 
 from __future__ import annotations
@@ -161,8 +163,11 @@ class GPT2Backend(ModelContract, nn.Module):
         bias fused, i.e. the same cuBLAS call as transformers' Conv1D. nanoGPT's [d_out, d_in] layout
         would need a transposed copy of every weight per step, and buys nothing: a linear layer's
         forward, input-gradient and weight-gradient GEMMs use all three operand layouts in either
-        storage. What this path drops is transformers' plumbing around the same ops (mask creation,
-        output recording, head split/merge copies, config lookups). Dropout: the module's own
+        storage. What this path does drop is transformers' attention-mask plumbing: under
+        ``torch.compile`` (transformers' masking_utils skip the mask only eager, or compiled on torch
+        >= 2.14) transformers builds a [B, 1, T, T] causal mask and calls SDPA with it and
+        ``is_causal=False``, which on CUDA rules out the flash kernel and its skipping of the masked
+        half; here SDPA gets ``is_causal=True`` and no mask (tested on the traced graph). Dropout: the module's own
         ``nn.Dropout`` layers (embeddings, residuals) and SDPA's ``dropout_p`` = the attention's
         ``attn_dropout.p`` while training, called in transformers' order, so the random masks match
         too on the CPU (tested)."""

@@ -106,3 +106,33 @@ def test_refuses_transformers_switches_it_does_not_reproduce():
     model.hf.config.add_cross_attention = True
     with pytest.raises(ValueError, match="plain_forward=False"):
         model.train_features(torch.zeros(1, 4, dtype=torch.long))
+
+
+def sdpa_calls(fn, *args) -> list[dict]:
+    """The keyword arguments of every SDPA call in the graph dynamo captures of ``fn(*args)``."""
+    calls: list[dict] = []
+
+    def backend(gm, inputs):
+        for node in gm.graph.nodes:
+            if node.target is torch.nn.functional.scaled_dot_product_attention:
+                calls.append({"attn_mask": node.kwargs.get("attn_mask", node.args[3] if len(node.args) > 3 else None),
+                              "is_causal": node.kwargs.get("is_causal", False)})
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    finally:
+        torch._dynamo.reset()
+    return calls
+
+
+def test_compiled_plain_forward_calls_causal_sdpa_without_a_mask():
+    """Under torch.compile transformers builds a [B, 1, T, T] mask and calls SDPA with it and
+    is_causal=False (its masking_utils skip the mask only eager, or compiled on torch >= 2.14),
+    which rules out the flash kernel and its causal block skipping on CUDA. The plain forward's
+    graph must call SDPA with is_causal=True and no mask, in every layer."""
+    model = perturbed(torch.float32)
+    x = torch.randint(0, TINY["vocab_size"], (2, 24), generator=torch.Generator().manual_seed(6))
+    calls = sdpa_calls(model.train_features, x)
+    assert calls == [{"attn_mask": None, "is_causal": True}] * TINY["n_layers"]

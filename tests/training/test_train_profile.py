@@ -25,13 +25,19 @@ def profile_script():
 def test_cpu_smoke_writes_every_part(profile_script, tmp_path):
     out = tmp_path / "p.jsonl"
     assert profile_script.main(["--cpu-smoke", "--out", str(out), "--warmup", "1", "--steps", "1",
-                                "--parts", "loop", "loss", "reference", "conv", "loop-whole"]) == 0  # features: alike
+                                "--parts", "loop", "loss", "reference", "conv", "loop-whole", "loop-plain-pad64"]
+                               ) == 0  # features: alike
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["part"] for r in rows] == ["loop", "loss", "reference", "conv", "loop-whole"]
+    assert [r["part"] for r in rows] == ["loop", "loss", "reference", "conv", "loop-whole", "loop-plain-pad64"]
     assert rows[4]["config"]["compile_loss"] and not rows[0]["config"]["compile_loss"]
-    assert set(rows[4]) == set(rows[0])  # measured and reported as the loop is
+    assert set(rows[4]) == set(rows[0]) == set(rows[5])  # measured and reported as the loop is
     assert rows[4]["dynamo"] == {"graphs": 0, "graph_breaks": 0}  # the smoke does not compile
     assert rows[4]["losses"] == pytest.approx(rows[0]["losses"], rel=1e-5)
+    # the loop as it now trains GPT-2 (plain forward, loss in the graph), beside transformers' module
+    assert rows[4]["config"]["forward"] == rows[0]["config"]["forward"] == "GPT2Backend.features"
+    plain = rows[5]["config"]
+    assert plain["forward"] == "GPT2Backend.train_features" and plain["compile_loss"] and plain["pad_vocab"] == 64
+    assert rows[5]["losses"] == pytest.approx(rows[4]["losses"], rel=1e-5)
     assert rows[3]["ms"]["C 32: max |difference| (not ms)"] < 1e-5  # the two conv forms agree
     for r in rows:
         assert r.get("status", "ok") == "ok", r
