@@ -22,9 +22,11 @@ from .ops import (
     simple_gla_step,
     sliding_window_attention,
 )
+from .short_conv import causal_conv
 
 __all__ = [
     "add_norm",
+    "causal_conv",
     "delta_mixer_step",
     "delta_rule",
     "delta_rule_step",

@@ -11,30 +11,21 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pytest_goni.kernels.short_conv import causal_conv_shifted
 from torch import nn
+
+from pytest_goni import kernels
 
 Tensor = torch.Tensor
 
-#: How ShortConv's parallel form runs: "conv1d" (cuDNN's depthwise nn.Conv1d, the default) or
+#: How ShortConv's parallel form runs: "conv1d" (cuDNN's depthwise nn.Conv1d, the default),
 #: "shifted" (:func:`causal_conv_shifted`: K shifted multiply-adds, elementwise, so torch.compile fuses
-#: it into one kernel each way). The same function either way (tested); which trains faster on the
-#: H200 is measured by benchmarks/train_profile.py before any default changes.
+#: it into one kernel each way) or "triton" (`kernels.causal_conv`: a Triton forward and backward with
+#: the SiLU fused, a custom op torch.compile traces through; the shifted form's torch definition off
+#: CUDA). The same function each way (tested); which trains faster on the H200 is measured by
+#: benchmarks/train_profile.py before any default changes.
 SHORT_CONV_FORM = "conv1d"
-
-
-def causal_conv_shifted(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Depthwise causal conv as K shifted multiply-adds: x [B, T, C], weight [C, 1, K] -> [B, T, C].
-
-    y[t] = sum_j w[:, j] x[t - K + 1 + j] (+ bias), zeros before the first token: what ShortConv's
-    nn.Conv1d computes. Accumulated in float32 at least (as cuDNN does), returned in x's dtype."""
-    k, t = weight.shape[-1], x.shape[1]
-    acc = torch.promote_types(x.dtype, torch.float32)
-    xp = F.pad(x, (0, 0, k - 1, 0)).to(acc)  # [B, T + K - 1, C]
-    w = weight[:, 0].to(acc)  # [C, K]
-    y = sum(xp[:, j:j + t] * w[:, j] for j in range(k))
-    if bias is not None:
-        y = y + bias.to(acc)
-    return y.to(x.dtype)
+SHORT_CONV_FORMS = ("conv1d", "shifted", "triton")
 
 
 class ShortConv(nn.Module):
@@ -55,9 +46,14 @@ class ShortConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, T, C] -> [B, T, C]."""
-        if SHORT_CONV_FORM == "shifted":
+        if SHORT_CONV_FORM in ("shifted", "triton"):  # the input in the dtype autocast gives nn.Conv1d
             dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+            if SHORT_CONV_FORM == "triton":
+                return kernels.causal_conv(x.to(dtype), self.conv.weight[:, 0], self.conv.bias, self.activation)
             return self._act(causal_conv_shifted(x.to(dtype), self.conv.weight, self.conv.bias))
+        if SHORT_CONV_FORM != "conv1d":
+            raise ValueError(f"models.layers.SHORT_CONV_FORM must be one of {SHORT_CONV_FORMS}, "
+                             f"got {SHORT_CONV_FORM!r}")
         t = x.shape[1]
         return self._act(self.conv(x.transpose(1, 2))[..., :t].transpose(1, 2))
 

@@ -1,0 +1,63 @@
+"""The short causal depthwise convolution of deltanet / gated-deltanet / mamba2 (models.layers.ShortConv),
+as a training operator: x [B, T, C] -> act(sum_j w[:, j] x[t - K + 1 + j] + bias), zeros before the
+first token, SiLU when ``activation``.
+
+``causal_conv`` runs `kernels.triton.short_conv` (Triton forward and backward, a torch custom op with
+autograd) on CUDA, because cuDNN's depthwise Conv1d backward is slow; elsewhere the plain-torch
+definition here. ``causal_conv_shifted`` is the conv as K shifted multiply-adds (ShortConv's
+"shifted" form; elementwise, so torch.compile fuses it); ``causal_conv_torch`` adds the activation
+and is the reference the Triton kernel is tested against (float64 inputs give a float64 reference).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+
+from . import checks, ops
+
+Tensor = torch.Tensor
+MAX_K = 8  # the Triton kernels unroll K*K shifted loads
+
+
+def causal_conv_shifted(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Depthwise causal conv as K shifted multiply-adds: x [B, T, C], weight [C, 1, K] or [C, K] -> [B, T, C].
+
+    y[t] = sum_j w[:, j] x[t - K + 1 + j] (+ bias), zeros before the first token: what ShortConv's
+    nn.Conv1d computes. Accumulated in float32 at least (as cuDNN does), returned in x's dtype."""
+    w = weight.flatten(1) if weight.dim() == 3 else weight  # [C, K]
+    k, t = w.shape[-1], x.shape[1]
+    acc = torch.promote_types(x.dtype, torch.float32)
+    xp = F.pad(x, (0, 0, k - 1, 0)).to(acc)  # [B, T + K - 1, C]
+    w = w.to(acc)
+    y = sum(xp[:, j:j + t] * w[:, j] for j in range(k))
+    if bias is not None:
+        y = y + bias.to(acc)
+    return y.to(x.dtype)
+
+
+def causal_conv_torch(x: Tensor, weight: Tensor, bias: Tensor | None, activation: bool) -> Tensor:
+    """The definition: the conv and its SiLU both in float32 (float64 for float64 x), then x's dtype."""
+    acc = torch.promote_types(x.dtype, torch.float32)
+    y = causal_conv_shifted(x.to(acc), weight, bias)
+    return (F.silu(y) if activation else y).to(x.dtype)
+
+
+def causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: bool = True,
+                backend: str | None = None) -> Tensor:
+    """x [B, T, C] (unit stride over C, else copied), weight [C, K] (K <= 8), bias [C] or None ->
+    [B, T, C] in x's dtype, differentiable in x, weight and bias on either path."""
+    checks.tensor("x", x, 3)
+    checks.tensor("weight", weight, 2)
+    c = x.shape[-1]
+    if weight.shape[0] != c or not 1 <= weight.shape[1] <= MAX_K:
+        raise ValueError(f"weight must be [C={c}, K] with 1 <= K <= {MAX_K}, got {tuple(weight.shape)}")
+    if bias is not None:
+        checks.tensor("bias", bias, 1)
+        checks.same("bias", bias, (c,), "[C]")
+    if ops.use_triton(backend, x):
+        fn = importlib.import_module("pytest_goni.kernels.triton.short_conv").causal_conv
+        return fn(x, weight, bias, activation)
+    return causal_conv_torch(x, weight, bias, activation)
