@@ -11,9 +11,10 @@ import os
 
 import pytest
 import torch
-from pytest_goni import kernels
 from pytest_goni.kernels.short_conv import causal_conv_shifted, causal_conv_torch
 from pytest_goni.kernels.testing import compile_sm90, rel_err
+
+from pytest_goni import kernels
 
 pytest.importorskip("triton")
 CUDA = torch.cuda.is_available()

@@ -1,5 +1,6 @@
-"""ShortConv's two parallel forms (cuDNN's depthwise nn.Conv1d, and K shifted multiply-adds that
-torch.compile can fuse) compute the same function, alone and inside a model, forward and backward."""
+"""ShortConv's three parallel forms (cuDNN's depthwise nn.Conv1d, K shifted multiply-adds that
+torch.compile can fuse, and the Triton kernel with its backward) compute the same function, alone and
+inside a model, forward and backward."""
 
 from __future__ import annotations
 
@@ -35,12 +36,13 @@ def test_the_switch_changes_the_form_not_the_function(monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-def test_under_autocast_the_shifted_form_returns_the_autocast_dtype(monkeypatch):
+@pytest.mark.parametrize("form", ["shifted", "triton"])  # "triton" off CUDA: the torch definition
+def test_under_autocast_the_other_forms_return_the_autocast_dtype(form, monkeypatch):
     conv = ShortConv(8, 4)
     x = torch.randn(2, 7, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ref = conv(x)
-        monkeypatch.setattr(layers, "SHORT_CONV_FORM", "shifted")
+        monkeypatch.setattr(layers, "SHORT_CONV_FORM", form)
         out = conv(x)
     assert out.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref.float(), rtol=2e-2, atol=2e-2)
@@ -61,3 +63,38 @@ def test_a_model_trains_the_same_through_either_form(name, monkeypatch):
     torch.testing.assert_close(out, ref)
     for a, b in zip(g_out, g_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["gated-deltanet", "mamba2"])
+def test_a_model_trains_the_same_through_the_triton_form(name, monkeypatch):
+    """SHORT_CONV_FORM = "triton" (the Triton conv with its backward, SiLU fused) against cuDNN's form, the
+    rest of the model on the same path (every operator dispatched as on CUDA: Triton's interpreter on CPU)."""
+    import os
+
+    from pytest_goni.kernels import ops
+
+    cuda = torch.cuda.is_available()
+    if not cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
+    dev = "cuda" if cuda else "cpu"
+    cfg = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2}
+    torch.manual_seed(0)
+    model = resolve_backend(name)(**cfg).to(dev)
+    x = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1)).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    runs = []
+    for form in ("conv1d", "triton"):
+        monkeypatch.setattr(layers, "SHORT_CONV_FORM", form)
+        with ops.dispatch_as("cuda"):
+            out = model(x)
+            runs.append((out, torch.autograd.grad(out.square().mean(), params)))
+    (ref, g_ref), (out, g_out) = runs
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+def test_an_unknown_form_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(layers, "SHORT_CONV_FORM", "cudnn")
+    with pytest.raises(ValueError, match="SHORT_CONV_FORM must be one of"):
+        ShortConv(4)(torch.zeros(1, 3, 4))
