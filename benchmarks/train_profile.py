@@ -33,8 +33,11 @@ parts that could hold it back:
   V as is (50,257) and padded to a multiple of 64; ``head-mm``: one chunk's head matmul at both widths.
 - ``features``: the compiled ``features`` forward+backward alone (the loss replaced by a fixed
   gradient), the step minus the loss and the optimizer.
-- ``loop-shifted`` (asked for): the loop of each ``--backends`` entry that has a short conv
-  (deltanet, gated-deltanet, mamba2, groundthink) with ShortConv as shifted multiply-adds.
+- ``loop-shifted`` / ``loop-triton-conv`` (asked for): the loop of each ``--backends`` entry that has a
+  short conv (deltanet, gated-deltanet, mamba2, groundthink) with ShortConv as shifted multiply-adds /
+  as the Triton kernel with its backward (``models.layers.SHORT_CONV_FORM``).
+- ``conv``: ShortConv forward+backward alone at the models' widths: cuDNN, shifted and Triton, eager
+  and compiled.
 - ``reference``: a plain GPT of GPT-2 125M's shape (pre-LayerNorm blocks, fused qkv, SDPA causal,
   tanh GELU, tied head with the vocabulary padded to 50,304), its whole step's forward compiled with
   ``F.cross_entropy``, fused AdamW, clipping, bf16 autocast: what this shape reaches without the harness.
@@ -388,45 +391,71 @@ def fwd_bwd(dev: torch.device, fn: Any, args: tuple) -> None:
 
 
 def with_conv_form(form: str, fn: Any) -> Any:
-    """``fn`` called with ShortConv's parallel form set to ``form`` (and the default restored)."""
+    """``fn`` called with ShortConv's parallel form set to ``form`` (and the default restored). On the
+    CPU the "triton" form runs the kernels in Triton's interpreter when TRITON_INTERPRET=1 (a dry run)."""
+    import contextlib
+    import os
+
+    from pytest_goni.kernels import ops
     from pytest_goni.models import layers
 
     def call(*args: Any) -> Any:
         layers.SHORT_CONV_FORM = form
+        interpret = form == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
         try:
-            return fn(*args)
+            with ops.dispatch_as("cuda") if interpret else contextlib.nullcontext():
+                return fn(*args)
         finally:
             layers.SHORT_CONV_FORM = "conv1d"
     return call
 
 
+#: (channels, bias) of the short convs in the models: gated-deltanet's q/k and v convs at 8M (deltanet
+#: has the 384 one only), mamba2's (with bias); then the same at 30M
+CONV_SHAPES = ((384, False), (768, False), (896, True), (512, False), (1024, False), (1152, True))
+
+
 def part_conv(run: Run) -> None:
-    """ShortConv (the deltanet / gated-deltanet / mamba2 short causal conv) forward+backward at the
-    8M training shape, its input in the autocast dtype as a projection hands it over: cuDNN's depthwise
-    nn.Conv1d as the models run it, against the shifted multiply-adds form, eager and compiled.
-    Suspect: the backends with the widest short convs are the slowest to train."""
+    """ShortConv (the deltanet / gated-deltanet / mamba2 short causal conv, SiLU and bias as the models)
+    forward+backward at the 8M and 30M training shapes, its input in the autocast dtype as a projection
+    hands it over: cuDNN's depthwise nn.Conv1d as the models run it, the shifted multiply-adds form and
+    the Triton kernel (kernels/triton/short_conv.py), each eager and compiled. Suspect: the backends
+    with the widest short convs are the slowest to train."""
     from pytest_goni.models.layers import ShortConv
 
     b, t = run.batch, run.seq
     dev = torch.device(run.device)
     half = torch.bfloat16 if run.device.startswith("cuda") else torch.float32
     ms: dict[str, float] = {}
-    for c in ((32,) if run.args.cpu_smoke else (384, 768)):
-        conv = ShortConv(c, 4, activation=False).to(run.device)
+    for c, bias in (((32, True),) if run.args.cpu_smoke else CONV_SHAPES):
+        torch.manual_seed(c)
+        conv = ShortConv(c, 4, bias=bias).to(run.device)
         x = torch.randn(b, t, c, device=run.device, dtype=half, requires_grad=True)
-        compiled = torch.compile(conv) if run.compile else conv
-        forms = {"nn.Conv1d (cuDNN)": conv, "shifted, eager": with_conv_form("shifted", conv),
-                 "shifted, compiled": with_conv_form("shifted", compiled)}
+        forms = {}
+        for form in ("conv1d", "shifted", "triton"):
+            label = "nn.Conv1d (cuDNN)" if form == "conv1d" else form
+            forms[f"{label}, eager"] = with_conv_form(form, conv)
+            if run.compile:
+                torch._dynamo.reset()
+                forms[f"{label}, compiled"] = with_conv_form(form, torch.compile(conv))
         for label, fn in forms.items():
-            ms[f"C {c}: {label}"] = 1e3 * device_time(run, lambda fn=fn, x=x: fwd_bwd(dev, fn, (x,)))
+            ms[f"C {c}{' +bias' if bias else ''}: {label}"] = 1e3 * device_time(
+                run, lambda fn=fn, x=x: fwd_bwd(dev, fn, (x,)))
         with torch.no_grad(), autocast_context(dev, None):
-            err = (conv(x).float() - with_conv_form("shifted", conv)(x).float()).abs().max().item()
-        ms[f"C {c}: max |difference| (not ms)"] = err
-    run.emit("conv", config={"B": b, "T": t, "kernel": 4, "input_dtype": str(half)}, ms=ms)
+            ref = conv(x).float()
+            for form in ("shifted", "triton"):
+                err = (with_conv_form(form, conv)(x).float() - ref).abs().max().item()
+                ms[f"C {c}: {form} max |difference| from cuDNN (not ms)"] = err
+    run.emit("conv", config={"B": b, "T": t, "kernel": 4, "activation": "silu", "input_dtype": str(half),
+                             "shapes": [list(s) for s in CONV_SHAPES]}, ms=ms)
+
+
+#: loop part -> ShortConv's parallel form in it
+LOOP_CONV_FORMS = {"loop-shifted": "shifted", "loop-triton-conv": "triton"}
 
 
 PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "loop-shifted",
-         "loss", "features", "reference", "hf-whole", "conv")
+         "loop-triton-conv", "loss", "features", "reference", "hf-whole", "conv")
 DEFAULT_PARTS = ("loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "reference", "loop", "loss",
                  "features", "hf-whole", "conv")
 
@@ -436,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="jsonl file to append rows to")
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS,
-                   help="loop-shifted: the loop with ShortConv as shifted multiply-adds (backends that have one)")
+                   help="loop-shifted / loop-triton-conv: the loop with ShortConv as shifted multiply-adds / the "
+                        "Triton kernel (backends that have one)")
     p.add_argument("--size", default="125M", choices=["8M", "30M", "125M"], help="size preset of every model")
     p.add_argument("--backends", nargs="+", default=["gpt2"],
                    help="backends the loop part profiles (the other parts are GPT-2's)")
@@ -453,8 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.meta['device']}: bf16 matmul {run.meta['matmul_flops'] / 1e12:.0f} TFLOP/s", flush=True)
     for part in args.parts:
         if part.startswith("loop"):
-            for backend in args.backends if part in ("loop", "loop-shifted") else ["gpt2"]:
-                form = "shifted" if part == "loop-shifted" else "conv1d"
+            for backend in args.backends if part == "loop" or part in LOOP_CONV_FORMS else ["gpt2"]:
+                form = LOOP_CONV_FORMS.get(part, "conv1d")
                 guarded(run, part, lambda part=part, backend=backend, form=form:
                         part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form,
                                   compile_loss=part.startswith(("loop-whole", "loop-plain")),

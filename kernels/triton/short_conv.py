@@ -7,18 +7,18 @@ and deltanet, gated-deltanet, mamba2 and groundthink run one to three short conv
 (definition: `pytest_goni.kernels.short_conv.causal_conv_torch`), on the [B, T, C] layout the
 models hold (no transposed copy), float32 accumulation, in x's dtype.
 
-- ``_fwd_kernel``: one program per (BT tokens, BC channels, batch row): K shifted tile loads
+- ``_short_conv_fwd``: one program per (BT tokens, BC channels, batch row): K shifted tile loads
   (the K-1 halo tokens before the tile are re-read from L2), bias, SiLU, one store.
-- ``_bwd_kernel``: same grid. Stores nothing from the forward but its inputs (x, weight, bias):
+- ``_short_conv_bwd``: same grid. Stores nothing from the forward but its inputs (x, weight, bias):
   the pre-activation is recomputed. dx[s] = sum_i w[K-1-i] g[s+i] with g = dy * silu'(pre), so each
   program recomputes g at its tile shifted by i = 0..K-1 (K*K shifted loads of x, cache hits)
   and writes dx once. The weight and bias gradients are reductions over B*T: each program writes
   its tile's float32 sums (g * the K shifted x tiles, and g) to a [B * T-tiles, K (+1), C] buffer
   that one torch ``sum`` over dim 0 reduces: deterministic (no atomics), fixed order.
 
-The ops are registered as torch custom ops (``goni::short_conv_fwd`` / ``goni::short_conv_bwd``,
-with fake shapes and an autograd formula) so a torch.compile'd model traces through them without a
-graph break (Inductor calls them as opaque kernels). K <= 8 (the loops are unrolled K*K times).
+``conv_fwd`` / ``conv_bwd`` launch them (no autograd); `pytest_goni.kernels.short_conv` registers
+them as torch custom ops with fake shapes and the autograd formula, so a torch.compile'd model
+traces through the conv without a graph break. K <= 8 (the loops are unrolled K*K times).
 """
 
 import torch
@@ -48,7 +48,7 @@ def _pre(x_ptr, w_ptr, b_ptr, xb, ot, oc, mc, T, sxt,
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, T, C, sxb, sxt, syb, syt,
+def _short_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, T, C, sxb, sxt, syb, syt,
                 K: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     pt = tl.program_id(0)
     pc = tl.program_id(1)
@@ -64,7 +64,7 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, T, C, sxb, sxt, syb, syt,
 
 
 @triton.jit
-def _bwd_kernel(x_ptr, w_ptr, b_ptr, dy_ptr, dx_ptr, dwp_ptr, T, C, NT, sxb, sxt, sdb, sdt, sdxb, sdxt,
+def _short_conv_bwd(x_ptr, w_ptr, b_ptr, dy_ptr, dx_ptr, dwp_ptr, T, C, NT, sxb, sxt, sdb, sdt, sdxb, sdxt,
                 K: tl.constexpr, KB: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr,
                 BT: tl.constexpr, BC: tl.constexpr):
     pt = tl.program_id(0)
@@ -117,7 +117,7 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, activation: bool, b
     if y.numel() == 0:
         return y
     bt, bc = _blocks(t, c, block_t, block_c)
-    _fwd_kernel[(triton.cdiv(t, bt), triton.cdiv(c, bc), b)](
+    _short_conv_fwd[(triton.cdiv(t, bt), triton.cdiv(c, bc), b)](
         x, weight, weight if bias is None else bias.contiguous(), y, t, c, x.stride(0), x.stride(1),
         y.stride(0), y.stride(1), K=weight.shape[1], HAS_B=bias is not None, ACT=bool(activation),
         BT=bt, BC=bc, num_warps=WARPS)
@@ -137,67 +137,10 @@ def conv_bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, activat
     bt, bc = _blocks(t, c, block_t, block_c)
     nt = triton.cdiv(t, bt)
     partial = torch.empty(b * nt, kb, c, device=x.device, dtype=torch.float32)
-    _bwd_kernel[(nt, triton.cdiv(c, bc), b)](
+    _short_conv_bwd[(nt, triton.cdiv(c, bc), b)](
         x, weight, weight if bias is None else bias.contiguous(), dy, dx, partial, t, c, nt,
         x.stride(0), x.stride(1), dy.stride(0), dy.stride(1), dx.stride(0), dx.stride(1),
         K=k, KB=kb, HAS_B=bias is not None, ACT=bool(activation), BT=bt, BC=bc, num_warps=WARPS)
     sums = partial.sum(0)  # [KB, C]: the reduction over B * T, in a fixed order
     dw = sums[:k].t().to(weight.dtype).contiguous()
     return dx, dw, None if bias is None else sums[k].to(bias.dtype, copy=True)
-
-
-# --------------------------------------------------------------------------- custom ops + autograd
-
-_FWD_SCHEMA = "(Tensor x, Tensor weight, Tensor? bias, bool activation, int block_t, int block_c) -> Tensor"
-_BWD_SCHEMA = ("(Tensor dy, Tensor x, Tensor weight, Tensor? bias, bool activation, int block_t, int block_c)"
-               " -> (Tensor, Tensor, Tensor)")
-
-
-def _bwd_op_impl(dy, x, weight, bias, activation, block_t, block_c):
-    dx, dw, db = conv_bwd(dy, x, weight, bias, activation, block_t, block_c)
-    return dx, dw, weight.new_empty(0) if db is None else db  # custom ops return tensors, never None
-
-
-def _fake_fwd(x, weight, bias, activation, block_t, block_c):
-    return x.new_empty(x.shape)
-
-
-def _fake_bwd(dy, x, weight, bias, activation, block_t, block_c):
-    return (x.new_empty(x.shape), weight.new_empty(weight.shape),
-            weight.new_empty(0) if bias is None else bias.new_empty(bias.shape))
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, activation, block_t, block_c = inputs
-    ctx.save_for_backward(x, weight, bias)
-    ctx.options = (activation, block_t, block_c)
-
-
-def _backward(ctx, dy):
-    x, weight, bias = ctx.saved_tensors
-    dx, dw, db = torch.ops.goni.short_conv_bwd(dy, x, weight, bias, *ctx.options)
-    return dx, dw, None if bias is None else db, None, None, None
-
-
-def _register():
-    """The two ops, registered once per process (a module re-imported under pytester keeps the first)."""
-    try:
-        return torch.ops.goni.short_conv_fwd, torch.ops.goni.short_conv_bwd
-    except AttributeError:
-        pass
-    fwd = torch.library.custom_op("goni::short_conv_fwd", conv_fwd, mutates_args=(), schema=_FWD_SCHEMA)
-    bwd = torch.library.custom_op("goni::short_conv_bwd", _bwd_op_impl, mutates_args=(), schema=_BWD_SCHEMA)
-    fwd.register_fake(_fake_fwd)
-    bwd.register_fake(_fake_bwd)
-    fwd.register_autograd(_backward, setup_context=_setup_context)
-    return torch.ops.goni.short_conv_fwd, torch.ops.goni.short_conv_bwd
-
-
-_FWD_OP, _BWD_OP = _register()
-
-
-def causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None, activation: bool, block_t: int = 0,
-                block_c: int = 0) -> Tensor:
-    """The differentiable op: x [B, T, C], weight [C, K], bias [C] | None -> [B, T, C] in x's dtype.
-    ``block_t`` / ``block_c``: tile sizes (0: the defaults; the tests use small ones)."""
-    return _FWD_OP(x, weight, bias, bool(activation), int(block_t), int(block_c))
