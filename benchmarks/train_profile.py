@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -394,7 +395,6 @@ def with_conv_form(form: str, fn: Any) -> Any:
     """``fn`` called with ShortConv's parallel form set to ``form`` (and the default restored). On the
     CPU the "triton" form runs the kernels in Triton's interpreter when TRITON_INTERPRET=1 (a dry run)."""
     import contextlib
-    import os
 
     from pytest_goni.kernels import ops
     from pytest_goni.models import layers
@@ -413,6 +413,8 @@ def with_conv_form(form: str, fn: Any) -> Any:
 #: (channels, bias) of the short convs in the models: gated-deltanet's q/k and v convs at 8M (deltanet
 #: has the 384 one only), mamba2's (with bias); then the same at 30M
 CONV_SHAPES = ((384, False), (768, False), (896, True), (512, False), (1024, False), (1152, True))
+#: Triton conv tiles (tokens, channels) also timed eagerly beside the default (64, 64): for tuning
+CONV_TILES = ((32, 64), (64, 128), (128, 64), (32, 128))
 
 
 def part_conv(run: Run) -> None:
@@ -421,6 +423,7 @@ def part_conv(run: Run) -> None:
     hands it over: cuDNN's depthwise nn.Conv1d as the models run it, the shifted multiply-adds form and
     the Triton kernel (kernels/triton/short_conv.py), each eager and compiled. Suspect: the backends
     with the widest short convs are the slowest to train."""
+    from pytest_goni.kernels.short_conv import causal_conv_triton
     from pytest_goni.models.layers import ShortConv
 
     b, t = run.batch, run.seq
@@ -438,6 +441,10 @@ def part_conv(run: Run) -> None:
             if run.compile:
                 torch._dynamo.reset()
                 forms[f"{label}, compiled"] = with_conv_form(form, torch.compile(conv))
+        for bt, bc in (CONV_TILES if run.device.startswith("cuda") or os.environ.get("TRITON_INTERPRET") == "1"
+                       else ()):
+            forms[f"triton tiles {bt}x{bc}, eager"] = (
+                lambda x, bt=bt, bc=bc, m=conv.conv: causal_conv_triton(x, m.weight[:, 0], m.bias, True, bt, bc))
         for label, fn in forms.items():
             ms[f"C {c}{' +bias' if bias else ''}: {label}"] = 1e3 * device_time(
                 run, lambda fn=fn, x=x: fwd_bwd(dev, fn, (x,)))

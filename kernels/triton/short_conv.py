@@ -28,7 +28,11 @@ import triton.language as tl
 Tensor = torch.Tensor
 
 MAX_K = 8
-BT, BC, WARPS = 64, 64, 4  # tokens x channels per program
+BT, BC = 64, 64  # tokens x channels per program (default; benchmarks/train_profile.py's conv part tries others)
+
+
+def _warps(bt: int, bc: int) -> int:
+    return 4 if bt * bc <= 4096 else 8
 
 
 @triton.jit
@@ -120,7 +124,7 @@ def conv_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, activation: bool, b
     _short_conv_fwd[(triton.cdiv(t, bt), triton.cdiv(c, bc), b)](
         x, weight, weight if bias is None else bias.contiguous(), y, t, c, x.stride(0), x.stride(1),
         y.stride(0), y.stride(1), K=weight.shape[1], HAS_B=bias is not None, ACT=bool(activation),
-        BT=bt, BC=bc, num_warps=WARPS)
+        BT=bt, BC=bc, num_warps=_warps(bt, bc))
     return y
 
 
@@ -140,7 +144,7 @@ def conv_bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, activat
     _short_conv_bwd[(nt, triton.cdiv(c, bc), b)](
         x, weight, weight if bias is None else bias.contiguous(), dy, dx, partial, t, c, nt,
         x.stride(0), x.stride(1), dy.stride(0), dy.stride(1), dx.stride(0), dx.stride(1),
-        K=k, KB=kb, HAS_B=bias is not None, ACT=bool(activation), BT=bt, BC=bc, num_warps=WARPS)
+        K=k, KB=kb, HAS_B=bias is not None, ACT=bool(activation), BT=bt, BC=bc, num_warps=_warps(bt, bc))
     sums = partial.sum(0)  # [KB, C]: the reduction over B * T, in a fixed order
     dw = sums[:k].t().to(weight.dtype).contiguous()
     return dx, dw, None if bias is None else sums[k].to(bias.dtype, copy=True)

@@ -138,6 +138,17 @@ def test_compiles_into_one_graph_with_its_autograd():
         torch.testing.assert_close(a, r)
 
 
+def test_the_custom_ops_pass_opcheck():
+    """torch.library.opcheck: schema, fake (meta) shapes, the autograd registration and AOT dispatch of both
+    ops agree with what the kernels return."""
+    x, w, b, dy = _inputs(2, 9, 8, 4, torch.float32, True, seed=9)
+    x, w, b = (a.requires_grad_() for a in (x, w, b))
+    with _checked():
+        torch.library.opcheck(torch.ops.goni.short_conv_fwd.default, (x, w, b, True, 16, 16))
+        torch.library.opcheck(torch.ops.goni.short_conv_bwd.default,
+                              (dy, x.detach(), w.detach(), None, False, 16, 16))
+
+
 _SM90 = """
 fwd = ["x_ptr", "w_ptr", "b_ptr", "y_ptr", "T", "C", "sxb", "sxt", "syb", "syt"]
 bwd = ["x_ptr", "w_ptr", "b_ptr", "dy_ptr", "dx_ptr", "dwp_ptr", "T", "C", "NT", "sxb", "sxt", "sdb", "sdt",

@@ -94,6 +94,25 @@ def test_a_model_trains_the_same_through_the_triton_form(name, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
 
 
+def test_the_triton_form_compiles_as_one_graph(monkeypatch):
+    """ShortConv's "triton" form under torch.compile(fullgraph=True): no graph break around the kernels
+    (aot_eager: Dynamo and AOTAutograd, no Inductor codegen)."""
+    import os
+
+    from pytest_goni.kernels import ops
+
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
+    monkeypatch.setattr(layers, "SHORT_CONV_FORM", "triton")
+    conv = ShortConv(12, 4, bias=True)
+    x = torch.randn(2, 9, 12, requires_grad=True)
+    with ops.dispatch_as("cuda"):
+        out = torch.compile(conv, backend="aot_eager", fullgraph=True)(x)
+        ref = conv(x)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+
+
 def test_an_unknown_form_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(layers, "SHORT_CONV_FORM", "cudnn")
     with pytest.raises(ValueError, match="SHORT_CONV_FORM must be one of"):
