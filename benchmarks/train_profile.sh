@@ -9,7 +9,8 @@
 #      With PARTS="loop-whole loop-plain loop-whole-pad64 loop-plain-pad64 reference hf-whole": transformers'
 #      module against GPT-2's plain training forward (the loop's default since), head padded or not.
 #   2. 8M, eager: the same loop profile for GPT-2 and the backends under 0.9x GPT-2, and for those with
-#      a short conv again with ShortConv as shifted multiply-adds (loop-shifted).    (T_BACKENDS s)
+#      a short conv again with ShortConv as shifted multiply-adds (loop-shifted) and as the Triton conv
+#      (loop-triton-conv).                                                         (T_BACKENDS s)
 #   source benchmarks/device_env.sh && export GONI_GIT_COMMIT=<sha> && bash benchmarks/train_profile.sh
 # Packs $OUT/train-profile.tar.gz (jsonl, logs, versions); prints the rows last.
 set -u
@@ -24,7 +25,7 @@ timeout -s INT -k 15 "$T_PROFILE" python3 benchmarks/train_profile.py --device c
 echo "gpt2-125m rc=$? limit=${T_PROFILE}s took=$((SECONDS - t0))s" > "$R/rc.txt"
 t0=$SECONDS
 timeout -s INT -k 15 "$T_BACKENDS" python3 benchmarks/train_profile.py --device cuda:0 --out "$R/train-profile.jsonl" \
-    --size 8M --eager --parts loop loop-shifted --backends $BACKENDS > "$R/backends-8m.log" 2>&1
+    --size 8M --eager --parts loop loop-shifted loop-triton-conv --backends $BACKENDS > "$R/backends-8m.log" 2>&1
 echo "backends-8m rc=$? limit=${T_BACKENDS}s took=$((SECONDS - t0))s" >> "$R/rc.txt"
 pack
 cat "$R/versions.txt" "$R/rc.txt"
