@@ -241,6 +241,7 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
     from pytest_goni.models import layers
 
     a = run.args
+    saved = losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM
     losses.DEFAULT_PAD_VOCAB = pad
     layers.SHORT_CONV_FORM = conv_form
     try:
@@ -261,8 +262,7 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
                  top_kernels=top, losses=res.losses, dynamo=dynamo)
     finally:
-        losses.DEFAULT_PAD_VOCAB = 0
-        layers.SHORT_CONV_FORM = "conv1d"
+        losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM = saved
 
 
 def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False, plain: bool = False

@@ -18,12 +18,13 @@ and :func:`compilable_linear_cross_entropy`, torch ops only, which ``training.tr
 the model's graph whenever it compiles (on the H200, GPT-2 125M, that step is 1.66x the eager
 loss's; benchmarks/README.md, Training).
 
-``pad_vocab`` (off by default) pads the vocabulary to a multiple of its value with zero rows of the
-weight, so the three head matmuls see leading dimensions that are multiples of 8 elements (GPT-2's
+``pad_vocab`` (64 on CUDA by default, off on the CPU) pads the vocabulary to a multiple of its value
+with zero rows of the weight, so the three head matmuls see leading dimensions that are multiples of 8 elements (GPT-2's
 50,257 is odd: a bf16 row of its logits is 100,514 bytes, not 16-byte aligned, which the tensor-core
 GEMMs want; nanoGPT pads to 50,304 for this). The padded columns never reach the softmax (the kernel
-reads the first V of each row), and meet zero weight rows in d/dh, so the result is unchanged. Whether
-it is faster on the H200 is measured by ``benchmarks/train_profile.py``, not assumed.
+reads the first V of each row), and meet zero weight rows in d/dh, so the result is unchanged. It was
+measured faster on the H200 (``benchmarks/train_profile.py``; :data:`DEFAULT_PAD_VOCAB`); on the CPU
+the extra copy of the head buys nothing, so CPU runs (and their committed results) keep the unpadded head.
 """
 
 from __future__ import annotations
@@ -37,8 +38,19 @@ Tensor = torch.Tensor
 #: Logit elements (tokens x vocab) of one chunk: 2^27 float32 values, 512 MiB.
 CHUNK_ELEMENTS = 1 << 27
 
-#: ``pad_vocab`` when a call does not say: 0 is no padding (see the module docstring).
-DEFAULT_PAD_VOCAB = 0
+#: ``pad_vocab`` when a call does not say: the head is padded to a multiple of 64 rows (zero rows,
+#: masked out of the softmax: the same loss and gradients). Measured on the H200 (2026-12-01,
+#: benchmarks/results/2026-12-01-h200-train-profile-v2/): GPT-2 125M's head matmul [2624, 768] x
+#: [768, V] took 2.281 ms at V = 50,257 (rows not 16-byte aligned) and 0.333 ms at 50,304; the eager
+#: loss 36.5 -> 10.7 ms; the compiled loop 36.54 -> 34.14 ms per step (42.3% -> 45.2% MFU). 0 turns it off.
+DEFAULT_PAD_VOCAB = 64
+
+
+def default_pad(weight: Tensor, pad_vocab: int | None) -> int:
+    """``pad_vocab`` as given, else :data:`DEFAULT_PAD_VOCAB` for a CUDA head and 0 on the CPU."""
+    if pad_vocab is not None:
+        return pad_vocab
+    return DEFAULT_PAD_VOCAB if weight.is_cuda else 0
 
 
 def padded(vocab: int, multiple: int) -> int:
@@ -172,7 +184,7 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     ``fused`` runs each chunk's softmax and gradient as one Triton kernel, in place on the
     chunk's logits; None: on CUDA for bf16/fp16/fp32 (in torch that part takes about six passes
     over float32 logits, a fifth of a GPT-2 125M step). ``pad_vocab``: pad the head's rows to a
-    multiple of this (None: :data:`DEFAULT_PAD_VOCAB`; 0: none); the result is the same.
+    multiple of this (None: :func:`default_pad`; 0: none); the result is the same.
     """
     h2, t2, dtype = _rows(h, targets)
     dev = h.device.type
@@ -187,7 +199,7 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, *, ignore_i
     if fused is None:
         fused = h.is_cuda and dtype != torch.float64 and triton_available()
     fn = _chunk_triton if fused else _chunk_loss_and_grad
-    vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
+    vp = padded(weight.shape[0], default_pad(weight, pad_vocab))
     with torch.autocast(dev, enabled=False):
         return _LinearCrossEntropy.apply(h2, weight, t2, ignore_index, n, dtype, fn, vp)
 
@@ -255,7 +267,7 @@ def compilable_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, 
     h2, t2, dtype = _rows(h, targets)
     dev = h.device.type
     n = chunk or chunk_tokens(weight.shape[0], h2.shape[0], CHUNK_ELEMENTS)
-    vp = padded(weight.shape[0], DEFAULT_PAD_VOCAB if pad_vocab is None else pad_vocab)
+    vp = padded(weight.shape[0], default_pad(weight, pad_vocab))
     with torch.autocast(dev, enabled=False):
         if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
             total = torch.zeros((), device=h.device, dtype=torch.promote_types(dtype, torch.float32))

@@ -288,3 +288,16 @@ def test_compiled_form_on_cuda_matches_the_fused_loss():
         for a, b in zip(torch.autograd.grad(ours, (h, w)), g_fused):
             assert (a - b).norm() / b.norm() < 1e-2
     torch._dynamo.reset()
+
+
+def test_the_head_is_padded_to_64_rows_on_cuda_by_default_and_not_on_the_cpu():
+    from pytest_goni import losses
+
+    class CudaHead:  # the rule reads only where the head lives
+        is_cuda = True
+
+    cpu_head = torch.zeros(50257, 8)
+    assert losses.default_pad(CudaHead(), None) == losses.DEFAULT_PAD_VOCAB == 64
+    assert losses.padded(50257, losses.default_pad(CudaHead(), None)) == 50304
+    assert losses.default_pad(cpu_head, None) == 0
+    assert losses.default_pad(cpu_head, 64) == 64 and losses.default_pad(CudaHead(), 0) == 0
