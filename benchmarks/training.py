@@ -19,7 +19,9 @@ Modes: ``eager`` is ``train(..., compile=False)`` (the eager chunked loss, its T
 CUDA); ``compiled`` is ``train(..., compile=True)`` with the loop's default loss for a compiled run:
 features, head and chunked cross-entropy compiled as one graph (``compile_loss``). Each row's
 ``config["loss"]`` says which loss ran (``TrainResult.loss``: after a compile failure, the eager
-fallback's).
+fallback's). ``--short-conv conv1d|shifted|triton`` sets ShortConv's parallel form
+(``models.layers.SHORT_CONV_FORM``) for the run; every row records it (``short_conv``) and the table
+marks the rows of the backends it changes.
 
 ``--ddp-check`` trains one model on 1 GPU and on 2 GPUs (DDP, same seed, same global batch and
 order) and records both loss curves, their largest difference, and the tokens/s ratio. Under
@@ -61,6 +63,7 @@ from pytest_goni.training import OptimConfig, train
 SIZES = ("8M", "30M", "125M")
 ONLY_GPT2 = {"125M"}  # the 125M rung is GPT-2's (the MFU target); other backends stop at 30M
 LEARNED_POSITIONS = {"gpt2", "transformer-vanilla"}
+SHORT_CONV_BACKENDS = {"deltanet", "gated-deltanet", "mamba2", "groundthink"}  # the rows --short-conv changes
 SKIP_BY_DEFAULT = {"transformer-vanilla"}  # GPT-2 is the learned-position transformer measured
 VOCAB = 50257
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 2, "n_heads": 2}
@@ -144,7 +147,7 @@ class Bench:
                      "device": device_name(self.device), "device_index": self.device,
                      "versions": versions(), "commit": git_commit(), "command": " ".join(sys.argv),
                      "batch": args.batch, "autocast": "bf16" if self.device.startswith("cuda") else "off",
-                     "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+                     "world_size": int(os.environ.get("WORLD_SIZE", "1")), "short_conv": short_conv_form()}
         self.out = open(args.out, "a") if self.rank0 else None  # noqa: SIM115 - closed in main()
         self.rows: list[dict[str, Any]] = []
         t0 = time.perf_counter()
@@ -160,6 +163,13 @@ class Bench:
             self.out.write(json.dumps(rec) + "\n")
             self.out.flush()
             print(summary(rec), flush=True)
+
+
+def short_conv_form() -> str:
+    """ShortConv's parallel form the rows train with (deltanet, gated-deltanet, mamba2, groundthink)."""
+    from pytest_goni.models import layers
+
+    return layers.SHORT_CONV_FORM
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -268,6 +278,8 @@ def render(paths: list[Path]) -> str:
         ref = best.get(("gpt2", r["size"], r["seq"]))
         ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}" if ref else "-"
         mode = r["mode"] if r["mode"] != "compiled" or r.get("compiled") else "compiled, fell back to eager"
+        if r.get("short_conv", "conv1d") != "conv1d" and r["backend"] in SHORT_CONV_BACKENDS:
+            mode += f", {r['short_conv']} short conv"
         if r.get("diverged_at") is not None:
             mode += f" (loss NaN at step {r['diverged_at']})"
         lines.append(f"| {r['backend']} | {r['size']} | {r['seq']} | {mode} | {r['tokens_per_s']:,.0f} | "
@@ -302,6 +314,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="(size, T) points in this order, instead of every --sizes x --seqs")
     p.add_argument("--ddp-check", action="store_true", help="1 GPU vs 2 GPUs (first backend/size/seq)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU")
+    p.add_argument("--short-conv", default=None, choices=["conv1d", "shifted", "triton"],
+                   help="ShortConv's parallel form for every row (models.layers.SHORT_CONV_FORM; default: as is)")
     args = p.parse_args(argv)
     if not args.render and not args.out:
         p.error("--out is required (or --render FILES)")
@@ -315,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.update(NVLS_OFF)
     load_builtins()
+    if args.short_conv:
+        from pytest_goni.models import layers
+
+        layers.SHORT_CONV_FORM = args.short_conv
     if args.backends is None:
         args.backends = [n for n in builtin_backends() if n not in SKIP_BY_DEFAULT]
     if launched_by_torchrun():

@@ -27,3 +27,23 @@ def test_cpu_smoke_rows_carry_the_result_fields(tmp_path):
     for r in rows:
         assert FIELDS <= set(r), FIELDS - set(r)
     assert rows[0]["tokens_per_s"] > 0 and rows[0]["losses"]
+
+
+def test_short_conv_form_is_recorded_and_rendered(tmp_path, monkeypatch):
+    """--short-conv triton: the rows say which form ShortConv ran (off CUDA: its torch definition), and the
+    table marks the backends it changes."""
+    from pytest_goni.models import layers
+
+    monkeypatch.setattr(layers, "SHORT_CONV_FORM", layers.SHORT_CONV_FORM)  # restored after the test
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "t.jsonl"
+    assert module.main(["--cpu-smoke", "--backends", "mamba2", "gpt2", "--points", "8M:32", "--modes", "eager",
+                        "--warmup", "1", "--steps", "1", "--short-conv", "triton", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["backend"], r["status"], r["short_conv"]) for r in rows] == [("mamba2", "ok", "triton"),
+                                                                           ("gpt2", "ok", "triton")]
+    table = module.render([out])
+    assert "| mamba2 | 8M | 32 | eager, triton short conv |" in table and "| gpt2 | 8M | 32 | eager |" in table
