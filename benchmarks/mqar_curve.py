@@ -162,9 +162,51 @@ def table(paths: list[Path]) -> str:
     return "\n".join(out)
 
 
+def best_per_backend(paths: list[Path]) -> dict[str, dict]:
+    """Zoology's report: per backend, the run with the highest final validation accuracy over its lrs."""
+    best: dict[str, dict] = {}
+    for r in (json.loads(line) for f in paths for line in f.read_text().splitlines() if line.startswith("{")):
+        b = r.get("backend", "?")
+        if r.get("final_val") is not None and (b not in best or r["final_val"] > best[b]["final_val"]):
+            best[b] = r
+    return best
+
+
+def ranking(paths: list[Path], spec_path: Path, measurement: str = "mqar", tie_at: float | None = None) -> str:
+    """The best run per backend as a markdown table, named as the spec's models, and Kendall tau-b
+    against the measurement's ``expected_ranking`` by the synthetic_task kind's own code
+    (pytest_goni.tasks.ranking), with the pairs that disagree. Backends the ranking does not name
+    (mamba2, groundthink) are listed but not ranked. ``tie_at``: accuracies above it count as equal
+    (runs stopped at 0.99 end at their first evaluation past it, so their order there is not measured)."""
+    from pytest_goni.spec import load_spec
+    from pytest_goni.tasks.ranking import kendall_ranking
+
+    load_builtins()
+    spec = load_spec(spec_path, str(spec_path), "cpu")
+    name = {m["backend"]: n for n, m in spec.models.items()}
+    best = best_per_backend(paths)
+    out = ["| model (backend) | best lr | final val. accuracy | step at 0.95 | steps run | s/step (shared) |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for b, r in sorted(best.items(), key=lambda kv: -kv[1]["final_val"]):
+        steps = r["curve"][-1][0] if r.get("curve") else 0
+        end = " (cut)" if r.get("killed") else (" (stopped)" if r.get("stopped_at") else "")
+        out.append(f"| {name.get(b, b)} ({b}) | {r['lr']:g} | {r['final_val']:.3f} | {r.get('first_step_095') or '-'} "
+                   f"| {steps:,}{end} | {r.get('seconds_per_step') or 0:.3f} |")
+    measured = {name[b]: min(r["final_val"], tie_at if tie_at is not None else 1.0) for b, r in best.items()
+                if b in name}
+    tau, pairs = kendall_ranking(spec.measurements[measurement].params["expected_ranking"], measured)
+    tied = f" (accuracies above {tie_at:g} tied)" if tie_at is not None else ""
+    out += ["", f"Kendall tau-b vs {spec_path} {measurement}.expected_ranking{tied}: {tau:.3f}",
+            "pairs against the expected order: " + ("; ".join(pairs) or "none")]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", type=Path, nargs="+", help="print the runs of these JSON-lines files and exit")
+    p.add_argument("--rank", type=Path, metavar="SPEC",
+                   help="with --table: the best lr per backend and Kendall tau-b against SPEC's mqar expected_ranking")
+    p.add_argument("--tie-at", type=float, help="with --rank: accuracies above this count as equal (the stop level)")
     p.add_argument("--backend", nargs="+", default=["transformer-rope"],
                    help=f"registered backends, or {REFERENCE} (benchmarks/zoology_attention.py)")
     p.add_argument("--V", type=int, default=128)
@@ -198,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     if a.table:
-        print(table(a.table))
+        print(ranking(a.table, a.rank, tie_at=a.tie_at) if a.rank else table(a.table))
         return 0
     torch.set_num_threads(a.threads)
     signal.signal(signal.SIGTERM, _on_term)

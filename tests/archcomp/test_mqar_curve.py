@@ -131,3 +131,27 @@ def test_zoology_reference_trains_through_the_curve_script(tmp_path: Path) -> No
     assert _module().main([*TINY, "--backend", "zoology-attention", "--dropout", "0", "--out", str(out)]) == 0
     row = json.loads(out.read_text())
     assert row["backend"] == "zoology-attention" and row["dropout"] == 0 and [s for s, _ in row["curve"]] == [2, 4]
+
+
+def test_rank_takes_the_best_lr_per_backend_and_the_kinds_kendall_tau(tmp_path: Path) -> None:
+    """--table FILES --rank SPEC: Zoology's best-of-lrs per backend, named as the spec's models, and
+    tau-b from pytest_goni.tasks.ranking against the spec's mqar expected_ranking; --tie-at counts
+    every accuracy above it as equal."""
+    from pytest_goni.tasks.ranking import kendall_ranking
+
+    runs = [("transformer-rope", 0.002, 0.30), ("transformer-rope", 0.0005, 0.99), ("deltanet", 0.002, 1.0),
+            ("lstm", 0.002, 0.05), ("gla", 0.002, 0.60), ("mamba2", 0.002, 0.97)]
+    f = tmp_path / "runs.jsonl"
+    f.write_text("".join(json.dumps({"backend": b, "lr": lr, "final_val": acc, "curve": [[98, acc]],
+                                     "first_step_095": 98 if acc >= 0.95 else None, "killed": False,
+                                     "stopped_at": None, "seconds_per_step": 0.1}) + "\n" for b, lr, acc in runs))
+    spec = Path(__file__).resolve().parents[2] / "specs" / "archcomp.yaml"
+    tiers = [["rope", "vanilla", "retnet"], ["deltanet", "gated_deltanet"], ["gla", "rwkv7"], ["lstm", "gru"]]
+    text = _module().ranking([f], spec)
+    assert "| rope (transformer-rope) | 0.0005 | 0.990 | 98 |" in text and "| mamba2 (mamba2) |" in text
+    tau, pairs = kendall_ranking(tiers, {"rope": 0.99, "deltanet": 1.0, "lstm": 0.05, "gla": 0.60})
+    assert f"expected_ranking: {tau:.3f}" in text and pairs == ["deltanet (tier 2) 1.000 > rope (tier 1) 0.990"]
+    assert pairs[0] in text
+    tied = _module().ranking([f], spec, tie_at=0.99)
+    tau_tied, pairs_tied = kendall_ranking(tiers, {"rope": 0.99, "deltanet": 0.99, "lstm": 0.05, "gla": 0.60})
+    assert f"(accuracies above 0.99 tied): {tau_tied:.3f}" in tied and pairs_tied == [] and tau_tied > tau
