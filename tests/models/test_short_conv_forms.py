@@ -89,9 +89,10 @@ def test_a_model_trains_the_same_through_the_triton_form(name, monkeypatch):
             out = model(x)
             runs.append((out, torch.autograd.grad(out.square().mean(), params)))
     (ref, g_ref), (out, g_out) = runs
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    tol = 5e-3 if cuda else 1e-5  # on the GPU the model's other kernels use tf32 dots (and cuDNN may too)
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
     for a, b in zip(g_out, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+        torch.testing.assert_close(a, b, rtol=10 * tol, atol=tol * b.abs().max().item())
 
 
 def test_the_triton_form_compiles_as_one_graph(monkeypatch):
@@ -104,8 +105,9 @@ def test_the_triton_form_compiles_as_one_graph(monkeypatch):
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
     monkeypatch.setattr(layers, "SHORT_CONV_FORM", "triton")
-    conv = ShortConv(12, 4, bias=True)
-    x = torch.randn(2, 9, 12, requires_grad=True)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    conv = ShortConv(12, 4, bias=True).to(dev)
+    x = torch.randn(2, 9, 12, device=dev, requires_grad=True)
     with ops.dispatch_as("cuda"):
         out = torch.compile(conv, backend="aot_eager", fullgraph=True)(x)
         ref = conv(x)
