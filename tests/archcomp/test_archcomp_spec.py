@@ -91,3 +91,24 @@ def test_gpu_mqar_is_run_as_zoology_figure_2_runs_it(profile: str) -> None:
     assert spec.measurements["knapsack"].params["steps"] == spec.profile_vars["steps"]
     for g in ("mqar-strong-baseline", "mqar-t64-strong-baseline", "mqar-t128-strong-baseline"):
         assert next(x for x in spec.gates if x.id == g).raw["expect"] == ">= 0.95"
+
+
+def test_gpu_mqar_budget_is_zoologys_with_its_early_stop_and_the_others_do_not_stop() -> None:
+    """The gpu profile judges MQAR at Zoology fig. 2's budget (benchmarks/README.md "MQAR at Zoology's
+    recipe on one H200"): batch 512, 12,544 steps (64 epochs of 196 batches of the 100,000 examples),
+    validation every epoch and the run stopped at 0.99; flip-flop and knapsack never stop. The cpu,
+    smoke and gpu-quick profiles keep the stop off (gpu-quick's MQAR verdicts are INVALID by design)."""
+    import math
+
+    load_builtins()
+    spec = load_spec(SPEC, "specs/archcomp.yaml", profile="gpu", cuda=True)
+    per_epoch = math.ceil(100_000 / 512)
+    for name in ("mqar", "mqar_t64", "mqar_t128", "mqar_small"):
+        p = spec.measurements[name].params
+        assert (p["batch_size"], p["steps"], p["stop_at"]) == (512, 64 * per_epoch, 0.99), name
+        assert p["eval_every"] == per_epoch == 196
+    for name in ("flip_flop", "knapsack"):
+        assert spec.measurements[name].params.get("stop_at", 0) == 0
+    for profile in ("cpu", "smoke", "gpu-quick"):
+        quick = load_spec(SPEC, "specs/archcomp.yaml", profile=profile, cuda=profile.startswith("gpu"))
+        assert all(m.params.get("stop_at", 0) == 0 for m in quick.measurements.values()), profile
