@@ -37,7 +37,8 @@ def _inputs(b, t, c, k, dtype, bias, seed, x_stride_pad=0):
     """x [B, T, C] (a column slice of a wider tensor when x_stride_pad: a split projection), weight [C, K],
     bias [C]; the parameters in float32 as a model holds them."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, t, c + x_stride_pad, generator=g)[..., x_stride_pad:].to(DEV, dtype)
+    # sliced after the move: .to() onto another device copies into a contiguous tensor (the H200 run caught it)
+    x = torch.randn(b, t, c + x_stride_pad, generator=g).to(DEV, dtype)[..., x_stride_pad:]
     w = (torch.randn(c, k, generator=g) / k ** 0.5).to(DEV)
     bb = torch.randn(c, generator=g).to(DEV) if bias else None
     dy = torch.randn(b, t, c, generator=g).to(DEV, dtype)
