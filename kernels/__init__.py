@@ -4,7 +4,7 @@ Dispatchers (Triton on CUDA, chunked torch elsewhere; layout [B, T, H, D], state
 float32) and single-token decode steps. Definitions: `pytest_goni.kernels.reference`.
 """
 
-from .decode_fusion import add_norm, norm_linear, silu_mul, silu_mul_linear
+from .decode_fusion import add_norm, norm_linear, shift_linear, silu_mul, silu_mul_linear
 from .kv_attention import kv_decode
 from .mixer_steps import delta_mixer_step, gla_mixer_step, mamba2_ssd_step, rwkv6_mixer_step, short_conv_step
 from .ops import (
@@ -44,6 +44,7 @@ __all__ = [
     "rwkv7",
     "rwkv7_step",
     "simple_gla",
+    "shift_linear",
     "short_conv_step",
     "silu_mul",
     "silu_mul_linear",

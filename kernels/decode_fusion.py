@@ -14,6 +14,12 @@ tests' reference):
 - ``norm_linear`` / ``silu_mul_linear``: each of the above with the matmul that follows it, as one
   GEMV kernel whose prologue makes the input row (batch-1 decode: the weight read is the work).
   Used by default in the decode step (models/fusion.py's ``DECODE_GEMV``; ``GONI_DECODE_GEMV=0`` off).
+  Epilogues: ``norm_linear(blend=(other, logit))`` returns lerp(other, y, sigmoid(logit)) (groundthink's
+  mix of its two mixers), ``silu_mul_linear(act="relu2", gate=r)`` sigmoid(r) * y (RWKV's channel mix);
+- ``shift_linear``: RWKV's token shift and the projections after it as one grouped GEMV: the optional
+  add + norm, then per group f of output rows the lerp z_f = lerp(xn, prev, mix_f (+ a_f B_f: the
+  ddlerp's low-rank term)) and y_f = W_f z_f (tanh on chosen groups): the ddlerp chain of a layer in two
+  launches where it took a dozen.
 
 Rows may be strided views (a merged projection's output split in columns); the last dim must
 have a unit stride.
@@ -116,26 +122,110 @@ def _linear_args(name: str, weight: Tensor, bias: Tensor | None, k: int) -> None
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
 
 
+def blend_torch(y: Tensor, other: Tensor, logit: Tensor) -> Tensor:
+    """lerp(other, y, sigmoid(logit)): groundthink's per-channel mix of its two mixers' outputs."""
+    return torch.lerp(other, y.to(other.dtype), torch.sigmoid(logit).to(other.dtype))
+
+
 def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float,
-                layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None
-                ) -> tuple[Tensor, Tensor]:
+                layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None,
+                blend: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b), the
-    product in W's dtype (under autocast the caller passes W already cast, as F.linear would)."""
+    product in W's dtype (under autocast the caller passes W already cast, as F.linear would).
+    ``blend=(other [B, N], logit [N])``: the product y returned as lerp(other, y, sigmoid(logit)), in
+    other's dtype (:func:`blend_torch`), in the same kernel."""
     _check_add_norm(x, r, norm_weight, norm_bias)
     _linear_args("weight", weight, bias, x.shape[1])
+    if blend is not None:
+        _rows("other", blend[0])
+        checks.same("other", blend[0], (x.shape[0], weight.shape[0]), "[B, N]: the output's shape")
+        checks.tensor("logit", blend[1], 1)
+        checks.same("logit", blend[1], (weight.shape[0],), "[N]")
     if ops.use_triton(backend, x):
-        return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias)
+        return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias, blend)
     h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)
-    return h, F.linear(n.to(weight.dtype), weight, bias)
+    y = F.linear(n.to(weight.dtype), weight, bias)
+    return h, (y if blend is None else blend_torch(y, *blend))
 
 
-def silu_mul_linear(a: Tensor, b: Tensor, weight: Tensor, bias: Tensor | None = None,
-                    backend: str | None = None) -> Tensor:
-    """:func:`silu_mul` and the linear layer after it (SwiGLU's down projection) as one kernel on CUDA."""
+def silu_mul_linear(a: Tensor, b: Tensor | None, weight: Tensor, bias: Tensor | None = None,
+                    backend: str | None = None, act: str = "silu", gate: Tensor | None = None) -> Tensor:
+    """:func:`silu_mul` and the linear layer after it (SwiGLU's down projection) as one kernel on CUDA;
+    ``act="relu2"`` (b None): relu(a)^2 W^T (RWKV's channel-mix value); ``gate`` [B, N]: the result
+    times sigmoid(gate) (``silu_mul(gate, y, act="sigmoid")``, RWKV's receptance) in the same kernel."""
+    if act not in ("silu", "relu2"):
+        raise ValueError(f"act must be 'silu' or 'relu2', got {act!r}")
     _rows("a", a)
-    _rows("b", b)
-    checks.same("b", b, tuple(a.shape), "like a: [B, F]")
+    if (b is None) != (act == "relu2"):
+        raise ValueError("b is required, except for act='relu2' which takes none")
+    if b is not None:
+        _rows("b", b)
+        checks.same("b", b, tuple(a.shape), "like a: [B, F]")
     _linear_args("weight", weight, bias, a.shape[1])
+    if gate is not None:
+        _rows("gate", gate)
+        checks.same("gate", gate, (a.shape[0], weight.shape[0]), "[B, N]: the output's shape")
     if ops.use_triton(backend, a):
-        return _triton("silu_mul_linear")(a, b, weight, bias)
-    return F.linear(silu_mul_torch(a, b).to(weight.dtype), weight, bias)
+        return _triton("silu_mul_linear")(a, b, weight, bias, act, gate)
+    y = F.linear(silu_mul_torch(a, b, act).to(weight.dtype), weight, bias)
+    return y if gate is None else silu_mul_torch(gate, y, "sigmoid")
+
+
+def shift_linear_torch(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Tensor, mix: Tensor, weight: Tensor,
+                       sizes: list[int], lora: Tensor | None = None, lora_weight: Tensor | None = None,
+                       tanh_groups: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
+    if norm is not None:
+        h, xn = add_norm_torch(x, r, *norm)
+    else:
+        h = xn = x
+    rank = 0 if lora is None else lora_weight.shape[1]
+    ys = []
+    for f, w in enumerate(weight.split(sizes)):
+        m = mix[f].to(torch.promote_types(mix.dtype, torch.float32))
+        if lora is not None:
+            m = m + lora[:, f * rank:(f + 1) * rank].to(m.dtype) @ lora_weight[f].to(m.dtype)
+        z = torch.lerp(xn, prev.to(xn.dtype), m.to(xn.dtype))  # as the unfused ddlerp (x's dtype)
+        y = F.linear(z.to(weight.dtype), w)
+        ys.append(torch.tanh(y) if f in tanh_groups else y)
+    return h, xn, torch.cat(ys, -1)
+
+
+#: The most groups of rows one shift_linear launch takes (RWKV-6's w, k, v, r, g).
+SHIFT_GROUPS = 5
+
+
+def shift_linear(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Tensor, mix: Tensor, weight: Tensor,
+                 sizes: list[int], lora: Tensor | None = None, lora_weight: Tensor | None = None,
+                 tanh_groups: tuple[int, ...] = (), backend: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """x, prev [B, K] -> (h, xn, y [B, sum(sizes)]): h = x + r, xn = norm(h) (``norm`` = (weight, bias,
+    eps, layer) as :func:`add_norm` takes them; None: h = xn = x, r must be None), and for each group f
+    of ``sizes`` rows of ``weight`` [N, K]: y_f = W_f lerp(xn, prev, m_f), m_f = mix[f] ([G, K]) plus,
+    with ``lora`` [B, G*R] and ``lora_weight`` [G, R, K], lora_f lora_weight[f]; tanh of the groups in
+    ``tanh_groups``. y in W's dtype (under autocast the caller passes W cast), h and xn in x's dtype."""
+    _rows("x", x)
+    _rows("prev", prev)
+    b, k = x.shape
+    checks.same("prev", prev, (b, k), "like x: [B, K]")
+    if norm is None and r is not None:
+        raise ValueError("r (a pending residual) needs a norm: without one h = xn = x")
+    _check_add_norm(x, r, *(norm[:2] if norm is not None else (None, None)))
+    _linear_args("weight", weight, None, k)
+    if not 1 <= len(sizes) <= SHIFT_GROUPS or sum(sizes) != weight.shape[0] or min(sizes) < 1:
+        raise ValueError(f"sizes must be 1 to {SHIFT_GROUPS} positive group widths summing to weight's "
+                         f"{weight.shape[0]} rows, got {list(sizes)}")
+    checks.tensor("mix", mix, 2)
+    checks.same("mix", mix, (len(sizes), k), "[groups, K]")
+    if (lora is None) != (lora_weight is None):
+        raise ValueError("lora and lora_weight go together")
+    if lora is not None:
+        checks.tensor("lora_weight", lora_weight, 3)
+        if lora_weight.shape[0] != len(sizes) or lora_weight.shape[2] != k:
+            raise ValueError(f"lora_weight must be [groups={len(sizes)}, R, K={k}], got {tuple(lora_weight.shape)}")
+        _rows("lora", lora)
+        checks.same("lora", lora, (b, len(sizes) * lora_weight.shape[1]), "[B, groups * R]")
+    if any(not 0 <= f < len(sizes) for f in tanh_groups):
+        raise ValueError(f"tanh_groups must name groups 0..{len(sizes) - 1}, got {tanh_groups}")
+    if ops.use_triton(backend, x):
+        return _triton("shift_linear")(x, r, norm, prev, mix, weight, list(sizes), lora, lora_weight,
+                                       tuple(tanh_groups))
+    return shift_linear_torch(x, r, norm, prev, mix, weight, list(sizes), lora, lora_weight, tuple(tanh_groups))

@@ -12,7 +12,8 @@ projection, in the dtype of its gate input.
 - ``mamba2_ssd_step``: dt = softplus(dt + dt_bias), the SSD update with q = C, k = B, v = dt x,
   decay exp(-dt exp(A_log)), the D skip and the swish(z) gate (the gated RMSNorm's norm, over all
   heads, stays outside);
-- ``rwkv6_mixer_step``: decay exp(-exp(decay + lora)), the bonus u, GroupNorm per head, swish(g);
+- ``rwkv6_mixer_step``: decay exp(-exp(decay + lora)) (the lora's up-projection too, optionally), the
+  bonus u, GroupNorm per head, swish(g);
 - ``gla_mixer_step``: log-decay logsigmoid(gate) / temperature, RMSNorm per head, swish(out gate);
 - ``delta_mixer_step``: L2-normalized q, k, beta = sigmoid(b), the (gated) delta rule with
   g = -exp(A_log) softplus(a + dt_bias), RMSNorm per head, swish(out gate) when gated.
@@ -131,21 +132,39 @@ def rwkv6_mixer_step_torch(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, deca
     return (o * F.silu(g.to(acc))).to(g.dtype)
 
 
+def _low_rank(name: str, low: Tensor, weight: Tensor, b: int, width: int) -> None:
+    """A low-rank input low [B, R] whose up-projection weight [width, R] runs inside the kernel."""
+    checks.tensor(f"{name}_weight", weight, 2)
+    if weight.shape[0] != width:
+        raise ValueError(f"{name}_weight must be [H*Dk={width}, R], got {tuple(weight.shape)}")
+    checks.tensor(name, low, 2)
+    checks.same(name, low, (b, weight.shape[1]), f"[B, R]: the low-rank {name}'s input")
+    if low.stride(-1) != 1:
+        raise ValueError(f"{name} must have a unit stride in its last dim")
+
+
 def rwkv6_mixer_step(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, decay: Tensor, g: Tensor, bonus: Tensor,
                      state: Tensor, ln_weight: Tensor, ln_bias: Tensor, eps: float, scale: float = 1.0,
-                     backend: str | None = None) -> Tensor:
+                     backend: str | None = None, lora_weight: Tensor | None = None) -> Tensor:
     """RWKV-6 time mixing after its projections: r, k, w_lora [B, H*Dk], v, g [B, H*Dv] (flat),
     decay [H*Dk], bonus [H, Dk], state [B, H, Dk, Dv] float32 in place, GroupNorm per head
-    (ln_weight, ln_bias [H*Dv]). Returns GroupNorm(o) * swish(g) [B, H*Dv]."""
+    (ln_weight, ln_bias [H*Dv]). Returns GroupNorm(o) * swish(g) [B, H*Dv]. With ``lora_weight``
+    [H*Dk, R], ``w_lora`` is the decay LoRA's hidden [B, R] and its up-projection runs in the kernel."""
     checks.tensor("r", r, 2)
     b = r.shape[0]
     h = bonus.shape[0]
     dk, dv = _state(state, b, h)
-    for name, x, w in (("r", r, dk), ("k", k, dk), ("w_lora", w_lora, dk), ("v", v, dv), ("g", g, dv)):
-        _rows(name, x, b, h * w)
+    if lora_weight is not None:
+        _low_rank("w_lora", w_lora, lora_weight, b, h * dk)
+    for name, x, w in (("r", r, dk), ("k", k, dk), ("w_lora", w_lora, dk if lora_weight is None else None),
+                       ("v", v, dv), ("g", g, dv)):
+        if w is not None:
+            _rows(name, x, b, h * w)
     if ops.use_triton(backend, g):
         return _triton("rwkv6_mixer_step")(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps,
-                                           scale)
+                                           scale, lora_weight)
+    if lora_weight is not None:
+        w_lora = F.linear(w_lora, lora_weight)
     return rwkv6_mixer_step_torch(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale)
 
 
@@ -181,15 +200,9 @@ def gla_mixer_step(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, out_gate: Tens
     dk, dv = _state(state, b, h)
     gate_width = dk if gate_weight is None else None
     if gate_weight is not None:
-        checks.tensor("gate_weight", gate_weight, 2)
-        if gate_weight.shape[0] != h * dk:
-            raise ValueError(f"gate_weight must be [H*Dk={h * dk}, R], got {tuple(gate_weight.shape)}")
+        _low_rank("gate", gate, gate_weight, b, h * dk)
         if gate_bias is not None and tuple(gate_bias.shape) != (h * dk,):
             raise ValueError(f"gate_bias must have shape ({h * dk},), got {tuple(gate_bias.shape)}")
-        checks.tensor("gate", gate, 2)
-        checks.same("gate", gate, (b, gate_weight.shape[1]), "[B, R]: the low-rank gate's input")
-        if gate.stride(-1) != 1:
-            raise ValueError("gate must have a unit stride in its last dim")
     for name, x, w in (("q", q, dk), ("k", k, dk), ("gate", gate, gate_width), ("v", v, dv),
                        ("out_gate", out_gate, dv)):
         if w is not None:

@@ -13,6 +13,8 @@ fused step against the unfused parallel form):
 - SwiGLU's SiLU and product run as one kernel (``kernels.silu_mul``; RWKV's channel mix likewise);
 - the norm before a block's first matmul, and SiLU x up before SwiGLU's down projection, as the
   prologue of one Triton GEMV (:data:`DECODE_GEMV`, ``kernels.norm_linear`` / ``silu_mul_linear``);
+  with them RWKV's token shift (ddlerp) and its low-rank mixes as the prologue of grouped GEMVs
+  (:func:`shift_split_linear`, ``kernels.shift_linear``), its channel mix as two GEMVs;
 - under autocast the merged copies, out projections and LM head are cast once (:func:`linear`).
 
 On by default whenever gradients are off (inference mode, no_grad: every decode path); training
@@ -73,10 +75,10 @@ def decode_fusion(on: bool, gemv: bool | None = None) -> Iterator[None]:
         DECODE_FUSION, DECODE_GEMV = saved
 
 
-def _signature(linears: Sequence[nn.Linear]) -> tuple:
+def _signature(sources: Sequence[nn.Linear | Tensor]) -> tuple:
     out = []
-    for lin in linears:
-        for p in (lin.weight, lin.bias):
+    for src in sources:
+        for p in ((src.weight, src.bias) if isinstance(src, nn.Linear) else (src,)):
             if p is not None:
                 try:
                     version = p._version
@@ -99,8 +101,8 @@ def compute_dtype(weight: Tensor) -> torch.dtype:
     return weight.dtype
 
 
-def _cached(owner: nn.Module, key: tuple, linears: Sequence[nn.Linear], build: Callable[[], tuple]) -> tuple:
-    """``build()`` (a tuple of tensors made from ``linears``' weights), made once per weight version and
+def _cached(owner: nn.Module, key: tuple, linears: Sequence[nn.Linear | Tensor], build: Callable[[], tuple]) -> tuple:
+    """``build()`` (a tuple of tensors made from ``linears``' weights, or from tensors), made once per version and
     cached on ``owner`` under ``key``; plain tensors, usable outside inference mode too. A copy first
     made while a CUDA graph captures lives in that graph's pool, so it is not cached."""
     cache = owner.__dict__.setdefault("_goni_merged", {})
@@ -159,6 +161,43 @@ def stacked_weight(owner: nn.Module, key: str, linears: Sequence[nn.Linear]) -> 
     return weight
 
 
+def merged_rows(owner: nn.Module, key: str, rows: Sequence[Tensor]) -> Tensor:
+    """``rows`` ([N_i, K] each: linear weights, or the transpose of an ``x @ W`` parameter) as one
+    contiguous [sum N_i, K] matrix in the matmul's dtype, cached on ``owner`` like :func:`merged_linear`."""
+    dtype = compute_dtype(rows[0])
+    (weight,) = _cached(owner, (key, dtype), rows, lambda: (torch.cat([r.to(dtype) for r in rows], 0).contiguous(),))
+    return weight
+
+
+def shift_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module | None, prev: Tensor, owner: nn.Module,
+                       key: str, groups: Sequence[tuple[Tensor, Tensor | None]],
+                       lora: tuple[Tensor, Tensor] | None = None, tanh_groups: tuple[int, ...] = ()
+                       ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """(h, xn, outputs) of RWKV's token shift and the projections after it as one GEMV kernel
+    (``kernels.shift_linear``): h = x + pending, xn = norm(h) (``norm`` None: xn = x), and per group
+    (rows [N, K], mix [K] or None for no shift) rows @ lerp(xn, prev, mix (+ the ddlerp's low-rank
+    term ``lora`` = (hidden [B, G*R], weight [G, R, K]))), tanh on ``tanh_groups``. The merged rows and
+    the stacked mixes are cached on ``owner`` under ``key``. ``norm`` must pass :func:`norm_args`."""
+    rows = [g[0] for g in groups]
+    weight = merged_rows(owner, key, rows)
+    given = [g[1] for g in groups if g[1] is not None]
+    (mix,) = _cached(owner, (key + ".mix", given[0].dtype), given, lambda: (torch.stack(
+        [g[1] if g[1] is not None else given[0].new_zeros(x.shape[-1]) for g in groups]),))
+    args = None if norm is None else norm_args(norm, x)
+    sizes = [r.shape[0] for r in rows]
+    h, xn, y = kernels.shift_linear(x, pending, args, prev, mix, weight, sizes, *(lora or (None, None)),
+                                    tanh_groups=tanh_groups)
+    return h, xn, y.split(sizes, dim=-1)
+
+
+def norm_args(norm: nn.Module, x: Tensor) -> tuple[Tensor | None, Tensor | None, float, bool] | None:
+    """(weight, bias, eps, layer) of an RMSNorm / LayerNorm over [B, d] rows of x that one GEMV's
+    prologue takes (d <= ``GEMV_MAX_K``); None otherwise (another norm: the modules run)."""
+    if x.dim() != 2 or x.shape[-1] > kernels.decode_fusion.GEMV_MAX_K:
+        return None
+    return _norm_args(norm, x)
+
+
 def _norm_args(norm: nn.Module, x: Tensor) -> tuple[Tensor | None, Tensor | None, float, bool] | None:
     """(weight, bias, eps, layer) of a last-dim RMSNorm / LayerNorm over x's width; None for another norm."""
     if isinstance(norm, nn.RMSNorm) and tuple(norm.normalized_shape) == (x.shape[-1],):
@@ -180,23 +219,38 @@ def add_norm(x: Tensor, r: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tens
 
 
 def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner: nn.Module, key: str,
-                      linears: Sequence[nn.Linear]) -> tuple[Tensor, tuple[Tensor, ...]]:
+                      linears: Sequence[nn.Linear], blend: tuple[Tensor, Tensor] | None = None
+                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """(h, outputs of ``linears`` on norm(h)) with h = x + pending: the add, the norm and the merged
-    matmul as one GEMV kernel (``kernels.norm_linear``) where the norm is an RMSNorm / LayerNorm."""
+    matmul as one GEMV kernel (``kernels.norm_linear``) where the norm is an RMSNorm / LayerNorm;
+    ``blend`` = (other, logit): the output lerp(other, y, sigmoid(logit)) (one linear only)."""
     weight, bias, sizes = merged_linear(owner, key, linears)
-    args = _norm_args(norm, x) if x.dim() == 2 and x.shape[-1] <= kernels.decode_fusion.GEMV_MAX_K else None
+    args = norm_args(norm, x)
     if args is None:
         h, n = add_norm(x, pending, norm)
-        return h, F.linear(n, weight, bias).split(sizes, dim=-1)
-    h, y = kernels.norm_linear(x, pending, *args, weight, bias)
+        y = F.linear(n, weight, bias)
+        return h, (y if blend is None else kernels.decode_fusion.blend_torch(y, *blend)).split(sizes, dim=-1)
+    h, y = kernels.norm_linear(x, pending, *args, weight, bias, blend=blend)
     return h, y.split(sizes, dim=-1)
 
 
-def norm_linear(x: Tensor, norm: nn.Module, lin: nn.Linear) -> Tensor:
-    """``lin(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise."""
+def norm_linear(x: Tensor, norm: nn.Module, lin: nn.Linear, blend: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """``lin(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise;
+    ``blend`` = (other, logit): lerp(other, that, sigmoid(logit)), in the same kernel when fused."""
     if gemv_enabled():
-        return norm_split_linear(x, None, norm, lin, "self", (lin,))[1][0]
-    return linear(add_norm(x, None, norm)[1], lin)
+        return norm_split_linear(x, None, norm, lin, "self", (lin,), blend)[1][0]
+    y = linear(add_norm(x, None, norm)[1], lin)
+    return y if blend is None else kernels.decode_fusion.blend_torch(y, *blend)
+
+
+def relu2_linear(k: Tensor, value: nn.Linear, gate: Tensor | None) -> Tensor:
+    """RWKV's channel mix after its key: ``value(relu(k)^2)``, times sigmoid(gate) when given: one GEMV
+    kernel when :func:`gemv_enabled` (``kernels.silu_mul_linear(act="relu2")``), else one kernel each."""
+    if gemv_enabled() and k.shape[-1] <= kernels.decode_fusion.GEMV_MAX_K:
+        weight, bias, _ = merged_linear(value, "self", (value,))
+        return kernels.silu_mul_linear(k, None, weight, bias, act="relu2", gate=gate)
+    kv = linear(kernels.silu_mul(k, None, act="relu2"), value)
+    return kv if gate is None else kernels.silu_mul(gate, kv, act="sigmoid")
 
 
 def swiglu_down(g: Tensor, u: Tensor, down: nn.Linear) -> Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 
 from pytest_goni.registry import backend
 
+from . import fusion
 from .base import CausalLM, Chain, ConfigError, ModelConfig, Residual, SeqModule, build
 from .layers import init_linears
 from .mamba2 import Mamba2Mixer
@@ -58,6 +59,23 @@ class ParallelMix(SeqModule):
     def step(self, x: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         (ym, sm), (yr, sr) = self.mamba.step(x, state["mamba2"]), self.rwkv.step(x, state["rwkv6"])
         return self._blend(ym, yr), {"mamba2": sm, "rwkv6": sr}
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending, with the fused GEMVs: the add and norm, RWKV-6's
+        first ddlerp GEMV and Mamba-2's in_proj as one grouped GEMV (``kernels.shift_linear``, in_proj
+        unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step` and out projection, Mamba-2's conv and SSD
+        steps, and its norm + out_proj GEMV ending in the blend (``norm_linear(blend=...)``)."""
+        if fusion.norm_args(norm, x) is None:
+            h, n = fusion.add_norm(x, pending, norm)
+            return (h, *self.step(n, state))
+        rwkv, sr = self.rwkv, state["rwkv6"]
+        groups = [(rwkv.maa_w1.t(), rwkv.maa_x), (self.mamba.in_proj.weight, None)]
+        h, xn, (low, zxbcdt) = fusion.shift_split_linear(x, pending, norm, sr["shift"], self, "in", groups,
+                                                         tanh_groups=(0,))
+        yr = fusion.linear(rwkv.shifted_step(xn, low, sr), rwkv.out)
+        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=(yr, self.mix))
+        return h, y, {"mamba2": sm, "rwkv6": {"shift": xn, "S": sr["S"]}}
 
 
 def _groundthink(cfg: ModelConfig, own: dict[str, Any]) -> CausalLM:

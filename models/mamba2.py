@@ -83,22 +83,25 @@ class Mamba2Mixer(SeqModule):
     def step(self, u: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
         """One token: in_proj, the conv step and the SSD step (+ D skip, swish(z) gate) as two fused
         kernels updating the state in place (kernels.mixer_steps), the norm, out_proj."""
-        return self._step_from(self.in_proj(u), state)
+        return self.step_from(self.in_proj(u), state)
 
-    def _step_from(self, zxbcdt: Tensor, state: dict[str, Any]) -> tuple[Tensor, Any]:
+    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple[Tensor, Tensor] | None = None
+                  ) -> tuple[Tensor, Any]:
+        """The step after in_proj; ``blend`` = (other, logit) (fused steps only): the output returned as
+        lerp(other, y, sigmoid(logit)), inside the out_proj GEMV (groundthink's mix of its mixers)."""
         z, xbc, dt = self._split(zxbcdt)
         conv = self.conv.conv
         xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
         y = kernels.mamba2_ssd_step(xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D)
         if fusion.enabled():  # the norm as one kernel (CPU too), or inside the out_proj GEMV
-            return fusion.norm_linear(y, self.norm, self.out_proj), state
+            return fusion.norm_linear(y, self.norm, self.out_proj, blend), state
         return self.out_proj(self.norm(y)), state
 
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
                      ) -> tuple[Tensor, Tensor, Any]:
         """(h, step(norm(h)), state), h = x + pending: the add and norm inside the in_proj GEMV."""
         h, (zxbcdt,) = fusion.norm_split_linear(x, pending, norm, self, "in", (self.in_proj,))
-        return (h, *self._step_from(zxbcdt, state))
+        return (h, *self.step_from(zxbcdt, state))
 
 
 def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:

@@ -136,6 +136,31 @@ class TimeMix6(SeqModule):
                                      norm.weight, norm.bias, norm.eps)
         return fusion.linear(o, self.out), {"shift": x, "S": state["S"]}
 
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending, in four launches (the fused GEMVs,
+        ``fusion.DECODE_GEMV``): the add, norm, lerp and the mix LoRA's down-projection + tanh as one
+        GEMV (``kernels.shift_linear``); :meth:`shifted_step`; the out projection."""
+        if fusion.norm_args(norm, x) is None:  # another norm: the add+norm kernel, then the step
+            h, n = fusion.add_norm(x, pending, norm)
+            return (h, *self.step(n, state))
+        h, xn, (low,) = fusion.shift_split_linear(x, pending, norm, state["shift"], self, "maa_w1",
+                                                  [(self.maa_w1.t(), self.maa_x)], tanh_groups=(0,))
+        return h, fusion.linear(self.shifted_step(xn, low, state), self.out), {"shift": xn, "S": state["S"]}
+
+    def shifted_step(self, xn: Tensor, low: Tensor, state: dict[str, Any]) -> Tensor:
+        """The step from its normed input xn [B, d] and the mix LoRA's hidden ``low`` = tanh(lerp(xn,
+        prev, maa_x) @ maa_w1) [B, 5R], to the output before ``out``, in two launches: the five ddlerp
+        mixes (maa + low-rank term) with the decay LoRA's down-projection (+ tanh) and the k, v, r, g
+        projections as one grouped GEMV, then the mixer step with the decay LoRA's up-projection inside."""
+        groups = [(self.decay_w1.t(), self.maa[0]), (self.k.weight, self.maa[1]), (self.v.weight, self.maa[2]),
+                  (self.r.weight, self.maa[3]), (self.g.weight, self.maa[4])]
+        _, _, (wl, k, v, r, g) = fusion.shift_split_linear(xn, None, None, state["shift"], self, "wkvrg", groups,
+                                                           lora=(low, self.maa_w2), tanh_groups=(0,))
+        norm = self.ln_x.norm
+        return kernels.rwkv6_mixer_step(r, k, v, wl, self.decay, g, self.bonus, state["S"], norm.weight, norm.bias,
+                                        norm.eps, lora_weight=fusion.merged_rows(self, "decay_w2", [self.decay_w2.t()]))
+
 
 class ChannelMix(SeqModule):
     """RWKV channel mixing: token shift, squared-ReLU key; RWKV-6 gates with a receptance."""
@@ -167,16 +192,29 @@ class ChannelMix(SeqModule):
         return self._mix(x, None), x[:, -1]
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Any]:
-        """x [B, d]; fused: relu(k)^2 and sigmoid(r) x kv one kernel each (kernels.silu_mul's acts)."""
+        """x [B, d]; fused: relu(k)^2 and sigmoid(r) x kv one kernel each (kernels.silu_mul's acts), or
+        both inside the value GEMV (``fusion.relu2_linear``)."""
         if not fusion.enabled():
             return self._mix(x[:, None], state)[:, 0], x
         prev = state.to(x.dtype)
         k = fusion.linear(torch.lerp(x, prev, self.maa_k.to(x.dtype)), self.key)
-        kv = fusion.linear(kernels.silu_mul(k, None, act="relu2"), self.value)
-        if self.receptance is None:
-            return kv, x
-        r = fusion.linear(torch.lerp(x, prev, self.maa_r.to(x.dtype)), self.receptance)
-        return kernels.silu_mul(r, kv, act="sigmoid"), x
+        r = None if self.receptance is None else fusion.linear(torch.lerp(x, prev, self.maa_r.to(x.dtype)),
+                                                               self.receptance)
+        return fusion.relu2_linear(k, self.value, r), x
+
+    def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: Tensor
+                     ) -> tuple[Tensor, Tensor, Any]:
+        """(h, step(norm(h)), state), h = x + pending, in two launches (the fused GEMVs): the add, norm,
+        both token-shift lerps and the key and receptance projections as one grouped GEMV
+        (``kernels.shift_linear``), then relu^2, the value projection and the receptance gate as one."""
+        if fusion.norm_args(norm, x) is None:
+            h, n = fusion.add_norm(x, pending, norm)
+            return (h, *self.step(n, state))
+        groups = [(self.key.weight, self.maa_k)]
+        if self.receptance is not None:
+            groups.append((self.receptance.weight, self.maa_r))
+        h, xn, (k, *r) = fusion.shift_split_linear(x, pending, norm, state, self, "key_receptance", groups)
+        return h, fusion.relu2_linear(k, self.value, r[0] if r else None), xn
 
 
 class TimeMix7(nn.Module):

@@ -1,8 +1,11 @@
-"""Residual add + norm, and SwiGLU's SiLU x product, one launch each (definitions:
-`pytest_goni.kernels.decode_fusion`). One program per row; the row (d_model or the MLP width at
-decode) fits one block, so every statistic is a single in-register reduction."""
+"""Residual add + norm, SwiGLU's SiLU x product, the GEMVs with those as prologues, and RWKV's token
+shift + projections, one launch each (definitions: `pytest_goni.kernels.decode_fusion`). The row
+(d_model or the MLP width at decode) fits one block, so every statistic is a single in-register
+reduction."""
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 import triton
@@ -87,12 +90,27 @@ def silu_mul(a, b, act="silu"):
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, sr, N, K, eps,
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tanh(x):
+    """tanh from one exp of a non-positive argument (no overflow; not every Triton has tl.tanh)."""
+    t = tl.exp(-2.0 * tl.abs(x))
+    y = (1.0 - t) / (1.0 + t)
+    return tl.where(x < 0.0, -y, y)
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_ptr, l_ptr, sx, sr, se, N, K, eps,
                  PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
-                 LAYER: tl.constexpr, HAS_WB: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):
+                 LAYER: tl.constexpr, HAS_WB: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+                 EPI: tl.constexpr):
     """y = W z (+ bias) for one row, z made from the whole input row by the prologue: PRO 1 the
-    add + norm of `_add_norm_kernel` (program 0 stores h), PRO 2 silu(x) * r. Every program computes
-    the (cheap) prologue itself and reads its BN rows of W."""
+    add + norm of `_add_norm_kernel` (program 0 stores h), PRO 2 silu(x) * r, PRO 3 relu(x)^2. Every
+    program computes the (cheap) prologue itself and reads its BN rows of W. Epilogue: EPI 1
+    sigmoid(e) * y, EPI 2 lerp(e, y, sigmoid(l)) (e [B, N] rows, l [N])."""
     pn = tl.program_id(0)
     row = tl.program_id(1)
     ok = tl.arange(0, BD)
@@ -107,9 +125,12 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, 
         else:
             z = x.to(tl.float32)
         z = _normed_row(z, ok, mk, nw_ptr, nb_ptr, K, eps, HAS_NW, HAS_NB, LAYER)
-    else:
+    elif PRO == 2:
         a = x.to(tl.float32)
         z = a / (1.0 + tl.exp(-a)) * tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0).to(tl.float32)
+    else:
+        z = tl.maximum(x.to(tl.float32), 0.0).to(x_ptr.dtype.element_ty).to(tl.float32)  # relu, rounded, squared
+        z = z * z
     z = z.to(w_ptr.dtype.element_ty).to(tl.float32)  # rounded as the matmul's input (autocast: to W's dtype)
     on = pn * BN + tl.arange(0, BN)
     mn = on < N
@@ -117,28 +138,118 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, sx, 
     y = tl.sum(w.to(tl.float32) * z[None, :], 1)
     if HAS_WB:
         y = y + tl.load(wb_ptr + on, mask=mn, other=0.0).to(tl.float32)
+    if EPI != 0:  # as the unfused op after the linear: its output rounded first
+        y = y.to(w_ptr.dtype.element_ty).to(tl.float32)
+        e = tl.load(e_ptr + row * se + on, mask=mn, other=0.0).to(tl.float32)
+        if EPI == 1:
+            y = _sigmoid(e).to(y_ptr.dtype.element_ty).to(tl.float32) * y
+        else:
+            y = e + _sigmoid(tl.load(l_ptr + on, mask=mn, other=0.0).to(tl.float32)) * (y - e)
     tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
 
 
-def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias):
+def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None):
     b, k = x.shape
     n = weight.shape[0]
     weight = weight.contiguous()
-    y = torch.empty(b, n, device=x.device, dtype=weight.dtype)  # as F.linear (autocast: in W's dtype)
+    out_dtype = weight.dtype if e is None else e.dtype  # as F.linear (autocast: in W's dtype); an epilogue: e's
+    y = torch.empty(b, n, device=x.device, dtype=out_dtype)
     h = torch.empty(b, k, device=x.device, dtype=x.dtype) if (pro == 1 and r is not None) else x
     bd = triton.next_power_of_2(k)
     bn = max(1, min(16, 4096 // bd))
     _gemv_kernel[(triton.cdiv(n, bn), b)](
         x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
-        weight, x if bias is None else bias.contiguous(), h, y, x.stride(0), 0 if r is None else r.stride(0),
-        n, k, eps, PRO=pro, HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=layer,
-        HAS_WB=bias is not None, BN=bn, BD=bd, num_warps=4)
+        weight, x if bias is None else bias.contiguous(), h, y, x if e is None else e,
+        x if logit is None else logit.contiguous(), x.stride(0), 0 if r is None else r.stride(0),
+        0 if e is None else e.stride(0), n, k, eps, PRO=pro, HAS_R=r is not None, HAS_NW=nw is not None,
+        HAS_NB=nb is not None, LAYER=layer, HAS_WB=bias is not None, BN=bn, BD=bd, EPI=epi, num_warps=4)
     return h, y
 
 
-def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias):
-    return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias)
+def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias, blend=None):
+    if blend is None:
+        return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias)
+    return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias, epi=2, e=blend[0], logit=blend[1])
 
 
-def silu_mul_linear(a, b, weight, bias):
-    return _gemv(2, a, b, None, None, 0.0, False, weight, bias)[1]
+def silu_mul_linear(a, b, weight, bias, act="silu", gate=None):
+    return _gemv(2 if act == "silu" else 3, a, b, None, None, 0.0, False, weight, bias,
+                 epi=0 if gate is None else 1, e=gate)[1]
+
+
+@triton.jit
+def _shift_gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, p_ptr, mix_ptr, a_ptr, lw_ptr, w_ptr, h_ptr, xn_ptr, y_ptr,
+                       sx, sr, sp, sa, N, K, R, eps, b1, b2, b3, b4, tanh_mask,
+                       NORM: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
+                       LAYER: tl.constexpr, LORA: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+                       BR: tl.constexpr):
+    """RWKV's token shift and the projections after it (definition: kernels.decode_fusion.shift_linear).
+    Every program makes the input row xn (NORM: the add + norm of `_add_norm_kernel`; program 0 stores
+    h and xn), its group f's mix m_f (LORA: + lora_f B_f, R terms in BR chunks) and z = lerp(xn, prev,
+    m_f), then its BN rows of W (all in group f: the host picks BN dividing every group). b1..b4: the
+    groups' row ends."""
+    pn = tl.program_id(0)
+    row = tl.program_id(1)
+    ok = tl.arange(0, BD)
+    mk = ok < K
+    x = tl.load(x_ptr + row * sx + ok, mask=mk, other=0.0)
+    first = mk & ((ok * 0 + pn) == 0)
+    if NORM:
+        if HAS_R:
+            r = tl.load(r_ptr + row * sr + ok, mask=mk, other=0.0)
+            h = (x.to(tl.float32) + r.to(tl.float32)).to(x_ptr.dtype.element_ty)
+            tl.store(h_ptr + row * K + ok, h, mask=first)
+            z = h.to(tl.float32)
+        else:
+            z = x.to(tl.float32)
+        z = _normed_row(z, ok, mk, nw_ptr, nb_ptr, K, eps, HAS_NW, HAS_NB, LAYER).to(x_ptr.dtype.element_ty)
+        tl.store(xn_ptr + row * K + ok, z, mask=first)
+        z = z.to(tl.float32)
+    else:
+        z = x.to(tl.float32)
+    n0 = pn * BN
+    f = (n0 >= b1).to(tl.int32) + (n0 >= b2).to(tl.int32) + (n0 >= b3).to(tl.int32) + (n0 >= b4).to(tl.int32)
+    m = tl.load(mix_ptr + f * K + ok, mask=mk, other=0.0).to(tl.float32)
+    if LORA:
+        for r0 in range(0, R, BR):
+            orr = r0 + tl.arange(0, BR)
+            mr = orr < R
+            a = tl.load(a_ptr + row * sa + f * R + orr, mask=mr, other=0.0).to(tl.float32)
+            lw = tl.load(lw_ptr + (f * R + orr)[:, None] * K + ok[None, :], mask=mr[:, None] & mk[None, :],
+                         other=0.0).to(tl.float32)
+            m += tl.sum(a[:, None] * lw, 0)
+    m = m.to(x_ptr.dtype.element_ty).to(tl.float32)  # the mix in x's dtype, as the unfused lerp takes it
+    prev = tl.load(p_ptr + row * sp + ok, mask=mk, other=0.0).to(x_ptr.dtype.element_ty).to(tl.float32)
+    z = (z + m * (prev - z)).to(x_ptr.dtype.element_ty)  # lerp(xn, prev, m) in x's dtype
+    z = z.to(w_ptr.dtype.element_ty).to(tl.float32)  # rounded as the matmul's input
+    on = n0 + tl.arange(0, BN)
+    mn = on < N
+    w = tl.load(w_ptr + on[:, None] * K + ok[None, :], mask=mn[:, None] & mk[None, :], other=0.0)
+    y = tl.sum(w.to(tl.float32) * z[None, :], 1)
+    y = tl.where(((tanh_mask >> f) & 1) == 1, _tanh(y.to(y_ptr.dtype.element_ty).to(tl.float32)), y)
+    tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
+
+
+def shift_linear(x, r, norm, prev, mix, weight, sizes, lora, lora_weight, tanh_groups):
+    b, k = x.shape
+    n = weight.shape[0]
+    weight = weight.contiguous()
+    y = torch.empty(b, n, device=x.device, dtype=weight.dtype)
+    h = torch.empty(b, k, device=x.device, dtype=x.dtype) if r is not None else x
+    xn = torch.empty(b, k, device=x.device, dtype=x.dtype) if norm is not None else x
+    nw, nb, eps, layer = norm if norm is not None else (None, None, 0.0, False)
+    bd = triton.next_power_of_2(k)
+    bn = max(1, min(16, 16384 // bd))
+    while any(size % bn for size in sizes):  # every program's rows in one group
+        bn //= 2
+    ends = list(itertools.accumulate(sizes))[:-1]
+    ends += [n] * (4 - len(ends))
+    rank = 0 if lora is None else lora_weight.shape[1]
+    _shift_gemv_kernel[(n // bn, b)](
+        x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
+        prev, mix.contiguous(), x if lora is None else lora, x if lora is None else lora_weight.contiguous(),
+        weight, h, xn, y, x.stride(0), 0 if r is None else r.stride(0), prev.stride(0),
+        0 if lora is None else lora.stride(0), n, k, rank, float(eps), *ends, sum(1 << f for f in tanh_groups),
+        NORM=norm is not None, HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=bool(layer),
+        LORA=lora is not None, BN=bn, BD=bd, BR=8, num_warps=8 if bn * bd >= 8192 else 4)
+    return h, xn, y

@@ -51,24 +51,24 @@ def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_pt
     v = tl.load(v_ptr + bi * sv + h * DV + ov, mask=mv, other=0.0).to(tl.float32)
     sp = bh * DK * DV + ok[:, None] * DV + ov[None, :]
     s = tl.load(s_ptr + sp, mask=m2, other=0.0)
+    if BR > 0:  # GLA's gate / RWKV-6's decay lora = W2 low (+ b) from a low-rank input [R] (W2 [H*DK, R] at p2)
+        orr = tl.arange(0, BR)
+        mr = orr < R
+        low = tl.load(gate_ptr + bi * sgate + orr, mask=mr, other=0.0).to(tl.float32)
+        w2 = tl.load(p2_ptr + (h * DK + ok)[:, None] * R + orr[None, :], mask=mk[:, None] & mr[None, :],
+                     other=0.0).to(tl.float32)
+        gr = tl.sum(w2 * low[None, :], 1)
+        if HAS_GB:  # GLA's gate bias at p1
+            gr = gr + tl.load(p1_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        gr = gr.to(gate_ptr.dtype.element_ty).to(tl.float32)  # rounded as the unfused linear stores it
+    elif MODE <= 1:  # a per-channel gate [H*DK] (modes 2 and 3 read a scalar per head below)
+        gr = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
     if MODE == 0:  # GLA: log-decay logsigmoid(gate) / temperature
-        if BR > 0:  # gate = W2 low + b from the gate's low-rank half [R] (W2 [H*DK, R] at p0, b at p1)
-            orr = tl.arange(0, BR)
-            mr = orr < R
-            low = tl.load(gate_ptr + bi * sgate + orr, mask=mr, other=0.0).to(tl.float32)
-            w2 = tl.load(p0_ptr + (h * DK + ok)[:, None] * R + orr[None, :], mask=mk[:, None] & mr[None, :],
-                         other=0.0).to(tl.float32)
-            gr = tl.sum(w2 * low[None, :], 1)
-            if HAS_GB:
-                gr = gr + tl.load(p1_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
-            gr = gr.to(gate_ptr.dtype.element_ty).to(tl.float32)  # rounded as the unfused linear stores it
-        else:
-            gr = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
         g = (tl.minimum(gr, 0.0) - _log1p(tl.exp(-tl.abs(gr)))) / temperature
         s = s * tl.exp(g)[:, None] + k[:, None] * v[None, :]
         o = tl.sum(q[:, None] * s, 0) * scale
     elif MODE == 1:  # RWKV-6: read with the bonus first, then decay exp(-exp(decay + lora))
-        wl = tl.load(gate_ptr + bi * sgate + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        wl = gr
         dec = tl.load(p0_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
         u = tl.load(p1_ptr + h * DK + ok, mask=mk, other=0.0).to(tl.float32)
         o = (tl.sum(q[:, None] * s, 0) + tl.sum(q * u * k, 0) * v) * scale
@@ -181,15 +181,17 @@ def mamba2_ssd_step(xbc, z, dt, state, dt_bias, A_log, D):
                    split_v=True)
 
 
-def rwkv6_mixer_step(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale):
+def rwkv6_mixer_step(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale, lora_weight=None):
+    low_rank = {} if lora_weight is None else {"p2": lora_weight.contiguous(), "rank": lora_weight.shape[1]}
     return _launch(RWKV6, r, k, v, state, g.dtype, gate=w_lora, og=g, p0=decay.contiguous(),
-                   p1=bonus.contiguous(), nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps)
+                   p1=bonus.contiguous(), nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps,
+                   **low_rank)
 
 
 def gla_mixer_step(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, scale, gate_weight=None,
                    gate_bias=None):
     low_rank = {} if gate_weight is None else {
-        "p0": gate_weight.contiguous(), "p1": None if gate_bias is None else gate_bias.contiguous(),
+        "p2": gate_weight.contiguous(), "p1": None if gate_bias is None else gate_bias.contiguous(),
         "rank": gate_weight.shape[1], "has_gb": gate_bias is not None}
     return _launch(GLA, q, k, v, state, out_gate.dtype, gate=gate, og=out_gate, nw=norm_weight.contiguous(),
                    scale=scale, eps=eps, temperature=temperature, **low_rank)

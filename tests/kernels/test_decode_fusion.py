@@ -103,6 +103,75 @@ def test_the_other_activations_match_their_definitions(act):
     torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
 
 
+def test_silu_mul_linear_relu2_with_the_receptance_gate():
+    """RWKV's channel mix after its key: sigmoid(r) * (relu(k)^2 W^T), one kernel, on strided rows."""
+    f, n = 70, 33
+    wide = rand(2, f + n + 3, seed=20)
+    k, r = wide[:, 3:3 + f], wide[:, 3 + f:]
+    w = rand(n, f, seed=21)
+    for gate in (r, None):
+        y = df.silu_mul_linear(k, None, w, act="relu2", gate=gate, backend="triton")
+        ref = F.linear(torch.relu(k.double()).square(), w.double())
+        ref = ref if gate is None else torch.sigmoid(gate.double()) * ref
+        torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+
+
+def test_norm_linear_blend_epilogue():
+    """groundthink's mix of its two mixers inside the out projection: lerp(other, y, sigmoid(logit))."""
+    d, n = 40, 23
+    x, other = rand(2, d, seed=22), rand(2, n + 5, seed=23)[:, 5:]
+    nw, w, logit = rand(d, seed=24), rand(n, d, seed=25), rand(n, seed=26)
+    _, y = df.norm_linear(x, None, nw, None, 1e-5, False, w, None, backend="triton", blend=(other, logit))
+    _, z = df.add_norm_torch(x.double(), None, nw.double(), None, 1e-5, False)
+    s = torch.sigmoid(logit.double())
+    ref = other.double() + s * (F.linear(z, w.double()) - other.double())
+    torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(df.norm_linear(x, None, nw, None, 1e-5, False, w, None, backend="torch",
+                                              blend=(other, logit))[1].double(), ref, atol=TOL, rtol=TOL)
+
+
+def _shift_case(seed, norm, lora, sizes=(8, 12, 4)):
+    d = 40
+    wide = rand(2, d + 3, seed=seed)
+    x, prev = wide[:, 3:], rand(2, d, seed=seed + 1)  # x: a strided view
+    r = rand(2, d, seed=seed + 2) if norm else None
+    args = (rand(d, seed=seed + 3), rand(d, seed=seed + 4), 1e-5, True) if norm else None
+    mix = torch.rand(len(sizes), d, generator=torch.Generator().manual_seed(seed + 5)).to(DEV)
+    w = rand(sum(sizes), d, seed=seed + 6)
+    low = (rand(2, 5 * len(sizes) + 2, seed=seed + 7)[:, 2:], rand(len(sizes), 5, d, seed=seed + 8) * 0.3) \
+        if lora else (None, None)
+    return x, r, args, prev, mix, w, list(sizes), *low
+
+
+def _double(args):
+    return tuple(_f64(a) if isinstance(a, torch.Tensor) else
+                 (tuple(_f64(t) if isinstance(t, torch.Tensor) else t for t in a) if isinstance(a, tuple) else a)
+                 for a in args)
+
+
+@pytest.mark.parametrize("norm,lora", [(True, False), (False, True), (True, True), (False, False)])
+def test_shift_linear_matches_the_definition(norm, lora):
+    """RWKV's token shift + grouped projections: the optional add + LayerNorm, the per-group lerp (and its
+    low-rank mix term), tanh on chosen groups; widths no powers of two (masked rows and groups)."""
+    case = _shift_case(30, norm, lora)
+    h, xn, y = df.shift_linear(*case, tanh_groups=(0, 2), backend="triton")
+    h_ref, xn_ref, y_ref = df.shift_linear_torch(*_double(case), tanh_groups=(0, 2))
+    for got, ref in ((h, h_ref), (xn, xn_ref), (y, y_ref)):
+        torch.testing.assert_close(got.double(), ref, atol=TOL, rtol=TOL)
+
+
+def test_shift_linear_is_the_ddlerp_it_replaces():
+    """The definition spelled as RWKV-6 does it (x + (prev - x) * (maa + lora), then each projection)."""
+    x, _, _, prev, mix, w, sizes, low, lw = _shift_case(40, False, True, sizes=(6, 10))
+    _, _, y = df.shift_linear(x, None, None, prev, mix, w, sizes, low, lw, tanh_groups=(1,), backend="triton")
+    xd, pd = x.double(), prev.double()
+    m = mix.double()[:, None] + torch.einsum("bfr,frd->fbd", low.double().unflatten(-1, (2, 5)), lw.double())
+    z = xd + (pd - xd) * m  # [2 groups, B, d]
+    w0, w1 = w.double().split(sizes)
+    ref = torch.cat([z[0] @ w0.t(), torch.tanh(z[1] @ w1.t())], -1)
+    torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+
+
 def test_bad_shapes_get_a_clear_error():
     x = torch.randn(2, 8)
     with pytest.raises(ValueError, match="r must have shape"):
@@ -117,6 +186,17 @@ def test_bad_shapes_get_a_clear_error():
         kernels.silu_mul(x, x, act="gelu")
     with pytest.raises(ValueError, match=r"weight must be \[N, 8\]"):
         kernels.norm_linear(x, None, None, None, 1e-5, False, torch.randn(4, 7))
+    w = torch.randn(6, 8)
+    with pytest.raises(ValueError, match="sizes must be"):
+        kernels.shift_linear(x, None, None, x, torch.rand(2, 8), w, [2, 3])
+    with pytest.raises(ValueError, match="mix must have shape"):
+        kernels.shift_linear(x, None, None, x, torch.rand(3, 8), w, [2, 4])
+    with pytest.raises(ValueError, match="needs a norm"):
+        kernels.shift_linear(x, x, None, x, torch.rand(2, 8), w, [2, 4])
+    with pytest.raises(ValueError, match="lora_weight must be"):
+        kernels.shift_linear(x, None, None, x, torch.rand(2, 8), w, [2, 4], torch.randn(2, 6), torch.randn(2, 3, 7))
+    with pytest.raises(ValueError, match="gate must have shape"):
+        kernels.silu_mul_linear(x, None, w, act="relu2", gate=torch.randn(2, 5))
 
 
 _SM90 = """
@@ -127,17 +207,27 @@ cases = [
      {"HAS_R": True, "HAS_W": True, "HAS_B": True, "LAYER": layer, "BD": 1024}) for layer in (False, True)
 ] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3,
       {"BF": 1024, "ACT": act}) for act in (0, 1, 2)] + [
-    (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "sx", "sr", "N", "K",
-                      "eps"], [P] * 8 + ["i32"] * 4 + ["fp32"],
+    (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "e_ptr", "l_ptr",
+                      "sx", "sr", "se", "N", "K", "eps"], [P] * 8 + ["*fp32", "*fp32"] + ["i32"] * 5 + ["fp32"],
      {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
-      "BD": bd}) for pro, layer, bn, bd in ((1, False, 4, 1024), (1, True, 4, 1024), (2, False, 2, 2048))]
-for fn, names, types, const in cases:
+      "BD": bd, "EPI": epi}) for pro, layer, bn, bd, epi in ((1, False, 4, 1024, 0), (1, True, 4, 1024, 0),
+                                                          (2, False, 2, 2048, 0), (1, False, 4, 1024, 2),
+                                                          (3, False, 1, 4096, 1))
+] + [(m._shift_gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "p_ptr", "mix_ptr", "a_ptr", "lw_ptr", "w_ptr",
+                             "h_ptr", "xn_ptr", "y_ptr", "sx", "sr", "sp", "sa", "N", "K", "R", "eps", "b1", "b2", "b3",
+                             "b4", "tanh_mask"], [P] * 5 + ["*fp32", P, "*fp32"] + [P] * 4 + ["i32"] * 7 + ["fp32"]
+      + ["i32"] * 5, {"NORM": norm, "HAS_R": norm, "HAS_NW": norm, "HAS_NB": norm, "LAYER": True, "LORA": lora,
+                      "BN": bn, "BD": 1024, "BR": 8}, {"num_warps": nw})
+     for norm, lora, bn, nw in ((True, False, 4, 4), (False, True, 16, 8), (True, False, 16, 8))]
+for fn, names, types, const, *options in cases:
+    compile90(fn, names, types, const, **(options[0] if options else {}))
     compile90(fn, names, types, const)
 """
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
-    """The compiled path (not the interpreter) accepts the kernels, in bf16 as a model runs them."""
+    """The compiled path (not the interpreter) accepts the kernels, in bf16 as a model runs them (the
+    GEMVs at the 125M shape's row widths: d 768 -> BD 1024, RWKV's d_ff 2688 -> 4096)."""
     pytest.importorskip("triton.backends.nvidia")
     status, err = compile_sm90("decode_fusion", _SM90)
     if status == "no-ptxas":

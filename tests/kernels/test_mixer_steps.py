@@ -134,19 +134,36 @@ def test_gla_gate_up_projection_inside_the_kernel(with_bias):
         ms.gla_mixer_step(**{**args, "gate": low}, gate_weight=w2[1:], backend="torch")
 
 
+def test_rwkv6_decay_up_projection_inside_the_kernel():
+    """rwkv6_mixer_step with lora_weight: the decay LoRA's up-projection (tanh hidden [B, R] x W2) in the
+    kernel is the step given the projected lora (float64 definition); rank 5 masks."""
+    args = _inputs("rwkv6", seed=70)
+    rank = 5
+    low = rand(B, rank + 3, seed=71)[:, 3:]  # a strided view, as the merged projection gives
+    w2 = rand(H * DK, rank, seed=72, scale=0.5)
+    o_ref, ref_state = _ref("rwkv6", {**args, "w_lora": torch.nn.functional.linear(low, w2)})
+    o = ms.rwkv6_mixer_step(**{**args, "w_lora": low}, lora_weight=w2, backend="triton")
+    assert rel(o, o_ref) <= TOL and rel(args["state"], ref_state) <= TOL
+    o_torch = ms.rwkv6_mixer_step(**{**_inputs("rwkv6", seed=70), "w_lora": low}, lora_weight=w2, backend="torch")
+    assert rel(o_torch, o_ref) <= TOL
+    with pytest.raises(ValueError, match="w_lora_weight must be"):
+        ms.rwkv6_mixer_step(**{**args, "w_lora": low}, lora_weight=w2[1:], backend="torch")
+
+
 _SM90 = """
 names = ["q_ptr", "k_ptr", "v_ptr", "gate_ptr", "beta_ptr", "og_ptr", "p0_ptr", "p1_ptr", "p2_ptr", "nw_ptr",
          "nb_ptr", "s_ptr", "o_ptr", "sq", "sk", "sv", "sgate", "sbeta", "sog", "qh", "kh", "nwh", "scale", "eps",
          "temperature", "H", "DK", "DV", "R"]
 types = ["*bf16"] * 11 + ["*fp32", "*bf16"] + ["i32"] * 9 + ["fp32"] * 3 + ["i32"] * 4
-for br in (0, 16):
-    const = {"MODE": 0, "HAS_G": True, "HAS_OG": True, "BK": 64, "BV": 64, "BR": br, "HAS_GB": br > 0}
+for mode, br in ((0, 0), (0, 16), (1, 0), (1, 64), (3, 0)):
+    const = {"MODE": mode, "HAS_G": True, "HAS_OG": True, "BK": 64, "BV": 64, "BR": br, "HAS_GB": mode == 0 and br > 0}
     compile90(m._mixer_kernel, names, types, const)
 """
 
 
 def test_gla_mode_compiles_for_sm90_without_a_gpu():
-    """The compiled path (not the interpreter) accepts the GLA mode with and without the gate's up-projection."""
+    """The compiled path (not the interpreter) accepts the GLA and RWKV-6 modes with and without the
+    low-rank up-projection (and Mamba-2's, which reads no per-channel gate)."""
     pytest.importorskip("triton.backends.nvidia")
     status, err = compile_sm90("mixer_steps", _SM90)
     if status == "no-ptxas":

@@ -44,7 +44,8 @@ def _checked():
 
 @pytest.mark.parametrize("gemv", [False, True])
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("name", ["gla", "gated-deltanet", "mamba2", "transformer-rope", "rwkv6", "gpt2"])
+@pytest.mark.parametrize("name", ["gla", "gated-deltanet", "mamba2", "transformer-rope", "rwkv6", "groundthink",
+                                  "gpt2"])
 def test_fused_triton_step_reproduces_forward(name, shape, gemv):
     cfg = SHAPES[shape]
     model = resolve_backend(name)(**cfg).eval().to(DEV)
