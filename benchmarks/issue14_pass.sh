@@ -14,7 +14,8 @@
 #   hostprof where an eager prefill's host time goes (benchmarks/host_profile.py --model, cProfile) at 1k
 #            for HOSTPROF_MODELS (default: gla groundthink gated-deltanet): its log names the Python that costs
 # Everything lands in $OUT/issue14.tar.gz; a short summary is printed last. STEPS picks the parts
-# (default "tests decode v5speed"); BACKENDS, SYS02 (profiles) and the T_* limits are overridable, e.g.
+# (default "tests decode v5speed"); BACKENDS, SYS02 (profiles), MIXER_K (a -k filter of the mixer tests) and
+# the T_* limits are overridable, e.g.
 #   STEPS="tests models sys02" BACKENDS=transformer-rope,gpt2 bash benchmarks/issue14_pass.sh
 set -u
 STEPS=${STEPS:-tests decode v5speed}; SYS02=${SYS02:-gpu gpu-gated-deltanet gpu-mamba2}
@@ -34,8 +35,9 @@ step() {  # name, limit, command... (SIGINT first: pytest still writes its repor
 [[ $STEPS == *tests* ]] && step gpu-tests "$T_TESTS" python3 -m pytest -p no:cacheprovider -q -m gpu \
     tests/kernels/test_kv_attention.py tests/models/test_decoding.py \
     -k "not test_graphed_runner or transformer or gpt2 or gla or delta or mamba2 or rwkv6 or groundthink"
-[[ $STEPS == *tests* ]] && step mixer-tests 60 python3 -m pytest -p no:cacheprovider -q tests/kernels/test_mixer_steps.py \
-    tests/kernels/test_decode_fusion.py tests/models/test_decode_fusion.py
+[[ $STEPS == *tests* ]] && step mixer-tests "${T_MIXER:-60}" python3 -m pytest -p no:cacheprovider -q \
+    tests/kernels/test_mixer_steps.py tests/kernels/test_decode_fusion.py tests/models/test_decode_fusion.py \
+    ${MIXER_K:+-k "$MIXER_K"}
 # the fused step without the (default) fused GEMVs (GONI_DECODE_GEMV=0): its graphed parity too, before it is timed
 [[ $STEPS == *fusion* ]] && step nogemv-tests 60 env GONI_DECODE_GEMV=0 python3 -m pytest -p no:cacheprovider -q -m gpu \
     tests/models/test_decoding.py -k "graphed and (transformer or gla or delta or mamba2)"
