@@ -15,7 +15,8 @@ tests' reference):
   GEMV kernel whose prologue makes the input row (batch-1 decode: the weight read is the work).
   Used by default in the decode step (models/fusion.py's ``DECODE_GEMV``; ``GONI_DECODE_GEMV=0`` off).
   Epilogues: ``norm_linear(blend=(other, logit))`` returns lerp(other, y, sigmoid(logit)) (groundthink's
-  mix of its two mixers), ``silu_mul_linear(act="relu2", gate=r)`` sigmoid(r) * y (RWKV's channel mix);
+  mix of its two mixers; ``other`` may be a second GEMV's product, made in the same kernel),
+  ``silu_mul_linear(act="relu2", gate=r)`` sigmoid(r) * y (RWKV's channel mix);
 - ``shift_linear``: RWKV's token shift and the projections after it as one grouped GEMV: the optional
   add + norm, then per group f of output rows the lerp z_f = lerp(xn, prev, mix_f (+ a_f B_f: the
   ddlerp's low-rank term)) and y_f = W_f z_f (tanh on chosen groups): the ddlerp chain of a layer in two
@@ -122,25 +123,49 @@ def _linear_args(name: str, weight: Tensor, bias: Tensor | None, k: int) -> None
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
 
 
-def blend_torch(y: Tensor, other: Tensor, logit: Tensor) -> Tensor:
-    """lerp(other, y, sigmoid(logit)): groundthink's per-channel mix of its two mixers' outputs."""
+def _other(other: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """The blend's other output: a tensor, or (x2, w2) for x2 w2^T (a second linear's product)."""
+    if isinstance(other, torch.Tensor):
+        return other
+    x2, w2 = other
+    return F.linear(x2.to(w2.dtype), w2)
+
+
+def blend_torch(y: Tensor, other: Tensor | tuple[Tensor, Tensor], logit: Tensor) -> Tensor:
+    """lerp(other, y, sigmoid(logit)): groundthink's per-channel mix of its two mixers' outputs;
+    ``other`` = (x2, w2): the other mixer's out projection x2 w2^T, made here."""
+    other = _other(other)
     return torch.lerp(other, y.to(other.dtype), torch.sigmoid(logit).to(other.dtype))
+
+
+def _check_blend(blend: tuple, b: int, n: int) -> None:
+    other, logit = blend
+    if isinstance(other, torch.Tensor):
+        _rows("other", other)
+        checks.same("other", other, (b, n), "[B, N]: the output's shape")
+    else:
+        x2, w2 = other
+        _rows("x2", x2)
+        checks.tensor("w2", w2, 2)
+        if w2.shape[0] != n or x2.shape != (b, w2.shape[1]) or w2.shape[1] > GEMV_MAX_K:
+            raise ValueError(f"blend's other linear must be x2 [B={b}, K2], w2 [N={n}, K2] (K2 <= {GEMV_MAX_K}), "
+                             f"got {tuple(x2.shape)} and {tuple(w2.shape)}")
+    checks.tensor("logit", logit, 1)
+    checks.same("logit", logit, (n,), "[N]")
 
 
 def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float,
                 layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None,
-                blend: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                blend: tuple | None = None) -> tuple[Tensor, Tensor]:
     """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b), the
     product in W's dtype (under autocast the caller passes W already cast, as F.linear would).
-    ``blend=(other [B, N], logit [N])``: the product y returned as lerp(other, y, sigmoid(logit)), in
-    other's dtype (:func:`blend_torch`), in the same kernel."""
+    ``blend=(other, logit [N])``: the product y returned as lerp(other, y, sigmoid(logit)), in other's
+    dtype (:func:`blend_torch`), in the same kernel; ``other`` is [B, N], or (x2 [B, K2], w2 [N, K2]):
+    a second GEMV x2 w2^T in the same kernel too (groundthink: RWKV's out projection beside Mamba-2's)."""
     _check_add_norm(x, r, norm_weight, norm_bias)
     _linear_args("weight", weight, bias, x.shape[1])
     if blend is not None:
-        _rows("other", blend[0])
-        checks.same("other", blend[0], (x.shape[0], weight.shape[0]), "[B, N]: the output's shape")
-        checks.tensor("logit", blend[1], 1)
-        checks.same("logit", blend[1], (weight.shape[0],), "[N]")
+        _check_blend(blend, x.shape[0], weight.shape[0])
     if ops.use_triton(backend, x):
         return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias, blend)
     h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)

@@ -219,7 +219,7 @@ def add_norm(x: Tensor, r: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tens
 
 
 def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner: nn.Module, key: str,
-                      linears: Sequence[nn.Linear], blend: tuple[Tensor, Tensor] | None = None
+                      linears: Sequence[nn.Linear], blend: tuple | None = None
                       ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """(h, outputs of ``linears`` on norm(h)) with h = x + pending: the add, the norm and the merged
     matmul as one GEMV kernel (``kernels.norm_linear``) where the norm is an RMSNorm / LayerNorm;
@@ -234,7 +234,7 @@ def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner:
     return h, y.split(sizes, dim=-1)
 
 
-def norm_linear(x: Tensor, norm: nn.Module, lin: nn.Linear, blend: tuple[Tensor, Tensor] | None = None) -> Tensor:
+def norm_linear(x: Tensor, norm: nn.Module, lin: nn.Linear, blend: tuple | None = None) -> Tensor:
     """``lin(norm(x))``: one GEMV kernel when :func:`gemv_enabled`, add_norm + the matmul otherwise;
     ``blend`` = (other, logit): lerp(other, that, sigmoid(logit)), in the same kernel when fused."""
     if gemv_enabled():

@@ -64,8 +64,9 @@ class ParallelMix(SeqModule):
                      ) -> tuple[Tensor, Tensor, Any]:
         """(h, step(norm(h)), state), h = x + pending, with the fused GEMVs: the add and norm, RWKV-6's
         first ddlerp GEMV and Mamba-2's in_proj as one grouped GEMV (``kernels.shift_linear``, in_proj
-        unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step` and out projection, Mamba-2's conv and SSD
-        steps, and its norm + out_proj GEMV ending in the blend (``norm_linear(blend=...)``)."""
+        unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step`, Mamba-2's conv and SSD steps, and one GEMV
+        kernel for Mamba-2's norm + out_proj, RWKV-6's out projection and the blend of the two
+        (``norm_linear(blend=((o, W_out), mix))``)."""
         if fusion.norm_args(norm, x) is None:
             h, n = fusion.add_norm(x, pending, norm)
             return (h, *self.step(n, state))
@@ -73,8 +74,8 @@ class ParallelMix(SeqModule):
         groups = [(rwkv.maa_w1.t(), rwkv.maa_x), (self.mamba.in_proj.weight, None)]
         h, xn, (low, zxbcdt) = fusion.shift_split_linear(x, pending, norm, sr["shift"], self, "in", groups,
                                                          tanh_groups=(0,))
-        yr = fusion.linear(rwkv.shifted_step(xn, low, sr), rwkv.out)
-        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=(yr, self.mix))
+        out = fusion.merged_linear(rwkv.out, "self", (rwkv.out,))[0]  # RWKV's out projection in the blend's GEMV
+        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=((rwkv.shifted_step(xn, low, sr), out), self.mix))
         return h, y, {"mamba2": sm, "rwkv6": {"shift": xn, "S": sr["S"]}}
 
 

@@ -85,10 +85,11 @@ class Mamba2Mixer(SeqModule):
         kernels updating the state in place (kernels.mixer_steps), the norm, out_proj."""
         return self.step_from(self.in_proj(u), state)
 
-    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple[Tensor, Tensor] | None = None
+    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple | None = None
                   ) -> tuple[Tensor, Any]:
         """The step after in_proj; ``blend`` = (other, logit) (fused steps only): the output returned as
-        lerp(other, y, sigmoid(logit)), inside the out_proj GEMV (groundthink's mix of its mixers)."""
+        lerp(other, y, sigmoid(logit)), inside the out_proj GEMV (groundthink's mix of its mixers;
+        ``other`` may be (x2, w2), that mixer's out projection, made in the same kernel)."""
         z, xbc, dt = self._split(zxbcdt)
         conv = self.conv.conv
         xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)

@@ -103,14 +103,15 @@ def _tanh(x):
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_ptr, l_ptr, sx, sr, se, N, K, eps,
-                 PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
+def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_ptr, l_ptr, w2_ptr, sx, sr, se, N, K,
+                 K2, eps, PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
                  LAYER: tl.constexpr, HAS_WB: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
-                 EPI: tl.constexpr):
+                 EPI: tl.constexpr, BD2: tl.constexpr):
     """y = W z (+ bias) for one row, z made from the whole input row by the prologue: PRO 1 the
     add + norm of `_add_norm_kernel` (program 0 stores h), PRO 2 silu(x) * r, PRO 3 relu(x)^2. Every
     program computes the (cheap) prologue itself and reads its BN rows of W. Epilogue: EPI 1
-    sigmoid(e) * y, EPI 2 lerp(e, y, sigmoid(l)) (e [B, N] rows, l [N])."""
+    sigmoid(e) * y, EPI 2 lerp(e, y, sigmoid(l)) (e [B, N] rows, l [N]); with BD2 > 0, e is no input
+    but a second GEMV's product W2 x2 (x2 [B, K2] rows at e_ptr, W2 [N, K2])."""
     pn = tl.program_id(0)
     row = tl.program_id(1)
     ok = tl.arange(0, BD)
@@ -140,7 +141,14 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_pt
         y = y + tl.load(wb_ptr + on, mask=mn, other=0.0).to(tl.float32)
     if EPI != 0:  # as the unfused op after the linear: its output rounded first
         y = y.to(w_ptr.dtype.element_ty).to(tl.float32)
-        e = tl.load(e_ptr + row * se + on, mask=mn, other=0.0).to(tl.float32)
+        if BD2 > 0:  # e = W2 x2, rounded as the unfused linear stores it
+            o2 = tl.arange(0, BD2)
+            m2 = o2 < K2
+            x2 = tl.load(e_ptr + row * se + o2, mask=m2, other=0.0).to(w2_ptr.dtype.element_ty).to(tl.float32)
+            w2 = tl.load(w2_ptr + on[:, None] * K2 + o2[None, :], mask=mn[:, None] & m2[None, :], other=0.0)
+            e = tl.sum(w2.to(tl.float32) * x2[None, :], 1).to(w2_ptr.dtype.element_ty).to(tl.float32)
+        else:
+            e = tl.load(e_ptr + row * se + on, mask=mn, other=0.0).to(tl.float32)
         if EPI == 1:
             y = _sigmoid(e).to(y_ptr.dtype.element_ty).to(tl.float32) * y
         else:
@@ -148,28 +156,33 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_pt
     tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
 
 
-def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None):
+def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None, w2=None):
     b, k = x.shape
     n = weight.shape[0]
     weight = weight.contiguous()
-    out_dtype = weight.dtype if e is None else e.dtype  # as F.linear (autocast: in W's dtype); an epilogue: e's
+    # as F.linear (autocast: in W's dtype); with an epilogue in e's dtype (W2's when e is W2's input)
+    out_dtype = weight.dtype if e is None else (e.dtype if w2 is None else w2.dtype)
     y = torch.empty(b, n, device=x.device, dtype=out_dtype)
     h = torch.empty(b, k, device=x.device, dtype=x.dtype) if (pro == 1 and r is not None) else x
     bd = triton.next_power_of_2(k)
-    bn = max(1, min(16, 4096 // bd))
+    k2 = 0 if w2 is None else w2.shape[1]
+    bn = max(1, min(16, 4096 // max(bd, triton.next_power_of_2(k2) if k2 else 1)))
     _gemv_kernel[(triton.cdiv(n, bn), b)](
         x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
         weight, x if bias is None else bias.contiguous(), h, y, x if e is None else e,
-        x if logit is None else logit.contiguous(), x.stride(0), 0 if r is None else r.stride(0),
-        0 if e is None else e.stride(0), n, k, eps, PRO=pro, HAS_R=r is not None, HAS_NW=nw is not None,
-        HAS_NB=nb is not None, LAYER=layer, HAS_WB=bias is not None, BN=bn, BD=bd, EPI=epi, num_warps=4)
+        x if logit is None else logit.contiguous(), x if w2 is None else w2.contiguous(), x.stride(0),
+        0 if r is None else r.stride(0), 0 if e is None else e.stride(0), n, k, k2, eps, PRO=pro,
+        HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=layer, HAS_WB=bias is not None,
+        BN=bn, BD=bd, EPI=epi, BD2=triton.next_power_of_2(k2) if k2 else 0, num_warps=4)
     return h, y
 
 
 def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias, blend=None):
     if blend is None:
         return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias)
-    return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias, epi=2, e=blend[0], logit=blend[1])
+    other, logit = blend
+    x2, w2 = (other, None) if isinstance(other, torch.Tensor) else other
+    return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias, epi=2, e=x2, logit=logit, w2=w2)
 
 
 def silu_mul_linear(a, b, weight, bias, act="silu", gate=None):

@@ -130,6 +130,20 @@ def test_norm_linear_blend_epilogue():
                                               blend=(other, logit))[1].double(), ref, atol=TOL, rtol=TOL)
 
 
+def test_norm_linear_blend_with_the_other_linear_in_the_kernel():
+    """groundthink: Mamba-2's norm + out_proj, RWKV's out projection (x2 W2^T) and their blend, one kernel."""
+    d, d2, n = 40, 27, 23
+    x, x2 = rand(2, d, seed=27), rand(2, d2 + 4, seed=28)[:, 4:]
+    nw, w, w2, logit = rand(d, seed=29), rand(n, d, seed=30), rand(n, d2, seed=31), rand(n, seed=32)
+    _, y = df.norm_linear(x, None, nw, None, 1e-5, False, w, None, backend="triton", blend=((x2, w2), logit))
+    _, z = df.add_norm_torch(x.double(), None, nw.double(), None, 1e-5, False)
+    other = F.linear(x2.double(), w2.double())
+    ref = other + torch.sigmoid(logit.double()) * (F.linear(z, w.double()) - other)
+    torch.testing.assert_close(y.double(), ref, atol=TOL, rtol=TOL)
+    with pytest.raises(ValueError, match="other linear must be"):
+        df.norm_linear(x, None, nw, None, 1e-5, False, w, None, blend=((x2, w2[1:]), logit))
+
+
 def _shift_case(seed, norm, lora, sizes=(8, 12, 4)):
     d = 40
     wide = rand(2, d + 3, seed=seed)
@@ -208,11 +222,13 @@ cases = [
 ] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3,
       {"BF": 1024, "ACT": act}) for act in (0, 1, 2)] + [
     (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "e_ptr", "l_ptr",
-                      "sx", "sr", "se", "N", "K", "eps"], [P] * 8 + ["*fp32", "*fp32"] + ["i32"] * 5 + ["fp32"],
+                      "w2_ptr", "sx", "sr", "se", "N", "K", "K2", "eps"],
+     [P] * 8 + [P, "*fp32", P] + ["i32"] * 6 + ["fp32"],
      {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
-      "BD": bd, "EPI": epi}) for pro, layer, bn, bd, epi in ((1, False, 4, 1024, 0), (1, True, 4, 1024, 0),
-                                                          (2, False, 2, 2048, 0), (1, False, 4, 1024, 2),
-                                                          (3, False, 1, 4096, 1))
+      "BD": bd, "EPI": epi, "BD2": bd2})
+    for pro, layer, bn, bd, epi, bd2 in ((1, False, 4, 1024, 0, 0), (1, True, 4, 1024, 0, 0), (2, False, 2, 2048, 0, 0),
+                                         (1, False, 4, 1024, 2, 0), (1, False, 4, 1024, 2, 1024),
+                                         (3, False, 1, 4096, 1, 0))
 ] + [(m._shift_gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "p_ptr", "mix_ptr", "a_ptr", "lw_ptr", "w_ptr",
                              "h_ptr", "xn_ptr", "y_ptr", "sx", "sr", "sp", "sa", "N", "K", "R", "eps", "b1", "b2", "b3",
                              "b4", "tanh_mask"], [P] * 5 + ["*fp32", P, "*fp32"] + [P] * 4 + ["i32"] * 7 + ["fp32"]

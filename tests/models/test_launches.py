@@ -183,7 +183,7 @@ def test_the_fused_gemvs_launch_fewer_kernels_still(name):
 
 #: backend -> kernels of one layer's step with the fused GEMVs (the default), and none of the ops they replace
 RWKV_GEMV_STEP = {"rwkv6": {"shift_linear": 3, "rwkv6_mixer_step": 1, "silu_mul_linear": 1, "aten::mm": 1},
-                  "groundthink": {"shift_linear": 3, "rwkv6_mixer_step": 1, "silu_mul_linear": 1, "aten::mm": 1,
+                  "groundthink": {"shift_linear": 3, "rwkv6_mixer_step": 1, "silu_mul_linear": 1,
                                   "short_conv_step": 1, "mamba2_ssd_step": 1, "norm_linear": 1}}
 
 
@@ -192,7 +192,8 @@ def test_rwkv_token_shift_chains_run_as_grouped_gemvs(name):
     """RWKV-6's ddlerp chain (lerps, the mix and decay LoRAs, tanh), its projections and channel mix in
     the GEMVs' prologues and epilogues (kernels.shift_linear, silu_mul_linear(relu2, gate), the decay's
     up-projection in the mixer step; groundthink's blend in Mamba-2's out_proj GEMV): per layer exactly
-    the kernels listed and one cuBLAS matmul (RWKV's out projection), the same logits as without the GEMVs."""
+    the kernels listed (rwkv6: and one cuBLAS matmul, RWKV's out projection, which groundthink runs inside
+    the blend's GEMV), the same logits as without the GEMVs."""
     model = resolve_backend(name)(**SHAPE).eval()
     tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -208,6 +209,7 @@ def test_rwkv_token_shift_chains_run_as_grouped_gemvs(name):
     for op, per_layer in RWKV_GEMV_STEP[name].items():
         key = op if op.startswith("aten::") else f"goni.kernel::{op}"
         assert by_op[key] == per_layer * n + (key == "aten::mm"), by_op  # + the LM head
+    assert by_op["aten::mm"] == RWKV_GEMV_STEP[name].get("aten::mm", 0) * n + 1, by_op
     # besides: the embedding, ln0 (its LayerNorm), the final add_norm and the token check's two fills
     assert counts[True].launches == sum(RWKV_GEMV_STEP[name].values()) * n + 1 + 5, by_op
     assert counts[True].launches < counts[False].launches / 2
