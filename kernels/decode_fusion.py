@@ -20,7 +20,9 @@ tests' reference):
 - ``shift_linear``: RWKV's token shift and the projections after it as one grouped GEMV: the optional
   add + norm, then per group f of output rows the lerp z_f = lerp(xn, prev, mix_f (+ a_f B_f: the
   ddlerp's low-rank term)) and y_f = W_f z_f (tanh on chosen groups): the ddlerp chain of a layer in two
-  launches where it took a dozen.
+  launches where it took a dozen;
+- ``conv=`` (``norm_linear``, ``shift_linear``): Mamba-2's short conv step on the x, B, C columns of its
+  in_proj in the same GEMV's epilogue (each program owns its columns' conv state): one launch fewer.
 
 Rows may be strided views (a merged projection's output split in columns); the last dim must
 have a unit stride.
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checks, ops
+from .mixer_steps import short_conv_step_torch
 
 Tensor = torch.Tensor
 
@@ -123,6 +126,35 @@ def _linear_args(name: str, weight: Tensor, bias: Tensor | None, k: int) -> None
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
 
 
+def _check_conv(conv: tuple | None, b: int, n: int) -> None:
+    """conv = (state [B, C, K-1] contiguous, weight [C, K], bias [C] or None, activation, offset): the
+    short conv step of output columns offset..offset+C-1 in the GEMV's epilogue."""
+    if conv is None:
+        return
+    state, weight, bias, _, offset = conv
+    checks.tensor("conv_state", state, 3)
+    c, km1 = state.shape[1], state.shape[2]
+    if state.shape[0] != b or not state.is_contiguous():
+        raise ValueError(f"conv_state must be a contiguous [B={b}, C, K-1] tensor, got {tuple(state.shape)}")
+    checks.tensor("conv_weight", weight, 2)
+    checks.same("conv_weight", weight, (c, km1 + 1), "[C, K]")
+    if bias is not None:
+        checks.same("conv_bias", bias, (c,), "[C]")
+    if not 0 <= offset <= n - c:
+        raise ValueError(f"the conv's columns {offset}..{offset + c - 1} are not inside the output's {n}")
+
+
+def _conv_torch(y: Tensor, conv: tuple | None) -> Tensor:
+    """The definition of the conv epilogue: the columns' short conv step (state shifted in place)."""
+    if conv is None:
+        return y
+    state, weight, bias, act, offset = conv
+    c = state.shape[1]
+    y = y.clone()
+    y[:, offset:offset + c] = short_conv_step_torch(y[:, offset:offset + c], state, weight, bias, act)
+    return y
+
+
 def _other(other: Tensor | tuple[Tensor, Tensor]) -> Tensor:
     """The blend's other output: a tensor, or (x2, w2) for x2 w2^T (a second linear's product)."""
     if isinstance(other, torch.Tensor):
@@ -156,21 +188,28 @@ def _check_blend(blend: tuple, b: int, n: int) -> None:
 
 def norm_linear(x: Tensor, r: Tensor | None, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float,
                 layer: bool, weight: Tensor, bias: Tensor | None = None, backend: str | None = None,
-                blend: tuple | None = None) -> tuple[Tensor, Tensor]:
+                blend: tuple | None = None, conv: tuple | None = None) -> tuple[Tensor, Tensor]:
     """:func:`add_norm` and the linear layer after it as one kernel on CUDA: (h, norm(h) W^T + b), the
     product in W's dtype (under autocast the caller passes W already cast, as F.linear would).
     ``blend=(other, logit [N])``: the product y returned as lerp(other, y, sigmoid(logit)), in other's
     dtype (:func:`blend_torch`), in the same kernel; ``other`` is [B, N], or (x2 [B, K2], w2 [N, K2]):
-    a second GEMV x2 w2^T in the same kernel too (groundthink: RWKV's out projection beside Mamba-2's)."""
+    a second GEMV x2 w2^T in the same kernel too (groundthink: RWKV's out projection beside Mamba-2's).
+    ``conv`` = (state, weight, bias, activation, offset): output columns offset.. go through the short
+    conv step (:func:`~pytest_goni.kernels.mixer_steps.short_conv_step`, state in place) in the same
+    kernel (Mamba-2's in_proj and conv); not with ``blend``."""
     _check_add_norm(x, r, norm_weight, norm_bias)
     _linear_args("weight", weight, bias, x.shape[1])
     if blend is not None:
         _check_blend(blend, x.shape[0], weight.shape[0])
+    if blend is not None and conv is not None:
+        raise ValueError("norm_linear takes a blend or a conv, not both")
+    _check_conv(conv, x.shape[0], weight.shape[0])
     if ops.use_triton(backend, x):
-        return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias, blend)
+        return _triton("norm_linear")(x, r, norm_weight, norm_bias, float(eps), bool(layer), weight, bias, blend,
+                                      conv)
     h, n = add_norm_torch(x, r, norm_weight, norm_bias, eps, layer)
     y = F.linear(n.to(weight.dtype), weight, bias)
-    return h, (y if blend is None else blend_torch(y, *blend))
+    return h, (_conv_torch(y, conv) if blend is None else blend_torch(y, *blend))
 
 
 def silu_mul_linear(a: Tensor, b: Tensor | None, weight: Tensor, bias: Tensor | None = None,
@@ -198,7 +237,7 @@ def silu_mul_linear(a: Tensor, b: Tensor | None, weight: Tensor, bias: Tensor | 
 
 def shift_linear_torch(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Tensor, mix: Tensor, weight: Tensor,
                        sizes: list[int], lora: Tensor | None = None, lora_weight: Tensor | None = None,
-                       tanh_groups: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
+                       tanh_groups: tuple[int, ...] = (), conv: tuple | None = None) -> tuple[Tensor, Tensor, Tensor]:
     if norm is not None:
         h, xn = add_norm_torch(x, r, *norm)
     else:
@@ -212,7 +251,7 @@ def shift_linear_torch(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Te
         z = torch.lerp(xn, prev.to(xn.dtype), m.to(xn.dtype))  # as the unfused ddlerp (x's dtype)
         y = F.linear(z.to(weight.dtype), w)
         ys.append(torch.tanh(y) if f in tanh_groups else y)
-    return h, xn, torch.cat(ys, -1)
+    return h, xn, _conv_torch(torch.cat(ys, -1), conv)
 
 
 #: The most groups of rows one shift_linear launch takes (RWKV-6's w, k, v, r, g).
@@ -221,12 +260,14 @@ SHIFT_GROUPS = 5
 
 def shift_linear(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Tensor, mix: Tensor, weight: Tensor,
                  sizes: list[int], lora: Tensor | None = None, lora_weight: Tensor | None = None,
-                 tanh_groups: tuple[int, ...] = (), backend: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                 tanh_groups: tuple[int, ...] = (), backend: str | None = None, conv: tuple | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
     """x, prev [B, K] -> (h, xn, y [B, sum(sizes)]): h = x + r, xn = norm(h) (``norm`` = (weight, bias,
     eps, layer) as :func:`add_norm` takes them; None: h = xn = x, r must be None), and for each group f
     of ``sizes`` rows of ``weight`` [N, K]: y_f = W_f lerp(xn, prev, m_f), m_f = mix[f] ([G, K]) plus,
     with ``lora`` [B, G*R] and ``lora_weight`` [G, R, K], lora_f lora_weight[f]; tanh of the groups in
-    ``tanh_groups``. y in W's dtype (under autocast the caller passes W cast), h and xn in x's dtype."""
+    ``tanh_groups``. y in W's dtype (under autocast the caller passes W cast), h and xn in x's dtype.
+    ``conv``: a short conv step over some of y's columns, as :func:`norm_linear`'s."""
     _rows("x", x)
     _rows("prev", prev)
     b, k = x.shape
@@ -250,7 +291,9 @@ def shift_linear(x: Tensor, r: Tensor | None, norm: tuple | None, prev: Tensor, 
         checks.same("lora", lora, (b, len(sizes) * lora_weight.shape[1]), "[B, groups * R]")
     if any(not 0 <= f < len(sizes) for f in tanh_groups):
         raise ValueError(f"tanh_groups must name groups 0..{len(sizes) - 1}, got {tanh_groups}")
+    _check_conv(conv, b, weight.shape[0])
     if ops.use_triton(backend, x):
         return _triton("shift_linear")(x, r, norm, prev, mix, weight, list(sizes), lora, lora_weight,
-                                       tuple(tanh_groups))
-    return shift_linear_torch(x, r, norm, prev, mix, weight, list(sizes), lora, lora_weight, tuple(tanh_groups))
+                                       tuple(tanh_groups), conv)
+    return shift_linear_torch(x, r, norm, prev, mix, weight, list(sizes), lora, lora_weight, tuple(tanh_groups),
+                              conv)

@@ -14,7 +14,8 @@ fused step against the unfused parallel form):
 - the norm before a block's first matmul, and SiLU x up before SwiGLU's down projection, as the
   prologue of one Triton GEMV (:data:`DECODE_GEMV`, ``kernels.norm_linear`` / ``silu_mul_linear``);
   with them RWKV's token shift (ddlerp) and its low-rank mixes as the prologue of grouped GEMVs
-  (:func:`shift_split_linear`, ``kernels.shift_linear``), its channel mix as two GEMVs;
+  (:func:`shift_split_linear`, ``kernels.shift_linear``), its channel mix as two GEMVs, and Mamba-2's
+  short conv step in its in_proj GEMV's epilogue (``conv=``);
 - under autocast the merged copies, out projections and LM head are cast once (:func:`linear`).
 
 On by default whenever gradients are off (inference mode, no_grad: every decode path); training
@@ -171,13 +172,14 @@ def merged_rows(owner: nn.Module, key: str, rows: Sequence[Tensor]) -> Tensor:
 
 def shift_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module | None, prev: Tensor, owner: nn.Module,
                        key: str, groups: Sequence[tuple[Tensor, Tensor | None]],
-                       lora: tuple[Tensor, Tensor] | None = None, tanh_groups: tuple[int, ...] = ()
-                       ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+                       lora: tuple[Tensor, Tensor] | None = None, tanh_groups: tuple[int, ...] = (),
+                       conv: tuple | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
     """(h, xn, outputs) of RWKV's token shift and the projections after it as one GEMV kernel
     (``kernels.shift_linear``): h = x + pending, xn = norm(h) (``norm`` None: xn = x), and per group
     (rows [N, K], mix [K] or None for no shift) rows @ lerp(xn, prev, mix (+ the ddlerp's low-rank
     term ``lora`` = (hidden [B, G*R], weight [G, R, K]))), tanh on ``tanh_groups``. The merged rows and
-    the stacked mixes are cached on ``owner`` under ``key``. ``norm`` must pass :func:`norm_args`."""
+    the stacked mixes are cached on ``owner`` under ``key``. ``norm`` must pass :func:`norm_args`.
+    ``conv``: a short conv step over some output columns in the same kernel (``kernels.shift_linear``)."""
     rows = [g[0] for g in groups]
     weight = merged_rows(owner, key, rows)
     given = [g[1] for g in groups if g[1] is not None]
@@ -186,7 +188,7 @@ def shift_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module | None
     args = None if norm is None else norm_args(norm, x)
     sizes = [r.shape[0] for r in rows]
     h, xn, y = kernels.shift_linear(x, pending, args, prev, mix, weight, sizes, *(lora or (None, None)),
-                                    tanh_groups=tanh_groups)
+                                    tanh_groups=tanh_groups, conv=conv)
     return h, xn, y.split(sizes, dim=-1)
 
 
@@ -219,18 +221,24 @@ def add_norm(x: Tensor, r: Tensor | None, norm: nn.Module) -> tuple[Tensor, Tens
 
 
 def norm_split_linear(x: Tensor, pending: Tensor | None, norm: nn.Module, owner: nn.Module, key: str,
-                      linears: Sequence[nn.Linear], blend: tuple | None = None
+                      linears: Sequence[nn.Linear], blend: tuple | None = None, conv: tuple | None = None
                       ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """(h, outputs of ``linears`` on norm(h)) with h = x + pending: the add, the norm and the merged
     matmul as one GEMV kernel (``kernels.norm_linear``) where the norm is an RMSNorm / LayerNorm;
-    ``blend`` = (other, logit): the output lerp(other, y, sigmoid(logit)) (one linear only)."""
+    ``blend`` = (other, logit): the output lerp(other, y, sigmoid(logit)) (one linear only); ``conv`` =
+    (state, weight, bias, activation, offset): a short conv step over some output columns, inside."""
     weight, bias, sizes = merged_linear(owner, key, linears)
     args = norm_args(norm, x)
     if args is None:
         h, n = add_norm(x, pending, norm)
         y = F.linear(n, weight, bias)
+        if conv is not None:  # the conv step as its own kernel
+            state, w, b, act, offset = conv
+            y = y.clone()
+            y[:, offset:offset + state.shape[1]] = kernels.short_conv_step(y[:, offset:offset + state.shape[1]],
+                                                                           state, w, b, act)
         return h, (y if blend is None else kernels.decode_fusion.blend_torch(y, *blend)).split(sizes, dim=-1)
-    h, y = kernels.norm_linear(x, pending, *args, weight, bias, blend=blend)
+    h, y = kernels.norm_linear(x, pending, *args, weight, bias, blend=blend, conv=conv)
     return h, y.split(sizes, dim=-1)
 
 

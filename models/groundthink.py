@@ -63,8 +63,8 @@ class ParallelMix(SeqModule):
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
                      ) -> tuple[Tensor, Tensor, Any]:
         """(h, step(norm(h)), state), h = x + pending, with the fused GEMVs: the add and norm, RWKV-6's
-        first ddlerp GEMV and Mamba-2's in_proj as one grouped GEMV (``kernels.shift_linear``, in_proj
-        unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step`, Mamba-2's conv and SSD steps, and one GEMV
+        first ddlerp GEMV and Mamba-2's in_proj + conv step as one grouped GEMV (``kernels.shift_linear``,
+        in_proj unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step`, Mamba-2's SSD step, and one GEMV
         kernel for Mamba-2's norm + out_proj, RWKV-6's out projection and the blend of the two
         (``norm_linear(blend=((o, W_out), mix))``)."""
         if fusion.norm_args(norm, x) is None:
@@ -72,10 +72,12 @@ class ParallelMix(SeqModule):
             return (h, *self.step(n, state))
         rwkv, sr = self.rwkv, state["rwkv6"]
         groups = [(rwkv.maa_w1.t(), rwkv.maa_x), (self.mamba.in_proj.weight, None)]
+        conv = self.mamba.conv_epilogue(state["mamba2"], rwkv.maa_w1.shape[1])
         h, xn, (low, zxbcdt) = fusion.shift_split_linear(x, pending, norm, sr["shift"], self, "in", groups,
-                                                         tanh_groups=(0,))
+                                                         tanh_groups=(0,), conv=conv)
         out = fusion.merged_linear(rwkv.out, "self", (rwkv.out,))[0]  # RWKV's out projection in the blend's GEMV
-        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=((rwkv.shifted_step(xn, low, sr), out), self.mix))
+        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=((rwkv.shifted_step(xn, low, sr), out), self.mix),
+                                     convolved=True)
         return h, y, {"mamba2": sm, "rwkv6": {"shift": xn, "S": sr["S"]}}
 
 

@@ -85,14 +85,16 @@ class Mamba2Mixer(SeqModule):
         kernels updating the state in place (kernels.mixer_steps), the norm, out_proj."""
         return self.step_from(self.in_proj(u), state)
 
-    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple | None = None
+    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple | None = None, convolved: bool = False
                   ) -> tuple[Tensor, Any]:
         """The step after in_proj; ``blend`` = (other, logit) (fused steps only): the output returned as
         lerp(other, y, sigmoid(logit)), inside the out_proj GEMV (groundthink's mix of its mixers;
-        ``other`` may be (x2, w2), that mixer's out projection, made in the same kernel)."""
+        ``other`` may be (x2, w2), that mixer's out projection, made in the same kernel). ``convolved``:
+        in_proj's GEMV ran the conv step already (:meth:`conv_epilogue`)."""
         z, xbc, dt = self._split(zxbcdt)
-        conv = self.conv.conv
-        xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
+        if not convolved:
+            conv = self.conv.conv
+            xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
         y = kernels.mamba2_ssd_step(xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D)
         if fusion.enabled():  # the norm as one kernel (CPU too), or inside the out_proj GEMV
             return fusion.norm_linear(y, self.norm, self.out_proj, blend), state
@@ -100,9 +102,17 @@ class Mamba2Mixer(SeqModule):
 
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
                      ) -> tuple[Tensor, Tensor, Any]:
-        """(h, step(norm(h)), state), h = x + pending: the add and norm inside the in_proj GEMV."""
-        h, (zxbcdt,) = fusion.norm_split_linear(x, pending, norm, self, "in", (self.in_proj,))
-        return (h, *self.step_from(zxbcdt, state))
+        """(h, step(norm(h)), state), h = x + pending: the add and norm inside the in_proj GEMV, the conv
+        step in its epilogue."""
+        h, (zxbcdt,) = fusion.norm_split_linear(x, pending, norm, self, "in", (self.in_proj,),
+                                                conv=self.conv_epilogue(state, 0))
+        return (h, *self.step_from(zxbcdt, state, convolved=True))
+
+    def conv_epilogue(self, state: dict[str, Any], start: int) -> tuple:
+        """The conv step as a GEMV epilogue's ``conv`` argument, in_proj's rows starting at row ``start``
+        of the GEMV's output: (state, weight [C, K], bias, activation, offset of x, B, C)."""
+        conv = self.conv.conv
+        return state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation, start + self.d_inner
 
 
 def mamba2_layers(cfg: ModelConfig, own: dict[str, Any]) -> list[SeqModule]:

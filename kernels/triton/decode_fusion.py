@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .mixer_steps import _conv_rows
+
 
 @triton.jit
 def _normed_row(z, o, m, w_ptr, b_ptr, D, eps, HAS_W: tl.constexpr, HAS_B: tl.constexpr, LAYER: tl.constexpr):
@@ -103,15 +105,28 @@ def _tanh(x):
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_ptr, l_ptr, w2_ptr, sx, sr, se, N, K,
-                 K2, eps, PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
+def _conv_epilogue(y, on, mn, row, cs_ptr, cw_ptr, cb_ptr, c0, CC, KM1, CONV_B: tl.constexpr,
+                   CONV_ACT: tl.constexpr, BJ: tl.constexpr):
+    """Output rows c0..c0+CC-1 of y (rounded as the projection stores them) replaced by their short
+    conv step (Mamba-2's conv on in_proj's x, B, C): the conv in the projection's epilogue."""
+    c = on - c0
+    mc = mn & (c >= 0) & (c < CC)
+    return tl.where(mc, _conv_rows(y, c, mc, row, cs_ptr, cw_ptr, cb_ptr, CC, KM1, CONV_B, CONV_ACT, BJ), y)
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_ptr, l_ptr, w2_ptr,
+                 cs_ptr, cw_ptr, cb_ptr, sx, sr, se, N, K, K2, eps, c0, CC, KM1,
+                 PRO: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
                  LAYER: tl.constexpr, HAS_WB: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
-                 EPI: tl.constexpr, BD2: tl.constexpr):
+                 EPI: tl.constexpr, BD2: tl.constexpr, CONV: tl.constexpr, CONV_B: tl.constexpr,
+                 CONV_ACT: tl.constexpr, BJ: tl.constexpr):
     """y = W z (+ bias) for one row, z made from the whole input row by the prologue: PRO 1 the
     add + norm of `_add_norm_kernel` (program 0 stores h), PRO 2 silu(x) * r, PRO 3 relu(x)^2. Every
     program computes the (cheap) prologue itself and reads its BN rows of W. Epilogue: EPI 1
     sigmoid(e) * y, EPI 2 lerp(e, y, sigmoid(l)) (e [B, N] rows, l [N]); with BD2 > 0, e is no input
-    but a second GEMV's product W2 x2 (x2 [B, K2] rows at e_ptr, W2 [N, K2])."""
+    but a second GEMV's product W2 x2 (x2 [B, K2] rows at e_ptr, W2 [N, K2]). CONV: the outputs
+    c0..c0+CC-1 go through the short conv step (`_conv_rows`, state at cs_ptr shifted in place)."""
     pn = tl.program_id(0)
     row = tl.program_id(1)
     ok = tl.arange(0, BD)
@@ -139,6 +154,9 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_pt
     y = tl.sum(w.to(tl.float32) * z[None, :], 1)
     if HAS_WB:
         y = y + tl.load(wb_ptr + on, mask=mn, other=0.0).to(tl.float32)
+    if CONV:
+        y = _conv_epilogue(y.to(y_ptr.dtype.element_ty).to(tl.float32), on, mn, row, cs_ptr, cw_ptr, cb_ptr, c0, CC,
+                           KM1, CONV_B, CONV_ACT, BJ)
     if EPI != 0:  # as the unfused op after the linear: its output rounded first
         y = y.to(w_ptr.dtype.element_ty).to(tl.float32)
         if BD2 > 0:  # e = W2 x2, rounded as the unfused linear stores it
@@ -156,7 +174,20 @@ def _gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, w_ptr, wb_ptr, h_ptr, y_ptr, e_pt
     tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
 
 
-def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None, w2=None):
+def _conv_launch(conv):
+    """(runtime args, constexprs) of the conv epilogue: conv = (state, weight, bias, activation, offset) or None."""
+    if conv is None:
+        return (None, None, None, 0, 0, 0), {"CONV": False, "CONV_B": False, "CONV_ACT": False, "BJ": 1}
+    state, weight, bias, act, offset = conv
+    if not state.is_contiguous():
+        raise ValueError("conv_state must be contiguous [B, C, K-1] (it is updated in place)")
+    _, c, km1 = state.shape
+    return ((state, weight.contiguous(), None if bias is None else bias.contiguous(), offset, c, km1),
+            {"CONV": True, "CONV_B": bias is not None, "CONV_ACT": bool(act),
+             "BJ": triton.next_power_of_2(max(km1, 1))})
+
+
+def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None, w2=None, conv=None):
     b, k = x.shape
     n = weight.shape[0]
     weight = weight.contiguous()
@@ -167,19 +198,21 @@ def _gemv(pro, x, r, nw, nb, eps, layer, weight, bias, epi=0, e=None, logit=None
     bd = triton.next_power_of_2(k)
     k2 = 0 if w2 is None else w2.shape[1]
     bn = max(1, min(16, 4096 // max(bd, triton.next_power_of_2(k2) if k2 else 1)))
+    (cs, cw, cb, c0, cc, km1), conv_const = _conv_launch(conv)
     _gemv_kernel[(triton.cdiv(n, bn), b)](
         x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
         weight, x if bias is None else bias.contiguous(), h, y, x if e is None else e,
-        x if logit is None else logit.contiguous(), x if w2 is None else w2.contiguous(), x.stride(0),
-        0 if r is None else r.stride(0), 0 if e is None else e.stride(0), n, k, k2, eps, PRO=pro,
+        x if logit is None else logit.contiguous(), x if w2 is None else w2.contiguous(),
+        x if cs is None else cs, x if cw is None else cw, x if cb is None else cb, x.stride(0),
+        0 if r is None else r.stride(0), 0 if e is None else e.stride(0), n, k, k2, eps, c0, cc, km1, PRO=pro,
         HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=layer, HAS_WB=bias is not None,
-        BN=bn, BD=bd, EPI=epi, BD2=triton.next_power_of_2(k2) if k2 else 0, num_warps=4)
+        BN=bn, BD=bd, EPI=epi, BD2=triton.next_power_of_2(k2) if k2 else 0, **conv_const, num_warps=4)
     return h, y
 
 
-def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias, blend=None):
+def norm_linear(x, r, norm_weight, norm_bias, eps, layer, weight, bias, blend=None, conv=None):
     if blend is None:
-        return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias)
+        return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias, conv=conv)
     other, logit = blend
     x2, w2 = (other, None) if isinstance(other, torch.Tensor) else other
     return _gemv(1, x, r, norm_weight, norm_bias, eps, layer, weight, bias, epi=2, e=x2, logit=logit, w2=w2)
@@ -192,15 +225,16 @@ def silu_mul_linear(a, b, weight, bias, act="silu", gate=None):
 
 @triton.jit
 def _shift_gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, p_ptr, mix_ptr, a_ptr, lw_ptr, w_ptr, h_ptr, xn_ptr, y_ptr,
-                       sx, sr, sp, sa, N, K, R, eps, b1, b2, b3, b4, tanh_mask,
+                       cs_ptr, cw_ptr, cb_ptr, sx, sr, sp, sa, N, K, R, eps, b1, b2, b3, b4, tanh_mask, c0, CC, KM1,
                        NORM: tl.constexpr, HAS_R: tl.constexpr, HAS_NW: tl.constexpr, HAS_NB: tl.constexpr,
                        LAYER: tl.constexpr, LORA: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
-                       BR: tl.constexpr):
+                       BR: tl.constexpr, CONV: tl.constexpr, CONV_B: tl.constexpr, CONV_ACT: tl.constexpr,
+                       BJ: tl.constexpr):
     """RWKV's token shift and the projections after it (definition: kernels.decode_fusion.shift_linear).
     Every program makes the input row xn (NORM: the add + norm of `_add_norm_kernel`; program 0 stores
     h and xn), its group f's mix m_f (LORA: + lora_f B_f, R terms in BR chunks) and z = lerp(xn, prev,
     m_f), then its BN rows of W (all in group f: the host picks BN dividing every group). b1..b4: the
-    groups' row ends."""
+    groups' row ends. CONV: rows c0..c0+CC-1 through the short conv step, as `_gemv_kernel`'s."""
     pn = tl.program_id(0)
     row = tl.program_id(1)
     ok = tl.arange(0, BD)
@@ -240,10 +274,13 @@ def _shift_gemv_kernel(x_ptr, r_ptr, nw_ptr, nb_ptr, p_ptr, mix_ptr, a_ptr, lw_p
     w = tl.load(w_ptr + on[:, None] * K + ok[None, :], mask=mn[:, None] & mk[None, :], other=0.0)
     y = tl.sum(w.to(tl.float32) * z[None, :], 1)
     y = tl.where(((tanh_mask >> f) & 1) == 1, _tanh(y.to(y_ptr.dtype.element_ty).to(tl.float32)), y)
+    if CONV:
+        y = _conv_epilogue(y.to(y_ptr.dtype.element_ty).to(tl.float32), on, mn, row, cs_ptr, cw_ptr, cb_ptr, c0, CC,
+                           KM1, CONV_B, CONV_ACT, BJ)
     tl.store(y_ptr + row * N + on, y.to(y_ptr.dtype.element_ty), mask=mn)
 
 
-def shift_linear(x, r, norm, prev, mix, weight, sizes, lora, lora_weight, tanh_groups):
+def shift_linear(x, r, norm, prev, mix, weight, sizes, lora, lora_weight, tanh_groups, conv=None):
     b, k = x.shape
     n = weight.shape[0]
     weight = weight.contiguous()
@@ -258,11 +295,13 @@ def shift_linear(x, r, norm, prev, mix, weight, sizes, lora, lora_weight, tanh_g
     ends = list(itertools.accumulate(sizes))[:-1]
     ends += [n] * (4 - len(ends))
     rank = 0 if lora is None else lora_weight.shape[1]
+    (cs, cw, cb, c0, cc, km1), conv_const = _conv_launch(conv)
     _shift_gemv_kernel[(n // bn, b)](
         x, x if r is None else r, x if nw is None else nw.contiguous(), x if nb is None else nb.contiguous(),
         prev, mix.contiguous(), x if lora is None else lora, x if lora is None else lora_weight.contiguous(),
-        weight, h, xn, y, x.stride(0), 0 if r is None else r.stride(0), prev.stride(0),
-        0 if lora is None else lora.stride(0), n, k, rank, float(eps), *ends, sum(1 << f for f in tanh_groups),
+        weight, h, xn, y, x if cs is None else cs, x if cw is None else cw, x if cb is None else cb, x.stride(0),
+        0 if r is None else r.stride(0), prev.stride(0), 0 if lora is None else lora.stride(0), n, k, rank,
+        float(eps), *ends, sum(1 << f for f in tanh_groups), c0, cc, km1,
         NORM=norm is not None, HAS_R=r is not None, HAS_NW=nw is not None, HAS_NB=nb is not None, LAYER=bool(layer),
-        LORA=lora is not None, BN=bn, BD=bd, BR=8, num_warps=8 if bn * bd >= 8192 else 4)
+        LORA=lora is not None, BN=bn, BD=bd, BR=8, **conv_const, num_warps=8 if bn * bd >= 8192 else 4)
     return h, xn, y

@@ -110,28 +110,39 @@ def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_pt
 
 
 @triton.jit
-def _conv_kernel(x_ptr, sx, cs_ptr, w_ptr, b_ptr, y_ptr, C, KM1,
-                 HAS_B: tl.constexpr, ACT: tl.constexpr, BC: tl.constexpr, BJ: tl.constexpr):
-    pc = tl.program_id(0)
-    bi = tl.program_id(1)
-    oc = pc * BC + tl.arange(0, BC)
+def _conv_rows(x, c, mc, bi, cs_ptr, w_ptr, b_ptr, C, KM1, HAS_B: tl.constexpr, ACT: tl.constexpr,
+               BJ: tl.constexpr):
+    """The short conv step of channels c (mask mc) of batch row bi given their new inputs x (float32):
+    returns act(conv) (float32) and shifts their conv state [B, C, KM1] in place. Each channel must
+    belong to one program (the state update is not shared)."""
+    c = tl.where(mc, c, 0)
     oj = tl.arange(0, BJ)
-    mc = oc < C
     mj = oj < KM1
-    x = tl.load(x_ptr + bi * sx + oc, mask=mc, other=0.0).to(tl.float32)
-    base = cs_ptr + bi * C * KM1 + oc[:, None] * KM1 + oj[None, :]
+    base = cs_ptr + bi * C * KM1 + c[:, None] * KM1 + oj[None, :]
     old = tl.load(base, mask=mc[:, None] & mj[None, :], other=0.0).to(tl.float32)
     nxt = tl.load(base + 1, mask=mc[:, None] & (oj[None, :] + 1 < KM1), other=0.0).to(tl.float32)
-    w = tl.load(w_ptr + oc[:, None] * (KM1 + 1) + oj[None, :], mask=mc[:, None] & mj[None, :],
+    w = tl.load(w_ptr + c[:, None] * (KM1 + 1) + oj[None, :], mask=mc[:, None] & mj[None, :],
                 other=0.0).to(tl.float32)
-    y = tl.sum(old * w, 1) + x * tl.load(w_ptr + oc * (KM1 + 1) + KM1, mask=mc, other=0.0).to(tl.float32)
+    y = tl.sum(old * w, 1) + x * tl.load(w_ptr + c * (KM1 + 1) + KM1, mask=mc, other=0.0).to(tl.float32)
     if HAS_B:
-        y += tl.load(b_ptr + oc, mask=mc, other=0.0).to(tl.float32)
+        y += tl.load(b_ptr + c, mask=mc, other=0.0).to(tl.float32)
     if ACT:
         y = y / (1.0 + tl.exp(-y))
     new = tl.where(oj[None, :] == KM1 - 1, x[:, None], nxt)
     tl.debug_barrier()
     tl.store(base, new.to(cs_ptr.dtype.element_ty), mask=mc[:, None] & mj[None, :])
+    return y
+
+
+@triton.jit
+def _conv_kernel(x_ptr, sx, cs_ptr, w_ptr, b_ptr, y_ptr, C, KM1,
+                 HAS_B: tl.constexpr, ACT: tl.constexpr, BC: tl.constexpr, BJ: tl.constexpr):
+    pc = tl.program_id(0)
+    bi = tl.program_id(1)
+    oc = pc * BC + tl.arange(0, BC)
+    mc = oc < C
+    x = tl.load(x_ptr + bi * sx + oc, mask=mc, other=0.0).to(tl.float32)
+    y = _conv_rows(x, oc, mc, bi, cs_ptr, w_ptr, b_ptr, C, KM1, HAS_B, ACT, BJ)
     tl.store(y_ptr + bi * C + oc, y.to(y_ptr.dtype.element_ty), mask=mc)
 
 

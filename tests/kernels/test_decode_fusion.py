@@ -144,6 +144,43 @@ def test_norm_linear_blend_with_the_other_linear_in_the_kernel():
         df.norm_linear(x, None, nw, None, 1e-5, False, w, None, blend=((x2, w2[1:]), logit))
 
 
+def _conv(seed, c, offset, bias=True):
+    state = rand(2, c, 3, seed=seed)
+    return [state, rand(c, 4, seed=seed + 1), rand(c, seed=seed + 2) if bias else None, True, offset]
+
+
+def _conv64(conv):
+    return (conv[0].double().clone(), conv[1].double(), _f64(conv[2]), conv[3], conv[4])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_step_in_the_gemv_epilogue(bias):
+    """Mamba-2's in_proj + conv: the short conv step of output columns offset..offset+C-1 (straddling the
+    programs' row blocks) in norm_linear's and shift_linear's epilogues, state shifted in place, two
+    steps against the float64 definition."""
+    d, n, c, off = 40, 37, 13, 9
+    nw, w = rand(d, seed=50), rand(n, d, seed=51)
+    conv = _conv(52, c, off, bias)
+    ref_conv = _conv64(conv)
+    for step in range(2):
+        x = rand(2, d, seed=53 + step)
+        _, y = df.norm_linear(x, None, nw, None, 1e-5, False, w, None, backend="triton", conv=conv)
+        _, y_ref = df.norm_linear(x.double(), None, nw.double(), None, 1e-5, False, w.double(), None,
+                                  backend="torch", conv=ref_conv)
+        torch.testing.assert_close(y.double(), y_ref, atol=TOL, rtol=TOL)
+        torch.testing.assert_close(conv[0].double(), ref_conv[0], atol=TOL, rtol=TOL)
+    case = _shift_case(60, True, False, sizes=(8, 16))
+    conv = _conv(61, c, off, bias)
+    ref_conv = _conv64(conv)
+    for _ in range(2):  # the second step reads the state the first shifted
+        *_, y = df.shift_linear(*case, tanh_groups=(0,), backend="triton", conv=conv)
+        *_, y_ref = df.shift_linear_torch(*_double(case), tanh_groups=(0,), conv=ref_conv)
+        torch.testing.assert_close(y.double(), y_ref, atol=TOL, rtol=TOL)
+        torch.testing.assert_close(conv[0].double(), ref_conv[0], atol=TOL, rtol=TOL)
+    with pytest.raises(ValueError, match="not inside the output"):
+        df.norm_linear(x, None, nw, None, 1e-5, False, w, None, conv=_conv(62, c, n - c + 1))
+
+
 def _shift_case(seed, norm, lora, sizes=(8, 12, 4)):
     d = 40
     wide = rand(2, d + 3, seed=seed)
@@ -222,19 +259,24 @@ cases = [
 ] + [(m._silu_mul_kernel, ["a_ptr", "b_ptr", "y_ptr", "sa", "sb", "F"], [P] * 3 + ["i32"] * 3,
       {"BF": 1024, "ACT": act}) for act in (0, 1, 2)] + [
     (m._gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "w_ptr", "wb_ptr", "h_ptr", "y_ptr", "e_ptr", "l_ptr",
-                      "w2_ptr", "sx", "sr", "se", "N", "K", "K2", "eps"],
-     [P] * 8 + [P, "*fp32", P] + ["i32"] * 6 + ["fp32"],
+                      "w2_ptr", "cs_ptr", "cw_ptr", "cb_ptr", "sx", "sr", "se", "N", "K", "K2", "eps", "c0", "CC",
+                      "KM1"],
+     [P] * 8 + [P, "*fp32", P] + [P, "*fp32", "*fp32"] + ["i32"] * 6 + ["fp32"] + ["i32"] * 3,
      {"PRO": pro, "HAS_R": True, "HAS_NW": True, "HAS_NB": layer, "LAYER": layer, "HAS_WB": True, "BN": bn,
-      "BD": bd, "EPI": epi, "BD2": bd2})
-    for pro, layer, bn, bd, epi, bd2 in ((1, False, 4, 1024, 0, 0), (1, True, 4, 1024, 0, 0), (2, False, 2, 2048, 0, 0),
-                                         (1, False, 4, 1024, 2, 0), (1, False, 4, 1024, 2, 1024),
-                                         (3, False, 1, 4096, 1, 0))
+      "BD": bd, "EPI": epi, "BD2": bd2, "CONV": conv, "CONV_B": conv, "CONV_ACT": conv, "BJ": 4 if conv else 1})
+    for pro, layer, bn, bd, epi, bd2, conv in (
+        (1, False, 4, 1024, 0, 0, False), (1, True, 4, 1024, 0, 0, False), (2, False, 2, 2048, 0, 0, False),
+        (1, False, 4, 1024, 2, 0, False), (1, False, 4, 1024, 2, 1024, False), (3, False, 1, 4096, 1, 0, False),
+        (1, False, 4, 1024, 0, 0, True))
 ] + [(m._shift_gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "p_ptr", "mix_ptr", "a_ptr", "lw_ptr", "w_ptr",
-                             "h_ptr", "xn_ptr", "y_ptr", "sx", "sr", "sp", "sa", "N", "K", "R", "eps", "b1", "b2", "b3",
-                             "b4", "tanh_mask"], [P] * 5 + ["*fp32", P, "*fp32"] + [P] * 4 + ["i32"] * 7 + ["fp32"]
-      + ["i32"] * 5, {"NORM": norm, "HAS_R": norm, "HAS_NW": norm, "HAS_NB": norm, "LAYER": True, "LORA": lora,
-                      "BN": bn, "BD": 1024, "BR": 8}, {"num_warps": nw})
-     for norm, lora, bn, nw in ((True, False, 4, 4), (False, True, 16, 8), (True, False, 16, 8))]
+                             "h_ptr", "xn_ptr", "y_ptr", "cs_ptr", "cw_ptr", "cb_ptr", "sx", "sr", "sp", "sa", "N", "K",
+                             "R", "eps", "b1", "b2", "b3", "b4", "tanh_mask", "c0", "CC", "KM1"],
+      [P] * 5 + ["*fp32", P, "*fp32"] + [P] * 4 + [P, "*fp32", "*fp32"] + ["i32"] * 7 + ["fp32"] + ["i32"] * 8,
+      {"NORM": norm, "HAS_R": norm, "HAS_NW": norm, "HAS_NB": norm, "LAYER": True, "LORA": lora,
+       "BN": bn, "BD": 1024, "BR": 8, "CONV": conv, "CONV_B": conv, "CONV_ACT": conv, "BJ": 4 if conv else 1},
+      {"num_warps": nw})
+     for norm, lora, bn, nw, conv in ((True, False, 4, 4, False), (False, True, 16, 8, False),
+                                      (True, False, 16, 8, False), (True, False, 4, 4, True))]
 for fn, names, types, const, *options in cases:
     compile90(fn, names, types, const, **(options[0] if options else {}))
     compile90(fn, names, types, const)
