@@ -6,7 +6,14 @@ float32) and single-token decode steps. Definitions: `pytest_goni.kernels.refere
 
 from .decode_fusion import add_norm, norm_linear, shift_linear, silu_mul, silu_mul_linear
 from .kv_attention import kv_decode
-from .mixer_steps import delta_mixer_step, gla_mixer_step, mamba2_ssd_step, rwkv6_mixer_step, short_conv_step
+from .mixer_steps import (
+    delta_mixer_step,
+    gla_mixer_step,
+    mamba2_ssd_step,
+    rwkv6_mamba2_step,
+    rwkv6_mixer_step,
+    short_conv_step,
+)
 from .ops import (
     delta_rule,
     delta_rule_step,
@@ -39,6 +46,7 @@ __all__ = [
     "mamba2_ssd_step",
     "norm_linear",
     "rwkv6",
+    "rwkv6_mamba2_step",
     "rwkv6_mixer_step",
     "rwkv6_step",
     "rwkv7",

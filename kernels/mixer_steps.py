@@ -14,6 +14,7 @@ projection, in the dtype of its gate input.
   heads, stays outside);
 - ``rwkv6_mixer_step``: decay exp(-exp(decay + lora)) (the lora's up-projection too, optionally), the
   bonus u, GroupNorm per head, swish(g);
+- ``rwkv6_mamba2_step``: groundthink's RWKV-6 and Mamba-2 steps above in one launch;
 - ``gla_mixer_step``: log-decay logsigmoid(gate) / temperature, RMSNorm per head, swish(out gate);
 - ``delta_mixer_step``: L2-normalized q, k, beta = sigmoid(b), the (gated) delta rule with
   g = -exp(A_log) softplus(a + dt_bias), RMSNorm per head, swish(out gate) when gated.
@@ -100,15 +101,19 @@ def mamba2_ssd_step_torch(xbc: Tensor, z: Tensor, dt: Tensor, state: Tensor, dt_
     return (y.flatten(1) * F.silu(z.to(acc))).to(z.dtype)
 
 
-def mamba2_ssd_step(xbc: Tensor, z: Tensor, dt: Tensor, state: Tensor, dt_bias: Tensor, A_log: Tensor,
-                    D: Tensor, backend: str | None = None) -> Tensor:
-    """Mamba-2's SSD step from the conv output xbc [B, H*P + 2N] (x, B, C), z [B, H*P], raw dt
-    [B, H]; state [B, H, N, P] float32 in place. Returns (C S + D x) * swish(z) [B, H*P]."""
+def _check_mamba2(xbc: Tensor, z: Tensor, dt: Tensor, state: Tensor) -> None:
     checks.tensor("dt", dt, 2)
     b, h = dt.shape
     n, p = _state(state, b, h)
     _rows("xbc", xbc, b, h * p + 2 * n)
     _rows("z", z, b, h * p)
+
+
+def mamba2_ssd_step(xbc: Tensor, z: Tensor, dt: Tensor, state: Tensor, dt_bias: Tensor, A_log: Tensor,
+                    D: Tensor, backend: str | None = None) -> Tensor:
+    """Mamba-2's SSD step from the conv output xbc [B, H*P + 2N] (x, B, C), z [B, H*P], raw dt
+    [B, H]; state [B, H, N, P] float32 in place. Returns (C S + D x) * swish(z) [B, H*P]."""
+    _check_mamba2(xbc, z, dt, state)
     if ops.use_triton(backend, z):
         return _triton("mamba2_ssd_step")(xbc, z, dt, state, dt_bias, A_log, D)
     return mamba2_ssd_step_torch(xbc, z, dt, state, dt_bias, A_log, D)
@@ -143,13 +148,8 @@ def _low_rank(name: str, low: Tensor, weight: Tensor, b: int, width: int) -> Non
         raise ValueError(f"{name} must have a unit stride in its last dim")
 
 
-def rwkv6_mixer_step(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, decay: Tensor, g: Tensor, bonus: Tensor,
-                     state: Tensor, ln_weight: Tensor, ln_bias: Tensor, eps: float, scale: float = 1.0,
-                     backend: str | None = None, lora_weight: Tensor | None = None) -> Tensor:
-    """RWKV-6 time mixing after its projections: r, k, w_lora [B, H*Dk], v, g [B, H*Dv] (flat),
-    decay [H*Dk], bonus [H, Dk], state [B, H, Dk, Dv] float32 in place, GroupNorm per head
-    (ln_weight, ln_bias [H*Dv]). Returns GroupNorm(o) * swish(g) [B, H*Dv]. With ``lora_weight``
-    [H*Dk, R], ``w_lora`` is the decay LoRA's hidden [B, R] and its up-projection runs in the kernel."""
+def _check_rwkv6(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, g: Tensor, bonus: Tensor, state: Tensor,
+                 lora_weight: Tensor | None) -> None:
     checks.tensor("r", r, 2)
     b = r.shape[0]
     h = bonus.shape[0]
@@ -160,12 +160,36 @@ def rwkv6_mixer_step(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, decay: Ten
                        ("v", v, dv), ("g", g, dv)):
         if w is not None:
             _rows(name, x, b, h * w)
+
+
+def rwkv6_mixer_step(r: Tensor, k: Tensor, v: Tensor, w_lora: Tensor, decay: Tensor, g: Tensor, bonus: Tensor,
+                     state: Tensor, ln_weight: Tensor, ln_bias: Tensor, eps: float, scale: float = 1.0,
+                     backend: str | None = None, lora_weight: Tensor | None = None) -> Tensor:
+    """RWKV-6 time mixing after its projections: r, k, w_lora [B, H*Dk], v, g [B, H*Dv] (flat),
+    decay [H*Dk], bonus [H, Dk], state [B, H, Dk, Dv] float32 in place, GroupNorm per head
+    (ln_weight, ln_bias [H*Dv]). Returns GroupNorm(o) * swish(g) [B, H*Dv]. With ``lora_weight``
+    [H*Dk, R], ``w_lora`` is the decay LoRA's hidden [B, R] and its up-projection runs in the kernel."""
+    _check_rwkv6(r, k, v, w_lora, g, bonus, state, lora_weight)
     if ops.use_triton(backend, g):
         return _triton("rwkv6_mixer_step")(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps,
                                            scale, lora_weight)
     if lora_weight is not None:
         w_lora = F.linear(w_lora, lora_weight)
     return rwkv6_mixer_step_torch(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale)
+
+
+def rwkv6_mamba2_step(rwkv: tuple, mamba: tuple, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """``rwkv6_mixer_step(*rwkv)`` and ``mamba2_ssd_step(*mamba)`` in one launch on CUDA (groundthink's two
+    mixers, independent steps side by side: the programs of one grid split between them). ``rwkv``: r, k,
+    v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale, lora_weight (None or [H*Dk, R]);
+    ``mamba``: xbc, z, dt, state, dt_bias, A_log, D. Returns (RWKV-6's output, Mamba-2's)."""
+    r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale, lora_weight = rwkv
+    _check_rwkv6(r, k, v, w_lora, g, bonus, state, lora_weight)
+    _check_mamba2(*mamba[:4])
+    if ops.use_triton(backend, g):
+        return _triton("rwkv6_mamba2_step")(rwkv, mamba)
+    return (rwkv6_mixer_step(*rwkv[:12], backend="torch", lora_weight=lora_weight),
+            mamba2_ssd_step(*mamba, backend="torch"))
 
 
 # --------------------------------------------------------------------------- GLA

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_goni import kernels
 from pytest_goni.registry import backend
 
 from . import fusion
@@ -64,9 +65,9 @@ class ParallelMix(SeqModule):
                      ) -> tuple[Tensor, Tensor, Any]:
         """(h, step(norm(h)), state), h = x + pending, with the fused GEMVs: the add and norm, RWKV-6's
         first ddlerp GEMV and Mamba-2's in_proj + conv step as one grouped GEMV (``kernels.shift_linear``,
-        in_proj unshifted), RWKV-6's :meth:`~TimeMix6.shifted_step`, Mamba-2's SSD step, and one GEMV
-        kernel for Mamba-2's norm + out_proj, RWKV-6's out projection and the blend of the two
-        (``norm_linear(blend=((o, W_out), mix))``)."""
+        in_proj unshifted), RWKV-6's second grouped GEMV (:meth:`~TimeMix6.mixer_args`), both mixers'
+        steps as one launch (``kernels.rwkv6_mamba2_step``), and one GEMV kernel for Mamba-2's norm +
+        out_proj, RWKV-6's out projection and the blend of the two (``norm_linear(blend=((o, W_out), mix))``)."""
         if fusion.norm_args(norm, x) is None:
             h, n = fusion.add_norm(x, pending, norm)
             return (h, *self.step(n, state))
@@ -75,10 +76,11 @@ class ParallelMix(SeqModule):
         conv = self.mamba.conv_epilogue(state["mamba2"], rwkv.maa_w1.shape[1])
         h, xn, (low, zxbcdt) = fusion.shift_split_linear(x, pending, norm, sr["shift"], self, "in", groups,
                                                          tanh_groups=(0,), conv=conv)
+        o, ym = kernels.rwkv6_mamba2_step(rwkv.mixer_args(xn, low, sr),
+                                          self.mamba.ssd_args(zxbcdt, state["mamba2"], convolved=True))
         out = fusion.merged_linear(rwkv.out, "self", (rwkv.out,))[0]  # RWKV's out projection in the blend's GEMV
-        y, sm = self.mamba.step_from(zxbcdt, state["mamba2"], blend=((rwkv.shifted_step(xn, low, sr), out), self.mix),
-                                     convolved=True)
-        return h, y, {"mamba2": sm, "rwkv6": {"shift": xn, "S": sr["S"]}}
+        y = self.mamba.output(ym, blend=((o, out), self.mix))
+        return h, y, {"mamba2": state["mamba2"], "rwkv6": {"shift": xn, "S": sr["S"]}}
 
 
 def _groundthink(cfg: ModelConfig, own: dict[str, Any]) -> CausalLM:

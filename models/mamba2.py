@@ -85,20 +85,27 @@ class Mamba2Mixer(SeqModule):
         kernels updating the state in place (kernels.mixer_steps), the norm, out_proj."""
         return self.step_from(self.in_proj(u), state)
 
-    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], blend: tuple | None = None, convolved: bool = False
-                  ) -> tuple[Tensor, Any]:
-        """The step after in_proj; ``blend`` = (other, logit) (fused steps only): the output returned as
-        lerp(other, y, sigmoid(logit)), inside the out_proj GEMV (groundthink's mix of its mixers;
-        ``other`` may be (x2, w2), that mixer's out projection, made in the same kernel). ``convolved``:
-        in_proj's GEMV ran the conv step already (:meth:`conv_epilogue`)."""
+    def step_from(self, zxbcdt: Tensor, state: dict[str, Any], convolved: bool = False) -> tuple[Tensor, Any]:
+        """The step after in_proj (``convolved``: in_proj's GEMV ran the conv step already,
+        :meth:`conv_epilogue`): the SSD step, then :meth:`output`."""
+        return self.output(kernels.mamba2_ssd_step(*self.ssd_args(zxbcdt, state, convolved))), state
+
+    def ssd_args(self, zxbcdt: Tensor, state: dict[str, Any], convolved: bool) -> tuple:
+        """``kernels.mamba2_ssd_step``'s arguments from in_proj's output (the conv step run unless
+        ``convolved``)."""
         z, xbc, dt = self._split(zxbcdt)
         if not convolved:
             conv = self.conv.conv
             xbc = kernels.short_conv_step(xbc, state["conv"], conv.weight[:, 0], conv.bias, self.conv.activation)
-        y = kernels.mamba2_ssd_step(xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D)
+        return xbc, z, dt, state["S"], self.dt_bias, self.A_log, self.D
+
+    def output(self, y: Tensor, blend: tuple | None = None) -> Tensor:
+        """The gated norm's norm and out_proj of the SSD step's output; ``blend`` = (other, logit) (fused
+        steps only): returned as lerp(other, out, sigmoid(logit)) inside the out_proj GEMV (groundthink's
+        mix of its mixers; ``other`` may be (x2, w2), the other mixer's out projection, in the same kernel)."""
         if fusion.enabled():  # the norm as one kernel (CPU too), or inside the out_proj GEMV
-            return fusion.norm_linear(y, self.norm, self.out_proj, blend), state
-        return self.out_proj(self.norm(y)), state
+            return fusion.norm_linear(y, self.norm, self.out_proj, blend)
+        return self.out_proj(self.norm(y))
 
     def step_prenorm(self, x: Tensor, pending: Tensor | None, norm: nn.Module, state: dict[str, Any]
                      ) -> tuple[Tensor, Tensor, Any]:

@@ -150,16 +150,22 @@ class TimeMix6(SeqModule):
 
     def shifted_step(self, xn: Tensor, low: Tensor, state: dict[str, Any]) -> Tensor:
         """The step from its normed input xn [B, d] and the mix LoRA's hidden ``low`` = tanh(lerp(xn,
-        prev, maa_x) @ maa_w1) [B, 5R], to the output before ``out``, in two launches: the five ddlerp
-        mixes (maa + low-rank term) with the decay LoRA's down-projection (+ tanh) and the k, v, r, g
-        projections as one grouped GEMV, then the mixer step with the decay LoRA's up-projection inside."""
+        prev, maa_x) @ maa_w1) [B, 5R], to the output before ``out``, in two launches: :meth:`mixer_args`,
+        then the mixer step with the decay LoRA's up-projection inside."""
+        args = self.mixer_args(xn, low, state)
+        return kernels.rwkv6_mixer_step(*args[:12], lora_weight=args[12])
+
+    def mixer_args(self, xn: Tensor, low: Tensor, state: dict[str, Any]) -> tuple:
+        """``kernels.rwkv6_mixer_step``'s arguments (its ``rwkv6_mamba2_step`` tuple) from one grouped GEMV:
+        the five ddlerp mixes (maa + low-rank term) with the decay LoRA's down-projection (+ tanh) and
+        the k, v, r, g projections; the decay LoRA's up-projection is left to the mixer step."""
         groups = [(self.decay_w1.t(), self.maa[0]), (self.k.weight, self.maa[1]), (self.v.weight, self.maa[2]),
                   (self.r.weight, self.maa[3]), (self.g.weight, self.maa[4])]
         _, _, (wl, k, v, r, g) = fusion.shift_split_linear(xn, None, None, state["shift"], self, "wkvrg", groups,
                                                            lora=(low, self.maa_w2), tanh_groups=(0,))
         norm = self.ln_x.norm
-        return kernels.rwkv6_mixer_step(r, k, v, wl, self.decay, g, self.bonus, state["S"], norm.weight, norm.bias,
-                                        norm.eps, lora_weight=fusion.merged_rows(self, "decay_w2", [self.decay_w2.t()]))
+        return (r, k, v, wl, self.decay, g, self.bonus, state["S"], norm.weight, norm.bias, norm.eps, 1.0,
+                fusion.merged_rows(self, "decay_w2", [self.decay_w2.t()]))
 
 
 class ChannelMix(SeqModule):

@@ -32,13 +32,12 @@ def _softplus(x):
 
 
 @triton.jit
-def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr,
-                  s_ptr, o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh,
-                  scale, eps, temperature, H, DK, DV, R,
-                  MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_OG: tl.constexpr,
-                  BK: tl.constexpr, BV: tl.constexpr, BR: tl.constexpr, HAS_GB: tl.constexpr):
-    iv = tl.program_id(0)
-    bh = tl.program_id(1)
+def _mixer_body(iv, bh, q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr,
+                s_ptr, o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh,
+                scale, eps, temperature, H, DK, DV, R,
+                MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_OG: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, BR: tl.constexpr, HAS_GB: tl.constexpr):
+    """One program's work: value tile iv of batch x head bh (see the module docstring)."""
     bi = bh // H
     h = bh % H
     ok = tl.arange(0, BK)
@@ -110,6 +109,45 @@ def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_pt
 
 
 @triton.jit
+def _mixer_kernel(q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr, s_ptr,
+                  o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh, scale, eps, temperature, H, DK, DV, R,
+                  MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_OG: tl.constexpr, BK: tl.constexpr,
+                  BV: tl.constexpr, BR: tl.constexpr, HAS_GB: tl.constexpr):
+    _mixer_body(tl.program_id(0), tl.program_id(1),
+                q_ptr, k_ptr, v_ptr, gate_ptr, beta_ptr, og_ptr, p0_ptr, p1_ptr, p2_ptr, nw_ptr, nb_ptr, s_ptr,
+                o_ptr, sq, sk, sv, sgate, sbeta, sog, qh, kh, nwh, scale, eps, temperature, H, DK, DV, R, MODE,
+                HAS_G, HAS_OG, BK, BV, BR, HAS_GB)
+
+
+@triton.jit
+def _mixer_pair_kernel(q_ptr_a, k_ptr_a, v_ptr_a, gate_ptr_a, beta_ptr_a, og_ptr_a, p0_ptr_a, p1_ptr_a, p2_ptr_a,
+                       nw_ptr_a, nb_ptr_a, s_ptr_a, o_ptr_a, sq_a, sk_a, sv_a, sgate_a, sbeta_a, sog_a, qh_a, kh_a,
+                       nwh_a, scale_a, eps_a, temperature_a, H_a, DK_a, DV_a, R_a, q_ptr_b, k_ptr_b, v_ptr_b,
+                       gate_ptr_b, beta_ptr_b, og_ptr_b, p0_ptr_b, p1_ptr_b, p2_ptr_b, nw_ptr_b, nb_ptr_b, s_ptr_b,
+                       o_ptr_b, sq_b, sk_b, sv_b, sgate_b, sbeta_b, sog_b, qh_b, kh_b, nwh_b, scale_b, eps_b,
+                       temperature_b, H_b, DK_b, DV_b, R_b, NVA, NA, NVB, MODE_A: tl.constexpr,
+                       HAS_G_A: tl.constexpr, HAS_OG_A: tl.constexpr, BK_A: tl.constexpr, BV_A: tl.constexpr,
+                       BR_A: tl.constexpr, HAS_GB_A: tl.constexpr, MODE_B: tl.constexpr, HAS_G_B: tl.constexpr,
+                       HAS_OG_B: tl.constexpr, BK_B: tl.constexpr, BV_B: tl.constexpr, BR_B: tl.constexpr,
+                       HAS_GB_B: tl.constexpr):
+    """Two mixers' steps in one launch (groundthink's RWKV-6 and Mamba-2, side by side on the same
+    input): programs 0..NA-1 do job A's grid (NVA value tiles per batch x head), the rest job B's."""
+    pid = tl.program_id(0)
+    if pid < NA:
+        _mixer_body(pid % NVA, pid // NVA,
+                    q_ptr_a, k_ptr_a, v_ptr_a, gate_ptr_a, beta_ptr_a, og_ptr_a, p0_ptr_a, p1_ptr_a, p2_ptr_a,
+                    nw_ptr_a, nb_ptr_a, s_ptr_a, o_ptr_a, sq_a, sk_a, sv_a, sgate_a, sbeta_a, sog_a, qh_a, kh_a,
+                    nwh_a, scale_a, eps_a, temperature_a, H_a, DK_a, DV_a, R_a, MODE_A, HAS_G_A, HAS_OG_A, BK_A,
+                    BV_A, BR_A, HAS_GB_A)
+    else:
+        _mixer_body((pid - NA) % NVB, (pid - NA) // NVB,
+                    q_ptr_b, k_ptr_b, v_ptr_b, gate_ptr_b, beta_ptr_b, og_ptr_b, p0_ptr_b, p1_ptr_b, p2_ptr_b,
+                    nw_ptr_b, nb_ptr_b, s_ptr_b, o_ptr_b, sq_b, sk_b, sv_b, sgate_b, sbeta_b, sog_b, qh_b, kh_b,
+                    nwh_b, scale_b, eps_b, temperature_b, H_b, DK_b, DV_b, R_b, MODE_B, HAS_G_B, HAS_OG_B, BK_B,
+                    BV_B, BR_B, HAS_GB_B)
+
+
+@triton.jit
 def _conv_rows(x, c, mc, bi, cs_ptr, w_ptr, b_ptr, C, KM1, HAS_B: tl.constexpr, ACT: tl.constexpr,
                BJ: tl.constexpr):
     """The short conv step of channels c (mask mc) of batch row bi given their new inputs x (float32):
@@ -159,9 +197,10 @@ def short_conv_step(x, conv_state, weight, bias, activation):
     return y
 
 
-def _launch(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p0=None, p1=None, p2=None,
-            nw=None, nb=None, qh=None, kh=None, nwh=0, scale=1.0, eps=0.0, temperature=1.0, split_v=False,
-            rank=0, has_gb=False):
+def _job(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p0=None, p1=None, p2=None,
+         nw=None, nb=None, qh=None, kh=None, nwh=0, scale=1.0, eps=0.0, temperature=1.0, split_v=False,
+         rank=0, has_gb=False):
+    """One mixer step's launch: (output, runtime args, constexprs, grid (value tiles, batch x heads), warps)."""
     bs, h, dk, dv = state.shape
     o = torch.empty(bs, h * dv, device=v.device, dtype=out_dtype)
     bk = triton.next_power_of_2(dk)
@@ -173,30 +212,58 @@ def _launch(mode, q, k, v, state, out_dtype, *, gate=None, beta=None, og=None, p
     def row(x):
         return 0 if x is None else x.stride(0)
 
-    _mixer_kernel[(triton.cdiv(dv, bv), bs * h)](
-        q, k, v, dummy if gate is None else gate, dummy if beta is None else beta, dummy if og is None else og,
-        dummy if p0 is None else p0, dummy if p1 is None else p1, dummy if p2 is None else p2,
-        dummy if nw is None else nw, dummy if nb is None else nb, state, o,
-        row(q), row(k), row(v), row(gate), row(beta), row(og), dk if qh is None else qh, dk if kh is None else kh,
-        nwh, scale, eps, temperature, h, dk, dv, rank,
-        MODE=mode, HAS_G=gate is not None, HAS_OG=og is not None, BK=bk, BV=bv,
-        BR=triton.next_power_of_2(rank) if rank else 0, HAS_GB=has_gb,
-        num_warps=4 if bk * bv <= 4096 else 8)
+    args = (q, k, v, dummy if gate is None else gate, dummy if beta is None else beta, dummy if og is None else og,
+            dummy if p0 is None else p0, dummy if p1 is None else p1, dummy if p2 is None else p2,
+            dummy if nw is None else nw, dummy if nb is None else nb, state, o,
+            row(q), row(k), row(v), row(gate), row(beta), row(og), dk if qh is None else qh,
+            dk if kh is None else kh, nwh, scale, eps, temperature, h, dk, dv, rank)
+    const = {"MODE": mode, "HAS_G": gate is not None, "HAS_OG": og is not None, "BK": bk, "BV": bv,
+             "BR": triton.next_power_of_2(rank) if rank else 0, "HAS_GB": has_gb}
+    return o, args, const, (triton.cdiv(dv, bv), bs * h), 4 if bk * bv <= 4096 else 8
+
+
+def _launch(mode, q, k, v, state, out_dtype, **kwargs):
+    o, args, const, grid, warps = _job(mode, q, k, v, state, out_dtype, **kwargs)
+    _mixer_kernel[grid](*args, **const, num_warps=warps)
     return o
 
 
-def mamba2_ssd_step(xbc, z, dt, state, dt_bias, A_log, D):
+def _pair(job_a, job_b):
+    """Two jobs of `_job` as one `_mixer_pair_kernel` launch; their outputs."""
+    (oa, args_a, const_a, (nva, nbha), wa), (ob, args_b, const_b, (nvb, nbhb), wb) = job_a, job_b
+    const = {f"{k}_A": v for k, v in const_a.items()} | {f"{k}_B": v for k, v in const_b.items()}
+    _mixer_pair_kernel[(nva * nbha + nvb * nbhb,)](*args_a, *args_b, nva, nva * nbha, nvb, **const,
+                                                   num_warps=max(wa, wb))
+    return oa, ob
+
+
+def _mamba2_job(xbc, z, dt, state, dt_bias, A_log, D):
     _, h, n, p = state.shape
-    return _launch(MAMBA2, xbc[:, h * p + n:], xbc[:, h * p:], xbc, state, z.dtype, gate=dt, og=z,
-                   p0=A_log.contiguous(), p1=dt_bias.contiguous(), p2=D.contiguous(), qh=0, kh=0,
-                   split_v=True)
+    return _job(MAMBA2, xbc[:, h * p + n:], xbc[:, h * p:], xbc, state, z.dtype, gate=dt, og=z,
+                p0=A_log.contiguous(), p1=dt_bias.contiguous(), p2=D.contiguous(), qh=0, kh=0, split_v=True)
+
+
+def mamba2_ssd_step(xbc, z, dt, state, dt_bias, A_log, D):
+    o, args, const, grid, warps = _mamba2_job(xbc, z, dt, state, dt_bias, A_log, D)
+    _mixer_kernel[grid](*args, **const, num_warps=warps)
+    return o
+
+
+def _rwkv6_job(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale, lora_weight=None):
+    low_rank = {} if lora_weight is None else {"p2": lora_weight.contiguous(), "rank": lora_weight.shape[1]}
+    return _job(RWKV6, r, k, v, state, g.dtype, gate=w_lora, og=g, p0=decay.contiguous(), p1=bonus.contiguous(),
+                nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps, **low_rank)
 
 
 def rwkv6_mixer_step(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps, scale, lora_weight=None):
-    low_rank = {} if lora_weight is None else {"p2": lora_weight.contiguous(), "rank": lora_weight.shape[1]}
-    return _launch(RWKV6, r, k, v, state, g.dtype, gate=w_lora, og=g, p0=decay.contiguous(),
-                   p1=bonus.contiguous(), nw=ln_weight.contiguous(), nb=ln_bias.contiguous(), scale=scale, eps=eps,
-                   **low_rank)
+    o, args, const, grid, warps = _rwkv6_job(r, k, v, w_lora, decay, g, bonus, state, ln_weight, ln_bias, eps,
+                                             scale, lora_weight)
+    _mixer_kernel[grid](*args, **const, num_warps=warps)
+    return o
+
+
+def rwkv6_mamba2_step(rwkv, mamba):
+    return _pair(_rwkv6_job(*rwkv), _mamba2_job(*mamba))
 
 
 def gla_mixer_step(q, k, v, gate, out_gate, state, norm_weight, eps, temperature, scale, gate_weight=None,

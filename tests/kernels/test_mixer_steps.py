@@ -150,6 +150,25 @@ def test_rwkv6_decay_up_projection_inside_the_kernel():
         ms.rwkv6_mixer_step(**{**args, "w_lora": low}, lora_weight=w2[1:], backend="torch")
 
 
+def test_rwkv6_and_mamba2_steps_in_one_launch():
+    """groundthink's two mixers side by side (rwkv6_mamba2_step): each job's output and state as its own
+    float64 definition, over two steps (the second reads the states the first wrote)."""
+    rwkv, mamba = _inputs("rwkv6", seed=80), _inputs("mamba2", seed=81)
+    low, w2 = rand(B, 8, seed=82)[:, 3:], rand(H * DK, 5, seed=83, scale=0.5)
+    rwkv["w_lora"] = low
+    ref_r = {k: (v.double().clone() if isinstance(v, torch.Tensor) else v) for k, v in rwkv.items()}
+    ref_m = {k: (v.double().clone() if isinstance(v, torch.Tensor) else v) for k, v in mamba.items()}
+    for _ in range(2):
+        o_r, o_m = ms.rwkv6_mamba2_step((*rwkv.values(), 1.0, w2), tuple(mamba.values()), backend="triton")
+        want_r = ms.rwkv6_mixer_step_torch(**{**ref_r, "w_lora": torch.nn.functional.linear(low.double(), w2.double())},
+                                           scale=1.0)
+        want_m = ms.mamba2_ssd_step_torch(**ref_m)
+        assert rel(o_r, want_r) <= TOL and rel(rwkv["state"], ref_r["state"]) <= TOL
+        assert rel(o_m, want_m) <= TOL and rel(mamba["state"], ref_m["state"]) <= TOL
+    o_r, o_m = ms.rwkv6_mamba2_step((*rwkv.values(), 1.0, w2), tuple(mamba.values()), backend="torch")
+    assert o_r.shape == (B, H * DV) and o_m.shape == mamba["z"].shape
+
+
 _SM90 = """
 names = ["q_ptr", "k_ptr", "v_ptr", "gate_ptr", "beta_ptr", "og_ptr", "p0_ptr", "p1_ptr", "p2_ptr", "nw_ptr",
          "nb_ptr", "s_ptr", "o_ptr", "sq", "sk", "sv", "sgate", "sbeta", "sog", "qh", "kh", "nwh", "scale", "eps",
@@ -158,12 +177,17 @@ types = ["*bf16"] * 11 + ["*fp32", "*bf16"] + ["i32"] * 9 + ["fp32"] * 3 + ["i32
 for mode, br in ((0, 0), (0, 16), (1, 0), (1, 64), (3, 0)):
     const = {"MODE": mode, "HAS_G": True, "HAS_OG": True, "BK": 64, "BV": 64, "BR": br, "HAS_GB": mode == 0 and br > 0}
     compile90(m._mixer_kernel, names, types, const)
+# groundthink's pair: RWKV-6 (decay up-projection inside) and Mamba-2 in one launch
+const = {"MODE_A": 1, "HAS_G_A": True, "HAS_OG_A": True, "BK_A": 64, "BV_A": 64, "BR_A": 64, "HAS_GB_A": False,
+         "MODE_B": 3, "HAS_G_B": True, "HAS_OG_B": True, "BK_B": 64, "BV_B": 64, "BR_B": 0, "HAS_GB_B": False}
+compile90(m._mixer_pair_kernel, [n + "_a" for n in names] + [n + "_b" for n in names] + ["NVA", "NA", "NVB"],
+          types + types + ["i32"] * 3, const)
 """
 
 
 def test_gla_mode_compiles_for_sm90_without_a_gpu():
     """The compiled path (not the interpreter) accepts the GLA and RWKV-6 modes with and without the
-    low-rank up-projection (and Mamba-2's, which reads no per-channel gate)."""
+    low-rank up-projection (and Mamba-2's, which reads no per-channel gate), and the RWKV-6 + Mamba-2 pair."""
     pytest.importorskip("triton.backends.nvidia")
     status, err = compile_sm90("mixer_steps", _SM90)
     if status == "no-ptxas":

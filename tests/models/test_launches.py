@@ -28,7 +28,7 @@ FUSED = {
     "gated-deltanet": ["delta_mixer_step"],
     "mamba2": ["mamba2_ssd_step"],  # its conv step: inside the in_proj GEMV (the default; below)
     "rwkv6": ["rwkv6_mixer_step"],
-    "groundthink": ["mamba2_ssd_step", "rwkv6_mixer_step"],
+    "groundthink": ["rwkv6_mamba2_step"],  # both mixers' steps in one launch
 }
 #: ops the fused steps no longer dispatch (the gates, norms and shifts now inside the kernels)
 GONE = {"aten::softplus", "aten::exp", "aten::log_sigmoid_forward", "aten::cat", "aten::sub", "aten::native_group_norm",
@@ -186,8 +186,7 @@ def test_the_fused_gemvs_launch_fewer_kernels_still(name):
 
 #: backend -> kernels of one layer's step with the fused GEMVs (the default), and none of the ops they replace
 RWKV_GEMV_STEP = {"rwkv6": {"shift_linear": 3, "rwkv6_mixer_step": 1, "silu_mul_linear": 1, "aten::mm": 1},
-                  "groundthink": {"shift_linear": 3, "rwkv6_mixer_step": 1, "silu_mul_linear": 1,
-                                  "mamba2_ssd_step": 1, "norm_linear": 1}}
+                  "groundthink": {"shift_linear": 3, "rwkv6_mamba2_step": 1, "silu_mul_linear": 1, "norm_linear": 1}}
 
 
 @pytest.mark.parametrize("name", sorted(RWKV_GEMV_STEP))
@@ -195,7 +194,7 @@ def test_rwkv_token_shift_chains_run_as_grouped_gemvs(name):
     """RWKV-6's ddlerp chain (lerps, the mix and decay LoRAs, tanh), its projections and channel mix in
     the GEMVs' prologues and epilogues (kernels.shift_linear, silu_mul_linear(relu2, gate), the decay's
     up-projection in the mixer step; groundthink's blend in Mamba-2's out_proj GEMV, its conv step in the
-    in_proj GEMV's epilogue): per layer exactly
+    in_proj GEMV's epilogue, its two mixer steps one launch): per layer exactly
     the kernels listed (rwkv6: and one cuBLAS matmul, RWKV's out projection, which groundthink runs inside
     the blend's GEMV), the same logits as without the GEMVs."""
     model = resolve_backend(name)(**SHAPE).eval()
