@@ -161,8 +161,9 @@ class TimeMix6(SeqModule):
         the k, v, r, g projections; the decay LoRA's up-projection is left to the mixer step."""
         groups = [(self.decay_w1.t(), self.maa[0]), (self.k.weight, self.maa[1]), (self.v.weight, self.maa[2]),
                   (self.r.weight, self.maa[3]), (self.g.weight, self.maa[4])]
+        mix_up = fusion.merged_rows(self, "maa_w2", [self.maa_w2.flatten(0, 1)]).view_as(self.maa_w2)  # matmul dtype
         _, _, (wl, k, v, r, g) = fusion.shift_split_linear(xn, None, None, state["shift"], self, "wkvrg", groups,
-                                                           lora=(low, self.maa_w2), tanh_groups=(0,))
+                                                           lora=(low, mix_up), tanh_groups=(0,))
         norm = self.ln_x.norm
         return (r, k, v, wl, self.decay, g, self.bonus, state["S"], norm.weight, norm.bias, norm.eps, 1.0,
                 fusion.merged_rows(self, "decay_w2", [self.decay_w2.t()]))

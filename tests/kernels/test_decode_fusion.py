@@ -271,7 +271,7 @@ cases = [
 ] + [(m._shift_gemv_kernel, ["x_ptr", "r_ptr", "nw_ptr", "nb_ptr", "p_ptr", "mix_ptr", "a_ptr", "lw_ptr", "w_ptr",
                              "h_ptr", "xn_ptr", "y_ptr", "cs_ptr", "cw_ptr", "cb_ptr", "sx", "sr", "sp", "sa", "N", "K",
                              "R", "eps", "b1", "b2", "b3", "b4", "tanh_mask", "c0", "CC", "KM1"],
-      [P] * 5 + ["*fp32", P, "*fp32"] + [P] * 4 + [P, "*fp32", "*fp32"] + ["i32"] * 7 + ["fp32"] + ["i32"] * 8,
+      [P] * 5 + ["*fp32", P, P] + [P] * 4 + [P, "*fp32", "*fp32"] + ["i32"] * 7 + ["fp32"] + ["i32"] * 8,
       {"NORM": norm, "HAS_R": norm, "HAS_NW": norm, "HAS_NB": norm, "LAYER": True, "LORA": lora,
        "BN": bn, "BD": 1024, "BR": 8, "CONV": conv, "CONV_B": conv, "CONV_ACT": conv, "BJ": 4 if conv else 1},
       {"num_warps": nw})
