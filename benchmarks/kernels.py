@@ -415,9 +415,17 @@ def train_step(impl: str, op: str, args: dict, d: int):
     return step, leaves
 
 
-def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
+#: --train-signatures: "bf16" every input bf16; "model" the dtypes the (gated) DeltaNet layer hands the delta
+#: rule under CUDA bf16 autocast (F.normalize's norm runs in float32, so q, k, and the gate g, are float32;
+#: v, beta bf16); other ops run "bf16" only.
+MODEL_FLOAT32 = {"delta_rule": ("q", "k"), "gated_delta_rule": ("q", "k", "g")}
+
+
+def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=(), signature="bf16"):
     b, t, h, d = shape
     args = make_inputs(op, b, t, h, d, d, dtype=torch.bfloat16, device="cuda", seed=t + b)
+    if signature == "model":
+        args = {n: x.float() if n in MODEL_FLOAT32.get(op, ()) else x for n, x in args.items()}
     with_fla = op in fla_ops and (not fla_shapes or shape in fla_shapes)
     impls = ["ours"] + (["fla"] if with_fla else []) + (["torch"] if t <= torch_max_t else [])
     grads = {}
@@ -430,7 +438,8 @@ def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
             rec = {**time_ms(step), **info, "host_us_per_call": host_us(step)}
         except Exception as exc:  # noqa: BLE001 - OOM, a compile failure: keep the other rows
             rec = {"error": exception_note(exc, 600)}
-        rec.update(section="train", op=op, B=b, T=t, H=h, D=d, impl=impl)
+        rec.update(section="train", op=op, B=b, T=t, H=h, D=d, impl=impl, signature=signature,
+                   dtypes={n: str(x.dtype).removeprefix("torch.") for n, x in args.items()})
         emit(rec, meta, fh)
         rows.append(rec)
         torch.cuda.empty_cache()
@@ -441,16 +450,19 @@ def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
         rows.append(rec)
 
 
-def bench_train(ops, shapes, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=()):
+def bench_train(ops, shapes, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=(), signatures=("bf16",)):
     for shape in shapes:
         for op in ops:
-            _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes)
+            for sig in signatures:
+                if sig == "bf16" or op in MODEL_FLOAT32:
+                    _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes, sig)
 
 
 def train_table(rows) -> str:
     """Forward+backward rows: ms, peak MiB and first-call s per impl, and FLA's time / ours."""
-    lines = ["fwd+bwd  op                B  T      H  D    impl   ms        peakMiB  first_s  fla/ours"]
-    ours = {(r["op"], r["B"], r["T"]): r.get("ms") for r in rows if r.get("section") == "train" and r["impl"] == "ours"}
+    lines = ["fwd+bwd  op                B  T      H  D    impl         ms        peakMiB  first_s  fla/ours"]
+    ours = {(r["op"], r["B"], r["T"]): r.get("ms") for r in rows
+            if r.get("section") == "train" and r["impl"] == "ours" and r.get("signature", "bf16") == "bf16"}
     for r in rows:
         if r.get("section") == "train_agreement":
             worst = max(r["rel_err_ours_vs_fla"].values())
@@ -458,7 +470,8 @@ def train_table(rows) -> str:
                          f"worst = {worst:.2e} {r['rel_err_ours_vs_fla']}")
         if r.get("section") != "train":
             continue
-        head = f"fwd+bwd  {r['op']:<17} {r['B']:<2} {r['T']:<6} {r['H']:<2} {r['D']:<4} {r['impl']:<6}"
+        impl = r["impl"] + ("/model" if r.get("signature", "bf16") != "bf16" else "")
+        head = f"fwd+bwd  {r['op']:<17} {r['B']:<2} {r['T']:<6} {r['H']:<2} {r['D']:<4} {impl:<12}"
         if "error" in r:
             lines.append(f"{head} {one_line(r['error'], 200)}")
             continue
@@ -507,6 +520,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-shapes", nargs="*", default=[], help="B,T,H,D items (default: TRAIN_SHAPES)")
     p.add_argument("--train-fla-shapes", nargs="*", default=[],
                    help="B,T,H,D items to run FLA at (default: every train shape); its autotune is per D and H")
+    p.add_argument("--train-signatures", nargs="+", default=["bf16"], choices=["bf16", "model"],
+                   help="input dtypes of the forward+backward rows: all bf16, and/or as the (gated) DeltaNet "
+                   "layer hands them under CUDA autocast (q, k, g float32; MODEL_FLOAT32)")
     p.add_argument("--train-torch-max-T", type=int, default=2048,
                    help="time the chunked torch form too where T is at most this")
     p.add_argument("--sweep-ops", nargs="*", default=[], help="ops whose implementation options to sweep")
@@ -535,7 +551,7 @@ def main(argv=None) -> int:
                     ("sweep", lambda: bench_sweep(a.sweep_ops, a.sweep_T, roof, meta, fh, rows, a.sweep_configs)),
                     ("prefill", lambda: bench_prefill(a.ops, a.T, roof, meta, fh, rows, a.fla_ops)),
                     ("train", lambda: bench_train(a.train_ops, shapes, meta, fh, rows, a.train_fla_ops,
-                                                  a.train_torch_max_T, fla_shapes))]
+                                                  a.train_torch_max_T, fla_shapes, a.train_signatures))]
         for name, run in sections:
             if name in a.skip:
                 continue

@@ -36,6 +36,9 @@ parts that could hold it back:
 - ``loop-shifted`` / ``loop-triton-conv`` (asked for): the loop of each ``--backends`` entry that has a
   short conv (deltanet, gated-deltanet, mamba2, groundthink) with ShortConv as shifted multiply-adds /
   as the Triton kernel with its backward (``models.layers.SHORT_CONV_FORM``).
+- ``loop-delta-qk16`` (asked for): the loop of each ``--backends`` entry with a delta rule (deltanet,
+  gated-deltanet) with q, k handed to it in the projections' dtype (``models.deltanet.QK_PROJ_DTYPE``;
+  otherwise CUDA autocast's float32 ``F.normalize`` makes them float32 and the kernels run at float32).
 - ``conv``: ShortConv forward+backward alone at the models' widths: cuDNN, shifted and Triton, eager
   and compiled.
 - ``reference``: a plain GPT of GPT-2 125M's shape (pre-LayerNorm blocks, fused qkv, SDPA causal,
@@ -233,21 +236,25 @@ def guarded(run: Run, part: str, fn: Any) -> None:
 
 
 def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: str = "conv1d",
-              compile_loss: bool = False, plain: bool = False) -> None:
+              compile_loss: bool = False, plain: bool = False, delta_qk16: bool = False) -> None:
     """The loop itself: tokens/s, then per-kind GPU time per step under torch.profiler. ``conv_form``:
     ShortConv's parallel form (models.layers.SHORT_CONV_FORM) for this row; ``compile_loss``: the
     loss compiled with the features (``train(..., compile_loss=True)``); ``plain``: the model's plain
-    training forward where it has one (``train(..., plain_forward=True)``, GPT-2's)."""
-    from pytest_goni.models import layers
+    training forward where it has one (``train(..., plain_forward=True)``, GPT-2's); ``delta_qk16``:
+    (gated) DeltaNet hands the delta rule q, k in the projections' dtype (models.deltanet.QK_PROJ_DTYPE)."""
+    from pytest_goni.models import deltanet, layers
 
     a = run.args
-    saved = losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM
+    saved = losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM, deltanet.QK_PROJ_DTYPE
     losses.DEFAULT_PAD_VOCAB = pad
     layers.SHORT_CONV_FORM = conv_form
+    deltanet.QK_PROJ_DTYPE = delta_qk16 or deltanet.QK_PROJ_DTYPE
     try:
         model = run.model(backend)
         if conv_form != "conv1d" and not any(isinstance(m, layers.ShortConv) for m in model.modules()):
             return  # no short conv: the row would repeat the loop's
+        if delta_qk16 and not any(isinstance(m, deltanet.DeltaNetMixer) for m in model.modules()):
+            return  # no delta rule: the row would repeat the loop's
         counters.clear()
         res = train(model, run.batches(), a.warmup + a.steps, OptimConfig(lr=1e-3, warmup=0.1), device=run.device,
                     compile=run.compile, untimed_steps=a.warmup, log_every=64, compile_loss=compile_loss,
@@ -256,13 +263,14 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
         kinds, busy, top = profile_steps(run, model, a.profile_steps, compile_loss, plain)
         dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values())}
         run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
+                               "delta_qk_proj_dtype": deltanet.QK_PROJ_DTYPE,
                                "compiled": res.compiled, "compile_loss": compile_loss, "forward": res.forward},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
                  gpu_busy_ms=busy, ms_by_kind=kinds, gpu_busy_fraction=busy / (1e3 * step_s) if step_s else None,
                  top_kernels=top, losses=res.losses, dynamo=dynamo)
     finally:
-        losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM = saved
+        losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM, deltanet.QK_PROJ_DTYPE = saved
 
 
 def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False, plain: bool = False
@@ -462,7 +470,7 @@ LOOP_CONV_FORMS = {"loop-shifted": "shifted", "loop-triton-conv": "triton"}
 
 
 PARTS = ("loop", "loop-pad64", "loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "loop-shifted",
-         "loop-triton-conv", "loss", "features", "reference", "hf-whole", "conv")
+         "loop-triton-conv", "loop-delta-qk16", "loss", "features", "reference", "hf-whole", "conv")
 DEFAULT_PARTS = ("loop-whole", "loop-whole-pad64", "loop-plain", "loop-plain-pad64", "reference", "loop", "loss",
                  "features", "hf-whole", "conv")
 
@@ -490,12 +498,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run.meta['device']}: bf16 matmul {run.meta['matmul_flops'] / 1e12:.0f} TFLOP/s", flush=True)
     for part in args.parts:
         if part.startswith("loop"):
-            for backend in args.backends if part == "loop" or part in LOOP_CONV_FORMS else ["gpt2"]:
+            per_backend = part in ("loop", "loop-delta-qk16") or part in LOOP_CONV_FORMS
+            for backend in args.backends if per_backend else ["gpt2"]:
                 form = LOOP_CONV_FORMS.get(part, "conv1d")
                 guarded(run, part, lambda part=part, backend=backend, form=form:
                         part_loop(run, part, 64 if part.endswith("pad64") else 0, backend, form,
                                   compile_loss=part.startswith(("loop-whole", "loop-plain")),
-                                  plain=part.startswith("loop-plain")))
+                                  plain=part.startswith("loop-plain"), delta_qk16=part == "loop-delta-qk16"))
         elif part == "loss":
             guarded(run, part, lambda: part_loss(run))
         elif part == "features":

@@ -14,6 +14,7 @@ three convolutions' last K-1 inputs.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -29,6 +30,15 @@ from .gla import _swiglu_width
 from .layers import HeadRMSNorm, ShortConv, heads, init_linears, mamba_dt_bias
 
 Tensor = torch.Tensor
+
+#: q and k reach the delta-rule operator in the projections' dtype (bf16 under autocast), as FLA's l2norm
+#: kernel hands them, instead of what ``F.normalize`` returns: CUDA autocast runs the norm in float32, so
+#: bf16 / float32 promotes q and k to float32 and the Triton kernels run the model's whole delta rule at
+#: float32 (tf32x3 dots, twice the tile bytes): ptxas (sm_90, Triton 3.6) spills 2,988-3,016 B per thread in
+#: the forward WY kernel at chunk 64 against 80 B for bf16, 1,872-2,428 B against 88-208 B in the reverse
+#: walk. Off by default until the H200 rows (benchmarks/README.md, "the WY kernel at the model's dtypes")
+#: show its speed and loss; ``GONI_DELTA_QK_PROJ_DTYPE=1`` starts it on. Off CUDA autocast: no change.
+QK_PROJ_DTYPE = os.environ.get("GONI_DELTA_QK_PROJ_DTYPE", "0") == "1"
 
 
 class DeltaNetMixer(SeqModule):
@@ -66,7 +76,11 @@ class DeltaNetMixer(SeqModule):
 
     def _qkv(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = self.n_heads
-        return (F.normalize(heads(q, h), dim=-1), F.normalize(heads(k, h), dim=-1), heads(v, h))
+        qn, kn = F.normalize(heads(q, h), dim=-1), F.normalize(heads(k, h), dim=-1)
+        if QK_PROJ_DTYPE:  # one contiguous cast each (the operator would copy the strided conv output anyway)
+            qn = qn.to(q.dtype, memory_format=torch.contiguous_format)
+            kn = kn.to(k.dtype, memory_format=torch.contiguous_format)
+        return qn, kn, heads(v, h)
 
     def _mix(self, q, k, v, beta, g, state=None, final=False):
         if self.gated:

@@ -59,3 +59,18 @@ def test_kernel_kinds(profile_script):
     assert kind("pytorch_flash::flash_fwd_kernel") == "attention"
     assert kind("something_else") == "other"
     assert kind("_short_conv_bwd") == "convolution"  # the Triton short conv counts with cuDNN's
+
+
+def test_delta_qk16_rows(profile_script, tmp_path):
+    """loop-delta-qk16 runs only the backends with a delta rule, with the switch on in that row only
+    (float32 on the CPU: the same losses as the loop's row)."""
+    out = tmp_path / "p.jsonl"
+    assert profile_script.main(["--cpu-smoke", "--out", str(out), "--warmup", "1", "--steps", "1",
+                                "--parts", "loop", "loop-delta-qk16", "--backends", "gpt2", "deltanet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["part"], r["config"]["backend"]) for r in rows] == [
+        ("loop", "gpt2"), ("loop", "deltanet"), ("loop-delta-qk16", "deltanet")]
+    assert [r["config"]["delta_qk_proj_dtype"] for r in rows] == [False, False, True]
+    assert rows[2]["losses"] == rows[1]["losses"]
+    from pytest_goni.models import deltanet
+    assert deltanet.QK_PROJ_DTYPE is False  # restored after the row
