@@ -31,6 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 from pytest_goni.kernels.testing import DISPATCH, at_time, make_inputs, random_state, rel_err
+from pytest_goni.kernels.triton import common as wy_common
 
 from pytest_goni import kernels
 from pytest_goni.errors import exception_note, one_line
@@ -439,6 +440,7 @@ def _train_one(op, shape, meta, fh, rows, fla_ops, torch_max_t, fla_shapes=(), s
         except Exception as exc:  # noqa: BLE001 - OOM, a compile failure: keep the other rows
             rec = {"error": exception_note(exc, 600)}
         rec.update(section="train", op=op, B=b, T=t, H=h, D=d, impl=impl, signature=signature,
+                   wy_mask_result=wy_common.WY_MASK_RESULT,
                    dtypes={n: str(x.dtype).removeprefix("torch.") for n, x in args.items()})
         emit(rec, meta, fh)
         rows.append(rec)

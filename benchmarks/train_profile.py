@@ -263,7 +263,7 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
         kinds, busy, top = profile_steps(run, model, a.profile_steps, compile_loss, plain)
         dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values())}
         run.emit(part, config={"backend": backend, "pad_vocab": pad, "short_conv": conv_form,
-                               "delta_qk_proj_dtype": deltanet.QK_PROJ_DTYPE,
+                               "delta_qk_proj_dtype": deltanet.QK_PROJ_DTYPE, "wy_mask_result": wy_mask_result(),
                                "compiled": res.compiled, "compile_loss": compile_loss, "forward": res.forward},
                  params=model.num_params(), tokens_per_s=res.tokens_per_second,
                  step_ms=1e3 * step_s, first_steps_s=res.first_step_seconds, compile_error=res.compile_error,
@@ -271,6 +271,15 @@ def part_loop(run: Run, part: str, pad: int, backend: str = "gpt2", conv_form: s
                  top_kernels=top, losses=res.losses, dynamo=dynamo)
     finally:
         losses.DEFAULT_PAD_VOCAB, layers.SHORT_CONV_FORM, deltanet.QK_PROJ_DTYPE = saved
+
+
+def wy_mask_result() -> bool | None:
+    """The delta rules' WY inverse form this process runs (kernels/triton/common.py, GONI_WY_MASK_RESULT)."""
+    try:
+        from pytest_goni.kernels.triton import common
+    except ImportError:  # no Triton here: the torch forms run
+        return None
+    return common.WY_MASK_RESULT
 
 
 def profile_steps(run: Run, model: nn.Module, steps: int, compile_loss: bool = False, plain: bool = False

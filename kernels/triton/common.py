@@ -6,9 +6,15 @@ input dtype, the key / value tiles and the optional initial / final state.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
+
+#: `unit_lower_inverse`'s masks on its products' rows (default) or, GONI_WY_MASK_RESULT=0, on A (the form measured
+#: on the H200 until 2026-12-01: the same values, more registers). Read at each launch (the launchers pass it).
+WY_MASK_RESULT = os.environ.get("GONI_WY_MASK_RESULT", "1") != "0"
 
 
 @triton.jit
@@ -31,7 +37,7 @@ def decayed_scores(q, k, bc, causal, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def unit_lower_inverse(a, C: tl.constexpr, PRECISION: tl.constexpr):
+def unit_lower_inverse(a, C: tl.constexpr, PRECISION: tl.constexpr, MASK_RESULT: tl.constexpr):
     """(I + A)^-1 of a strictly lower-triangular [C, C] float32 A (C a multiple of 16): forward substitution.
 
     Rows one at a time inside each 16-row diagonal block (all blocks at once: one masked dot per row
@@ -43,10 +49,27 @@ def unit_lower_inverse(a, C: tl.constexpr, PRECISION: tl.constexpr):
     suspected cause of deltanet's NaN in bf16 training at T 4096 on the H200). Cost: 15 + 2 (C/16 - 1)
     [C, C] dots (21 at C 64) against the product's 2 (log2 C - 1) (10); ptxas (sm_90, Triton 3.9) on the
     forward WY kernel at C 64, bf16: 255 registers + 72 B spill, against 231 and none (C 32: no spill).
+
+    MASK_RESULT: each step masks its product's rows (row r of A_diag X is row r of (A masked to row r) X:
+    the same values) instead of A. Masking A gave the compiler one masked copy of A per unrolled step, all
+    independent of X, and it computed them early and kept them live: ptxas (sm_90, Triton 3.6) on the
+    forward WY kernel at C 64: bf16 255 registers + 80-112 B spill -> 234 and none; float32 inputs (tf32x3,
+    the (gated) DeltaNet layer's q, k under CUDA autocast) 2,920-2,936 B -> 1,984 B. In the WY backward
+    at C 32, float32, it spills more (684 against 288 B), so that launch keeps the masks on A there.
     """
     oc = tl.arange(0, C)
     blk = oc // 16
     x = tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)
+    if MASK_RESULT:
+        # two masked copies of A live through the loops (block diagonal, blocks below), not one per step
+        a_diag = tl.where(blk[:, None] == blk[None, :], a, 0.0)
+        a_below = tl.where(blk[:, None] > blk[None, :], a, 0.0)
+        for r in tl.static_range(1, 16):
+            x -= tl.where(((oc % 16) == r)[:, None], tl.dot(a_diag, x, input_precision=PRECISION), 0.0)
+        for r in tl.static_range(1, C // 16):
+            y = tl.where((blk == r)[:, None], tl.dot(a_below, x, input_precision=PRECISION), 0.0)
+            x -= tl.dot(x, y, input_precision=PRECISION)
+        return x
     for r in tl.static_range(1, 16):  # row r of every block from the rows above it (final already)
         rows = ((oc % 16) == r)[:, None] & (blk[:, None] == blk[None, :])
         x -= tl.dot(tl.where(rows, a, 0.0), x, input_precision=PRECISION)

@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import common as shared
 from . import wy
 from .common import chunk_log_decay, chunk_reverse_cumsum, decayed_scores, dot_precision, tiles, unit_lower_inverse
 
@@ -171,7 +172,8 @@ def _reverse_walk_kernel(q_ptr, k_ptr, w_ptr, g_ptr, do_ptr, unew_ptr, states_pt
 def _wy_bwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, du_ptr, dw_ptr, dqw_ptr, dkw_ptr,
                    dq_ptr, dk_ptr, dv_ptr, dbeta_ptr, db_ptr, T, H, DK, DV,
                    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr):
+                   HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr,
+                   MASK_RESULT: tl.constexpr):
     """One chunk: the WY backward (dV, dbeta, the rest of dK), dQ / dK / dV in the inputs' dtype and
     dL/dB = q.dq - v.dv per token (float32)."""
     n = tl.program_id(0)
@@ -197,7 +199,7 @@ def _wy_bwd_kernel(q_ptr, k_ptr, v_ptr, beta_ptr, g_ptr, du_ptr, dw_ptr, dqw_ptr
     kf = k.to(tl.float32)
     kk = tl.dot(kf, tl.trans(kf), input_precision=INV_PRECISION)
     a = kk * (beta[:, None] * dec)
-    x = unit_lower_inverse(a, C, INV_PRECISION)
+    x = unit_lower_inverse(a, C, INV_PRECISION, MASK_RESULT)
     du = tl.load(du_ptr + row[:, None] * DV + ov[None, :], mask=mtv, other=0.0)
     dw = tl.load(dw_ptr + row[:, None] * DK + ok[None, :], mask=mtk, other=0.0)
     xt = tl.trans(x)
@@ -272,7 +274,9 @@ def delta_bwd(q, k, v, g, beta, do, dht, scale, *, initial_state, chunk: int = C
     _wy_bwd_kernel[(nt, b * h)](q, k, v, beta, gp, du, dw, dq_w, dk_w, dq, dk, dv, dbeta, db, t, h, dk_, dv_,
                                 C=chunk, BK=bk,
                                 BV=max(16, triton.next_power_of_2(dv_)), HAS_G=g is not None, PRECISION=prec,
-                                INV_PRECISION="tf32x3" if q.dtype == torch.float32 else "tf32", num_warps=8,
+                                INV_PRECISION="tf32x3" if q.dtype == torch.float32 else "tf32",
+                                # float32: the masks on A (ptxas sm_90, Triton 3.6: 288 B spill against 684 B)
+                                MASK_RESULT=shared.WY_MASK_RESULT and q.dtype != torch.float32, num_warps=8,
                                 num_stages=stages)
     dg = None
     if g is not None:  # bnd[:, :, n]: sum(S dS) before chunk n, i.e. dL/dB summed from chunk n on

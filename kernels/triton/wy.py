@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import common
 from .common import chunk_log_decay, decayed_scores, dot_precision, dot_width, unit_lower_inverse
 
 
@@ -25,7 +26,7 @@ from .common import chunk_log_decay, decayed_scores, dot_precision, dot_width, u
 def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H, DK, DV,
                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                HAS_G: tl.constexpr, PRECISION: tl.constexpr, INV_PRECISION: tl.constexpr,
-               STORE_ATT: tl.constexpr):
+               STORE_ATT: tl.constexpr, MASK_RESULT: tl.constexpr):
     n = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -45,7 +46,7 @@ def _wy_kernel(k_ptr, v_ptr, beta_ptr, g_ptr, u_ptr, w_ptr, q_ptr, att_ptr, T, H
     strict = oc[:, None] > oc[None, :]
     dec = tl.exp(tl.where(strict, bc[:, None] - bc[None, :], float("-inf")))
     a = tl.dot(k, tl.trans(k), input_precision=PRECISION) * (beta[:, None] * dec)
-    x = unit_lower_inverse(a, C, INV_PRECISION)
+    x = unit_lower_inverse(a, C, INV_PRECISION, MASK_RESULT)
     xd = x.to(k.dtype)
     vb = (v.to(tl.float32) * beta[:, None]).to(k.dtype)
     kb = (k.to(tl.float32) * (beta * tl.exp(bc))[:, None]).to(k.dtype)
@@ -87,5 +88,5 @@ def wy(k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None, beta: torch.Ten
                      q if q is not None else k, att if att is not None else u, t, h, dk, dv,
                      C=chunk, BK=dot_width(dk, num_warps), BV=dot_width(dv, num_warps), HAS_G=g is not None,
                      PRECISION=prec, INV_PRECISION=inv_precision or prec, STORE_ATT=q is not None,
-                     num_warps=num_warps)
+                     MASK_RESULT=common.WY_MASK_RESULT, num_warps=num_warps)
     return u, w, att

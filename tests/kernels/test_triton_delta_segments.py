@@ -18,7 +18,7 @@ CUDA = torch.cuda.is_available()
 if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-from pytest_goni.kernels.triton import delta_rule, wy  # noqa: E402
+from pytest_goni.kernels.triton import common, delta_rule, wy  # noqa: E402
 
 DEV = "cuda" if CUDA else "cpu"
 FP32_TOL = 5e-3 if CUDA else 1e-4
@@ -146,6 +146,22 @@ def test_wy_correlated_keys_stay_accurate(op, chunk):
     a = make_inputs(op, 1, chunk, 1, 16, 16, device=DEV, seed=97, key_mix=0.7)
     a["beta"] = 0.9 + 0.1 * a["beta"]
     _check_wy(a, chunk, FP32_TOL)
+
+
+@pytest.mark.parametrize("chunk", [32, 64])
+def test_wy_inverse_mask_forms_agree(monkeypatch, chunk):
+    """`unit_lower_inverse` masking its products' rows (the default: fewer live tiles, no spill at chunk 64
+    in bf16 on sm_90) computes the same X as masking A's rows (GONI_WY_MASK_RESULT=0), on correlated keys;
+    each against the float64 solve."""
+    a = make_inputs("delta_rule", 1, chunk, 1, 16, 16, device=DEV, seed=98, key_mix=0.7)
+    a["beta"] = 0.9 + 0.1 * a["beta"]
+    out = {}
+    for form in (False, True):
+        monkeypatch.setattr(common, "WY_MASK_RESULT", form)
+        out[form] = wy.wy(a["k"], a["v"], None, a["beta"], chunk)[:2]
+        _check_wy(a, chunk, FP32_TOL)
+    for x, y in zip(out[False], out[True]):
+        assert rel_err(y, x) <= 1e-6
 
 
 _WY_SM90 = """

@@ -1,0 +1,48 @@
+"""ptxas (sm_90a) registers and spill of `_wy_kernel` forms, D 64, 8 warps, bf16 and float32 inputs, chunks 32/64.
+
+    git show 36f2a6b:kernels/triton/wy.py > kernels/triton/_wy_36f2a6b.py   # the Neumann product, fast 2026-11-30
+    PYTHONPATH=/tmp/t36 python compile_wy_forms.py pytest_goni.kernels.triton._wy_36f2a6b pytest_goni.kernels.triton.wy
+    rm kernels/triton/_wy_36f2a6b.py
+Current `wy` is compiled with MASK_RESULT off (masks on A, 40c0c90..5cdbdaa) and on (this change).
+"""
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+ptxas = next(p for p in (os.path.join(bin_dir, "ptxas-blackwell"), os.path.join(bin_dir, "ptxas")) if os.path.exists(p))
+print("# triton", triton.__version__)
+for modname in sys.argv[1:]:
+    fn = importlib.import_module(modname)._wy_kernel
+    has_mask = any(p.name == "MASK_RESULT" for p in fn.params)
+    for mask in (False, True) if has_mask else (None,):
+        for dt, prec in (("bf16", "tf32"), ("fp32", "tf32x3")):
+            for c in (32, 64):
+                cv = {"C": c, "LOG2C": c.bit_length() - 1, "BK": 64, "BV": 64, "HAS_G": True, "PRECISION": prec,
+                      "INV_PRECISION": prec, "STORE_ATT": False, "MASK_RESULT": mask}
+                types, consts = {}, {}
+                for i, p in enumerate(fn.params):
+                    if p.name in cv:
+                        types[p.name], consts[(i,)] = "constexpr", cv[p.name]
+                    elif p.name.endswith("_ptr"):
+                        types[p.name] = f"*{dt}" if p.name not in ("g_ptr",) else "*fp32"
+                    else:
+                        types[p.name] = "i32"
+                k = triton.compile(ASTSource(fn=fn, signature=types, constexprs=consts),
+                                   target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
+                with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+                    f.write(k.asm["ptx"])
+                info = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
+                                      capture_output=True, text=True).stderr
+                os.unlink(f.name)
+                spill = re.findall(r"(\d+) bytes spill stores", info)
+                regs = re.findall(r"Used (\d+) registers", info)
+                print(f"{modname.split('.')[-1]:12s} mask_result={mask!s:5} {dt} C{c} gated: regs {regs[0] if regs else '?'} "
+                      f"spill {spill[0] if spill else '?'} B smem {k.metadata.shared}", flush=True)
