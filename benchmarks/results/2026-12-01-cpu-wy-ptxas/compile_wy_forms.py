@@ -3,7 +3,7 @@
     git show 36f2a6b:kernels/triton/wy.py > kernels/triton/_wy_36f2a6b.py   # the Neumann product, fast 2026-11-30
     PYTHONPATH=/tmp/t36 python compile_wy_forms.py pytest_goni.kernels.triton._wy_36f2a6b pytest_goni.kernels.triton.wy
     rm kernels/triton/_wy_36f2a6b.py
-Current `wy` is compiled with MASK_RESULT off (masks on A, 40c0c90..5cdbdaa) and on (this change).
+BV=128 in the environment: the value width of gated-deltanet 8M (expand_v 2: Dv 128). Current `wy` is compiled with MASK_RESULT off (masks on A, 40c0c90..5cdbdaa) and on (this change).
 """
 import importlib
 import os
@@ -25,7 +25,7 @@ for modname in sys.argv[1:]:
     for mask in (False, True) if has_mask else (None,):
         for dt, prec in (("bf16", "tf32"), ("fp32", "tf32x3")):
             for c in (32, 64):
-                cv = {"C": c, "LOG2C": c.bit_length() - 1, "BK": 64, "BV": 64, "HAS_G": True, "PRECISION": prec,
+                cv = {"C": c, "LOG2C": c.bit_length() - 1, "BK": 64, "BV": int(os.environ.get("BV", 64)), "HAS_G": True, "PRECISION": prec,
                       "INV_PRECISION": prec, "STORE_ATT": False, "MASK_RESULT": mask}
                 types, consts = {}, {}
                 for i, p in enumerate(fn.params):
