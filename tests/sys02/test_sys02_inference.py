@@ -152,7 +152,9 @@ def test_context_scaling_finds_and_refines_the_crossover(make_ctx, run_kind, tmp
 
 
 def test_context_scaling_without_crossover_is_a_result(make_ctx, run_kind):
-    models = _sleepers({"quadratic": 4e-8}, {"linear": 2e-6})  # candidate slower everywhere
+    # candidate slower everywhere, by 60x at 256 tokens: a busy 2-core host's sleep overshoot (a few
+    # ms) must not make the baseline's 0.26 ms sleep read slower than the candidate's 16 ms
+    models = _sleepers({"quadratic": 2.5e-7}, {"linear": 1e-6})
     out = run_kind("context_scaling", make_ctx(models, "cs2"),
                    {"candidate": "cand", "baseline": "base", "contexts": [256, 1024], "reps": 2})
     assert math.isnan(out["crossover"].value())
