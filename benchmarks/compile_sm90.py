@@ -122,6 +122,24 @@ def decode_steps(name: str, d: int) -> None:
                     _, state = model.step(ids[:, t], state)
 
 
+def ptxas_usage(kernel) -> tuple[str, str]:
+    """(registers, spill store bytes) per thread of a compiled Triton kernel, by ptxas -v for sm_90a
+    (the wheel's `ptxas-blackwell` where present: it reads the PTX of newer Tritons); '?' where unread."""
+    import triton
+
+    bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    ptxas = next(p for p in (os.path.join(bin_dir, "ptxas-blackwell"), os.path.join(bin_dir, "ptxas"))
+                 if os.path.exists(p))
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(kernel.asm["ptx"])
+    info = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
+                          capture_output=True, text=True).stderr
+    os.unlink(f.name)
+    spill = re.findall(r"(\d+) bytes spill stores", info)
+    regs = re.findall(r"Used (\d+) registers", info)
+    return (regs[0] if regs else "?"), (spill[0] if spill else "?")
+
+
 def compile_all(path: str, modules: list[str]) -> int:
     """Compile each recorded launch of `modules` for sm_90; one line per launch. Returns the failures."""
     import importlib
@@ -131,10 +149,6 @@ def compile_all(path: str, modules: list[str]) -> int:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    ptxas = os.path.join(bin_dir, "ptxas-blackwell")
-    if not os.path.exists(ptxas):
-        ptxas = os.path.join(bin_dir, "ptxas")
     print(f"# Triton {triton.__version__} ({os.path.dirname(triton.__file__)})", flush=True)
     with open(path) as f:
         launches = json.load(f)
@@ -167,14 +181,8 @@ def compile_all(path: str, modules: list[str]) -> int:
             print(f"FAILED {label}: a tf32 wgmma with N = 8 (reads past its shared operand on sm_90)", flush=True)
             failed += 1
             continue
-        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-            f.write(kernel.asm["ptx"])
-        info = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
-                              capture_output=True, text=True).stderr
-        os.unlink(f.name)
-        spill = re.findall(r"(\d+) bytes spill stores", info)
-        regs = re.findall(r"Used (\d+) registers", info)
-        print(f"{label} spill {spill[0] if spill else '?'} B regs {regs[0] if regs else '?'} "
+        regs, spill = ptxas_usage(kernel)
+        print(f"{label} spill {spill} B regs {regs} "
               f"smem {kernel.metadata.shared}", flush=True)
     return failed
 

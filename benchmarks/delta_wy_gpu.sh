@@ -24,11 +24,6 @@ PROFILE_ARGS=${PROFILE_ARGS:---device cuda:0}
 LOOP_STEPS=${LOOP_STEPS:---warmup 2 --steps 6 --profile-steps 2}
 export PYTHONUNBUFFERED=1
 record_env
-stage() {  # name limit command...: run with a time limit, log under $R, record rc and wall time
-  local name=$1 limit=$2 t0=$SECONDS; shift 2
-  timeout -s INT -k 10 "$limit" "$@" > "$R/$name.log" 2>&1
-  echo "$name rc=$? limit=${limit}s took=$((SECONDS - t0))s" >> "$R/rc.txt"
-}
 J="$R/train-profile.jsonl"
 K="$R/kernels-train.jsonl"
 stage tests "$T_TESTS" python3 -m pytest -p no:cacheprovider -p no:randomly -q -rA \

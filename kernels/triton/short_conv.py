@@ -36,6 +36,16 @@ def _warps(bt: int, bc: int) -> int:
 
 
 @triton.jit
+def _tile(C, BT: tl.constexpr, BC: tl.constexpr):
+    """This program's token tile index, batch row (int64: row offsets pass 2**31), tokens, channels, channel mask."""
+    pt = tl.program_id(0)
+    bi = tl.program_id(2).to(tl.int64)
+    ot = pt * BT + tl.arange(0, BT)
+    oc = tl.program_id(1) * BC + tl.arange(0, BC)
+    return pt, bi, ot, oc, oc < C
+
+
+@triton.jit
 def _pre(x_ptr, w_ptr, b_ptr, xb, ot, oc, mc, T, sxt,
          K: tl.constexpr, HAS_B: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     """float32 [BT, BC]: the conv before its activation at tokens ``ot`` and channels ``oc``."""
@@ -54,12 +64,7 @@ def _pre(x_ptr, w_ptr, b_ptr, xb, ot, oc, mc, T, sxt,
 @triton.jit
 def _short_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, T, C, sxb, sxt, syb, syt,
                 K: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
-    pt = tl.program_id(0)
-    pc = tl.program_id(1)
-    bi = tl.program_id(2).to(tl.int64)
-    ot = pt * BT + tl.arange(0, BT)
-    oc = pc * BC + tl.arange(0, BC)
-    mc = oc < C
+    pt, bi, ot, oc, mc = _tile(C, BT, BC)
     y = _pre(x_ptr, w_ptr, b_ptr, x_ptr + bi * sxb, ot, oc, mc, T, sxt, K, HAS_B, BT, BC)
     if ACT:
         y = y / (1.0 + tl.exp(-y))
@@ -71,12 +76,7 @@ def _short_conv_fwd(x_ptr, w_ptr, b_ptr, y_ptr, T, C, sxb, sxt, syb, syt,
 def _short_conv_bwd(x_ptr, w_ptr, b_ptr, dy_ptr, dx_ptr, dwp_ptr, T, C, NT, sxb, sxt, sdb, sdt, sdxb, sdxt,
                 K: tl.constexpr, KB: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr,
                 BT: tl.constexpr, BC: tl.constexpr):
-    pt = tl.program_id(0)
-    pc = tl.program_id(1)
-    bi = tl.program_id(2).to(tl.int64)
-    ot = pt * BT + tl.arange(0, BT)
-    oc = pc * BC + tl.arange(0, BC)
-    mc = oc < C
+    pt, bi, ot, oc, mc = _tile(C, BT, BC)
     xb = x_ptr + bi * sxb
     dwp = dwp_ptr + (bi * NT + pt) * KB * C + oc  # this program's row of partial sums
     dx = tl.zeros([BT, BC], dtype=tl.float32)

@@ -92,18 +92,30 @@ def test_cuda_count_leaves_out_the_annotation_ranges():
 
 
 
-def _fused_and_unfused(name, model=None):
+def _step_under(name, settings, model=None):
+    """One decode step after a 7-token prefill under each ``{key: (fusion on, gemv)}``: its launch
+    count and its logits per key."""
     model = model if model is not None else resolve_backend(name)(**SHAPE).eval()
     tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         _, state = model.prefill(tokens)
     counts, logits = {}, {}
-    for on in (False, True):
-        with decode_fusion(on, gemv=False):  # the GEMVs have their own count test below
-            counts[on] = step_launches(model, tokens[:, -1], state)
+    for key, (on, gemv) in settings.items():
+        with decode_fusion(on, gemv=gemv):
+            counts[key] = step_launches(model, tokens[:, -1], state)
             with torch.inference_mode():
-                logits[on] = model.step(tokens[:, -1], clone_state(state))[0]
+                logits[key] = model.step(tokens[:, -1], clone_state(state))[0]
     return model, counts, logits
+
+
+def _fused_and_unfused(name, model=None):
+    """Fusion off (False) and on (True), the GEMVs off: they have their own count tests below."""
+    return _step_under(name, {False: (False, False), True: (True, False)}, model)
+
+
+def _with_and_without_gemvs(name):
+    """Fusion on, the GEMVs off (False) and on (True)."""
+    return _step_under(name, {False: (True, False), True: (True, True)})
 
 
 @pytest.mark.parametrize("name", ["gla", "gated-deltanet", "mamba2", "rwkv6", "groundthink", "transformer-rope",
@@ -166,16 +178,7 @@ def test_under_autocast_the_fused_step_casts_its_weights_once():
 def test_the_fused_gemvs_launch_fewer_kernels_still(name):
     """With the GEMVs (the default) a pre-norm block's norm runs inside its first matmul: fewer launches
     than add_norm + matmul, the same logits."""
-    model = resolve_backend(name)(**SHAPE).eval()
-    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        _, state = model.prefill(tokens)
-    counts, logits = {}, {}
-    for gemv in (False, True):
-        with decode_fusion(True, gemv=gemv):
-            counts[gemv] = step_launches(model, tokens[:, -1], state)
-            with torch.inference_mode():
-                logits[gemv] = model.step(tokens[:, -1], clone_state(state))[0]
+    model, counts, logits = _with_and_without_gemvs(name)
     assert counts[True].launches < counts[False].launches
     assert counts[True].by_op["goni.kernel::norm_linear"] > 0
     if name == "mamba2":  # the conv step in the in_proj GEMV's epilogue
@@ -197,16 +200,7 @@ def test_rwkv_token_shift_chains_run_as_grouped_gemvs(name):
     in_proj GEMV's epilogue, its two mixer steps one launch): per layer exactly
     the kernels listed (rwkv6: and one cuBLAS matmul, RWKV's out projection, which groundthink runs inside
     the blend's GEMV), the same logits as without the GEMVs."""
-    model = resolve_backend(name)(**SHAPE).eval()
-    tokens = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        _, state = model.prefill(tokens)
-    counts, logits = {}, {}
-    for gemv in (False, True):
-        with decode_fusion(True, gemv=gemv):
-            counts[gemv] = step_launches(model, tokens[:, -1], state)
-            with torch.inference_mode():
-                logits[gemv] = model.step(tokens[:, -1], clone_state(state))[0]
+    model, counts, logits = _with_and_without_gemvs(name)
     n = SHAPE["n_layers"]
     by_op = counts[True].by_op
     for op, per_layer in RWKV_GEMV_STEP[name].items():

@@ -7,17 +7,15 @@ BV=128 in the environment: the value width of gated-deltanet 8M (expand_v 2: Dv 
 """
 import importlib
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-ptxas = next(p for p in (os.path.join(bin_dir, "ptxas-blackwell"), os.path.join(bin_dir, "ptxas")) if os.path.exists(p))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # benchmarks/
+from compile_sm90 import ptxas_usage  # noqa: E402
+
 print("# triton", triton.__version__)
 for modname in sys.argv[1:]:
     fn = importlib.import_module(modname)._wy_kernel
@@ -37,12 +35,6 @@ for modname in sys.argv[1:]:
                         types[p.name] = "i32"
                 k = triton.compile(ASTSource(fn=fn, signature=types, constexprs=consts),
                                    target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
-                with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-                    f.write(k.asm["ptx"])
-                info = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
-                                      capture_output=True, text=True).stderr
-                os.unlink(f.name)
-                spill = re.findall(r"(\d+) bytes spill stores", info)
-                regs = re.findall(r"Used (\d+) registers", info)
-                print(f"{modname.split('.')[-1]:12s} mask_result={mask!s:5} {dt} C{c} gated: regs {regs[0] if regs else '?'} "
-                      f"spill {spill[0] if spill else '?'} B smem {k.metadata.shared}", flush=True)
+                regs, spill = ptxas_usage(k)
+                print(f"{modname.split('.')[-1]:12s} mask_result={mask!s:5} {dt} C{c} gated: regs {regs} "
+                      f"spill {spill} B smem {k.metadata.shared}", flush=True)
