@@ -61,7 +61,7 @@ def test_rope_scores_depend_on_offset_only_and_positions_restart_per_sequence() 
     q1, k1, v1 = attn._qkv(s, 0)
     q2, k2, v2 = (t[:, :, 5:] for t in attn._qkv(torch.cat([prefix, s], dim=1), 0))
     torch.testing.assert_close(q1 @ k1.transpose(-1, -2), q2 @ k2.transpose(-1, -2), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+    torch.testing.assert_close(v1, v2, rtol=0, atol=1e-12)  # not bit-exact: BLAS blocks 6 and 11 rows differently
     assert (q1 - q2).abs().max() > 1e-3
     q3, _, _ = attn._qkv(s, 0)  # a second call starts at position 0 again
     torch.testing.assert_close(q1, q3, rtol=0, atol=0)
